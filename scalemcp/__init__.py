@@ -1,0 +1,45 @@
+"""scalemcp: serve MCP tools, resources and prompts over HTTP at scale."""
+
+from ._version import __version__
+from .app.app import App
+from .app.content import Audio, Image
+from .app.context import Context, ElicitResult, InputRequest, elicitation, roots, sampling
+from .app.tools import CacheHint
+from .config import Config
+from .errors import ToolError
+from .protocol.types import (
+    BlobResourceContents,
+    EmbeddedResource,
+    ImageContent,
+    PromptMessage,
+    ResourceLink,
+    TextContent,
+    TextResourceContents,
+    ToolAnnotations,
+)
+from .server import asgi_app
+
+__all__ = [
+    "App",
+    "Audio",
+    "BlobResourceContents",
+    "CacheHint",
+    "Config",
+    "Context",
+    "ElicitResult",
+    "EmbeddedResource",
+    "Image",
+    "ImageContent",
+    "InputRequest",
+    "PromptMessage",
+    "ResourceLink",
+    "TextContent",
+    "TextResourceContents",
+    "ToolAnnotations",
+    "ToolError",
+    "__version__",
+    "asgi_app",
+    "elicitation",
+    "roots",
+    "sampling",
+]
