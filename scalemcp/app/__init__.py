@@ -1,0 +1,1 @@
+"""The app API: what users write (``App``, decorators, ``Context``, content helpers)."""
