@@ -1,0 +1,121 @@
+"""The state interface every backend implements.
+
+Theory of operation
+-------------------
+A *session* is a record (negotiated version, client capabilities, principal, log level,
+subscriptions) with an idle TTL that every successful load renews.
+
+A session owns named *streams*: append-only event logs, one per SSE stream (``get`` for
+the standalone GET stream, ``p<random>`` for each POST answered with SSE). Every message
+sent on a resumable SSE stream is appended first; its position becomes the SSE event id,
+and ``read`` replays everything after a position and then waits for more, from any
+worker. A stream is *ended* when its final event (the JSON-RPC response) is appended, or
+its *epitaph* when the worker writing it died first.
+
+*Mailboxes* route a message to the worker running a request: the worker that runs a
+request opens a mailbox keyed by (session, key); ``deliver`` from any worker puts a
+payload in it (client responses to server->client requests, cancellations).
+
+*Changes* (list_changed, resources/updated) are published once and seen by every worker.
+
+Nothing crosses this interface but bytes and msgspec Structs, so a backend may live in
+another process.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+import msgspec
+import trio
+
+__all__ = ["SessionRecord", "StateBackend", "StateStatistics", "StreamEvent", "StreamRead"]
+
+
+class SessionRecord(msgspec.Struct, kw_only=True):
+    session_id: str
+    protocol_version: str
+    client_capabilities: dict[str, Any] = {}
+    client_info: dict[str, Any] = {}
+    principal: str | None = None
+    log_level: str | None = None
+    subscriptions: list[str] = []
+    initialized: bool = False
+    created_at: float = 0.0
+
+
+class StreamEvent(msgspec.Struct, frozen=True):
+    position: str
+    data: bytes
+
+
+class StreamRead(msgspec.Struct, frozen=True):
+    events: list[StreamEvent]
+    #: The stream's final event is among what was read, or was read before.
+    ended: bool = False
+    #: The stream (or its session) does not exist or has expired.
+    missing: bool = False
+
+
+class StateStatistics(msgspec.Struct, frozen=True):
+    backend: str
+    sessions: int
+    streams: int
+    mailboxes: int
+    healthy: bool
+
+
+class StateBackend(Protocol):
+    """What the transport and engine need from a state backend."""
+
+    name: str
+
+    async def create_session(self, record: SessionRecord) -> None: ...
+
+    async def load_session(self, session_id: str) -> SessionRecord | None:
+        """The session, its idle TTL renewed; None if unknown, expired or deleted."""
+
+    async def update_session(self, session_id: str, **changes: Any) -> None: ...
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete the session and its streams; open streams end. False if unknown."""
+
+    async def count_sessions(self, principal: str | None) -> int: ...
+
+    async def append(
+        self, session_id: str, stream: str, data: bytes, *, final: bool = False,
+        epitaph: bytes | None = None,
+    ) -> str:
+        """Append an event to a stream and return its position.
+
+        Nothing is appended after a stream's final event. ``epitaph``, given with the
+        append that creates a stream, is the final event the stream gets if the worker
+        writing it dies before ending it; a backend shared by processes appends it once
+        that worker is known to be gone (one in a single process need not keep it).
+        """
+
+    async def read(
+        self, session_id: str, stream: str, after: str | None, *, wait_s: float
+    ) -> StreamRead:
+        """Events after ``after`` (None: from the start); wait up to ``wait_s`` for some."""
+
+    def open_mailbox(
+        self, session_id: str, key: str
+    ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]: ...
+
+    async def deliver(self, session_id: str, key: str, payload: bytes) -> bool:
+        """Route ``payload`` to whoever holds the mailbox; False if nobody does."""
+
+    async def claim_once(self, key: str, ttl_s: float) -> bool:
+        """True the first time ``key`` is claimed within ``ttl_s``; False after (replays)."""
+
+    async def publish_change(self, payload: bytes) -> None: ...
+
+    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]: ...
+
+    async def ready(self) -> bool: ...
+
+    def statistics(self) -> StateStatistics: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,516 @@
+"""Redis state backend: sessions, SSE event logs, routing and fan-out for a fleet of workers.
+
+Layout (every key of a session under the hash tag ``{<session-id>}``): see
+:mod:`scalemcp.state.redis_layout`. Following streams without a connection per reader:
+see :mod:`scalemcp.state.redis_streams`.
+
+Round trips
+-----------
+The client, not Redis, is the budget (about 250 us of client CPU per round trip), so
+each operation on the request path is ONE command, a Lua script where several steps are
+needed: ``load_session`` (HGETALL + renew TTL), ``append`` (XADD + caps + TTLs, returning
+the previous entry id), ``read`` (XRANGE, or the last entry to tell ended/missing).
+A session-era ``tools/call`` answered with JSON costs one round trip (the load).
+
+Mailboxes and changes
+---------------------
+See :mod:`scalemcp.state.redis_router`: ``r:`` mailboxes are owned (``key -> worker``
+in Redis, delivered through the owner's inbox stream); ``c:`` mailboxes (cancellations)
+stay local and are reached by a broadcast, keeping round trips off every request.
+
+Each worker runs ONE background XREAD loop (:meth:`RedisBackend.serve`) over its inbox,
+the broadcast stream (changes, deletions, cancellations) and the streams it follows for
+readers parked on other workers' streams.
+
+Deletion
+--------
+``delete_session`` deletes the session's keys (appends and reads check the session
+record, so nothing is written or served for it afterwards), ends parked readers on this
+worker at once and broadcasts the deletion: readers parked on other workers end as soon
+as their loop reads the broadcast (one XREAD round trip, milliseconds), and at the
+latest after their ``wait_s`` (the SSE keep-alive interval), because a timed-out wait
+always ends with a read from Redis. The same ``wait_s`` bound applies when a session
+expires from idleness while a reader waits.
+
+Deployments
+-----------
+Standalone (``redis://``, ``rediss://``, ``unix://``), Sentinel (``redis[s]+sentinel://``)
+and Cluster (``redis[s]+cluster://``): see :mod:`scalemcp.state.redis_connect`. On a
+cluster every script and multi-key command touches one session's keys (one slot), the
+fleet-wide keys are used one at a time (pipelines are split by node), and the worker's
+reader runs one XREAD per slot it follows (see :mod:`scalemcp.state.redis_streams`).
+While Redis cannot be reached (a failover, a cluster that cannot be discovered yet)
+operations raise BackendUnavailable (HTTP 503) and the backend keeps reconnecting.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, cast
+
+import coredis
+import coredis.exceptions
+import msgspec
+import trio
+from coredis.tokens import PureToken
+
+from ..config import Config
+from ..errors import BackendUnavailable
+from .base import SessionRecord, StateStatistics, StreamRead
+from .redis_connect import ClientOptions, RedisClient, open_client, parse_url
+from .redis_layout import (
+    APPEND,
+    BURY,
+    DELETE_INFO,
+    LOAD_SESSION,
+    PUSH,
+    READ,
+    RELEASE_MAILBOX,
+    UPDATE_SESSION,
+    Id,
+    Keys,
+    decode_entries,
+    decode_record,
+    encode_fields,
+    format_id,
+    hash_slot,
+    parse_id,
+)
+from .redis_liveness import Liveness
+from .redis_router import ERRORS, Link, Router
+from .redis_streams import MISSING, Follower
+
+__all__ = ["RedisBackend"]
+
+log = logging.getLogger("scalemcp.state.redis")
+
+_READ_BATCH = 1000
+_SWEEP_BATCH = 500
+
+
+class RedisBackend:
+    """The :class:`~scalemcp.state.base.StateBackend` for many workers, over Redis.
+
+    Run :meth:`serve` (the ASGI lifespan does) or use ``async with backend.open():``;
+    operations raise :class:`~scalemcp.errors.BackendUnavailable` while Redis cannot be
+    reached or the backend is not running.
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "smcp:",
+        idle_ttl_s: float = 3600.0,
+        stream_maxlen: int = 1000,
+        stream_ttl_s: float = 600.0,
+        max_sessions: int = 100_000,
+        mailbox_ttl_s: float = 360.0,
+        connect_timeout_s: float = 2.0,
+        command_timeout_s: float = 10.0,
+        block_s: float | None = None,
+        max_connections: int = 64,
+        pool_timeout_s: float = 5.0,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        tls_check_hostname: bool = True,
+        worker_ttl_s: float = 15.0,
+    ) -> None:
+        self.target = parse_url(url)
+        if block_s is None:
+            block_s = min(5.0, command_timeout_s / 2)
+        if block_s >= command_timeout_s:
+            raise ValueError("block_s must be shorter than command_timeout_s")
+        self.url = url
+        self.keys = Keys(key_prefix)
+        self.idle_ttl_ms = max(1, int(idle_ttl_s * 1000))
+        self.stream_maxlen = stream_maxlen
+        self.stream_ttl_ms = max(1, int(stream_ttl_s * 1000))
+        self.max_sessions = max_sessions
+        self.mailbox_ttl_ms = max(1, int(mailbox_ttl_s * 1000))
+        self._connect_timeout_s = connect_timeout_s
+        #: This process's identity: mailbox owner records and inbox name use it.
+        self.worker_id = secrets.token_hex(8)
+        self._options = ClientOptions(
+            max_connections=max_connections, connect_timeout_s=connect_timeout_s,
+            socket_timeout_s=command_timeout_s, pool_timeout_s=pool_timeout_s,
+            ca_file=ca_file, cert_file=cert_file, key_file=key_file,
+            tls_check_hostname=tls_check_hostname, client_name=f"scalemcp-{self.worker_id}",
+        )
+        self._link = Link({
+            "load": LOAD_SESSION, "update": UPDATE_SESSION, "append": APPEND, "read": READ,
+            "delete": DELETE_INFO, "release": RELEASE_MAILBOX, "push": PUSH, "bury": BURY,
+        })
+        self._redis = self._link.redis
+        self._script = self._link.script
+        self._serve_scope: trio.CancelScope | None = None
+        if self.target.mode == "cluster":
+            # A lane holds a connection of its node while it blocks: leave most for requests.
+            self._follower = Follower(block_s=block_s, slot_of=hash_slot,
+                                      main_slot=hash_slot(self.keys.broadcast),
+                                      max_lanes=max(1, max_connections // 4))
+        else:
+            self._follower = Follower(block_s=block_s)
+        self._router = Router(self._link, self.keys, self.worker_id,
+                              mailbox_ttl_ms=self.mailbox_ttl_ms,
+                              on_deleted=self._follower.session_gone)
+        self._follower.wake = self._router.wake
+        #: Heartbeats; a stream whose writer has none ends with its epitaph (see the module).
+        self._liveness = Liveness(self._link, self.keys, self.worker_id, ttl_s=worker_ttl_s)
+        self._sessions_seen = 0
+
+    @classmethod
+    def from_config(cls, config: Config) -> RedisBackend:
+        if not config.redis_url:
+            raise ValueError("the Redis backend needs redis_url")
+        return cls(
+            config.redis_url,
+            idle_ttl_s=config.session_idle_ttl_s,
+            stream_maxlen=config.stream_maxlen,
+            stream_ttl_s=config.stream_ttl_s,
+            max_sessions=config.max_sessions,
+            mailbox_ttl_s=config.client_request_timeout_s + 60.0,
+            connect_timeout_s=config.redis_connect_timeout_s,
+            command_timeout_s=config.redis_socket_timeout_s,
+            max_connections=config.redis_max_connections,
+            pool_timeout_s=config.redis_pool_timeout_s,
+            ca_file=config.redis_ca_file,
+            cert_file=config.redis_cert_file,
+            key_file=config.redis_key_file,
+            tls_check_hostname=config.redis_tls_check_hostname,
+            # A dead worker's streams end within 3 keep-alive intervals (redis_liveness).
+            worker_ttl_s=max(3.0, 2 * config.sse_keepalive_s),
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect and run the worker's stream reader and upkeep, until cancelled.
+
+        Reports started once the client exists, or after a first failed attempt to create
+        it (a cluster whose slot map cannot be fetched): it keeps trying meanwhile, and
+        operations raise BackendUnavailable until it succeeds.
+        """
+        started = False
+        backoff = 0.1
+        with trio.CancelScope() as scope:
+            self._serve_scope = scope
+            async with trio.open_nursery() as upkeep:
+                upkeep.start_soon(self._upkeep)
+                while True:
+                    try:
+                        async with open_client(self.target, self._options) as client:
+                            self._link.client = client
+                            self._link.down_reason = None
+                            try:
+                                async with trio.open_nursery() as nursery:
+                                    nursery.start_soon(
+                                        self._follower.run, self._xread, self._cursors,
+                                        self._router.on_message, ERRORS, self._xread_many)
+                                    await nursery.start(self._liveness.run)
+                                    if not started:
+                                        started = True
+                                        if not self._follower.fixed:
+                                            with trio.move_on_after(2 * self._connect_timeout_s):
+                                                await self._follower.tried.wait()
+                                        task_status.started()
+                                    await trio.sleep_forever()
+                            finally:
+                                self._link.client = None
+                    except ERRORS as exc:
+                        reason = exc or type(exc).__name__
+                        self._link.down_reason = f"Redis is unavailable: {reason}"
+                        log.warning("cannot connect to Redis at %s (retrying): %s",
+                                    self.target, exc)
+                    if not started:
+                        started = True
+                        task_status.started()
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[RedisBackend]:
+        """Run :meth:`serve` for the duration of the block (tests, scripts)."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.serve)
+            try:
+                yield self
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def aclose(self) -> None:
+        if self._serve_scope is not None:
+            self._serve_scope.cancel()
+
+    # -- sessions --------------------------------------------------------------------
+
+    async def create_session(self, record: SessionRecord) -> None:
+        sid = record.session_id
+        key = self.keys.session(sid)
+        principal_key = self.keys.principal(record.principal)
+        deadline = time.time() + self.idle_ttl_ms / 1000
+        with self._redis() as client:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.delete([key])
+                pipe.hset(key, encode_fields(msgspec.structs.asdict(record)))
+                pipe.pexpire(key, self.idle_ttl_ms)
+                pipe.zadd(self.keys.sessions, {sid: deadline})
+                pipe.zadd(principal_key, {sid: deadline})
+                pipe.pexpire(principal_key, 2 * self.idle_ttl_ms)
+                card = pipe.zcard(self.keys.sessions)
+            self._sessions_seen = await card
+            if self._sessions_seen > self.max_sessions:
+                await self._evict(client)
+
+    async def load_session(self, session_id: str) -> SessionRecord | None:
+        with self._redis() as client:
+            flat = await self._script(client, "load", [self.keys.session(session_id)],
+                                      [self.idle_ttl_ms])
+        return decode_record(flat) if flat else None
+
+    async def update_session(self, session_id: str, **changes: Any) -> None:
+        if not changes:
+            return
+        args: list[Any] = []
+        for name, value in encode_fields(changes).items():
+            args += (name, value)
+        with self._redis() as client:
+            await self._script(client, "update", [self.keys.session(session_id)], args)
+
+    async def delete_session(self, session_id: str) -> bool:
+        key, names_key = self.keys.session(session_id), self.keys.stream_set(session_id)
+        with self._redis() as client:
+            info = await self._script(client, "delete", [key, names_key], [])
+            if info is None:
+                return False
+            packed, names = info
+            principal = msgspec.msgpack.decode(packed) if packed else None
+            streams = [self.keys.stream(session_id, n.decode()) for n in names]
+            streams += [self.keys.epitaph(session_id, n.decode()) for n in names]
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.delete([key, names_key, *streams])
+                pipe.zrem(self.keys.sessions, [session_id])
+                pipe.zrem(self.keys.principal(principal if isinstance(principal, str) else None),
+                          [session_id])
+                self._router.push_deleted(pipe, session_id)
+        self._follower.session_gone(session_id)
+        self._sessions_seen = max(0, self._sessions_seen - 1)
+        return True
+
+    async def count_sessions(self, principal: str | None) -> int:
+        with self._redis() as client:
+            return await self._sweep(client, self.keys.principal(principal))
+
+    async def _sweep(self, client: RedisClient, key: str) -> int:
+        """Drop expired sessions from a session index; returns how many remain.
+
+        Scores are the expiry times known when last looked at; sessions renewed since
+        are rescored from their TTL, expired ones removed.
+        """
+        now = time.time()
+        due = await client.zrangebyscore(key, 0, now, offset=0, count=_SWEEP_BATCH)
+        sids = [m.decode() for m in cast(tuple[bytes, ...], due)]
+        if sids:
+            async with client.pipeline(transaction=False) as pipe:
+                ttls = [pipe.pttl(self.keys.session(sid)) for sid in sids]
+            alive: dict[str | bytes, float] = {}
+            dead: list[str] = []
+            for sid, ttl in zip(sids, ttls, strict=True):
+                remaining = await ttl
+                if remaining == -2:
+                    dead.append(sid)
+                else:
+                    alive[sid] = now + (remaining if remaining > 0 else self.idle_ttl_ms) / 1000
+            async with client.pipeline(transaction=False) as pipe:
+                if alive:
+                    pipe.zadd(key, alive)
+                if dead:
+                    pipe.zrem(key, dead)
+        return await client.zcard(key)
+
+    async def _evict(self, client: RedisClient) -> None:
+        """Over ``max_sessions``: forget expired sessions, then the least recently renewed."""
+        remaining = await self._sweep(client, self.keys.sessions)
+        excess = remaining - self.max_sessions
+        if excess > 0:
+            popped = await client.zpopmin(self.keys.sessions, excess)
+            for member in cast(tuple[tuple[bytes, float], ...], popped or ()):
+                sid = member[0].decode()
+                log.warning("max_sessions (%d) reached: evicting session %s",
+                            self.max_sessions, sid[:8])
+                await self.delete_session(sid)
+        self._sessions_seen = max(0, remaining - max(0, excess))
+
+    # -- streams ---------------------------------------------------------------------
+
+    async def append(
+        self, session_id: str, stream: str, data: bytes, *, final: bool = False,
+        epitaph: bytes | None = None,
+    ) -> str:
+        key = self.keys.stream(session_id, stream)
+        with self._redis() as client:
+            reply = await self._script(
+                client, "append",
+                [self.keys.session(session_id), key, self.keys.stream_set(session_id),
+                 self.keys.epitaph(session_id, stream)],
+                [data, b"1" if final else b"", self.stream_maxlen, self.stream_ttl_ms, stream,
+                 epitaph or b"", self._liveness.worker],
+            )
+        if reply is None:
+            return "0"  # the session is gone: the event has nowhere to go
+        if len(reply) == 1:  # the stream has ended (e.g. with our epitaph): not appended
+            ended_at: str = reply[0].decode()
+            return ended_at
+        prev, new = parse_id(reply[0]) or (0, 0), parse_id(reply[1])
+        assert new is not None
+        position: str = reply[1].decode()
+        self._follower.appended(key, session_id, prev, new, position, data, final)
+        return position
+
+    async def read(
+        self, session_id: str, stream: str, after: str | None, *, wait_s: float
+    ) -> StreamRead:
+        start: Id | None = None
+        if after is not None:
+            start = parse_id(after)
+            if start is None:
+                return MISSING
+        key = self.keys.stream(session_id, stream)
+        follower = self._follower
+        st = follower.streams.get(key)
+        if (wait_s > 0 and start is not None and st is not None and not st.ended
+                and st.known_last == start):
+            # Caught up with what this worker knows: wait without asking Redis first.
+            parked = await follower.park(st, start, wait_s)
+            if parked is not None:
+                return parked
+            return await self._read_now(session_id, stream, start, check_writer=True)
+        result = await self._read_now(session_id, stream, start)
+        if result.events or result.ended or wait_s <= 0:
+            return result
+        st = follower.state(key, session_id)
+        parked = await follower.park(st, start or (0, 0), wait_s)
+        if parked is not None:
+            return parked
+        return await self._read_now(session_id, stream, start, check_writer=True)
+
+    async def _read_now(self, session_id: str, stream: str, start: Id | None,
+                        check_writer: bool = False) -> StreamRead:
+        """Read from Redis. With ``check_writer`` (after a whole wait brought nothing), a
+        stream whose writer has no heartbeat is ended with its epitaph (redis_liveness)."""
+        key = self.keys.stream(session_id, stream)
+        keys = [self.keys.session(session_id), key, self.keys.epitaph(session_id, stream)]
+        begin = "-" if start is None else "(" + format_id(start)
+        with self._redis() as client:
+            reply = await self._script(client, "read", keys,
+                                       [begin, _READ_BATCH, self.stream_ttl_ms])
+            writer = reply[2] if reply[0] == 1 and len(reply) > 2 else None
+            if check_writer and writer and await self._liveness.gone(writer):
+                log.warning("worker %s is gone: ending its stream %s with its epitaph",
+                            writer.decode(errors="replace"), key)
+                reply = await self._script(client, "bury", keys, [
+                    begin, _READ_BATCH, self.stream_maxlen, self.stream_ttl_ms])
+        if reply[0] == 0:
+            self._follower.forget(key)
+            return MISSING
+        st = self._follower.state(key, session_id)
+        if reply[0] == 1:
+            last, final = decode_entries([reply[1]])
+            self._follower.saw(st, parse_id(last[0].position), final)
+            return StreamRead([], ended=final)
+        events, final = decode_entries(reply[1])
+        if events:  # (BURY may find nothing new: its writer ended it just in time)
+            self._follower.saw(st, parse_id(events[-1].position), final)
+        return StreamRead(events, ended=final)
+
+    # -- mailboxes and changes (see redis_router) -----------------------------------
+
+    def open_mailbox(
+        self, session_id: str, key: str
+    ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]:
+        return self._router.open_mailbox(session_id, key)
+
+    async def deliver(self, session_id: str, key: str, payload: bytes) -> bool:
+        return await self._router.deliver(session_id, key, payload)
+
+    async def publish_change(self, payload: bytes) -> None:
+        await self._router.publish_change(payload)
+
+    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]:
+        return self._router.open_changes()
+
+    async def claim_once(self, key: str, ttl_s: float) -> bool:
+        with self._redis() as client:
+            return bool(await client.set(self.keys.claim(key), b"1", condition=PureToken.NX,
+                                         px=max(1, int(ttl_s * 1000))))
+
+    # -- the worker's reader ---------------------------------------------------------
+
+    async def _xread(self, streams: dict[str, str], count: int, block_ms: int) -> Any:
+        client = self._link.client
+        if client is None:
+            raise coredis.exceptions.ConnectionError("not connected")
+        return await client.xread(streams, count=count, block=block_ms or None)
+
+    async def _xread_many(self, groups: list[dict[str, str]], count: int) -> list[Any]:
+        """One non-blocking XREAD per group (each of one slot), in one pipeline."""
+        client = self._link.client
+        if client is None:
+            raise coredis.exceptions.ConnectionError("not connected")
+        async with client.pipeline(transaction=False) as pipe:
+            replies = [pipe.xread(group, count=count) for group in groups]
+        return [await reply for reply in replies]
+
+    async def _cursors(self) -> dict[str, Id]:
+        """Where the reader starts: its new inbox from the start, broadcasts from now.
+
+        Run when the reader starts (again until it succeeds), so it also loads the
+        scripts; a Redis that forgets them later answers NOSCRIPT once per script.
+        """
+        client = self._link.client
+        if client is None:
+            raise coredis.exceptions.ConnectionError("not connected")
+        await self._link.load_scripts(client)
+        last = await client.xrevrange(self.keys.broadcast, "+", "-", count=1)
+        start = parse_id(last[0].identifier) if last else None
+        return {self._router.inbox: (0, 0), self.keys.broadcast: start or (0, 0)}
+
+    async def _upkeep(self) -> None:
+        """Forget idle local stream state; keep the fleet-wide session count fresh."""
+        ticks = 0
+        while True:
+            await trio.sleep(10.0)
+            self._follower.prune()
+            ticks += 1
+            if ticks % 6 == 1:
+                try:
+                    with self._redis() as client:
+                        self._sessions_seen = await self._sweep(client, self.keys.sessions)
+                except BackendUnavailable as exc:
+                    log.debug("session count not refreshed: %s", exc)
+
+    # -- health ----------------------------------------------------------------------
+
+    async def ready(self) -> bool:
+        try:
+            with self._redis() as client, trio.fail_after(self._connect_timeout_s):
+                await client.ping()
+        except (BackendUnavailable, trio.TooSlowError):
+            return False
+        return True
+
+    def statistics(self) -> StateStatistics:
+        return StateStatistics(
+            backend=self.name,
+            sessions=self._sessions_seen,
+            streams=len(self._follower.streams),
+            mailboxes=len(self._router.mailboxes),
+            healthy=self._link.client is not None and self._follower.healthy,
+        )

@@ -1,0 +1,270 @@
+"""Redis deployments named by URL (standalone, Sentinel, Cluster), and their clients.
+
+URL forms (the Helm chart emits them; user and password are %-decoded)::
+
+    redis[s]://[user[:pw]@]host[:port][/db]                        standalone
+    unix://[user[:pw]@]/path/to/redis.sock[?db=N]                  standalone, local socket
+    redis[s]+sentinel://[user[:pw]@]h1:26379,h2:26379/<master>[/<db>]
+    redis[s]+cluster://[user[:pw]@]n1:6379,n2:6379                 seeds of a Redis Cluster
+
+``rediss`` means TLS to every server (sentinels, master and cluster nodes alike), verified
+against the system CAs or ``ca_file`` (a standalone URL's own ``ssl_*`` query arguments,
+coredis' names, replace these settings). The credentials authenticate to the data nodes and,
+with Sentinel, to the sentinels too (as with sentinels that share the master's password;
+a sentinel without a password accepts them for the ``default`` user).
+
+Sentinel: every new connection asks the sentinels for the master and checks its ROLE, so
+after a failover new connections go to the new master. Connections to the old one end
+when it goes away or is demoted (sentinel kills its clients); a stale one that still
+answers READONLY makes :func:`forget_connections` drop the pool. Until the new master is
+known, operations fail (BackendUnavailable: 503) and then recover without a restart.
+
+Cluster: coredis follows the slot map (MOVED/ASK); ``max_connections`` is per node.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import anyio
+import coredis
+import coredis.exceptions
+import trio
+from coredis.connection import TCPLocation
+
+__all__ = [
+    "ERRORS",
+    "ClientOptions",
+    "RedisClient",
+    "RedisTarget",
+    "forget_connections",
+    "open_client",
+    "parse_url",
+]
+
+log = logging.getLogger("scalemcp.state.redis")
+
+RedisClient = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
+
+#: What a failing Redis (or the way to it) raises through coredis.
+ERRORS: tuple[type[BaseException], ...] = (
+    coredis.exceptions.RedisError,
+    TimeoutError,
+    OSError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+)
+
+_SCHEMES = {
+    "redis": ("standalone", False), "rediss": ("standalone", True),
+    "unix": ("standalone", False),
+    "redis+sentinel": ("sentinel", False), "rediss+sentinel": ("sentinel", True),
+    "redis+cluster": ("cluster", False), "rediss+cluster": ("cluster", True),
+}
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """What a Redis URL names."""
+
+    mode: Literal["standalone", "sentinel", "cluster"]
+    url: str
+    tls: bool = False
+    #: Sentinels (sentinel) or seed nodes (cluster); empty for standalone.
+    hosts: tuple[tuple[str, int], ...] = ()
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+    #: The Sentinel service (master) name.
+    master: str | None = None
+
+    def __str__(self) -> str:
+        """The URL without its password (for logs and errors)."""
+        return _redact(self.url)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return url.replace(parts.netloc, f"{user}:***@{hostinfo}", 1)
+
+
+def _host_port(item: str, default_port: int, url: str) -> tuple[str, int]:
+    item = item.strip()
+    if item.startswith("["):  # [ipv6]:port
+        host, _, rest = item[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    else:
+        host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
+    if not host:
+        raise ValueError(f"Redis URL {_redact(url)!r}: empty host in {item!r}")
+    try:
+        port = int(port_text) if port_text else default_port
+    except ValueError:
+        raise ValueError(f"Redis URL {_redact(url)!r}: bad port in {item!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"Redis URL {_redact(url)!r}: bad port in {item!r}")
+    return unquote(host), port
+
+
+def parse_url(url: str) -> RedisTarget:
+    """The deployment ``url`` names; ValueError (saying why) if it names none."""
+    scheme, sep, rest = url.partition("://")
+    kind = _SCHEMES.get(scheme.lower()) if sep else None
+    if kind is None:
+        raise ValueError(
+            f"unsupported Redis URL {_redact(url)!r}: use redis://, rediss://, unix://, "
+            "redis[s]+sentinel://host:port,.../<master>/<db> or "
+            "redis[s]+cluster://host:port,...")
+    mode, tls = kind
+    if mode == "standalone":
+        return RedisTarget("standalone", url, tls=tls)
+    netloc, _, path = rest.partition("/")
+    path, _, _query = path.partition("?")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, pw = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) if colon else None
+    default_port = 26379 if mode == "sentinel" else 6379
+    hosts = tuple(_host_port(h, default_port, url) for h in hostlist.split(",") if h.strip())
+    if not hosts:
+        raise ValueError(f"Redis URL {_redact(url)!r} names no {mode} hosts")
+    segments = [unquote(s) for s in path.split("/") if s]
+    if mode == "sentinel":
+        if not segments or len(segments) > 2:
+            raise ValueError(f"Redis Sentinel URL {_redact(url)!r} must end in /<master>[/<db>]")
+        master = segments[0]
+        try:
+            db = int(segments[1]) if len(segments) == 2 else 0
+        except ValueError:
+            raise ValueError(f"Redis Sentinel URL {_redact(url)!r}: bad database number") from None
+        return RedisTarget("sentinel", url, tls=tls, hosts=hosts, username=username,
+                           password=password, db=db, master=master)
+    if segments not in ([], ["0"]):
+        raise ValueError(f"Redis Cluster URL {_redact(url)!r}: a cluster has only database 0")
+    return RedisTarget("cluster", url, tls=tls, hosts=hosts, username=username,
+                       password=password)
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Pool sizes, timeouts and TLS settings (see the ``redis_*`` fields of Config)."""
+
+    #: Connections per Redis server (each cluster node counts as one server).
+    max_connections: int = 64
+    connect_timeout_s: float = 2.0
+    #: How long a reply may take (blocking reads ask for less).
+    socket_timeout_s: float = 10.0
+    #: How long a command waits for a free pooled connection.
+    pool_timeout_s: float = 5.0
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_check_hostname: bool = True
+    client_name: str | None = None
+    #: Sentinel: how often to ask the sentinels which server is the master.
+    sentinel_check_s: float = 1.0
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_file)
+        context.check_hostname = self.tls_check_hostname
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+@asynccontextmanager
+async def open_client(target: RedisTarget, options: ClientOptions) -> AsyncIterator[RedisClient]:
+    """A client for ``target`` while the block runs.
+
+    Entering may talk to Redis (a cluster's slot map is fetched here), so it may raise
+    what a failing Redis raises; standalone and Sentinel clients connect lazily.
+    """
+    common: dict[str, Any] = {
+        "connect_timeout": options.connect_timeout_s,
+        "stream_timeout": options.socket_timeout_s,
+    }
+    # A standalone URL may carry coredis' own ssl_* query arguments: then they decide.
+    if target.tls and not (target.mode == "standalone" and "ssl_" in urlsplit(target.url).query):
+        common["ssl_context"] = options.ssl_context()
+    if target.mode == "standalone":
+        client: RedisClient = coredis.Redis.from_url(
+            target.url, decode_components=True, decode_responses=False,
+            max_connections=options.max_connections, pool_timeout=options.pool_timeout_s,
+            client_name=options.client_name, **common,
+        )
+        async with client:
+            yield client
+    elif target.mode == "cluster":
+        cluster: coredis.RedisCluster[bytes] = coredis.RedisCluster(
+            startup_nodes=[TCPLocation(host, port) for host, port in target.hosts],
+            username=target.username, password=target.password, decode_responses=False,
+            max_connections=options.max_connections, max_connections_per_node=True,
+            pool_timeout=options.pool_timeout_s, **common,
+        )
+        async with cluster:
+            yield cluster
+    else:
+        assert target.master is not None
+        credentials: dict[str, Any] = {"username": target.username,
+                                       "password": target.password}
+        sentinel: coredis.Sentinel[bytes] = coredis.Sentinel(
+            [TCPLocation(host, port) for host, port in target.hosts],
+            sentinel_kwargs={**common, **credentials},
+            decode_responses=False,
+        )
+        async with sentinel:
+            primary = sentinel.primary_for(
+                target.master, db=target.db, client_name=options.client_name,
+                max_connections=options.max_connections, timeout=options.pool_timeout_s,
+                **credentials, **common,
+            )
+            async with primary, trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_master, primary, options.sentinel_check_s)
+                try:
+                    yield primary
+                finally:
+                    nursery.cancel_scope.cancel()
+
+
+async def _watch_master(client: coredis.Redis[bytes], interval_s: float) -> None:
+    """Ask the sentinels for the master every ``interval_s``: when it moved, pooled
+    connections to the old one are dropped at once (the pool does that when it sees a
+    new address), rather than writing to a demoted master until sentinel reconfigures
+    it (its clients are killed then, but it may be a while)."""
+    pool = client.connection_pool
+    locate = getattr(pool, "get_primary_location", None)
+    if locate is None:
+        return
+    while True:
+        await trio.sleep(interval_s)
+        try:
+            with trio.move_on_after(interval_s):
+                before = getattr(pool, "location", None)
+                after = await locate()
+                if before is not None and after != before:
+                    log.warning("Redis Sentinel: the master moved from %s to %s", before, after)
+        except ERRORS as exc:
+            log.debug("Redis Sentinel: master not found (will ask again): %s", exc)
+
+
+def forget_connections(client: RedisClient | None, exc: BaseException) -> None:
+    """After an error that shows a pooled connection is stale (it reached a demoted master,
+    e.g. READONLY), drop the pool's connections: new ones find the current master."""
+    if client is None or isinstance(client, coredis.RedisCluster):
+        return  # the cluster client follows MOVED and refreshes its slot map itself
+    if isinstance(exc, coredis.exceptions.StalePrimaryError) or (
+            isinstance(exc, coredis.exceptions.ResponseError) and "READONLY" in str(exc)):
+        client.connection_pool.disconnect()

@@ -1,0 +1,299 @@
+"""The Redis backend's key layout, stream ids, Lua scripts and session record codec.
+
+Every key of one session carries the hash tag ``{<session-id>}``, so a session's keys
+live in one Redis Cluster slot and one Lua script may touch them together::
+
+    <prefix>{<sid>}:s            hash: the session record, one msgpack value per field;
+                                 idle TTL, renewed by every load
+    <prefix>{<sid>}:x:<stream>   stream: one SSE stream; entries {d: data[, f: 1]}, the
+                                 final entry marked with ``f``; MAXLEN ~ cap, TTL
+    <prefix>{<sid>}:xs           set: the names of the session's streams (for deletion)
+    <prefix>{<sid>}:m:<key>      string: the worker that holds mailbox ``key``, with TTL
+    <prefix>{<sid>}:xe:<stream>  hash: {w: the worker writing the stream, d: its epitaph},
+                                 from its first append to its final one; TTL as the stream
+
+Keys shared by the fleet (no command or script touches two of them at once)::
+
+    <prefix>sessions             zset: every session id, scored by a known expiry time
+    <prefix>principal:<p>        zset: the sessions of one principal (``-`` for none)
+    <prefix>{bus}:inbox:<worker> stream: messages routed to one worker, capped, TTL
+    <prefix>{bus}:broadcast      stream: changes, deletions and cancellations, capped
+    <prefix>claim:<key>          string: a one-time claim (``claim_once``), with TTL
+    <prefix>worker:<worker>      string: the worker's heartbeat, with a short TTL
+
+The inboxes and the broadcast stream share the hash tag ``{bus}`` so that on Redis
+Cluster a worker still reads its inbox and the broadcast stream with ONE blocking XREAD
+(one slot; their traffic is small). Pipelines may mix slots (the cluster client splits
+them by node); MULTI and multi-key commands never do.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from .base import SessionRecord, StreamEvent
+
+__all__ = [
+    "APPEND",
+    "BURY",
+    "DELETE_INFO",
+    "LOAD_SESSION",
+    "PUSH",
+    "READ",
+    "RELEASE_MAILBOX",
+    "UPDATE_SESSION",
+    "Id",
+    "Keys",
+    "decode_entries",
+    "decode_record",
+    "encode_fields",
+    "format_id",
+    "hash_slot",
+    "parse_id",
+]
+
+log = logging.getLogger("scalemcp.state.redis")
+
+#: A stream entry id, ``<ms>-<seq>``, as a comparable pair.
+Id = tuple[int, int]
+
+_ID_RE = re.compile(r"(\d{1,20})-(\d{1,20})")
+
+
+def parse_id(value: str | bytes) -> Id | None:
+    """The entry id in ``value``, or None if it is not one."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    match = _ID_RE.fullmatch(value)
+    if match is None:
+        return None
+    return int(match[1]), int(match[2])
+
+
+def format_id(value: Id) -> str:
+    return f"{value[0]}-{value[1]}"
+
+
+def hash_slot(key: str | bytes) -> int:
+    """The Redis Cluster slot of ``key``: CRC16 (XMODEM) of its hash tag, or of all of it."""
+    data = key.encode() if isinstance(key, str) else key
+    start = data.find(b"{")
+    if start != -1:
+        end = data.find(b"}", start + 1)
+        if end > start + 1:
+            data = data[start + 1:end]
+    return binascii.crc_hqx(data, 0) % 16384
+
+
+class Keys:
+    """Key names under one prefix (see the module docstring)."""
+
+    __slots__ = ("broadcast", "prefix", "sessions")
+
+    def __init__(self, prefix: str) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("the key prefix must not contain braces (they are hash tags)")
+        self.prefix = prefix
+        self.sessions = prefix + "sessions"
+        self.broadcast = prefix + "{bus}:broadcast"
+
+    def session(self, sid: str) -> str:
+        return f"{self.prefix}{{{sid}}}:s"
+
+    def stream(self, sid: str, name: str) -> str:
+        return f"{self.prefix}{{{sid}}}:x:{name}"
+
+    def stream_set(self, sid: str) -> str:
+        return f"{self.prefix}{{{sid}}}:xs"
+
+    def mailbox(self, sid: str, key: str) -> str:
+        return f"{self.prefix}{{{sid}}}:m:{key}"
+
+    def principal(self, principal: str | None) -> str:
+        return self.prefix + "principal:" + ("-" if principal is None else "=" + principal)
+
+    def inbox(self, worker: str) -> str:
+        return f"{self.prefix}{{bus}}:inbox:{worker}"
+
+    def claim(self, key: str) -> str:
+        return f"{self.prefix}claim:{key}"
+
+    def epitaph(self, sid: str, name: str) -> str:
+        return f"{self.prefix}{{{sid}}}:xe:{name}"
+
+    def worker(self, worker: str) -> str:
+        return f"{self.prefix}worker:{worker}"
+
+
+# -- session record codec -----------------------------------------------------------------
+
+_FIELDS = frozenset(f.name for f in msgspec.structs.fields(SessionRecord))
+_encoder = msgspec.msgpack.Encoder()
+_record_decoder = msgspec.msgpack.Decoder(SessionRecord)
+#: Field name as stored (bytes) -> the same name as a msgpack string.
+_PACKED_NAMES = {name.encode(): _encoder.encode(name) for name in _FIELDS}
+
+
+def encode_fields(values: Mapping[str, Any]) -> dict[str, bytes]:
+    """Hash fields for ``values``: one msgpack value per record field."""
+    unknown = set(values) - _FIELDS
+    if unknown:
+        raise TypeError(f"SessionRecord has no field(s) {sorted(unknown)}")
+    return {name: _encoder.encode(value) for name, value in values.items()}
+
+
+def decode_record(flat: Sequence[bytes]) -> SessionRecord | None:
+    """A record from HGETALL's flat reply, without decoding each field on its own.
+
+    The stored values are msgpack already, so the reply is spliced into one msgpack map
+    and decoded straight into the Struct.
+    """
+    parts: list[bytes] = []
+    count = 0
+    for i in range(0, len(flat) - 1, 2):
+        packed = _PACKED_NAMES.get(flat[i])
+        if packed is None:
+            continue  # a field written by a newer version: ignored, as msgspec would
+        parts.append(packed)
+        parts.append(flat[i + 1])
+        count += 1
+    if count == 0:
+        return None
+    header = bytes([0x80 | count]) if count < 16 else b"\xde" + count.to_bytes(2, "big")
+    try:
+        return _record_decoder.decode(header + b"".join(parts))
+    except msgspec.MsgspecError as exc:
+        log.warning("unreadable session record in Redis (treated as missing): %s", exc)
+        return None
+
+
+def decode_entries(raw: Sequence[Any]) -> tuple[list[StreamEvent], bool]:
+    """Stream entries as returned by XRANGE inside Lua: ``[[id, [field, value, ...]], ...]``.
+
+    Returns the events and whether the last one is the stream's final event.
+    """
+    events: list[StreamEvent] = []
+    final = False
+    for entry_id, fields in raw:
+        data = b""
+        final = False
+        for j in range(0, len(fields) - 1, 2):
+            name = fields[j]
+            if name == b"d":
+                data = fields[j + 1]
+            elif name == b"f":
+                final = True
+        events.append(StreamEvent(entry_id.decode(), data))
+    return events, final
+
+
+# -- Lua scripts (one round trip each; every key they touch is declared) ------------------
+
+#: KEYS: session. ARGV: idle TTL ms. The record (flat HGETALL), its TTL renewed.
+LOAD_SESSION = """
+local r = redis.call('HGETALL', KEYS[1])
+if #r > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return r
+"""
+
+#: KEYS: session. ARGV: field, value, ... Updates a live session only (never revives one).
+UPDATE_SESSION = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+#: KEYS: session, stream, stream set, epitaph. ARGV: data, final ('1' or ''), maxlen,
+#: stream TTL ms, stream name, epitaph ('' for none), worker. Returns {previous last id,
+#: new id}; {last id} if the stream has ended (nothing is appended after its final
+#: event); nil if the session is gone.
+APPEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if #last > 0 then
+  prev = last[1][1]
+  local f = last[1][2]
+  for i = 1, #f, 2 do if f[i] == 'f' then return {prev} end end
+end
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[4], 'w', ARGV[7], 'd', ARGV[6])
+end
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[4])
+else
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+end
+local id
+if ARGV[2] == '1' then
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1], 'f', '1')
+else
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('SADD', KEYS[3], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return {prev, id}
+"""
+
+#: KEYS: session, stream, epitaph. ARGV: start ('-' or '(<id>'), count, stream TTL ms.
+#: {0}: missing; {1, last entry, writer or nil}: nothing new (the writer: the worker
+#: that must end the stream, while it has not); {2, entries}: entries after the start.
+READ = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
+if #entries > 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  return {2, entries}
+end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #last == 0 then return {0} end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return {1, last[1], redis.call('HGET', KEYS[3], 'w')}
+"""
+
+#: KEYS: session, stream, epitaph. ARGV: start ('-' or '(<id>'), count, maxlen, stream
+#: TTL ms. The stream's writer is gone: append its epitaph as the final event unless the
+#: stream has ended, then read as READ does: {0} or {2, entries}.
+BURY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #last == 0 then return {0} end
+local ended = false
+local f = last[1][2]
+for i = 1, #f, 2 do if f[i] == 'f' then ended = true end end
+local epitaph = redis.call('HGET', KEYS[3], 'd')
+if epitaph and not ended then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', epitaph, 'f', '1')
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+redis.call('DEL', KEYS[3])
+return {2, redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])}
+"""
+
+#: KEYS: session, stream set. {principal (msgpack), {stream names}}; nil if no session.
+DELETE_INFO = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local p = redis.call('HGET', KEYS[1], 'principal')
+if not p then p = '' end
+return {p, redis.call('SMEMBERS', KEYS[2])}
+"""
+
+#: KEYS: mailbox. ARGV: worker. Deletes the ownership record if it is still ours.
+RELEASE_MAILBOX = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+#: KEYS: stream. ARGV: maxlen, TTL ms (0: none), field, value, ... Returns the id.
+PUSH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return id
+"""

@@ -1,0 +1,208 @@
+"""Routing between workers for the Redis backend: mailboxes, changes, the inbox.
+
+``r:`` mailbox keys (a client's response to a server->client request) are *owned*:
+opening one records ``key -> worker id`` in Redis with a TTL; ``deliver`` on any worker
+looks the owner up and XADDs the payload to that worker's inbox stream, or hands it over
+in memory if this worker holds the mailbox. ``deliver`` is False when nobody owns it.
+
+``c:`` keys (cancellations) are opened for EVERY request and used rarely, so they stay
+local: no round trip to open or close one. ``deliver`` hands a cancellation over in
+memory if this worker holds the mailbox, and otherwise broadcasts it to every worker and
+returns True (whoever holds it acts; one for a finished request is ignored, as the spec
+requires of cancellations).
+
+Changes are handed to this worker's listeners at once and broadcast to the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import Any
+
+import coredis
+import coredis.exceptions
+import trio
+from coredis.tokens import PureToken
+
+from ..errors import BackendUnavailable
+from .hub import ChangeHub
+from .redis_connect import ERRORS, RedisClient, forget_connections
+from .redis_layout import Keys
+
+__all__ = ["ERRORS", "Link", "Router"]
+
+log = logging.getLogger("scalemcp.state.redis")
+
+INBOX_MAXLEN = 1000
+BROADCAST_MAXLEN = 10_000
+
+
+class Link:
+    """The client and its scripts while the backend runs; Redis errors mapped at the edge."""
+
+    def __init__(self, scripts: dict[str, str]) -> None:
+        self.client: RedisClient | None = None
+        #: Why there is no client (None: the backend is not running).
+        self.down_reason: str | None = None
+        self._sources = scripts
+        self._shas = {name: hashlib.sha1(source.encode()).hexdigest()
+                      for name, source in scripts.items()}
+
+    @contextmanager
+    def redis(self) -> Iterator[RedisClient]:
+        """The client; Redis failures inside the block become BackendUnavailable."""
+        client = self.client
+        if client is None:
+            raise BackendUnavailable(self.down_reason or "the Redis state backend is not running")
+        try:
+            yield client
+        except ERRORS as exc:
+            forget_connections(client, exc)
+            raise BackendUnavailable(f"Redis is unavailable: {exc or type(exc).__name__}") from exc
+
+    async def load_scripts(self, client: RedisClient) -> None:
+        """Load every script once, so that no request pays for a NOSCRIPT answer."""
+        if isinstance(client, coredis.RedisCluster):
+            for source in self._sources.values():
+                await client.script_load(source)  # to every node
+            return
+        async with client.pipeline(transaction=False) as pipe:
+            for source in self._sources.values():
+                pipe.script_load(source)
+
+    async def script(self, client: Any, name: str, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA (one round trip), loading the script on a NOSCRIPT answer.
+
+        Called directly rather than through coredis' ``Script`` wrapper, whose retry and
+        transform layers triple the client's work per call.
+        """
+        try:
+            return await client.evalsha(self._shas[name], keys=keys, args=args)
+        except coredis.exceptions.NoScriptError:
+            await client.script_load(self._sources[name])
+            return await client.evalsha(self._shas[name], keys=keys, args=args)
+
+
+class Router:
+    """This worker's mailboxes and change listeners, and what reaches them via Redis."""
+
+    def __init__(self, link: Link, keys: Keys, worker: str, *, mailbox_ttl_ms: int,
+                 on_deleted: Callable[[str], None]) -> None:
+        self._link = link
+        self._keys = keys
+        self._worker = worker.encode()
+        self.inbox = keys.inbox(worker)
+        self._mailbox_ttl_ms = mailbox_ttl_ms
+        self._on_deleted = on_deleted
+        self.mailboxes: dict[tuple[str, str], trio.MemorySendChannel[bytes]] = {}
+        self._changes = ChangeHub()
+
+    # -- mailboxes -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def open_mailbox(
+        self, session_id: str, key: str
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
+        send, receive = trio.open_memory_channel[bytes](64)
+        owned = not key.startswith("c:")
+        self.mailboxes[(session_id, key)] = send
+        try:
+            if owned:
+                with self._link.redis() as client:
+                    await client.set(self._keys.mailbox(session_id, key), self._worker,
+                                     px=self._mailbox_ttl_ms)
+            yield receive
+        finally:
+            if self.mailboxes.get((session_id, key)) is send:
+                del self.mailboxes[(session_id, key)]
+            if owned:
+                await self._release(session_id, key)
+
+    async def _release(self, session_id: str, key: str) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+            try:
+                with self._link.redis() as client:
+                    await self._link.script(client, "release",
+                                            [self._keys.mailbox(session_id, key)],
+                                            [self._worker])
+            except BackendUnavailable as exc:
+                log.debug("mailbox record left to expire: %s", exc)
+
+    def deliver_local(self, session_id: str, key: str, payload: bytes) -> bool:
+        send = self.mailboxes.get((session_id, key))
+        if send is None:
+            return False
+        try:
+            send.send_nowait(payload)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
+    async def deliver(self, session_id: str, key: str, payload: bytes) -> bool:
+        if (session_id, key) in self.mailboxes:
+            return self.deliver_local(session_id, key, payload)
+        with self._link.redis() as client:
+            if key.startswith("c:"):
+                await self.push(client, self._keys.broadcast, BROADCAST_MAXLEN, 0, b"x",
+                                s=session_id.encode(), k=key.encode(), p=payload)
+                return True
+            owner = await client.get(self._keys.mailbox(session_id, key))
+            if owner is None or owner == self._worker:
+                return False
+            await self.push(client, self._keys.inbox(owner.decode()), INBOX_MAXLEN,
+                            self._mailbox_ttl_ms, b"m", s=session_id.encode(),
+                            k=key.encode(), p=payload)
+            return True
+
+    # -- changes ---------------------------------------------------------------------
+
+    async def publish_change(self, payload: bytes) -> None:
+        self._local_change(payload)
+        with self._link.redis() as client:
+            await self.push(client, self._keys.broadcast, BROADCAST_MAXLEN, 0, b"c", p=payload)
+
+    def _local_change(self, payload: bytes) -> None:
+        self._changes.publish(payload)
+
+    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]:
+        return self._changes.subscribe()
+
+    # -- the inbox and the broadcast stream ------------------------------------------
+
+    async def push(self, client: Any, key: str, maxlen: int, ttl_ms: int, kind: bytes,
+                   **fields: bytes) -> None:
+        """XADD a message (kind ``t``, origin ``o``, ``fields``) to an inbox or broadcast."""
+        args: list[Any] = [maxlen, ttl_ms, b"t", kind, b"o", self._worker]
+        for name, value in fields.items():
+            args += (name.encode(), value)
+        await self._link.script(client, "push", [key], args)
+
+    def push_deleted(self, pipe: Any, session_id: str) -> None:
+        """Queue the broadcast of a deletion on a pipeline."""
+        pipe.xadd(self._keys.broadcast, {b"t": b"d", b"o": self._worker, b"s": session_id.encode()},
+                  trim_strategy=PureToken.MAXLEN, threshold=BROADCAST_MAXLEN,
+                  trim_operator=PureToken.APPROXIMATELY)
+
+    async def wake(self) -> None:
+        """Interrupt this worker's blocking XREAD (an entry in its own inbox)."""
+        with self._link.redis() as client:
+            await self.push(client, self.inbox, INBOX_MAXLEN, self._mailbox_ttl_ms, b"w")
+
+    def on_message(self, key: str, fields: Any) -> None:
+        """One entry read from this worker's inbox or from the broadcast stream."""
+        kind = fields.get(b"t")
+        if key == self.inbox:
+            if kind == b"m":
+                self.deliver_local(fields[b"s"].decode(), fields[b"k"].decode(), fields[b"p"])
+            return
+        if fields.get(b"o") == self._worker:
+            return  # our own broadcast, already acted on here
+        if kind == b"c":
+            self._local_change(fields[b"p"])
+        elif kind == b"d":
+            self._on_deleted(fields[b"s"].decode())
+        elif kind == b"x":
+            self.deliver_local(fields[b"s"].decode(), fields[b"k"].decode(), fields[b"p"])
