@@ -1,0 +1,1 @@
+"""JSON-RPC dispatch and the MCP lifecycle; knows nothing of HTTP."""
