@@ -1,0 +1,130 @@
+"""Small ASGI helpers: request headers, bounded body reads, plain responses."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from ..errors import InvalidRequest, ProtocolError
+from ..protocol import jsonrpc
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Request:
+    __slots__ = (
+        "_send",
+        "extra_headers",
+        "headers",
+        "method",
+        "path",
+        "query",
+        "receive",
+        "scope",
+        "started",
+        "status"
+    )
+
+    def __init__(self, scope: Scope, receive: Any, send: Any) -> None:
+        self.scope = scope
+        self.receive = receive
+        self._send = send
+        self.started = False
+        self.status = 0
+        #: Added to the response start (security headers, CORS).
+        self.extra_headers: list[tuple[bytes, bytes]] = []
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query: bytes = scope.get("query_string", b"")
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            value = v.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        self.headers = headers
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+            if self.extra_headers:
+                message = {**message, "headers": [*message["headers"], *self.extra_headers]}
+        await self._send(message)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    async def body(self, limit: int) -> bytes:
+        length = self.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidRequest("client disconnected before sending the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def drain(self, limit: int) -> None:
+        """Read and discard the body, so an early answer leaves the connection clean."""
+        if self.method in ("GET", "HEAD", "DELETE"):
+            return
+        with contextlib.suppress(BodyTooLarge, InvalidRequest):
+            await self.body(limit)
+
+    async def respond(
+        self,
+        status: int,
+        body: bytes = b"",
+        *,
+        content_type: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        raw = list(headers or [])
+        if content_type is not None:
+            raw.append((b"content-type", content_type.encode()))
+        raw.append((b"content-length", str(len(body)).encode()))
+        await self.send({"type": "http.response.start", "status": status, "headers": raw})
+        await self.send({"type": "http.response.body", "body": body})
+
+    async def respond_json(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        await self.respond(status, body, content_type="application/json", headers=headers)
+
+    async def respond_error(
+        self,
+        status: int,
+        error: ProtocolError,
+        request_id: int | str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        await self.respond_json(status, jsonrpc.encode_error(request_id, error), headers)
+
+
+def accepts(accept: str | None, *types: str) -> bool:
+    """True if the Accept header admits every one of ``types``."""
+    if accept is None:
+        return False
+    offered = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    if "*/*" in offered:
+        return True
+    return all(t in offered or f"{t.split('/')[0]}/*" in offered for t in types)
+
+
+def is_json_content(content_type: str | None) -> bool:
+    return content_type is not None and (
+        content_type.split(";")[0].strip().lower() == "application/json"
+    )

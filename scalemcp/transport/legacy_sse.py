@@ -1,0 +1,74 @@
+"""The legacy HTTP+SSE transport (2024-11-05): ``GET /sse`` + ``POST /messages``.
+
+The GET opens a session and an SSE stream whose first event (``endpoint``) names the URL
+to POST to; every answer travels on that stream. The stream is a backend stream like any
+other, so a POST may land on any worker; the session ends when the GET connection does.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from ..config import Config
+from ..engine.session import SessionService
+from ..errors import InvalidRequest
+from ..protocol import jsonrpc, versions
+from ..protocol.sse import format_event
+from ..state.base import StateBackend
+from .http import Request, accepts
+from .sse_response import follow_stream, send_chunk, start_sse
+
+__all__ = ["LegacyTransport"]
+
+STREAM = "l"
+
+
+class LegacyTransport:
+    def __init__(self, service: SessionService, state: StateBackend, config: Config) -> None:
+        self.service = service
+        self.state = state
+        self.config = config
+
+    async def get(self, req: Request, principal: str | None) -> None:
+        if not accepts(req.header("accept") or "text/event-stream", "text/event-stream"):
+            await req.respond_error(406, InvalidRequest("GET needs Accept: text/event-stream"))
+            return
+        sid = await self.service.create(principal, versions.LEGACY_SSE_VERSION)
+        await self.state.append(sid, STREAM, b"")  # opens the stream; never sent
+        root = req.scope.get("root_path", "")
+        endpoint = f"{root}{self.config.messages_path}?sessionId={sid}"
+        await start_sse(req)
+        await send_chunk(req, format_event(endpoint.encode(), event="endpoint"))
+        try:
+            await follow_stream(req, self.state, sid, STREAM, None,
+                                keepalive_s=self.config.sse_keepalive_s, retry_ms=None,
+                                with_ids=False)
+        finally:
+            await self.state.delete_session(sid)
+
+    async def post(
+        self, req: Request, principal: str | None, granted_scopes: frozenset[str] | None = None
+    ) -> None:
+        sid = parse_qs(req.query.decode("latin-1")).get("sessionId", [""])[0]
+        session = await self.state.load_session(sid) if 0 < len(sid) <= 128 else None
+        if session is None or session.principal != principal:
+            await req.drain(self.config.max_body_bytes)
+            await req.respond_error(404, InvalidRequest("unknown or closed SSE session"))
+            return
+        body = await req.body(self.config.max_body_bytes)
+        decoded = jsonrpc.decode_body(body)
+        messages = decoded if isinstance(decoded, list) else [decoded]
+        requests = []
+        for message in messages:
+            if message.method == "initialize" and message.is_request:
+                _, answer = await self.service.initialize(message, principal, session_id=sid)
+                await self.state.append(sid, STREAM, answer)
+            elif message.is_request:
+                requests.append(message)
+            else:
+                await self.service.accept(session, message)
+        if requests:
+            session = await self.state.load_session(sid) or session
+            await self.service.start(session, requests, stream=STREAM,
+                                     granted_scopes=granted_scopes)
+        await req.respond(202, b"Accepted", content_type="text/plain")

@@ -1,0 +1,142 @@
+"""Streamable HTTP, modern era (spec section 5): stateless POSTs, JSON or a plain SSE stream.
+
+The handler runs in the HTTP request's task: when the client closes the response
+stream, the handler is cancelled and nothing more is sent for it (spec 5.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import trio
+from msgspec import UNSET
+
+from ..config import Config
+from ..engine.call import Call
+from ..engine.dispatch import decode_params
+from ..engine.modern import ModernService
+from ..errors import InvalidRequest, ProtocolError
+from ..ops.drain import when_closing
+from ..protocol import jsonrpc
+from ..protocol.jsonrpc import Message
+from ..protocol.sse import KEEPALIVE, format_event
+from ..protocol.types import ListenParams
+from ..state.base import StateBackend
+from .http import Request
+from .sse_response import cancel_on_disconnect, end_body, send_chunk, start_sse
+
+__all__ = ["ModernTransport", "status_for"]
+
+_STATUS = {-32601: 404, -32020: 400, -32021: 400, -32022: 400}
+_LIST_CHANGED = {
+    "notifications/tools/list_changed": "tools_list_changed",
+    "notifications/prompts/list_changed": "prompts_list_changed",
+    "notifications/resources/list_changed": "resources_list_changed",
+}
+SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
+
+
+def status_for(error: ProtocolError | None) -> int:
+    return 200 if error is None else _STATUS.get(error.code, 200)
+
+
+class _LiveResponse:
+    """JSON unless the handler sends something first; then an SSE stream without ids."""
+
+    def __init__(self, req: Request) -> None:
+        self.req = req
+        self.streaming = False
+
+    async def emit(self, data: bytes) -> None:
+        if not self.streaming:
+            self.streaming = True
+            await start_sse(self.req)
+        await send_chunk(self.req, format_event(data, event="message"))
+
+    async def finish(self, body: bytes, status: int) -> None:
+        if self.streaming:
+            await send_chunk(self.req, format_event(body, event="message"))
+            await end_body(self.req)
+        else:
+            await self.req.respond_json(status, body)
+
+
+class ModernTransport:
+    def __init__(self, service: ModernService, state: StateBackend, config: Config) -> None:
+        self.service = service
+        self.state = state
+        self.config = config
+
+    async def post(
+        self,
+        req: Request,
+        message: Message,
+        principal: str | None,
+        granted_scopes: frozenset[str] | None = None,
+    ) -> None:
+        if message.is_response:
+            raise InvalidRequest("in 2026-07-28 clients do not send JSON-RPC responses")
+        if message.is_notification:
+            await req.respond(202)
+            return
+        call = await self.service.prepare(message, req.headers, principal, granted_scopes)
+        if call.method == "subscriptions/listen":
+            await self._listen(req, call)
+            return
+        live = _LiveResponse(req)
+        answer: tuple[bytes, ProtocolError | None] | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
+            answer = await self.service.answer(call, live.emit)
+            nursery.cancel_scope.cancel()
+        if answer is not None:
+            body, error = answer
+            await live.finish(body, status_for(error))
+
+    async def _listen(self, req: Request, call: Call) -> None:
+        wanted = decode_params(call.params, ListenParams).notifications
+        request_id = call.request_id
+        ack = {
+            "notifications": msgspec.to_builtins(wanted),
+            "_meta": {SUBSCRIPTION_ID: request_id},
+        }
+        await start_sse(req)
+        await send_chunk(req, format_event(
+            jsonrpc.encode_notification("notifications/subscriptions/acknowledged", ack),
+            event="message"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
+            nursery.start_soon(when_closing, nursery.cancel_scope.cancel)  # server drains
+            async with self.state.open_changes() as changes:
+                while True:
+                    payload = None
+                    with trio.move_on_after(self.config.sse_keepalive_s):
+                        payload = await changes.receive()
+                    if payload is None:
+                        await send_chunk(req, KEEPALIVE)
+                        continue
+                    tagged = _tag(payload, wanted, request_id)
+                    if tagged is not None:
+                        await send_chunk(req, format_event(tagged, event="message"))
+        await end_body(req)
+
+
+def _tag(payload: bytes, wanted: Any, subscription_id: int | str) -> bytes | None:
+    """The change re-addressed to one listen stream, or None if it did not ask for it."""
+    message = jsonrpc.decode_body(payload)
+    if isinstance(message, list) or message.method is UNSET:
+        return None
+    params: dict[str, Any] = {} if message.params is UNSET else jsonrpc.decode_any(message.params)
+    flag = _LIST_CHANGED.get(message.method)
+    if flag is not None:
+        if not getattr(wanted, flag):
+            return None
+    elif message.method == "notifications/resources/updated":
+        if params.get("uri") not in wanted.resource_subscriptions:
+            return None
+    else:
+        return None
+    params["_meta"] = {**params.get("_meta", {}), SUBSCRIPTION_ID: subscription_id}
+    return jsonrpc.encode_notification(message.method, params)
+
