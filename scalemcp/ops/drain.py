@@ -1,0 +1,90 @@
+"""Graceful drain: what a worker does between SIGTERM and exit.
+
+Theory of operation
+-------------------
+:meth:`Drain.begin` (the worker supervisor calls it on SIGTERM, see :mod:`.workers`) is
+also Hypercorn's shutdown trigger, so at that moment the worker stops accepting
+connections, closes idle keep-alive ones and refuses new requests on open ones, and
+``/readyz`` answers 503 to any probe that still gets through. Requests in flight go on.
+
+SSE streams and WebSockets go on for ``drain_timeout_s``, then end cleanly: an SSE
+response gets its final chunk (session-era streams are resumable, so the client resumes
+elsewhere with ``Last-Event-ID``), a WebSocket gets close code 1001. Each such stream
+watches the drain with :func:`when_closing`, started in its own nursery; the drain of
+the request being served is found in a context variable the ASGI app sets per request.
+Hypercorn's ``graceful_timeout`` is ``drain_timeout_s`` + :data:`HARD_STOP_MARGIN_S`: what
+is still running then is cancelled. A second SIGTERM/SIGINT closes the streams at once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Callable
+from contextvars import ContextVar
+
+import trio
+
+__all__ = ["HARD_STOP_MARGIN_S", "Drain", "drain_var", "when_closing"]
+
+log = logging.getLogger("scalemcp.server")
+
+#: Time after the streams are closed before Hypercorn cancels what is left.
+HARD_STOP_MARGIN_S = 5.0
+
+#: The drain of the server serving this context (set per request, see ``observe``).
+drain_var: ContextVar[Drain | None] = ContextVar("scalemcp_drain", default=None)
+
+
+class Drain:
+    """One server's drain state; plain attributes, so it can be built outside ``trio.run``."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        #: True from :meth:`begin` on: ``/readyz`` answers 503.
+        self.draining = False
+        self._begun = trio.Event()
+        self._now = trio.Event()
+        self._close_at = math.inf
+
+    def begin(self) -> None:
+        """Stop taking work; close streams ``timeout_s`` from now. Idempotent."""
+        if self.draining:
+            return
+        self.draining = True
+        self._close_at = trio.current_time() + self.timeout_s
+        self._begun.set()
+        log.info("draining: no new connections; open streams end within %.1f s",
+                 self.timeout_s)
+
+    def close_now(self) -> None:
+        """Close the streams without waiting for the rest of the drain."""
+        self.begin()
+        if not self._now.is_set():
+            log.info("closing open streams now")
+            self._now.set()
+
+    async def wait_begun(self) -> None:
+        await self._begun.wait()
+
+    async def wait_closing(self) -> None:
+        """Return when open streams must end."""
+        await self._begun.wait()
+        with trio.move_on_at(self._close_at):
+            await self._now.wait()
+
+
+async def when_closing(fn: Callable[..., object], *args: object) -> None:
+    """Call (or await) ``fn(*args)`` when this request's server closes its streams.
+
+    Start it in the stream's nursery; it never returns outside a server (no drain).
+    """
+    drain = drain_var.get()
+    if drain is None:
+        await trio.sleep_forever()
+        return
+    await drain.wait_closing()
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        await result

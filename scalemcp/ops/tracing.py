@@ -1,0 +1,231 @@
+"""Optional OpenTelemetry tracing (the ``otel`` extra): one server span per MCP request.
+
+Off unless ``otel_enabled`` is set or the standard environment asks for it
+(``OTEL_TRACES_EXPORTER`` other than ``none``, or an ``OTEL_EXPORTER_OTLP_*ENDPOINT``);
+``OTEL_SDK_DISABLED=true`` wins. While off, nothing here imports OpenTelemetry and the
+request path pays one context-variable read per MCP request.
+
+Spans follow the OpenTelemetry MCP semantic conventions: name ``{mcp.method.name}
+{target}`` (``tools/call add``), kind SERVER, attributes ``mcp.method.name``,
+``mcp.protocol.version``, ``mcp.session.id`` (hashed: a session id works like a
+credential), ``jsonrpc.request.id``, ``gen_ai.tool.name`` / ``gen_ai.prompt.name`` /
+``mcp.resource.uri``, and ``error.type`` + ``rpc.response.status_code`` for JSON-RPC errors.
+The parent is the W3C trace context in the request's ``params._meta`` (``traceparent``,
+``tracestate``, ``baggage``), else the HTTP request's ``traceparent`` header (or the span
+of an OpenTelemetry ASGI middleware around the app); with both, the HTTP one is a link.
+
+If no tracer provider is configured yet (by the app, ``opentelemetry-instrument`` or a
+test), one is installed from the environment: ``OTEL_SERVICE_NAME`` (default
+``scalemcp``), ``OTEL_TRACES_EXPORTER`` = ``otlp`` (default; HTTP/protobuf, or gRPC with
+``OTEL_EXPORTER_OTLP_PROTOCOL=grpc``), ``console`` or ``none``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from msgspec import UNSET
+
+from . import logs
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
+
+    from ..config import Config
+    from ..engine.call import Call
+    from ..errors import ProtocolError
+
+__all__ = ["Tracing", "current_ids", "tracing_enabled", "tracing_for"]
+
+log = logging.getLogger("scalemcp.server")
+_OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+_PROPAGATION_KEYS = ("traceparent", "tracestate", "baggage")
+
+
+class _Carrier(msgspec.Struct):
+    traceparent: str | None = None
+    tracestate: str | None = None
+    baggage: str | None = None
+
+
+class _Params(msgspec.Struct):
+    """What a span needs from a request's params; everything else is skipped unparsed."""
+
+    meta: _Carrier | None = msgspec.field(default=None, name="_meta")
+    name: str | None = None
+    uri: str | None = None
+
+
+_params_decoder = msgspec.json.Decoder(_Params)
+
+
+def tracing_enabled(config: Config, env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if config.otel_enabled:
+        return True
+    exporters = env.get("OTEL_TRACES_EXPORTER")
+    if exporters is not None:
+        return exporters.strip().lower() not in ("", "none")
+    return any(env.get(name) for name in _OTLP_ENDPOINTS)
+
+
+def tracing_for(config: Config) -> Tracing | None:
+    """The server's tracing, or None while tracing is off (then nothing is imported)."""
+    if not tracing_enabled(config):
+        return None
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        log.warning("tracing is on but OpenTelemetry is not installed: "
+                    "pip install 'scalemcp[otel]'; serving without traces")
+        return None
+    _install_provider()
+    from .._version import __version__
+
+    logs.trace_ids = current_ids
+    return Tracing(trace.get_tracer("scalemcp", __version__))
+
+
+def current_ids() -> tuple[str, str] | None:
+    """The current span's (trace id, span id) in hex, if there is one (for log lines)."""
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return trace.format_trace_id(ctx.trace_id), trace.format_span_id(ctx.span_id)
+
+
+class Tracing:
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+
+    @contextmanager
+    def remote_parent(self, headers: Mapping[str, str]) -> Iterator[None]:
+        """Continue the HTTP request's ``traceparent`` unless a span is already current."""
+        from opentelemetry import context, propagate, trace
+
+        if trace.get_current_span().get_span_context().is_valid or "traceparent" not in headers:
+            yield
+            return
+        token = context.attach(propagate.extract(headers))
+        try:
+            yield
+        finally:
+            context.detach(token)
+
+    @contextmanager
+    def call_span(self, call: Call, transport: str) -> Iterator[Span]:
+        """The server span of one MCP request, current for the duration of the block."""
+        from opentelemetry import propagate, trace
+
+        params = _decode(call.params)
+        parent = None
+        links = []
+        carrier = params.meta
+        if carrier is not None and carrier.traceparent:
+            values = {key: getattr(carrier, key) for key in _PROPAGATION_KEYS}
+            parent = propagate.extract({k: v for k, v in values.items() if v})
+            ambient = trace.get_current_span().get_span_context()
+            if not trace.get_current_span(parent).get_span_context().is_valid:
+                parent = None  # a malformed traceparent: keep the ambient parent
+            elif ambient.is_valid:
+                links.append(trace.Link(ambient))
+        target = params.name if call.method in ("tools/call", "prompts/get") else None
+        with self.tracer.start_as_current_span(
+            f"{call.method} {target}" if target else call.method,
+            context=parent, kind=trace.SpanKind.SERVER, links=links,
+            attributes=_attributes(call, params, transport),
+        ) as span:
+            yield span
+
+    @staticmethod
+    def record_error(span: Span, error: ProtocolError) -> None:
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_attribute("error.type", str(error.code))
+        span.set_attribute("rpc.response.status_code", str(error.code))
+        span.set_status(Status(StatusCode.ERROR, error.message))
+
+
+def _decode(params: Any) -> _Params:
+    if params is UNSET:
+        return _Params()
+    try:
+        return _params_decoder.decode(params)
+    except msgspec.MsgspecError:
+        return _Params()  # a bad request: the engine answers it with an error
+
+
+def _attributes(call: Call, params: _Params, transport: str) -> dict[str, str]:
+    attributes = {
+        "mcp.method.name": call.method,
+        "mcp.protocol.version": call.protocol_version,
+        "jsonrpc.request.id": str(call.request_id),
+        "network.transport": "tcp",
+        "network.protocol.name": transport,
+    }
+    if call.session_id:
+        attributes["mcp.session.id"] = logs.hash_id(call.session_id)
+    if call.method == "tools/call" and params.name:
+        attributes["gen_ai.tool.name"] = params.name
+        attributes["gen_ai.operation.name"] = "execute_tool"
+    elif call.method == "prompts/get" and params.name:
+        attributes["gen_ai.prompt.name"] = params.name
+    elif call.method == "resources/read" and params.uri:
+        attributes["mcp.resource.uri"] = params.uri
+    return attributes
+
+
+def _install_provider() -> None:
+    """A tracer provider from the environment, unless one is configured already."""
+    from opentelemetry import trace
+
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return
+    try:
+        sdk = importlib.import_module("opentelemetry.sdk.trace")
+        export = importlib.import_module("opentelemetry.sdk.trace.export")
+        resources = importlib.import_module("opentelemetry.sdk.resources")
+    except ImportError:
+        log.warning("tracing is on but opentelemetry-sdk is not installed and no tracer "
+                    "provider is configured: spans are dropped (pip install 'scalemcp[otel]')")
+        return
+    resource = resources.Resource.create({})
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(resources.Resource({"service.name": "scalemcp"}))
+    provider = sdk.TracerProvider(resource=resource)
+    for name in os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(","):
+        exporter = _exporter(name.strip().lower(), export)
+        if exporter is not None:
+            provider.add_span_processor(export.BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+
+
+def _exporter(name: str, export: Any) -> Any:
+    if name in ("", "none"):
+        return None
+    if name == "console":
+        return export.ConsoleSpanExporter()
+    if name != "otlp":
+        log.warning("OTEL_TRACES_EXPORTER=%s is not supported here (otlp, console, none)", name)
+        return None
+    protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf")
+    kind = "grpc" if protocol == "grpc" else "http"
+    package = f"opentelemetry-exporter-otlp-proto-{kind}"
+    try:
+        module = importlib.import_module(f"opentelemetry.exporter.otlp.proto.{kind}.trace_exporter")
+    except ImportError:
+        log.warning("OTLP trace export needs %s (pip install %s): spans are dropped",
+                    package, package)
+        return None
+    return module.OTLPSpanExporter()
