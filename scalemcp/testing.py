@@ -1,0 +1,36 @@
+"""Test helpers: serve an app on a real port inside a test.
+
+    async with scalemcp.testing.open_server(app) as url:
+        ...  # url == "http://127.0.0.1:PORT/mcp"
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+import trio
+from hypercorn.trio import serve
+
+from .app.app import App
+from .config import Config
+from .server import asgi_app, hypercorn_config
+
+__all__ = ["open_server"]
+
+
+@asynccontextmanager
+async def open_server(app: App, config: Config | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1:0 with Hypercorn; yields the MCP endpoint URL."""
+    config = config or Config()
+    config = msgspec.structs.replace(config, host="127.0.0.1", port=0)
+    hc = hypercorn_config(config)
+    hc.graceful_timeout = 0.5
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(serve, asgi_app(app, config), hc)
+        base = binds[0].replace("0.0.0.0", "127.0.0.1")
+        try:
+            yield base + config.path
+        finally:
+            nursery.cancel_scope.cancel()
