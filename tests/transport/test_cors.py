@@ -1,0 +1,47 @@
+"""CORS for browser clients and the security headers on every response."""
+
+from __future__ import annotations
+
+import httpx
+import trio
+
+import scalemcp
+from examples.quickstart import app
+from scalemcp.testing import open_server
+
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-11-25", "capabilities": {},
+    "clientInfo": {"name": "browser", "version": "1"}}}
+ACCEPT = {"accept": "application/json, text/event-stream"}
+
+
+async def test_cors_preflight_and_exposed_session_header() -> None:
+    config = scalemcp.Config(cors_allowed_origins=["https://app.example"])
+    with trio.fail_after(15):
+        async with open_server(app, config) as url, httpx.AsyncClient(timeout=10) as c:
+            pre = await c.options(url, headers={
+                "origin": "https://app.example", "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type, mcp-param-region"})
+            assert pre.status_code == 204
+            assert pre.headers["access-control-allow-origin"] == "https://app.example"
+            assert "mcp-session-id" in pre.headers["access-control-allow-headers"]
+            assert "mcp-param-region" in pre.headers["access-control-allow-headers"]
+            post = await c.post(url, json=INIT, headers={**ACCEPT, "origin": "https://app.example"})
+            assert post.status_code == 200
+            assert post.headers["access-control-allow-origin"] == "https://app.example"
+            assert "mcp-session-id" in post.headers["access-control-expose-headers"]
+            assert post.headers["x-content-type-options"] == "nosniff"
+            other = await c.options(url, headers={"origin": "https://evil.example"})
+            assert other.status_code == 403
+            assert "access-control-allow-origin" not in other.headers
+            evil = await c.post(url, json=INIT, headers={**ACCEPT, "origin": "https://evil.example"})
+            assert evil.status_code == 403
+
+
+async def test_no_cors_headers_by_default() -> None:
+    with trio.fail_after(15):
+        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as c:
+            post = await c.post(url, json=INIT, headers={**ACCEPT, "origin": "http://localhost:3000"})
+            assert post.status_code == 200
+            assert "access-control-allow-origin" not in post.headers
+            assert post.headers["x-content-type-options"] == "nosniff"
