@@ -1,0 +1,260 @@
+"""Two in-process servers sharing one redis-server (or one Redis Cluster): a session moves
+freely between them.
+
+Also measures what one request costs in Redis commands (``MONITOR``), and keeps it in
+budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from examples.quickstart import app
+from scalemcp.config import Config
+from scalemcp.state.redis_layout import APPEND, LOAD_SESSION, READ, UPDATE_SESSION
+from scalemcp.testing import open_server
+
+from .conftest import RedisServer, Target
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+SCRIPTS = {hashlib.sha1(source.encode()).hexdigest(): name for name, source in [
+    ("load", LOAD_SESSION), ("append", APPEND), ("read", READ), ("update", UPDATE_SESSION)]}
+
+VERSION = "2025-11-25"
+ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+    "protocolVersion": VERSION, "capabilities": {"elicitation": {}},
+    "clientInfo": {"name": "t", "version": "1"}}}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def call(request_id: int, tool: str, arguments: dict[str, Any], **meta: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": tool, "arguments": arguments}
+    if meta:
+        params["_meta"] = meta
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+@asynccontextmanager
+async def two_servers(redis: Target) -> AsyncIterator[tuple[str, str]]:
+    assert redis.command("FLUSHALL") == b"+OK"
+    config = Config(redis_url=redis.url, sse_keepalive_s=2.0)
+    async with open_server(app, config) as a, open_server(app, config) as b:
+        yield a, b
+
+
+async def start_session(client: httpx.AsyncClient, url: str) -> dict[str, str]:
+    init = await client.post(url, json=INIT, headers=ACCEPT)
+    assert init.status_code == 200, init.text
+    headers = {**ACCEPT, "mcp-session-id": init.headers["mcp-session-id"],
+               "mcp-protocol-version": VERSION}
+    assert (await client.post(url, json=INITIALIZED, headers=headers)).status_code == 202
+    return headers
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
+    """(event id, data) for every event of an SSE response."""
+    event_id: str | None = None
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data or event_id is not None:
+                yield event_id, "\n".join(data)
+            event_id, data = None, []
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+
+
+async def test_session_moves_between_workers(redis_target: Target) -> None:
+    with trio.fail_after(20):
+        async with two_servers(redis_target) as (a, b), httpx.AsyncClient(timeout=10) as client:
+            headers = await start_session(client, a)
+            answer = await client.post(b, json=call(1, "add", {"a": 2, "b": 3}), headers=headers)
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("application/json")
+            assert "5" in answer.json()["result"]["content"][0]["text"]
+            assert (await client.delete(b, headers=headers)).status_code == 200
+            gone = await client.post(a, json=call(2, "add", {"a": 1, "b": 1}), headers=headers)
+            assert gone.status_code == 404
+
+
+async def test_resume_on_another_worker_loses_and_repeats_nothing(
+    redis_target: Target,
+) -> None:
+    n = 8
+    with trio.fail_after(20):
+        async with two_servers(redis_target) as (a, b), httpx.AsyncClient(timeout=10) as client:
+            headers = await start_session(client, a)
+            first: list[tuple[str | None, str]] = []
+            body = call(3, "countdown", {"n": n}, progressToken="tok")
+            async with client.stream("POST", a, json=body, headers=headers) as stream:
+                assert stream.headers["content-type"] == "text/event-stream"
+                async for event in sse_events(stream):
+                    first.append(event)
+                    if len(first) == 3:  # priming + two messages, then the connection drops
+                        break
+            last_id = first[-1][0]
+            assert last_id is not None
+            rest: list[tuple[str | None, str]] = []
+            resume = {**headers, "accept": "text/event-stream", "last-event-id": last_id}
+            async with client.stream("GET", b, headers=resume) as stream:
+                assert stream.status_code == 200
+                async for event in sse_events(stream):
+                    rest.append(event)
+
+            events = first + rest
+            ids = [event_id for event_id, _ in events]
+            assert None not in ids
+            assert len(set(ids)) == len(ids)
+            assert len({i.partition(":")[0] for i in ids if i}) == 1  # one stream
+            messages = [json.loads(data) for _, data in events if data]
+            progress = [m["params"]["progress"] for m in messages
+                        if m.get("method") == "notifications/progress"]
+            logs = [m["params"]["data"] for m in messages
+                    if m.get("method") == "notifications/message"]
+            assert progress == list(range(1, n + 1))
+            assert logs == [f"tick {n - i}" for i in range(n)]
+            assert messages[-1]["id"] == 3
+            assert messages[-1]["result"]["content"] == [{"type": "text", "text": "liftoff"}]
+
+
+async def test_elicitation_answered_on_another_worker(redis_target: Target) -> None:
+    with trio.fail_after(20):
+        async with two_servers(redis_target) as (a, b), httpx.AsyncClient(timeout=10) as client:
+            headers = await start_session(client, a)
+            seen: list[dict[str, Any]] = []
+            async with client.stream("POST", a, json=call(4, "ask_name", {}),
+                                     headers=headers) as stream:
+                async for _, data in sse_events(stream):
+                    if not data:
+                        continue
+                    message = json.loads(data)
+                    seen.append(message)
+                    if message.get("method") == "elicitation/create":
+                        reply = {"jsonrpc": "2.0", "id": message["id"],
+                                 "result": {"action": "accept", "content": {"name": "Ada"}}}
+                        answered = await client.post(b, json=reply, headers=headers)
+                        assert answered.status_code == 202
+            assert seen[-1]["id"] == 4
+            assert seen[-1]["result"]["content"] == [{"type": "text", "text": "Hello, Ada!"}]
+
+
+async def test_cancellation_sent_to_another_worker(redis_target: Target) -> None:
+    with trio.fail_after(20):
+        async with two_servers(redis_target) as (a, b), httpx.AsyncClient(timeout=10) as client:
+            headers = await start_session(client, a)
+            seen: list[dict[str, Any]] = []
+            body = call(5, "countdown", {"n": 20}, progressToken="tok")
+            async with client.stream("POST", a, json=body, headers=headers) as stream:
+                async for _, data in sse_events(stream):
+                    if not data:
+                        continue
+                    seen.append(json.loads(data))
+                    if len(seen) == 2:
+                        cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                  "params": {"requestId": 5, "reason": "changed my mind"}}
+                        assert (await client.post(b, json=cancel, headers=headers)).status_code \
+                            == 202
+            progress = [m for m in seen if m.get("method") == "notifications/progress"]
+            assert len(progress) < 15
+            assert seen[-1]["id"] == 5
+            assert "error" in seen[-1]
+
+
+# -- what a request costs in Redis ---------------------------------------------------------
+
+
+class Monitor:
+    """Every command the redis-server runs, from ``MONITOR`` (scripts' own calls marked)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    async def run(self, port: int, task_status: trio.TaskStatus[None]) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(b"MONITOR\r\n")
+            buffer = b""
+            started = False
+            while True:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\r\n")
+                for line in lines:
+                    if not started and line == b"+OK":
+                        started = True
+                        task_status.started()
+                    elif line.startswith(b"+"):
+                        self.lines.append(line.decode(errors="replace"))
+
+    def since(self, mark: int) -> dict[str, list[str]]:
+        """Commands after ``mark``: sent by clients (EVALSHA named by its script; XREAD
+        and heartbeat SETs left out: the workers' own background loops) and run inside
+        scripts."""
+        sent: list[str] = []
+        inner: list[str] = []
+        for line in self.lines[mark:]:
+            _, _, rest = line.partition("] ")
+            words = rest.split(" ", 2)
+            name = words[0].strip('"').upper()
+            if " lua]" in line:
+                inner.append(name)
+            elif name == "EVALSHA":
+                sent.append("EVALSHA:" + SCRIPTS.get(words[1].strip('"'), "?"))
+            elif name != "XREAD" and not (name == "SET" and ":worker:" in words[1]):
+                sent.append(name)
+        return {"sent": sent, "inner": inner}
+
+
+async def test_redis_commands_per_request(redis_server: RedisServer) -> None:
+    """One JSON tools/call is ONE Redis command; an SSE answer one per event (+2)."""
+    monitor = Monitor()
+    with trio.fail_after(20):
+        async with (
+            two_servers(redis_server) as (a, _),
+            httpx.AsyncClient(timeout=10) as client,
+            trio.open_nursery() as nursery,
+        ):
+            await nursery.start(monitor.run, redis_server.port)
+            headers = await start_session(client, a)
+            await client.post(a, json=call(1, "add", {"a": 1, "b": 2}), headers=headers)
+
+            async def measure(body: dict[str, Any]) -> tuple[dict[str, list[str]], int]:
+                await trio.sleep(0.2)
+                mark = len(monitor.lines)
+                events = 0
+                async with client.stream("POST", a, json=body, headers=headers) as answer:
+                    if answer.headers["content-type"] == "text/event-stream":
+                        events = len([e async for e in sse_events(answer)])
+                    else:
+                        await answer.aread()
+                await trio.sleep(0.2)
+                return monitor.since(mark), events
+
+            json_answer, _ = await measure(call(2, "add", {"a": 1, "b": 2}))
+            sse_answer, events = await measure(
+                call(3, "countdown", {"n": 3}, progressToken="t"))
+            nursery.cancel_scope.cancel()
+    print(f"\nRedis commands per session-era tools/call, JSON answer: {json_answer}")
+    print(f"Redis commands per SSE answer ({events} events incl. priming): {sse_answer}")
+    assert json_answer["sent"] == ["EVALSHA:load"]
+    # One load, one append per event, and reads: the first one, and one more only when
+    # the reader was not parked when an event was appended (usually handed over).
+    sent = sse_answer["sent"]
+    assert sent.count("EVALSHA:load") == 1
+    assert sent.count("EVALSHA:append") == events
+    assert 1 <= sent.count("EVALSHA:read") <= events // 2 + 1, sent
+    assert len(sent) == 1 + events + sent.count("EVALSHA:read"), sent
