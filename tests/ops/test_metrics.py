@@ -1,0 +1,46 @@
+"""/metrics exposes request counts, latency histograms, HTTP statuses and session gauges."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import trio
+
+from examples.quickstart import app
+from scalemcp.testing import open_server
+
+HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+def _value(text: str, series: str) -> float:
+    m = re.search(rf"^{re.escape(series)} (\S+)$", text, flags=re.MULTILINE)
+    assert m, f"{series} missing from:\n{text}"
+    return float(m.group(1))
+
+
+async def test_metrics_count_requests_and_sessions() -> None:
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}}
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "m"}}}
+    with trio.fail_after(15):
+        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
+            base = url.removesuffix("/mcp")
+            before = (await client.get(base + "/metrics")).text
+            sid = (await client.post(url, json=init, headers=HEADERS)).headers["mcp-session-id"]
+            headers = {**HEADERS, "mcp-session-id": sid}
+            for _ in range(3):
+                assert (await client.post(url, json=call, headers=headers)).status_code == 200
+            await client.post(url, content=b"{", headers=headers)
+            response = await client.get(base + "/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    series = 'scalemcp_requests_total{era="session",method="tools/call",outcome="ok"}'
+    previous = _value(before, series) if series in before else 0
+    assert _value(text, series) - previous == 3
+    count = 'scalemcp_request_duration_seconds_count{era="session",method="tools/call"}'
+    assert _value(text, count) >= 3
+    assert _value(text, 'scalemcp_http_responses_total{status="400"}') >= 1
+    assert _value(text, "scalemcp_sessions") >= 1

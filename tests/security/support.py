@@ -1,0 +1,216 @@
+"""Shared pieces of the security tests: an app with scoped items, RSA signers, a JWKS
+server on port 0, and raw MCP requests for the session and modern eras."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import jwt
+import trio
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from jwt.algorithms import RSAAlgorithm
+
+import scalemcp
+
+ACCEPT = "application/json, text/event-stream"
+SESSION_VERSION = "2025-11-25"
+MODERN_VERSION = "2026-07-28"
+ISSUER = "https://auth.example.com"
+RESOURCE = "https://mcp.example.com/mcp"
+PRM_URL = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def scoped_app() -> scalemcp.App:
+    """Public items, and items that need the ``admin`` scope."""
+    app = scalemcp.App("scoped", version="1.0.0")
+
+    @app.tool
+    async def public(x: int) -> int:
+        """Anyone may call this."""
+        return x
+
+    @app.tool(scopes=("admin",))
+    async def admin_tool(x: int) -> int:
+        """Only admins."""
+        return x * 10
+
+    @app.resource("res://public")
+    def public_res() -> str:
+        return "public"
+
+    @app.resource("res://secret", scopes=("admin",))
+    def secret_res() -> str:
+        return "secret"
+
+    @app.resource("tpl://{name}", scopes=("admin",))
+    def secret_tpl(name: str) -> str:
+        return name
+
+    @app.prompt
+    def p_public() -> str:
+        return "hi"
+
+    @app.prompt(scopes=("admin",))
+    def p_admin() -> str:
+        return "hi admin"
+
+    return app
+
+
+# -- JWT ---------------------------------------------------------------------------------
+
+
+class Signer:
+    """An RSA key pair that mints access tokens; ``jwk`` is its public half."""
+
+    def __init__(self, kid: str) -> None:
+        self.kid = kid
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def jwk(self) -> dict[str, Any]:
+        public = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        return {**public, "kid": self.kid, "use": "sig", "alg": "RS256"}
+
+    def token(self, *, kid: str | None = None, **claims: Any) -> str:
+        now = int(time.time())
+        body: dict[str, Any] = {"iss": ISSUER, "aud": RESOURCE, "sub": "alice",
+                                "iat": now, "exp": now + 300, "scope": "mcp"}
+        body.update(claims)
+        body = {k: v for k, v in body.items() if v is not None}
+        return jwt.encode(body, self.key, algorithm="RS256",
+                          headers={"kid": kid or self.kid})
+
+
+@functools.cache
+def signer(kid: str) -> Signer:
+    return Signer(kid)
+
+
+def jwks(*signers: Signer) -> dict[str, Any]:
+    return {"keys": [s.jwk() for s in signers]}
+
+
+class JWKSServer:
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.hits = 0
+        self.url = ""
+
+
+@asynccontextmanager
+async def open_jwks_server(document: dict[str, Any]) -> AsyncIterator[JWKSServer]:
+    """Serve ``document`` (mutable through the yielded object) at a URL on port 0."""
+    server = JWKSServer(document)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        server.hits += 1
+        body = json.dumps(server.document).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    hc = HypercornConfig()
+    hc.bind = ["127.0.0.1:0"]
+    hc.graceful_timeout = 0.5
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(serve, app, hc)
+        server.url = binds[0] + "/jwks.json"
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def open_custom_server(
+    app: scalemcp.App, config: scalemcp.Config, authenticator: Any
+) -> AsyncIterator[str]:
+    """Like scalemcp.testing.open_server, with a custom authenticator."""
+    from scalemcp.server import hypercorn_config
+
+    hc = hypercorn_config(config)
+    hc.bind = ["127.0.0.1:0"]
+    hc.graceful_timeout = 0.5
+    async with trio.open_nursery() as nursery:
+        asgi = scalemcp.asgi_app(app, config, authenticator=authenticator)
+        binds = await nursery.start(serve, asgi, hc)
+        yield binds[0] + config.path
+        nursery.cancel_scope.cancel()
+
+
+# -- MCP over raw HTTP -------------------------------------------------------------------
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def rpc(method: str, params: dict[str, Any] | None = None, rid: int = 1) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+async def initialize(http: httpx.AsyncClient, url: str, auth: dict[str, str]) -> str:
+    """A new session-era session; returns its id."""
+    params = {"protocolVersion": SESSION_VERSION, "capabilities": {},
+              "clientInfo": {"name": "t", "version": "0"}}
+    r = await http.post(url, json=rpc("initialize", params, 0),
+                        headers={"accept": ACCEPT, **auth})
+    assert r.status_code == 200, r.text
+    sid = r.headers["mcp-session-id"]
+    r = await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                        headers=session_headers(sid, auth))
+    assert r.status_code == 202, r.text
+    return sid
+
+
+def session_headers(sid: str, auth: dict[str, str]) -> dict[str, str]:
+    return {"accept": ACCEPT, "mcp-session-id": sid, "mcp-protocol-version": SESSION_VERSION,
+            **auth}
+
+
+async def session_call(
+    http: httpx.AsyncClient, url: str, sid: str, auth: dict[str, str], method: str,
+    params: dict[str, Any] | None = None,
+) -> httpx.Response:
+    return await http.post(url, json=rpc(method, params or {}, 7),
+                           headers=session_headers(sid, auth))
+
+
+async def modern_call(
+    http: httpx.AsyncClient, url: str, auth: dict[str, str], method: str,
+    params: dict[str, Any] | None = None, name: str | None = None,
+) -> httpx.Response:
+    headers = {"accept": ACCEPT, "mcp-protocol-version": MODERN_VERSION, "mcp-method": method,
+               **auth}
+    if name is not None:
+        headers["mcp-name"] = name
+    return await http.post(url, json=rpc(method, {**(params or {}), "_meta": META}, 9),
+                           headers=headers)
+
+
+def challenge_params(value: str) -> dict[str, str]:
+    """The parameters of a ``Bearer k="v", ...`` challenge."""
+    scheme, _, rest = value.partition(" ")
+    assert scheme == "Bearer", value
+    params = dict(re.findall(r'([a-z_]+)="([^"]*)"', rest))
+    assert len(params) == rest.count("="), value  # nothing unparsed
+    return params
