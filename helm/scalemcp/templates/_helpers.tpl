@@ -1,0 +1,192 @@
+{{/* Names ---------------------------------------------------------------------------- */}}
+
+{{- define "scalemcp.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Truncated to 57 so that "-redis" and "-app" suffixes still fit in 63 characters. */}}
+{{- define "scalemcp.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 57 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 57 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 57 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "scalemcp.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "scalemcp.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "scalemcp.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "scalemcp.secretName" -}}
+{{- include "scalemcp.fullname" . }}
+{{- end }}
+
+{{/* Labels --------------------------------------------------------------------------- */}}
+
+{{- define "scalemcp.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scalemcp.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "scalemcp.labels" -}}
+helm.sh/chart: {{ include "scalemcp.chart" . }}
+{{ include "scalemcp.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: scalemcp
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "scalemcp.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Values that cannot work together: refuse to render, saying why. -------------------- */}}
+
+{{- define "scalemcp.validate" -}}
+{{- $v := .Values }}
+{{- if eq $v.backend "memory" }}
+{{- if gt (int $v.replicaCount) 1 }}
+{{- fail (printf "scalemcp: backend=memory keeps sessions inside one process, so replicaCount must be 1 (got %d); set backend=redis (or backend=stateless) to run more pods" (int $v.replicaCount)) }}
+{{- end }}
+{{- if gt (int $v.server.workers) 1 }}
+{{- fail (printf "scalemcp: backend=memory keeps sessions inside one process, so server.workers must be 1 (got %d); set backend=redis (or backend=stateless) to run more workers" (int $v.server.workers)) }}
+{{- end }}
+{{- if $v.autoscaling.enabled }}
+{{- fail "scalemcp: backend=memory keeps sessions inside one process, so autoscaling.enabled must be false; set backend=redis (or backend=stateless) to autoscale" }}
+{{- end }}
+{{- end }}
+{{- if and $v.redisDemo.enabled (ne $v.backend "redis") }}
+{{- fail "scalemcp: redisDemo.enabled needs backend=redis" }}
+{{- end }}
+{{- if eq $v.backend "redis" }}
+{{- if and $v.redis.existingSecret (not (or $v.redis.existingSecretUrlKey $v.redis.existingSecretPasswordKey)) }}
+{{- fail "scalemcp: redis.existingSecret needs redis.existingSecretUrlKey (a complete URL) or redis.existingSecretPasswordKey (a password)" }}
+{{- end }}
+{{- if not (or $v.redis.url (and $v.redis.existingSecret $v.redis.existingSecretUrlKey) (include "scalemcp.redisUrl" .)) }}
+{{- fail (printf "scalemcp: backend=redis needs redis.url, redis.existingSecret with redis.existingSecretUrlKey, redisDemo.enabled, or the hosts of redis.mode=%s (redis.standalone.host, redis.sentinel.hosts or redis.cluster.nodes)" $v.redis.mode) }}
+{{- end }}
+{{- if and $v.redisDemo.enabled (ne $v.redis.mode "standalone") }}
+{{- fail "scalemcp: redisDemo.enabled runs a standalone Redis, so redis.mode must be standalone" }}
+{{- end }}
+{{- end }}
+{{- if le (int $v.terminationGracePeriodSeconds) (add $v.preStopSleepSeconds $v.server.drainSeconds | int) }}
+{{- fail (printf "scalemcp: terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + server.drainSeconds (%d), or pods are killed while SSE streams drain" (int $v.terminationGracePeriodSeconds) (add $v.preStopSleepSeconds $v.server.drainSeconds | int)) }}
+{{- end }}
+{{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- fail "scalemcp: autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- if and $v.server.tls.enabled (not $v.server.tls.secretName) }}
+{{- fail "scalemcp: server.tls.enabled needs server.tls.secretName (a kubernetes.io/tls Secret)" }}
+{{- end }}
+{{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) }}
+{{- fail "scalemcp: httpRoute.enabled needs httpRoute.parentRefs (the Gateway to attach to)" }}
+{{- end }}
+{{- end }}
+
+{{/* Redis --------------------------------------------------------------------------------
+The URL the server gets in SCALEMCP_REDIS_URL when it is built from values (not given whole):
+  standalone  redis[s]://[user[:pw]@]host:port/db
+  sentinel    redis[s]+sentinel://[user[:pw]@]sentinel1:port,sentinel2:port/master/db
+  cluster     redis[s]+cluster://[user[:pw]@]node1:port,node2:port
+The password is "$(REDIS_PASSWORD)": Kubernetes substitutes the REDIS_PASSWORD env var, read
+from a Secret, so no password is ever written into the Deployment. Empty when nothing is set.
+*/}}
+
+{{- define "scalemcp.redisPasswordRef" -}}
+{{- $r := .Values.redis }}
+{{- if .Values.redisDemo.enabled }}
+{{- else if and $r.existingSecret $r.existingSecretPasswordKey (not $r.existingSecretUrlKey) }}
+{{- dict "name" $r.existingSecret "key" $r.existingSecretPasswordKey | toJson }}
+{{- else if and $r.password (not $r.url) (not $r.existingSecret) }}
+{{- dict "name" (include "scalemcp.secretName" .) "key" "redis-password" | toJson }}
+{{- end }}
+{{- end }}
+
+{{- define "scalemcp.redisUrl" -}}
+{{- $r := .Values.redis }}
+{{- $auth := "" }}
+{{- if include "scalemcp.redisPasswordRef" . }}
+{{- $auth = printf "%s:$(REDIS_PASSWORD)@" $r.username }}
+{{- else if $r.username }}
+{{- $auth = printf "%s@" $r.username }}
+{{- end }}
+{{- $scheme := ternary "rediss" "redis" $r.tls }}
+{{- if .Values.redisDemo.enabled }}
+{{- printf "redis://%s-redis:6379/0" (include "scalemcp.fullname" .) }}
+{{- else if eq $r.mode "standalone" }}
+{{- with $r.standalone.host }}
+{{- printf "%s://%s%s:%d/%d" $scheme $auth . (int $r.standalone.port) (int $r.db) }}
+{{- end }}
+{{- else if eq $r.mode "sentinel" }}
+{{- if $r.sentinel.hosts }}
+{{- printf "%s+sentinel://%s%s/%s/%d" $scheme $auth (join "," $r.sentinel.hosts) $r.sentinel.masterName (int $r.db) }}
+{{- end }}
+{{- else if eq $r.mode "cluster" }}
+{{- if $r.cluster.nodes }}
+{{- printf "%s+cluster://%s%s" $scheme $auth (join "," $r.cluster.nodes) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The env entries that give the server its Redis URL (backend=redis only). */}}
+{{- define "scalemcp.redisEnv" -}}
+{{- $r := .Values.redis }}
+{{- if and $r.url (not .Values.redisDemo.enabled) }}
+- name: SCALEMCP_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "scalemcp.secretName" . }}
+      key: redis-url
+{{- else if and $r.existingSecret $r.existingSecretUrlKey (not .Values.redisDemo.enabled) }}
+- name: SCALEMCP_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $r.existingSecret }}
+      key: {{ $r.existingSecretUrlKey }}
+{{- else }}
+{{- with include "scalemcp.redisPasswordRef" . }}
+{{- $ref := fromJson . }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.name }}
+      key: {{ $ref.key }}
+{{- end }}
+- name: SCALEMCP_REDIS_URL
+  value: {{ include "scalemcp.redisUrl" . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The server's scheme inside the pod. */}}
+{{- define "scalemcp.scheme" -}}
+{{- ternary "https" "http" .Values.server.tls.enabled }}
+{{- end }}
+
+{{/* A probe from values, with the scheme set to HTTPS when the server serves TLS. */}}
+{{- define "scalemcp.probe" -}}
+{{- $probe := deepCopy .probe }}
+{{- if and .root.Values.server.tls.enabled $probe.httpGet }}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- toYaml $probe }}
+{{- end }}
