@@ -24,6 +24,7 @@ Cluster: coredis follows the slot map (MOVED/ASK); ``max_connections`` is per no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -232,32 +233,68 @@ async def open_client(target: RedisTarget, options: ClientOptions) -> AsyncItera
                 **credentials, **common,
             )
             async with primary, trio.open_nursery() as nursery:
-                nursery.start_soon(_watch_master, primary, options.sentinel_check_s)
+                nursery.start_soon(_watch_master, primary, sentinel, target.master,
+                                   options.sentinel_check_s)
                 try:
                     yield primary
                 finally:
                     nursery.cancel_scope.cancel()
 
 
-async def _watch_master(client: coredis.Redis[bytes], interval_s: float) -> None:
-    """Ask the sentinels for the master every ``interval_s``: when it moved, pooled
-    connections to the old one are dropped at once (the pool does that when it sees a
-    new address), rather than writing to a demoted master until sentinel reconfigures
-    it (its clients are killed then, but it may be a while)."""
+async def _watch_master(
+    client: coredis.Redis[bytes], sentinel: coredis.Sentinel[bytes], master: str,
+    interval_s: float,
+) -> None:
+    """Follow the master: when it moved, pooled connections to the old one are dropped at
+    once (the pool does that when it sees a new address) and blocking reads on them end.
+
+    A demoted master that is still reachable keeps answering, and even accepting writes,
+    until sentinel reconfigures it (seconds later); a worker writing there meanwhile is
+    split from the others. So the move is learnt from the sentinels' ``+switch-master``
+    announcement as it happens, and by asking every ``interval_s`` in case an
+    announcement was missed (a sentinel unreachable at that moment).
+    """
     pool = client.connection_pool
     locate = getattr(pool, "get_primary_location", None)
     if locate is None:
         return
-    while True:
-        await trio.sleep(interval_s)
-        try:
+    send, receive = trio.open_memory_channel[None](1)
+    async with trio.open_nursery() as nursery:
+        for each in sentinel.sentinels:
+            nursery.start_soon(_hear_switches, each, master, send)
+        while True:
             with trio.move_on_after(interval_s):
-                before = getattr(pool, "location", None)
-                after = await locate()
-                if before is not None and after != before:
-                    log.warning("Redis Sentinel: the master moved from %s to %s", before, after)
-        except ERRORS as exc:
-            log.debug("Redis Sentinel: master not found (will ask again): %s", exc)
+                await receive.receive()
+            try:
+                with trio.move_on_after(interval_s):
+                    before = getattr(pool, "location", None)
+                    after = await locate()
+                    if before is not None and after != before:
+                        log.warning("Redis Sentinel: the master moved from %s to %s",
+                                    before, after)
+            except ERRORS as exc:
+                log.debug("Redis Sentinel: master not found (will ask again): %s", exc)
+
+
+async def _hear_switches(
+    sentinel: coredis.Redis[bytes], master: str, wake: trio.MemorySendChannel[None]
+) -> None:
+    """Wake the watcher whenever this sentinel announces that ``master`` moved."""
+    name = master.encode()
+    while True:
+        try:
+            async with sentinel.pubsub(channels=["+switch-master"]) as messages:
+                async for message in messages:
+                    data = message.get("data")
+                    if isinstance(data, (bytes, str)):
+                        raw = data.encode() if isinstance(data, str) else data
+                        if raw.split(b" ", 1)[0] == name:
+                            with contextlib.suppress(trio.WouldBlock):
+                                wake.send_nowait(None)
+        except* ERRORS as group:  # coredis' pub/sub task group raises them grouped
+            log.debug("Redis Sentinel: not subscribed to +switch-master (retrying): %s",
+                      group.exceptions[0])
+        await trio.sleep(1.0)
 
 
 def forget_connections(client: RedisClient | None, exc: BaseException) -> None:
