@@ -22,7 +22,7 @@ RUN python -m venv /opt/scalemcp
 COPY pyproject.toml README.md ./
 COPY scalemcp ./scalemcp
 # pip byte-compiles what it installs, so a read-only root filesystem costs no start-up time.
-RUN /opt/scalemcp/bin/pip install --no-cache-dir ".[redis]"
+RUN /opt/scalemcp/bin/pip install --no-cache-dir ".[redis,auth]"
 
 FROM ${BASE_IMAGE}
 ARG UID=10001

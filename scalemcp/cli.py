@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from .config import Config, load_config
+from .config import FIELD_HELP, Config, load_config
 from .ops.logs import configure_logging, redact_text
 from .server import ConfigError, run
 
@@ -26,15 +26,16 @@ def _serve_parser(sub: Any) -> argparse.ArgumentParser:
     for field in msgspec.structs.fields(Config):
         flag = "--" + field.name.replace("_", "-")
         tp = _base_type(field.type)
+        about = FIELD_HELP.get(field.name, "").replace("%", "%%")
         if tp is bool:
             p.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
-                           default=None)
+                           default=None, help=about)
         elif tp is list:
             p.add_argument(flag, dest=field.name, action="append", default=None,
-                           help="repeatable")
+                           help=f"{about} (repeatable)")
         else:
             p.add_argument(flag, dest=field.name, default=None,
-                           help=f"default: {field.default!r}")
+                           help=f"{about} (default: {field.default!r})")
     return p
 
 
@@ -62,12 +63,17 @@ def main(argv: list[str] | None = None) -> int:
         from .security.dev_cert import dev_cert_main
 
         return dev_cert_main(argv[1:])
+    if argv and argv[0] == "config-reference":
+        from .config_reference import main as reference_main
+
+        return reference_main(argv[1:])
     parser = argparse.ArgumentParser(prog="scalemcp", description="Serve MCP at scale.")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     sub.add_parser("bench", help="load-test an MCP server (scalemcp bench --help)")
     sub.add_parser("hash-key", help="make an API key and its hashed entry for api_keys_file")
     sub.add_parser("dev-cert", help="write a self-signed certificate for local HTTPS")
+    sub.add_parser("config-reference", help="write docs/configuration.md from the settings")
     args = vars(parser.parse_args(argv))
     args.pop("command")
     target = args.pop("target")

@@ -347,8 +347,9 @@ def test_server_container_probes_and_shutdown(chart: Any) -> None:
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     sleep = container["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep[0] == "sleep"
-    defaults = load_values(CHART / "values.yaml")
-    assert pod["terminationGracePeriodSeconds"] > int(sleep[1]) + defaults["server"]["drainSeconds"]
+    drain = float(env_of(container)["SCALEMCP_DRAIN_TIMEOUT_S"]["value"])
+    hard_stop = 5  # scalemcp.ops.drain.HARD_STOP_MARGIN_S
+    assert pod["terminationGracePeriodSeconds"] > int(sleep[1]) + drain + hard_stop
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
@@ -417,9 +418,9 @@ def test_config_checksum_follows_the_config(chart: Any) -> None:
     assert one == same != other
     app = checksum(chart, {"app": {"module": "m:app", "files": {"m.py": "app = 1\n"}}}, "config")
     assert app not in (one, other)
-    assert checksum(chart, {"auth": {"apiKeys": ["k" * 20]}}, "secret") != checksum(
-        chart, {"auth": {"apiKeys": ["j" * 20]}}, "secret"
-    )
+    keys = ({"auth": {"mode": "api_key", "apiKeys": [f"{digit * 64} {name}"]}}
+            for digit, name in (("a", "alice"), ("b", "bob")))
+    assert checksum(chart, next(keys), "secret") != checksum(chart, next(keys), "secret")
 
 
 def test_config_is_mounted_verbatim(chart: Any) -> None:
@@ -499,7 +500,7 @@ def test_chart_secret_holds_what_values_give(chart: Any) -> None:
     docs = render(chart, values)
     data = {k: base64.b64decode(v).decode() for k, v in only(docs, "Secret")["data"].items()}
     assert data["redis-url"] == values["redis"]["url"]
-    assert data["api-keys"] == "sk-test-0123456789abcdef\nsk-test-fedcba9876543210\n"
+    assert data["api-keys"] == "".join(entry + "\n" for entry in values["auth"]["apiKeys"])
     assert len(data["state-key"]) == 64  # generated
     container = server_container(docs)
     assert env_of(container)["SCALEMCP_API_KEYS_FILE"]["value"] == "/etc/scalemcp/secrets/api-keys"

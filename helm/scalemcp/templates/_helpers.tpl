@@ -89,9 +89,13 @@ app.kubernetes.io/part-of: scalemcp
 {{- fail "scalemcp: redisDemo.enabled runs a standalone Redis, so redis.mode must be standalone" }}
 {{- end }}
 {{- end }}
-{{- if le (int $v.terminationGracePeriodSeconds) (add $v.preStopSleepSeconds $v.server.drainSeconds | int) }}
-{{- fail (printf "scalemcp: terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + server.drainSeconds (%d), or pods are killed while SSE streams drain" (int $v.terminationGracePeriodSeconds) (add $v.preStopSleepSeconds $v.server.drainSeconds | int)) }}
+{{- /* After SIGTERM the server ends SSE streams at drainTimeoutSeconds and cancels what is
+left 5 s later (scalemcp.ops.drain.HARD_STOP_MARGIN_S); the kubelet kills at the grace. */}}
+{{- $shutdown := add $v.preStopSleepSeconds $v.server.drainTimeoutSeconds 5 | int }}
+{{- if le (int $v.terminationGracePeriodSeconds) $shutdown }}
+{{- fail (printf "scalemcp: terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + server.drainTimeoutSeconds + 5 s for the server's hard stop (%d), or pods are killed while SSE streams drain" (int $v.terminationGracePeriodSeconds) $shutdown) }}
 {{- end }}
+{{- include "scalemcp.validateAuth" . }}
 {{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- fail "scalemcp: autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
@@ -100,6 +104,40 @@ app.kubernetes.io/part-of: scalemcp
 {{- end }}
 {{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) }}
 {{- fail "scalemcp: httpRoute.enabled needs httpRoute.parentRefs (the Gateway to attach to)" }}
+{{- end }}
+{{- end }}
+
+{{/* The auth mode and what it needs, as the server checks them at start (docs/auth.md). */}}
+{{- define "scalemcp.validateAuth" -}}
+{{- $a := .Values.auth }}
+{{- $keys := or $a.apiKeys (and $a.existingSecret $a.existingSecretApiKeysKey) }}
+{{- $jwks := and $a.existingSecret $a.existingSecretJwksKey }}
+{{- if and $a.existingSecretJwksKey (not $a.existingSecret) }}
+{{- fail "scalemcp: auth.existingSecretJwksKey needs auth.existingSecret (the Secret holding the JWKS)" }}
+{{- end }}
+{{- if eq $a.mode "api_key" }}
+{{- if not $keys }}
+{{- fail "scalemcp: auth.mode=api_key needs auth.apiKeys or auth.existingSecret with auth.existingSecretApiKeysKey" }}
+{{- end }}
+{{- else if $keys }}
+{{- fail (printf "scalemcp: API keys (auth.apiKeys or auth.existingSecretApiKeysKey) need auth.mode=api_key (got %s); the server refuses keys it would not check" $a.mode) }}
+{{- end }}
+{{- if eq $a.mode "jwt" }}
+{{- if eq (not $a.jwt.jwksUrl) (not $jwks) }}
+{{- fail "scalemcp: auth.mode=jwt needs exactly one of auth.jwt.jwksUrl and auth.existingSecretJwksKey" }}
+{{- end }}
+{{- $missing := list }}
+{{- if not $a.jwt.issuer }}{{ $missing = append $missing "auth.jwt.issuer" }}{{ end }}
+{{- if not $a.jwt.resourceUri }}{{ $missing = append $missing "auth.jwt.resourceUri" }}{{ end }}
+{{- if not $a.jwt.authorizationServers }}{{ $missing = append $missing "auth.jwt.authorizationServers" }}{{ end }}
+{{- if $missing }}
+{{- fail (printf "scalemcp: auth.mode=jwt needs %s (the token issuer, this server's public MCP URL as the token audience, and the authorization servers to list in its metadata)" (join ", " $missing)) }}
+{{- end }}
+{{- else if or $a.jwt.jwksUrl $jwks $a.jwt.issuer $a.jwt.authorizationServers }}
+{{- fail (printf "scalemcp: auth.jwt settings and auth.existingSecretJwksKey need auth.mode=jwt (got %s)" $a.mode) }}
+{{- end }}
+{{- if and $a.requiredScopes (eq $a.mode "none") }}
+{{- fail "scalemcp: auth.requiredScopes needs auth.mode api_key or jwt" }}
 {{- end }}
 {{- end }}
 
