@@ -14,7 +14,8 @@ status that the spec names for it, so the transport never has to guess.
     │   ├── HeaderMismatch          -32020  modern era header/body disagreement
     │   ├── MissingClientCapability -32021
     │   ├── UnsupportedVersion      -32022
-    │   └── UrlElicitationRequired  -32042
+    │   ├── UrlElicitationRequired  -32042
+    │   └── RateLimited             -31429  a rate or in-flight limit (HTTP 429 + Retry-After)
     ├── ToolError                   raised by a tool: becomes an ``isError`` result, not an error
     ├── BackendUnavailable          the state backend cannot be reached (HTTP 503)
     └── AuthError                   an HTTP status + a ``WWW-Authenticate: Bearer`` challenge
@@ -26,6 +27,7 @@ status that the spec names for it, so the transport never has to guess.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "MissingCredentials",
     "ParseError",
     "ProtocolError",
+    "RateLimited",
     "ResourceNotFound",
     "ScaleMCPError",
     "ToolError",
@@ -65,6 +68,10 @@ class ProtocolError(ScaleMCPError):
         super().__init__(message)
         self.message = message
         self.data = data
+
+    def http_headers(self) -> list[tuple[bytes, bytes]]:
+        """Headers an HTTP answer carrying this error adds (e.g. ``Retry-After``)."""
+        return []
 
 
 class ParseError(ProtocolError):
@@ -115,6 +122,27 @@ class UnsupportedVersion(ProtocolError):
 class UrlElicitationRequired(ProtocolError):
     code = -32042
     http_status = 200
+
+
+class RateLimited(ProtocolError):
+    """A rate limit or an in-flight limit refused the request; retry after ``retry_after_s``.
+
+    The code lies outside ``-32768..-32000``: 2026-07-28 reserves ``-32020..-32099`` for
+    the spec and asks that implementation codes go elsewhere.
+    """
+
+    code = -31429
+    http_status = 429
+
+    def __init__(self, message: str, *, limit: str, retry_after_s: float) -> None:
+        self.limit = limit
+        #: Whole seconds, at least 1 (the ``Retry-After`` value).
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+        super().__init__(f"{message}; retry after {self.retry_after_s} s",
+                         {"limit": limit, "retryAfterSeconds": self.retry_after_s})
+
+    def http_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.retry_after_s).encode())]
 
 
 class ToolError(ScaleMCPError):

@@ -61,11 +61,14 @@ class App:
         headers: dict[str, str] | None = None,
         input_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
+        rate_limit_rps: float | None = None,
     ) -> Any:
         """Register a tool; usable bare (``@app.tool``) or with options.
 
         ``requires`` names client capabilities (e.g. ``("sampling",)``) the tool needs;
-        ``headers`` maps parameters to ``Mcp-Param-*`` header names (modern era).
+        ``headers`` maps parameters to ``Mcp-Param-*`` header names (modern era);
+        ``rate_limit_rps`` limits calls per second per principal (the server's
+        ``rate_limit_tools`` setting overrides it).
         """
 
         def register(f: F) -> F:
@@ -81,6 +84,7 @@ class App:
                 headers=headers,
                 input_schema=input_schema,
                 meta=meta,
+                rate_limit_rps=rate_limit_rps,
             )
             if spec.name in self.tools:
                 raise ValueError(f"tool {spec.name!r} is already registered")

@@ -43,10 +43,15 @@ class ToolSpec:
         headers: dict[str, str] | None = None,
         input_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
+        rate_limit_rps: float | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         self.scopes = scopes
+        if rate_limit_rps is not None and rate_limit_rps < 0:
+            raise ValueError(f"tool {self.name!r}: rate_limit_rps must be >= 0")
+        #: Calls per second per principal (None: the server's default; 0: no limit).
+        self.rate_limit_rps = rate_limit_rps
         #: Client capabilities the tool cannot run without (checked before it runs).
         self.requires = requires
         self.ctx_param = context_param(fn)

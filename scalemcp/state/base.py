@@ -18,19 +18,32 @@ payload in it (client responses to server->client requests, cancellations).
 
 *Changes* (list_changed, resources/updated) are published once and seen by every worker.
 
+*Token buckets* (rate limits) belong to an *owner* (a principal): ``take_tokens`` takes
+from several of one owner's buckets at once, all or none, fleet-wide on a shared backend.
+A bucket nobody takes from refills and is forgotten.
+
 Nothing crosses this interface but bytes and msgspec Structs, so a backend may live in
 another process.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import msgspec
 import trio
 
-__all__ = ["SessionRecord", "StateBackend", "StateStatistics", "StreamEvent", "StreamRead"]
+__all__ = [
+    "SessionRecord",
+    "StateBackend",
+    "StateStatistics",
+    "StreamEvent",
+    "StreamRead",
+    "Throttled",
+    "TokenBucket",
+]
 
 
 class SessionRecord(msgspec.Struct, kw_only=True):
@@ -56,6 +69,24 @@ class StreamRead(msgspec.Struct, frozen=True):
     ended: bool = False
     #: The stream (or its session) does not exist or has expired.
     missing: bool = False
+
+
+class TokenBucket(msgspec.Struct, frozen=True):
+    """One bucket of an owner: holds up to ``capacity`` tokens, refilled at ``rate_per_s``;
+    a take needs ``cost`` tokens (at most ``capacity``). New buckets start full."""
+
+    name: str
+    rate_per_s: float
+    capacity: float
+    cost: float = 1.0
+
+
+class Throttled(msgspec.Struct, frozen=True):
+    """A take refused: the bucket short of tokens (the one to wait longest for) and how
+    long until it holds enough."""
+
+    bucket: str
+    retry_after_s: float
 
 
 class StateStatistics(msgspec.Struct, frozen=True):
@@ -109,6 +140,12 @@ class StateBackend(Protocol):
 
     async def claim_once(self, key: str, ttl_s: float) -> bool:
         """True the first time ``key`` is claimed within ``ttl_s``; False after (replays)."""
+
+    async def take_tokens(self, owner: str, buckets: Sequence[TokenBucket]) -> Throttled | None:
+        """Take each bucket's ``cost`` from ``owner``'s buckets, all or none, atomically.
+
+        None if taken; else nothing is taken and the answer says which bucket is short.
+        """
 
     async def publish_change(self, payload: bytes) -> None: ...
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import msgspec
 import trio
 
-from .base import SessionRecord, StateStatistics, StreamEvent, StreamRead
+from .base import SessionRecord, StateStatistics, StreamEvent, StreamRead, Throttled, TokenBucket
+from .buckets import MemoryBuckets
 from .hub import ChangeHub
 
 __all__ = ["MemoryBackend"]
@@ -62,6 +63,7 @@ class MemoryBackend:
         self._changes = ChangeHub()
         self._next_sweep = 0.0
         self._claims: dict[str, float] = {}
+        self._buckets = MemoryBuckets()
 
     # -- sessions --------------------------------------------------------------------
 
@@ -198,6 +200,9 @@ class MemoryBackend:
             return False
         self._claims[key] = now + ttl_s
         return True
+
+    async def take_tokens(self, owner: str, buckets: Sequence[TokenBucket]) -> Throttled | None:
+        return self._buckets.take(owner, buckets)
 
     async def publish_change(self, payload: bytes) -> None:
         self._changes.publish(payload)

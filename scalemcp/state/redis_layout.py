@@ -20,6 +20,8 @@ Keys shared by the fleet (no command or script touches two of them at once)::
     <prefix>{bus}:broadcast      stream: changes, deletions and cancellations, capped
     <prefix>claim:<key>          string: a one-time claim (``claim_once``), with TTL
     <prefix>worker:<worker>      string: the worker's heartbeat, with a short TTL
+    <prefix>{rl:<owner>}:<name>  hash: a rate-limit token bucket, TTL until refilled
+                                 (see redis_buckets; one owner's buckets share a slot)
 
 The inboxes and the broadcast stream share the hash tag ``{bus}`` so that on Redis
 Cluster a worker still reads its inbox and the broadcast stream with ONE blocking XREAD
