@@ -12,6 +12,7 @@ import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
 from ..errors import InvalidRequest, ParseError, ProtocolError
+from .limits import JsonLimits, check_json
 
 __all__ = [
     "ErrorObject",
@@ -87,8 +88,19 @@ _encoder: Final = msgspec.json.Encoder()
 encode: Final = _encoder.encode
 
 
-def decode_body(body: bytes) -> Message | list[Message]:
-    """Decode a POST body; raise :class:`ParseError` or :class:`InvalidRequest`."""
+def decode_body(body: bytes, limits: JsonLimits | None = None) -> Message | list[Message]:
+    """Decode a POST body; raise :class:`ParseError` or :class:`InvalidRequest`.
+
+    With ``limits`` (what clients send), the body's depth, strings and item counts are
+    checked first (:func:`~scalemcp.protocol.limits.check_json`).
+    """
+    try:  # RFC 8259: JSON is UTF-8. msgspec checks only the strings it decodes, so bad
+        body.decode()  # bytes in params would fail later, in a handler's decoder.
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"malformed JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
+                         ) from None
+    if limits is not None:
+        check_json(body, limits)
     try:
         decoded: Message | list[Message] = _decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -137,7 +149,7 @@ def decode_any(data: bytes | Raw) -> Any:
     """Decode JSON into builtins (used for small, already size-checked payloads)."""
     try:
         return _any_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ParseError(f"malformed JSON: {exc}") from None
     except RecursionError:
         raise ParseError("JSON nested too deeply") from None

@@ -24,7 +24,7 @@ from ..app.app import App
 from ..config import Config
 from ..errors import AuthError, InsufficientScope, MissingCredentials
 from .api_keys import load_api_keys
-from .jwks import check_jwks_url, parse_jwks
+from .bearer import INTROSPECTION_FIELDS, check_oauth_config, oauth_authenticator
 from .principal import Authenticator
 from .resource import (
     WELL_KNOWN,
@@ -39,7 +39,8 @@ __all__ = ["AuthGate", "Identity", "check_auth_config"]
 
 log = logging.getLogger("scalemcp.security")
 Headers = list[tuple[bytes, bytes]]
-_JWT_FIELDS = ("jwt_jwks_url", "jwt_jwks_file", "jwt_issuer", "authorization_servers")
+_JWT_FIELDS = ("jwt_jwks_url", "jwt_jwks_file", "jwt_issuer", "authorization_servers",
+               *INTROSPECTION_FIELDS)
 _KEY_FIELDS = ("api_keys_file", "api_keys")
 
 
@@ -123,20 +124,8 @@ def _from_config(config: Config) -> Authenticator | None:
         from .api_keys import APIKeyAuthenticator
 
         return APIKeyAuthenticator(load_api_keys(config.api_keys_file, config.api_keys))
-    if config.auth == "jwt":
-        from .jwks import JWKSCache, load_jwks_file, load_jwks_url
-        from .jwt_auth import JWTAuthenticator  # PyJWT: checked by check_auth_config
-        if config.jwt_jwks_url:
-            load, source = load_jwks_url(config.jwt_jwks_url), config.jwt_jwks_url
-        else:
-            assert config.jwt_jwks_file is not None
-            load, source = load_jwks_file(config.jwt_jwks_file), config.jwt_jwks_file
-        keys = JWKSCache(load, source=source, ttl_s=config.jwt_jwks_ttl_s,
-                         min_refetch_s=config.jwt_jwks_min_refetch_s)
-        assert config.jwt_issuer is not None
-        assert config.resource_uri is not None
-        return JWTAuthenticator(keys, issuer=config.jwt_issuer,
-                                resource_uri=config.resource_uri, leeway_s=config.jwt_leeway_s)
+    if config.auth == "jwt":  # JWTs and/or token introspection
+        return oauth_authenticator(config)
     return None
 
 
@@ -157,26 +146,5 @@ def check_auth_config(config: Config, *, custom: bool = False) -> None:
         if not (config.api_keys_file or config.api_keys):
             raise ValueError("auth = 'api_key' needs api_keys_file or api_keys")
         load_api_keys(config.api_keys_file, config.api_keys)
-    if mode != "jwt":
-        return
-    if bool(config.jwt_jwks_url) == bool(config.jwt_jwks_file):
-        raise ValueError("auth = 'jwt' needs exactly one of jwt_jwks_url and jwt_jwks_file")
-    missing = [f for f in ("jwt_issuer", "resource_uri", "authorization_servers")
-               if not getattr(config, f)]
-    if missing:
-        raise ValueError(f"auth = 'jwt' needs {', '.join(missing)} (the token issuer, this "
-                         "server's canonical URI as the token audience, and the authorization "
-                         "servers to list in the protected resource metadata)")
-    for server in config.authorization_servers:
-        canonical_uri(server)
-    if config.jwt_jwks_url:
-        check_jwks_url(config.jwt_jwks_url)
-    try:
-        import jwt  # noqa: F401
-    except ImportError:
-        raise ValueError("auth = 'jwt' needs the 'auth' extra: pip install "
-                         "'scalemcp[auth]'") from None
-    if config.jwt_jwks_file:
-        with open(config.jwt_jwks_file, "rb") as f:
-            if not parse_jwks(f.read()):
-                raise ValueError(f"{config.jwt_jwks_file} holds no usable signature key")
+    if mode == "jwt":
+        check_oauth_config(config)

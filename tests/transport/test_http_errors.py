@@ -430,7 +430,8 @@ async def test_deeply_nested_json_is_a_clear_client_error(nested: bytes) -> None
             body = (b'{"jsonrpc":"2.0","id":9,"method":"tools/call","params":'
                     b'{"name":"echo","arguments":{"message":' + nested + b"}}}")
             r = await s.post(body)
-            assert_error(r, 400, -32700, "")
+            # A limit (max_json_depth), like the other shape limits: -32600, not -32700.
+            assert_error(r, 400, -32600, "nested too deeply")
             await s.assert_works()
 
 

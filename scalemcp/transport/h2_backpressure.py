@@ -1,0 +1,82 @@
+"""Two fixes to Hypercorn's HTTP/2 sending, so a slow consumer is bounded there too.
+
+Hypercorn (0.17, 0.18) hands each HTTP/2 stream's body to a ``StreamBuffer`` that should
+make the app's ``send`` wait while more than two frames are buffered. It releases the app
+whenever a pop returns less than one frame, and a pop returns *nothing* when the client's
+flow-control window is closed: so against a client that stops reading, every ``send``
+returns at once and the buffer grows without bound (measured: 4 MB for a 64 KiB window).
+:func:`install` makes the release depend on what stays buffered instead (its intent), so
+``send`` blocks and the send deadline (``send_guard``) applies.
+
+Second, when an app ends an HTTP/2 response without its end (what the send deadline does
+to a stuck stream), Hypercorn forgets the stream but never ends or resets it, so the client
+waits on it for ever. :func:`install` resets it (RST_STREAM, CANCEL): the client sees the
+stream fail and resumes, as an HTTP/1.1 client sees its connection close.
+
+Both patches are idempotent and touch nothing else; a Hypercorn without these classes is
+left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["install"]
+
+_INSTALLED = "_scalemcp_h2_backpressure"
+
+
+def install() -> None:
+    try:
+        from hypercorn.protocol import h2 as hypercorn_h2
+        from hypercorn.protocol.events import StreamClosed
+    except ImportError:  # pragma: no cover - Hypercorn is a dependency
+        return
+    buffer_class: Any = getattr(hypercorn_h2, "StreamBuffer", None)
+    protocol_class: Any = getattr(hypercorn_h2, "H2Protocol", None)
+    if buffer_class is None or protocol_class is None or getattr(buffer_class, _INSTALLED, False):
+        return
+    low_water = getattr(hypercorn_h2, "BUFFER_LOW_WATER", 2**14)
+
+    async def pop(self: Any, max_length: int) -> bytes:
+        length = min(len(self.buffer), max_length)
+        data = bytes(self.buffer[:length])
+        del self.buffer[:length]
+        if len(self.buffer) < low_water:  # was: len(data) < low_water
+            await self._paused.set()
+        if len(self.buffer) == 0:
+            await self._is_empty.set()
+        return data
+
+    original_stream_send = protocol_class.stream_send
+
+    async def stream_send(self: Any, event: Any) -> None:
+        if isinstance(event, StreamClosed):
+            await _reset_if_unfinished(self, event.stream_id)
+        await original_stream_send(self, event)
+
+    buffer_class.pop = pop
+    protocol_class.stream_send = stream_send
+    setattr(buffer_class, _INSTALLED, True)
+
+
+async def _reset_if_unfinished(protocol: Any, stream_id: int) -> None:
+    """The app closed a stream whose body it did not end: reset it, drop its buffer."""
+    import h2.errors
+    import h2.exceptions
+
+    buffer = protocol.stream_buffers.get(stream_id)
+    if buffer is None or buffer._complete:
+        return  # ended normally (or already gone)
+    try:
+        protocol.connection.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+    except h2.exceptions.ProtocolError:
+        pass  # the stream is closed already
+    else:
+        # Written by the connection's own task: a client that reads nothing at all must
+        # not hold up the app (the connection closes once idle, keep_alive_timeout_s).
+        protocol.task_group.spawn(protocol._flush)
+    # Emptied and marked complete, the sending task removes it on its next turn.
+    await buffer.close()
+    protocol.priority.unblock(stream_id)
+    await protocol.has_data.set()
