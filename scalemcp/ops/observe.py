@@ -2,10 +2,15 @@
 
 :meth:`Observer.exchange` wraps everything the ASGI app does for one connection-level
 request: it binds the log fields (request id, hashed session id), continues the caller's
-trace context, makes the server's :class:`~.drain.Drain` the one streams watch, and at
-the end writes the access-log line. :func:`observe_call` wraps one MCP request in the
-engine: log fields for the call and, with tracing on, its server span. Session-era handlers
-run in tasks started from the request's task, so they inherit all of it.
+trace context, makes the server's :class:`~.drain.Drain` the one streams watch, counts the
+exchange in ``scalemcp_open_streams`` while it streams (:func:`stream_opened`), and at the
+end writes the access-log line. :func:`observe_call` wraps one MCP request in the engine:
+log fields for the call and, with tracing on, its server span. Session-era handlers run in
+tasks started from the request's task, so they inherit all of it.
+
+:meth:`Observer.serve` runs for the server's lifetime: under ``scalemcp serve`` it shares
+this worker's metrics with its siblings, and :meth:`Observer.metrics` answers ``/metrics``
+for the whole node (see :mod:`.metrics_dir`).
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import logs
+import trio
+
+from . import logs, metrics_dir
 from .drain import Drain, drain_var
+from .metrics import METRICS, OPEN_STREAMS, Value
 from .tracing import Tracing, tracing_for
 
 if TYPE_CHECKING:
@@ -30,7 +38,8 @@ if TYPE_CHECKING:
     from ..engine.call import Call
     from ..errors import ProtocolError
 
-__all__ = ["CallObservation", "HttpExchange", "Observer", "note", "observe_call"]
+__all__ = ["CallObservation", "HttpExchange", "Observer", "note", "observe_call",
+           "stream_opened"]
 
 access_log = logging.getLogger("scalemcp.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -47,7 +56,7 @@ class _Exchange:
     """One exchange's context: entered around everything the app does for it."""
 
     __slots__ = ("_req", "_span_parent", "_started", "_tokens", "era", "mcp_method",
-                 "observer", "transport")
+                 "observer", "stream", "transport")
 
     def __init__(self, observer: Observer, req: HttpExchange, era: str | None,
                  transport: str) -> None:
@@ -57,6 +66,8 @@ class _Exchange:
         self.mcp_method: str | None = None
         self.transport = transport
         self._span_parent: AbstractContextManager[None] | None = None
+        #: The open-streams gauge this exchange counts in while it streams.
+        self.stream: Value | None = None
 
     def __enter__(self) -> None:
         self._started = time.perf_counter()
@@ -70,12 +81,19 @@ class _Exchange:
         if self.observer.tracing is not None:
             self._span_parent = self.observer.tracing.remote_parent(headers)
             self._span_parent.__enter__()
+        if self.transport == "websocket":
+            self.stream = OPEN_STREAMS.labels(self.era or "session", "websocket")
+            self.stream.inc()
 
     def __exit__(self, *exc_info: object) -> None:
         try:
+            if self.transport == "http" and self._req.status:
+                METRICS.observe_http(self._req.status)
             if self.observer.access_log and self.transport == "http":
                 _log_access(self._req, self, time.perf_counter() - self._started)
         finally:
+            if self.stream is not None:
+                self.stream.dec()
             if self._span_parent is not None:
                 self._span_parent.__exit__(None, None, None)
             current, fields, drain = self._tokens
@@ -96,6 +114,23 @@ class Observer:
         self.drain = Drain(config.drain_timeout_s)
         self._eras = {config.sse_path: "legacy", config.messages_path: "legacy"}
         self._endpoint = config.path
+        spec = metrics_dir.joined()
+        self.node_metrics = None if spec is None else metrics_dir.NodeMetrics(
+            METRICS, spec, config.metrics_flush_interval_s)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Share this worker's metrics with its siblings (under ``scalemcp serve``)."""
+        if self.node_metrics is None:
+            task_status.started()
+            return
+        await self.node_metrics.serve(task_status=task_status)
+
+    async def metrics(self) -> bytes:
+        """The ``/metrics`` body: the node's figures, or this process's outside ``serve``."""
+        if self.node_metrics is None:
+            return METRICS.render()
+        return await self.node_metrics.render()
 
     def exchange(self, req: HttpExchange, transport: str = "http") -> AbstractContextManager[None]:
         """Serve ``req`` (an HTTP request, or a WebSocket with ``transport="websocket"``)."""
@@ -118,6 +153,14 @@ class _Handshake:
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                         for k, v in scope.get("headers", ())}
         self.status = 101
+
+
+def stream_opened() -> None:
+    """Count the current exchange in ``scalemcp_open_streams`` until it ends (SSE)."""
+    current = _current.get()
+    if current is not None and current.stream is None:
+        current.stream = OPEN_STREAMS.labels(current.era or "session", "sse")
+        current.stream.inc()
 
 
 def note(era: str, message: object) -> None:

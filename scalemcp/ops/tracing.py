@@ -14,6 +14,17 @@ The parent is the W3C trace context in the request's ``params._meta`` (``tracepa
 ``tracestate``, ``baggage``), else the HTTP request's ``traceparent`` header (or the span
 of an OpenTelemetry ASGI middleware around the app); with both, the HTTP one is a link.
 
+Client messages routed between workers through Redis (a client's response to an
+elicitation, sampling or roots request, a cancellation; see ``state.redis_router``) carry
+the W3C ``traceparent`` of a PRODUCER span ``route <kind>`` made where the message arrived;
+the worker running the request makes a CONSUMER span ``receive <kind>`` under it, linked to
+the waiting request's span, which links back. The producer's parent is the MCP context: a
+``traceparent`` in the response's ``result._meta`` (a cancellation's ``params._meta``), else
+the waiting request's own span (its worker records it with the mailbox), else the HTTP
+request's; the HTTP one is then a link.
+So the request, the answer's arrival on another node and its hand-over form one trace even
+when the client propagates nothing.
+
 If no tracer provider is configured yet (by the app, ``opentelemetry-instrument`` or a
 test), one is installed from the environment: ``OTEL_SERVICE_NAME`` (default
 ``scalemcp``), ``OTEL_TRACES_EXPORTER`` = ``otlp`` (default; HTTP/protobuf, or gRPC with
@@ -41,7 +52,8 @@ if TYPE_CHECKING:
     from ..engine.call import Call
     from ..errors import ProtocolError
 
-__all__ = ["Tracing", "current_ids", "tracing_enabled", "tracing_for"]
+__all__ = ["RouteTracing", "Tracing", "current_ids", "routing", "tracing_enabled",
+           "tracing_for"]
 
 log = logging.getLogger("scalemcp.server")
 _OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -63,6 +75,19 @@ class _Params(msgspec.Struct):
 
 
 _params_decoder = msgspec.json.Decoder(_Params)
+
+
+class _Result(msgspec.Struct):
+    meta: _Carrier | None = msgspec.field(default=None, name="_meta")
+
+
+class _Response(msgspec.Struct):
+    """What a routed span needs from a client's JSON-RPC response: ``result._meta``."""
+
+    result: _Result | None = None
+
+
+_response_decoder = msgspec.json.Decoder(_Response)
 
 
 def tracing_enabled(config: Config, env: Mapping[str, str] | None = None) -> bool:
@@ -91,7 +116,10 @@ def tracing_for(config: Config) -> Tracing | None:
     from .._version import __version__
 
     logs.trace_ids = current_ids
-    return Tracing(trace.get_tracer("scalemcp", __version__))
+    tracer = trace.get_tracer("scalemcp", __version__)
+    global routing
+    routing = RouteTracing(tracer)
+    return Tracing(tracer)
 
 
 def current_ids() -> tuple[str, str] | None:
@@ -229,3 +257,99 @@ def _exporter(name: str, export: Any) -> Any:
                     package, package)
         return None
     return module.OTLPSpanExporter()
+
+
+class RouteTracing:
+    """Spans and W3C context for client messages that Redis routes between workers.
+
+    Only reached while tracing is on (the state layer checks :data:`routing`). Context
+    travels as a ``traceparent`` in bytes: the routed entry's field, the mailbox record.
+    """
+
+    def __init__(self, tracer: Tracer) -> None:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self.tracer = tracer
+        self._w3c = TraceContextTextMapPropagator()
+
+    def current(self) -> bytes:
+        """The current span's ``traceparent`` (b"" without a valid span)."""
+        carrier: dict[str, str] = {}
+        self._w3c.inject(carrier)
+        return carrier.get("traceparent", "").encode()
+
+    def waiting_span(self) -> Span | None:
+        """The span of the request that opens a mailbox (it waits for the answer)."""
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+        return span if span.is_recording() else None
+
+    @contextmanager
+    def send(self, kind: str, payload: bytes, owner: bytes, destination: str
+             ) -> Iterator[bytes]:
+        """A PRODUCER span around routing one message; yields the traceparent to carry.
+
+        ``owner`` is the traceparent the waiting request recorded (b"" if none).
+        """
+        from opentelemetry import trace
+
+        ambient = trace.get_current_span().get_span_context()
+        parent = self._context(_routed_meta(kind, payload))
+        if parent is None:
+            parent = self._context(owner)
+        links = [trace.Link(ambient)] if parent is not None and ambient.is_valid else []
+        with self.tracer.start_as_current_span(
+            f"route {kind}", context=parent, kind=trace.SpanKind.PRODUCER, links=links,
+            attributes=_route_attributes(kind, destination, "send"),
+        ):
+            yield self.current()
+
+    def received(self, kind: str, traceparent: bytes, waiting: Span | None,
+                 destination: str) -> None:
+        """A CONSUMER span for a routed message handed to a request running here."""
+        from opentelemetry import trace
+
+        parent = self._context(traceparent)
+        if parent is None:
+            return
+        sent = trace.get_current_span(parent).get_span_context()
+        links = [] if waiting is None else [trace.Link(waiting.get_span_context())]
+        self.tracer.start_span(
+            f"receive {kind}", context=parent, kind=trace.SpanKind.CONSUMER, links=links,
+            attributes=_route_attributes(kind, destination, "process"),
+        ).end()
+        if waiting is not None:
+            waiting.add_link(sent, {"mcp.route.kind": kind})
+
+    def _context(self, traceparent: bytes | str | None) -> Any:
+        """A context whose span is the remote ``traceparent``; None if absent or malformed."""
+        from opentelemetry import trace
+
+        if not traceparent:
+            return None
+        value = traceparent.decode() if isinstance(traceparent, bytes) else traceparent
+        context = self._w3c.extract({"traceparent": value})
+        return context if trace.get_current_span(context).get_span_context().is_valid else None
+
+
+#: Set while tracing is on: what ``state.redis_router`` calls (None: tracing is off).
+routing: RouteTracing | None = None
+
+
+def _routed_meta(kind: str, payload: bytes) -> str | None:
+    """The ``traceparent`` in a routed response's ``result._meta`` or a cancellation's
+    ``params._meta``."""
+    if kind != "response":
+        meta = _decode(payload).meta if payload else None
+        return None if meta is None else meta.traceparent
+    try:
+        result = _response_decoder.decode(payload).result
+    except msgspec.MsgspecError:
+        return None
+    return None if result is None or result.meta is None else result.meta.traceparent
+
+
+def _route_attributes(kind: str, destination: str, operation: str) -> dict[str, str]:
+    return {"messaging.system": "redis", "messaging.operation.type": operation,
+            "messaging.destination.name": destination, "mcp.route.kind": kind}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import trio
 
@@ -35,3 +36,20 @@ async def traced() -> str:
 
     with trace.get_tracer("tests.ops.app").start_as_current_span("inside the tool"):
         return "ok"
+
+
+@app.tool
+async def pid() -> int:
+    """The worker process that serves this call."""
+    return os.getpid()
+
+
+@app.tool
+async def ask_name(ctx: scalemcp.Context) -> str:
+    """Ask the client for a name (elicitation); the answer may land on another node."""
+    answer = await ctx.elicit(
+        "What is your name?",
+        {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+    )
+    name = (answer.content or {}).get("name", "?") if answer.action == "accept" else "-"
+    return f"Hello, {name}! (pid {os.getpid()})"

@@ -44,3 +44,31 @@ async def test_metrics_count_requests_and_sessions() -> None:
     assert _value(text, count) >= 3
     assert _value(text, 'scalemcp_http_responses_total{status="400"}') >= 1
     assert _value(text, "scalemcp_sessions") >= 1
+
+
+async def test_open_streams_count_while_a_stream_is_open() -> None:
+    series = 'scalemcp_open_streams{era="session",transport="sse"}'
+    with trio.fail_after(15):
+        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
+            base = url.removesuffix("/mcp")
+            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"}}}
+            sid = (await client.post(url, json=init, headers=HEADERS)).headers["mcp-session-id"]
+            text = (await client.get(base + "/metrics")).text
+            before = _value(text, series) if series in text else 0
+            get = {"accept": "text/event-stream", "mcp-session-id": sid,
+                   "mcp-protocol-version": "2025-11-25"}
+            async with httpx.AsyncClient(timeout=10) as streaming, streaming.stream(
+                "GET", url, headers=get
+            ) as response:
+                assert response.status_code == 200
+                await response.aiter_raw().__anext__()  # the priming event: it is open
+                during = _value((await client.get(base + "/metrics")).text, series)
+            for _ in range(250):  # the server sees the disconnect a moment later
+                after = _value((await client.get(base + "/metrics")).text, series)
+                if after == before:
+                    break
+                await trio.sleep(0.02)
+    assert during == before + 1
+    assert after == before
