@@ -1,5 +1,6 @@
 """A real multi-node fleet on loopback: redis-server, 3 ``scalemcp serve`` nodes of 2 workers
-each, and haproxy in front (round robin, no stickiness, health-checked on /healthz).
+each, and haproxy in front, configured by the documented deploy/haproxy.cfg (round robin,
+no stickiness, health-checked on /healthz) with loopback ports put in.
 
 Every process runs in its own process group, so a node (its Hypercorn supervisor and both
 workers) is stopped or ``kill -9``-ed as one. Readiness is polled with a deadline: Redis
@@ -20,15 +21,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from tests.conftest import ROOT, free_port
+from tests.deploy.lb import haproxy_config
 
 APP = "tests.cluster.app:app"
 NODES = 3
@@ -36,6 +40,8 @@ WORKERS = 2
 #: SSE keep-alive on the nodes: also how often a parked reader looks at Redis, and (x2)
 #: how long a worker's heartbeat lives (see RedisBackend), so a dead node is noticed fast.
 KEEPALIVE_S = 1.0
+#: SSE streams end this long after SIGTERM (test_drain.py); requests get 5 s more.
+DRAIN_S = 2.0
 START_TIMEOUT_S = 30.0
 
 
@@ -122,9 +128,15 @@ class Redis:
 
 
 class Node:
-    """``scalemcp serve`` with ``--workers 2`` on its own port, in its own process group."""
+    """``scalemcp serve`` with ``--workers 2`` on its own port, in its own process group.
 
-    def __init__(self, name: str, redis: Redis, state_key: str, workdir: Path) -> None:
+    ``redis`` is the harness's redis-server or any ``--redis-url`` (Sentinel, Cluster...);
+    ``app`` the ``MODULE:ATTR`` it serves.
+    """
+
+    def __init__(self, name: str, redis: Redis | str, state_key: str, workdir: Path,
+                 workers: int = WORKERS, app: str = APP) -> None:
+        redis_url = redis if isinstance(redis, str) else redis.url
         self.name = name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -132,9 +144,10 @@ class Node:
         self.log = workdir / f"{name}.log"
         self.marks = workdir / "marks"
         self._args = [
-            sys.executable, "-m", "scalemcp.cli", "serve", APP, "--port", str(self.port),
-            "--workers", str(WORKERS), "--redis-url", redis.url, "--state-keys", state_key,
-            "--sse-keepalive-s", str(KEEPALIVE_S), "--log-level", "warning",
+            sys.executable, "-m", "scalemcp.cli", "serve", app, "--port", str(self.port),
+            "--workers", str(workers), "--redis-url", redis_url, "--state-keys", state_key,
+            "--sse-keepalive-s", str(KEEPALIVE_S), "--drain-timeout-s", str(DRAIN_S),
+            "--log-level", "warning",
         ]
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -167,7 +180,8 @@ class Node:
 
 
 class HAProxy:
-    """haproxy in the foreground: round robin, no stickiness, health checks on /healthz."""
+    """haproxy in the foreground with the documented deploy/haproxy.cfg (round robin, no
+    stickiness, health checks on /healthz); only its addresses are replaced."""
 
     def __init__(self, nodes: list[Node], workdir: Path) -> None:
         binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -179,45 +193,12 @@ class HAProxy:
         self.base = f"http://127.0.0.1:{self.port}"
         self.names = [node.name for node in nodes]
         cfg = workdir / "haproxy.cfg"
-        cfg.write_text(self.config(nodes))
+        servers = [(node.name, node.port) for node in nodes]
+        cfg.write_text(haproxy_config(self.port, self.stats_port, servers))
         self.log = workdir / "haproxy.log"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([binary, "-db", "-f", str(cfg)], stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
-
-    def config(self, nodes: list[Node]) -> str:
-        servers = "\n".join(f"    server {n.name} 127.0.0.1:{n.port}" for n in nodes)
-        return f"""\
-global
-    maxconn 2000
-
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 1h
-    timeout server 1h
-    timeout http-request 10s
-    retries 3
-    retry-on conn-failure empty-response
-    option redispatch
-
-frontend mcp
-    bind 127.0.0.1:{self.port}
-    default_backend nodes
-
-backend nodes
-    balance roundrobin
-    option http-no-delay
-    option httpchk GET /healthz
-    http-response set-header X-Served-By %[srv_name]
-    default-server check inter 250ms fastinter 100ms downinter 250ms rise 1 fall 1
-{servers}
-
-frontend stats
-    bind 127.0.0.1:{self.stats_port}
-    stats enable
-    stats uri /stats
-"""
 
     def server_status(self) -> dict[str, str]:
         """Each server's status on the stats page (``UP``, ``DOWN``, ...); {} if unreachable."""
@@ -228,7 +209,7 @@ frontend stats
         except OSError:
             return {}
         rows = csv.DictReader(io.StringIO(text))
-        return {r["svname"]: r["status"] for r in rows if r["pxname"] == "nodes"
+        return {r["svname"]: r["status"] for r in rows if r["pxname"] == "scalemcp"
                 and r["svname"] in self.names}
 
     def wait_status(self, expected: dict[str, str], timeout: float = START_TIMEOUT_S) -> None:
@@ -242,13 +223,17 @@ frontend stats
         stop_group(self.proc)
 
 
-class Cluster:
-    def __init__(self, workdir: Path) -> None:
+class Fleet:
+    """``nodes`` nodes of ``workers`` workers serving ``app`` over any ``--redis-url``
+    (standalone, Sentinel, Cluster: the caller runs it), with haproxy in front."""
+
+    def __init__(self, workdir: Path, redis_url: str, *, app: str = APP, nodes: int = NODES,
+                 workers: int = WORKERS) -> None:
         self.workdir = workdir
         (workdir / "marks").mkdir()
-        self.redis = Redis(workdir)
         self.state_key = secrets.token_hex(32)
-        self.nodes = [Node(f"n{i}", self.redis, self.state_key, workdir) for i in range(NODES)]
+        self.nodes = [Node(f"n{i}", redis_url, self.state_key, workdir, workers, app)
+                      for i in range(nodes)]
         self.lb: HAProxy | None = None
 
     def start(self) -> None:
@@ -294,9 +279,41 @@ class Cluster:
     def stop(self) -> None:
         if self.lb is not None:
             self.lb.stop()
-        for node in self.nodes:
-            node.stop()
+        stopping = [threading.Thread(target=node.stop) for node in self.nodes]
+        for thread in stopping:  # in parallel: each node may drain for a while
+            thread.start()
+        for thread in stopping:
+            thread.join()
+
+
+F = TypeVar("F", bound=Fleet)
+
+
+class Cluster(Fleet):
+    """The default fleet: 3 nodes x 2 workers serving tests/cluster/app.py (or ``app``) over
+    a redis-server of its own, which a test may kill and restart."""
+
+    def __init__(self, workdir: Path, *, app: str = APP) -> None:
+        self.redis = Redis(workdir)
+        super().__init__(workdir, self.redis.url, app=app)
+
+    def stop(self) -> None:
+        super().stop()
         self.redis.kill()
+
+
+@contextlib.contextmanager
+def running(fleet: F) -> Iterator[F]:
+    """Start ``fleet`` (a failure to start carries the logs); stop it on the way out."""
+    try:
+        try:
+            fleet.start()
+        except Exception as exc:
+            exc.add_note(fleet.logs())
+            raise
+        yield fleet
+    finally:
+        fleet.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,48 @@
+"""The official conformance suite (0.1.16, ``server --suite all``) through haproxy, against
+3 nodes x 2 workers serving examples/conformance.py over one redis-server: every request of
+every scenario may land on another node, and every scenario still passes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import node_env
+from tests.interop.conformance import full_suite_0_1_16
+
+from .conftest import Cluster, HAProxy, running
+
+
+@pytest.fixture(scope="module")
+def conformance_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    fleet = Cluster(tmp_path_factory.mktemp("conformance"), app="examples.conformance:app")
+    with running(fleet):
+        yield fleet
+
+
+def requests_per_node(lb: HAProxy) -> dict[str, int]:
+    """HTTP requests haproxy sent to each server so far (its stats page)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{lb.stats_port}/stats;csv",
+                                timeout=2) as response:
+        rows = csv.DictReader(io.StringIO(response.read().decode().lstrip("# ")))
+        return {r["svname"]: int(r["stot"] or 0) for r in rows
+                if r["pxname"] == "scalemcp" and r["svname"] in lb.names}
+
+
+def test_conformance_0_1_16_through_the_load_balancer(conformance_fleet: Cluster) -> None:
+    lb = conformance_fleet.lb
+    assert lb is not None
+    before = requests_per_node(lb)
+    passed = full_suite_0_1_16(node_env(), conformance_fleet.url)
+    after = requests_per_node(lb)
+    spread = {name: after[name] - before.get(name, 0) for name in after}
+    print(f"\nconformance 0.1.16 --suite all through haproxy (3 nodes x 2 workers, Redis): "
+          f"{passed} checks passed, 0 failed; requests per node {spread}")
+    assert sorted(spread) == ["n0", "n1", "n2"]
+    assert all(count >= 20 for count in spread.values()), spread
+    logs = conformance_fleet.logs()
+    assert "Traceback" not in logs, logs
