@@ -16,6 +16,7 @@ from .config import Config
 from .ops.drain import HARD_STOP_MARGIN_S
 from .security.gate import check_auth_config
 from .security.principal import Authenticator
+from .security.ratelimit import parse_tool_rates
 from .transport.asgi import ASGIApp
 
 __all__ = ["ConfigError", "asgi_app", "hypercorn_config", "load_app", "run"]
@@ -73,7 +74,11 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.loglevel = config.log_level.upper()
     hc.errorlog = logging.getLogger("hypercorn.error")  # no handler of its own: ours formats it
     hc.accesslog = None
-    hc.keep_alive_timeout = 75
+    hc.keep_alive_timeout = config.keep_alive_timeout_s
+    # Oversized header blocks are refused while parsing (h11: 431; h2: the connection
+    # ends); the app checks the same limit, and the header count, on what gets through.
+    hc.h11_max_incomplete_size = config.max_header_bytes
+    hc.h2_max_header_list_size = config.max_header_bytes
     hc.websocket_ping_interval = config.sse_keepalive_s
     # SSE streams end cleanly drain_timeout_s after SIGTERM; what is left is cancelled later.
     hc.graceful_timeout = config.drain_timeout_s + HARD_STOP_MARGIN_S
@@ -89,6 +94,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 def check_config(config: Config) -> None:
     try:
         check_auth_config(config)
+        parse_tool_rates(config.rate_limit_tools)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if config.workers > 1 and not config.redis_url and not config.stateless_only:
@@ -126,7 +132,8 @@ def run(target: str, config: Config) -> None:
     hc.application_path = "scalemcp._worker:application"
     os.environ["SCALEMCP_APP"] = target
     os.environ["SCALEMCP_RESOLVED_CONFIG"] = _encode_config(config)
-    exit_code = run_workers(hc)  # Hypercorn's trio workers, draining on SIGTERM
+    # Hypercorn's trio workers, draining on SIGTERM, sharing their metrics.
+    exit_code = run_workers(hc, metrics_dir_path=config.metrics_dir)
     if exit_code:
         raise SystemExit(exit_code)
 

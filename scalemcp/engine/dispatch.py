@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import msgspec
+import trio
 from msgspec import UNSET, Raw
 
 from ..app.app import App
@@ -63,9 +64,14 @@ def decode_params(params: Raw | msgspec.UnsetType, tp: type[P]) -> P:
 class Engine:
     """Runs MCP requests against an :class:`App`."""
 
-    def __init__(self, app: App, codec: RequestStateCodec | None = None) -> None:
+    def __init__(
+        self, app: App, codec: RequestStateCodec | None = None, *, request_timeout_s: float = 0.0
+    ) -> None:
         self.app = app
         self.results = Results(app, codec)
+        #: A handler running longer is cancelled and its request answered with an error
+        #: (``request_timeout_s``; 0: no limit).
+        self.request_timeout_s = request_timeout_s
 
     async def run(self, call: Call, scope_factory: ScopeFactory) -> bytes:
         """Answer one request; returns the encoded JSON-RPC response."""
@@ -95,7 +101,7 @@ class Engine:
                 not call.modern and call.method == "server/discover"
             ):
                 raise MethodNotFound(f"method not found: {call.method}")
-            result = await handler(self, call, scope_factory)
+            result = await self._run_within_timeout(handler, call, scope_factory)
         except InputRequired as request:
             result = self.results.input_required(call, request)
         except ProtocolError as exc:
@@ -106,6 +112,18 @@ class Engine:
             error = InternalError("internal error; see the server log")
             return jsonrpc.encode_error(call.request_id, error), error
         return jsonrpc.encode_result(call.request_id, self.results.wrap(call, result)), None
+
+    async def _run_within_timeout(
+        self, handler: Handler, call: Call, scope_factory: ScopeFactory
+    ) -> Any:
+        if self.request_timeout_s <= 0:
+            return await handler(self, call, scope_factory)
+        with trio.move_on_after(self.request_timeout_s):
+            return await handler(self, call, scope_factory)
+        log.info("%s ran longer than request_timeout_s (%g s): cancelled", call.method,
+                 self.request_timeout_s)
+        raise InternalError(f"{call.method} ran longer than the server's request_timeout_s "
+                            f"({self.request_timeout_s:g} s) and was cancelled")
 
     def required_scopes(self, method: str, name: str | None) -> tuple[str, ...] | None:
         """Scopes the target of a tools/call, prompts/get or resources/read needs.

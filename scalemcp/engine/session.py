@@ -3,11 +3,14 @@
 ``SessionService`` takes decoded messages for one session and returns what the transport
 must do: accept (202), answer with JSON, or stream. Requests run in the service's own
 nursery, not the HTTP request's, because a dropped connection is not a cancellation in
-this era (spec 4.3): the handler keeps running and its events stay resumable.
+this era (spec 4.3): the handler keeps running and its events stay resumable. A server
+that drains lets them run on (:meth:`SessionService.wait_finished`, ``ops.drain``); one cut
+short by the server's stop ends its answer with an error rather than leaving it open.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -18,7 +21,14 @@ import trio
 from msgspec import UNSET
 
 from ..config import Config
-from ..errors import InternalError, InvalidParams, InvalidRequest, ProtocolError
+from ..errors import (
+    BackendUnavailable,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    ProtocolError,
+)
+from ..ops.metrics import SESSIONS_CREATED
 from ..protocol import jsonrpc, versions
 from ..protocol.jsonrpc import Message
 from ..protocol.types import (
@@ -31,6 +41,7 @@ from ..protocol.types import (
 from ..state.base import SessionRecord, StateBackend
 from .call import Call, SessionScope
 from .dispatch import Engine, decode_params
+from .inflight import Slots
 from .outbox import Outbox
 
 __all__ = ["SessionService"]
@@ -38,6 +49,8 @@ __all__ = ["SessionService"]
 log = logging.getLogger("scalemcp.session")
 _cancelled_decoder = msgspec.json.Decoder(CancelledParams)
 _SESSION_METHODS = frozenset({"logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
+#: How long a request cut short by the server's stop may take to write its error.
+_STOPPED_WRITE_S = 2.0
 
 
 class SessionService:
@@ -46,6 +59,17 @@ class SessionService:
         self.state = state
         self.config = config
         self._nursery: trio.Nursery | None = None
+        self._running = 0
+        self._idle = trio.Event()
+        #: Requests of one session running on this worker (engine/inflight.py).
+        self.inflight = Slots(config.max_inflight_per_session, "session")
+
+    async def wait_finished(self) -> None:
+        """Return once no request handler runs (counting those started meanwhile)."""
+        while self._running:
+            if self._idle.is_set():
+                self._idle = trio.Event()
+            await self._idle.wait()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the nursery that request handlers run in, until cancelled."""
@@ -102,6 +126,7 @@ class SessionService:
                 created_at=time.time(),
             )
         )
+        SESSIONS_CREATED.labels(version).inc()  # a negotiated version: a bounded label
         return session_id
 
     # -- messages inside a session ---------------------------------------------------
@@ -122,8 +147,8 @@ class SessionService:
                 params = _cancelled_decoder.decode(message.params)
             except msgspec.MsgspecError:
                 return  # spec 8.2: ignore malformed cancellations
-            if params.request_id is not UNSET:
-                await self.state.deliver(sid, f"c:{params.request_id}", b"")
+            if params.request_id is not UNSET:  # (params: for a traceparent in _meta)
+                await self.state.deliver(sid, f"c:{params.request_id}", bytes(message.params))
 
     async def start(
         self,
@@ -144,6 +169,7 @@ class SessionService:
                         request_ids=[m.id for m in requests if isinstance(m.id, int | str)])
         if self._nursery is None:
             raise InternalError("the session service is not running")
+        self.inflight.acquire(session.session_id, len(requests))  # RateLimited: HTTP 429
         for message in requests:
             self._nursery.start_soon(self._run, session, message, outbox, granted_scopes)
         return outbox
@@ -169,10 +195,28 @@ class SessionService:
             log_level=session.log_level or "info",
             granted_scopes=granted_scopes,
         )
+        self._running += 1
+        answered = False
+        try:
+            response = await self._answer_cancellably(session, call, outbox)
+            await outbox.finish(response)
+            answered = True
+        finally:
+            self.inflight.release(session.session_id)
+            self._running -= 1
+            if not self._running:
+                self._idle.set()
+            if not answered:  # cancelled by the server's stop (or failed): say so
+                await _finish_stopped(outbox, message.id)
+
+    async def _answer_cancellably(
+        self, session: SessionRecord, call: Call, outbox: Outbox
+    ) -> bytes:
+        """The answer, or the cancellation error if the client cancels the request."""
         response: bytes | None = None
         with trio.CancelScope() as cancel_scope:
             async with (
-                self.state.open_mailbox(session.session_id, f"c:{message.id}") as box,
+                self.state.open_mailbox(session.session_id, f"c:{call.request_id}") as box,
                 trio.open_nursery() as nursery,
             ):
                 nursery.start_soon(_cancel_on_message, box, cancel_scope)
@@ -180,9 +224,9 @@ class SessionService:
                 nursery.cancel_scope.cancel()
         if response is None:
             response = jsonrpc.encode_error(
-                message.id, ProtocolError("request cancelled by the client")
+                call.request_id, ProtocolError("request cancelled by the client")
             )
-        await outbox.finish(response)
+        return response
 
     async def _answer(self, session: SessionRecord, call: Call, outbox: Outbox) -> bytes:
         if call.method in _SESSION_METHODS:
@@ -219,6 +263,16 @@ class SessionService:
         else:
             subs = [u for u in current if u != uri]
         await self.state.update_session(sid, subscriptions=subs)
+
+
+async def _finish_stopped(outbox: Outbox, request_id: int | str) -> None:
+    """End a request the server stopped (shielded, bounded: it runs while cancelled)."""
+    error = InternalError("the server stopped before this request finished; its outcome is "
+                          "unknown")
+    with trio.move_on_after(_STOPPED_WRITE_S, shield=True), contextlib.suppress(
+        BackendUnavailable
+    ):
+        await outbox.finish(jsonrpc.encode_error(request_id, error))
 
 
 async def _cancel_on_message(

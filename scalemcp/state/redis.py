@@ -48,7 +48,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, cast
 
@@ -60,7 +60,8 @@ from coredis.tokens import PureToken
 
 from ..config import Config
 from ..errors import BackendUnavailable
-from .base import SessionRecord, StateStatistics, StreamRead
+from .base import SessionRecord, StateStatistics, StreamRead, Throttled, TokenBucket
+from .redis_buckets import TAKE_TOKENS, bucket_key, take_args, throttled
 from .redis_connect import ClientOptions, RedisClient, open_client, parse_url
 from .redis_layout import (
     APPEND,
@@ -147,6 +148,7 @@ class RedisBackend:
         self._link = Link({
             "load": LOAD_SESSION, "update": UPDATE_SESSION, "append": APPEND, "read": READ,
             "delete": DELETE_INFO, "release": RELEASE_MAILBOX, "push": PUSH, "bury": BURY,
+            "take": TAKE_TOKENS,
         })
         self._redis = self._link.redis
         self._script = self._link.script
@@ -257,7 +259,9 @@ class RedisBackend:
         principal_key = self.keys.principal(record.principal)
         deadline = time.time() + self.idle_ttl_ms / 1000
         with self._redis() as client:
-            async with client.pipeline(transaction=False) as pipe:
+            async with self._link.timed("create_session"), client.pipeline(
+                transaction=False
+            ) as pipe:
                 pipe.delete([key])
                 pipe.hset(key, encode_fields(msgspec.structs.asdict(record)))
                 pipe.pexpire(key, self.idle_ttl_ms)
@@ -294,7 +298,9 @@ class RedisBackend:
             principal = msgspec.msgpack.decode(packed) if packed else None
             streams = [self.keys.stream(session_id, n.decode()) for n in names]
             streams += [self.keys.epitaph(session_id, n.decode()) for n in names]
-            async with client.pipeline(transaction=False) as pipe:
+            async with self._link.timed("delete_session"), client.pipeline(
+                transaction=False
+            ) as pipe:
                 pipe.delete([key, names_key, *streams])
                 pipe.zrem(self.keys.sessions, [session_id])
                 pipe.zrem(self.keys.principal(principal if isinstance(principal, str) else None),
@@ -306,18 +312,24 @@ class RedisBackend:
 
     async def count_sessions(self, principal: str | None) -> int:
         with self._redis() as client:
-            return await self._sweep(client, self.keys.principal(principal))
+            # Sweep every expired entry: each is swept once, so the cost is amortised over
+            # the sessions created, and abandoned sessions never count against the limit.
+            return await self._sweep(client, self.keys.principal(principal), batches=10_000)
 
-    async def _sweep(self, client: RedisClient, key: str) -> int:
+    async def _sweep(self, client: RedisClient, key: str, *, batches: int = 4) -> int:
         """Drop expired sessions from a session index; returns how many remain.
 
         Scores are the expiry times known when last looked at; sessions renewed since
-        are rescored from their TTL, expired ones removed.
+        are rescored from their TTL, expired ones removed. At most ``batches`` rounds of
+        ``_SWEEP_BATCH`` (two round trips each), so a burst of abandoned sessions is
+        cleared by a few sweeps rather than counted against a principal's limit.
         """
-        now = time.time()
-        due = await client.zrangebyscore(key, 0, now, offset=0, count=_SWEEP_BATCH)
-        sids = [m.decode() for m in cast(tuple[bytes, ...], due)]
-        if sids:
+        for _ in range(batches):
+            now = time.time()
+            due = await client.zrangebyscore(key, 0, now, offset=0, count=_SWEEP_BATCH)
+            sids = [m.decode() for m in cast(tuple[bytes, ...], due)]
+            if not sids:
+                break
             async with client.pipeline(transaction=False) as pipe:
                 ttls = [pipe.pttl(self.keys.session(sid)) for sid in sids]
             alive: dict[str | bytes, float] = {}
@@ -333,6 +345,8 @@ class RedisBackend:
                     pipe.zadd(key, alive)
                 if dead:
                     pipe.zrem(key, dead)
+            if len(sids) < _SWEEP_BATCH:
+                break
         return await client.zcard(key)
 
     async def _evict(self, client: RedisClient) -> None:
@@ -447,9 +461,18 @@ class RedisBackend:
         return self._router.open_changes()
 
     async def claim_once(self, key: str, ttl_s: float) -> bool:
-        with self._redis() as client:
+        with self._redis() as client, self._link.timed("claim"):
             return bool(await client.set(self.keys.claim(key), b"1", condition=PureToken.NX,
                                          px=max(1, int(ttl_s * 1000))))
+
+    async def take_tokens(self, owner: str, buckets: Sequence[TokenBucket]) -> Throttled | None:
+        """One EVALSHA over the owner's buckets (see :mod:`.redis_buckets`)."""
+        if not buckets:
+            return None
+        keys = [bucket_key(self.keys.prefix, owner, b.name) for b in buckets]
+        with self._redis() as client:
+            reply = await self._script(client, "take", keys, take_args(buckets))
+        return throttled(reply, buckets)
 
     # -- the worker's reader ---------------------------------------------------------
 
@@ -457,14 +480,18 @@ class RedisBackend:
         client = self._link.client
         if client is None:
             raise coredis.exceptions.ConnectionError("not connected")
-        return await client.xread(streams, count=count, block=block_ms or None)
+        try:
+            return await client.xread(streams, count=count, block=block_ms or None)
+        except ERRORS as exc:  # (the reader retries; counted in scalemcp_redis_errors_total)
+            self._link.failed(exc)
+            raise
 
     async def _xread_many(self, groups: list[dict[str, str]], count: int) -> list[Any]:
         """One non-blocking XREAD per group (each of one slot), in one pipeline."""
         client = self._link.client
         if client is None:
             raise coredis.exceptions.ConnectionError("not connected")
-        async with client.pipeline(transaction=False) as pipe:
+        async with self._link.timed("xread_many"), client.pipeline(transaction=False) as pipe:
             replies = [pipe.xread(group, count=count) for group in groups]
         return [await reply for reply in replies]
 
@@ -483,16 +510,24 @@ class RedisBackend:
         return {self._router.inbox: (0, 0), self.keys.broadcast: start or (0, 0)}
 
     async def _upkeep(self) -> None:
-        """Forget idle local stream state; keep the fleet-wide session count fresh."""
-        ticks = 0
+        """Forget idle local stream state (every 10 s); sweep expired sessions out of the
+        fleet-wide index and refresh the session count (every idle TTL, 1 to 60 s)."""
+        prune_every = 10.0
+        sweep_every = min(60.0, max(1.0, self.idle_ttl_ms / 1000))
+        next_prune = trio.current_time() + prune_every
+        next_sweep = trio.current_time() + min(prune_every, sweep_every)
         while True:
-            await trio.sleep(10.0)
-            self._follower.prune()
-            ticks += 1
-            if ticks % 6 == 1:
+            await trio.sleep_until(min(next_prune, next_sweep))
+            now = trio.current_time()
+            if now >= next_prune:
+                self._follower.prune()
+                next_prune = now + prune_every
+            if now >= next_sweep:
+                next_sweep = now + sweep_every
                 try:
                     with self._redis() as client:
-                        self._sessions_seen = await self._sweep(client, self.keys.sessions)
+                        self._sessions_seen = await self._sweep(
+                            client, self.keys.sessions, batches=1000)
                 except BackendUnavailable as exc:
                     log.debug("session count not refreshed: %s", exc)
 
@@ -500,7 +535,8 @@ class RedisBackend:
 
     async def ready(self) -> bool:
         try:
-            with self._redis() as client, trio.fail_after(self._connect_timeout_s):
+            with (self._redis() as client, trio.fail_after(self._connect_timeout_s),
+                  self._link.timed("ping")):
                 await client.ping()
         except (BackendUnavailable, trio.TooSlowError):
             return False

@@ -12,22 +12,37 @@ returns True (whoever holds it acts; one for a finished request is ignored, as t
 requires of cancellations).
 
 Changes are handed to this worker's listeners at once and broadcast to the others.
+
+Observability: :class:`Link` times every script (``scalemcp_redis_round_trip_seconds``)
+and counts the failures it maps (``scalemcp_redis_errors_total``); routed messages are
+counted both ways, and while tracing is on they carry a W3C ``traceparent`` (entry field
+``tp``; an owner record is then ``<worker> <traceparent>``), see ``ops.tracing``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+)
 from typing import Any
 
+import anyio
 import coredis
 import coredis.exceptions
 import trio
 from coredis.tokens import PureToken
 
 from ..errors import BackendUnavailable
+from ..ops import tracing
+from ..ops.metrics import REDIS_ERRORS, REDIS_ROUND_TRIP, ROUTED_RECEIVED, ROUTED_SENT
 from .hub import ChangeHub
 from .redis_connect import ERRORS, RedisClient, forget_connections
 from .redis_layout import Keys
@@ -38,6 +53,10 @@ log = logging.getLogger("scalemcp.state.redis")
 
 INBOX_MAXLEN = 1000
 BROADCAST_MAXLEN = 10_000
+_SENT = {kind: ROUTED_SENT.labels(kind) for kind in ("response", "cancel")}
+_RECEIVED = {kind: ROUTED_RECEIVED.labels(kind) for kind in ("response", "cancel")}
+_NO_FIELDS: dict[str, bytes] = {}
+_UNTRACED = nullcontext(_NO_FIELDS)  # stateless: shared by every untraced route
 
 
 class Link:
@@ -50,16 +69,19 @@ class Link:
         self._sources = scripts
         self._shas = {name: hashlib.sha1(source.encode()).hexdigest()
                       for name, source in scripts.items()}
+        self._round_trips = {name: REDIS_ROUND_TRIP.labels(name) for name in scripts}
 
     @contextmanager
     def redis(self) -> Iterator[RedisClient]:
         """The client; Redis failures inside the block become BackendUnavailable."""
         client = self.client
         if client is None:
+            REDIS_ERRORS.labels("unavailable").inc()
             raise BackendUnavailable(self.down_reason or "the Redis state backend is not running")
         try:
             yield client
         except ERRORS as exc:
+            self.failed(exc)
             forget_connections(client, exc)
             raise BackendUnavailable(f"Redis is unavailable: {exc or type(exc).__name__}") from exc
 
@@ -79,11 +101,46 @@ class Link:
         Called directly rather than through coredis' ``Script`` wrapper, whose retry and
         transform layers triple the client's work per call.
         """
+        started = time.perf_counter()  # (no timer object: this is every request's path)
         try:
             return await client.evalsha(self._shas[name], keys=keys, args=args)
         except coredis.exceptions.NoScriptError:
             await client.script_load(self._sources[name])
             return await client.evalsha(self._shas[name], keys=keys, args=args)
+        finally:
+            self._round_trips[name].observe(time.perf_counter() - started)
+
+    @staticmethod
+    def failed(exc: BaseException) -> None:
+        """Count a Redis failure met outside :meth:`redis` (the worker's stream reader)."""
+        REDIS_ERRORS.labels(error_kind(exc)).inc()
+
+    @staticmethod
+    def timed(operation: str) -> Any:
+        """``with link.timed("op"):`` around one command, or first in ``async with
+        link.timed("op"), client.pipeline() as pipe:``: the round trip it takes."""
+        return REDIS_ROUND_TRIP.labels(operation).time()
+
+
+_KINDS: dict[type[BaseException], str] = {}
+
+
+def error_kind(exc: BaseException) -> str:
+    """A bounded label for a Redis failure (timeout, connection, auth, cluster, ...)."""
+    kind = _KINDS.get(type(exc))
+    if kind is None:
+        e = coredis.exceptions
+        kind = ("timeout" if isinstance(exc, TimeoutError)
+                else "auth" if isinstance(exc, e.AuthenticationError | e.AuthorizationError)
+                else "cluster" if isinstance(exc, e.RedisClusterError | e.RedisClusterException)
+                else "sentinel" if isinstance(exc, e.SentinelError)
+                else "connection" if isinstance(exc, e.ConnectionError | OSError
+                                                | anyio.BrokenResourceError
+                                                | anyio.ClosedResourceError | anyio.EndOfStream)
+                else "response" if isinstance(exc, e.ResponseError)
+                else "other")
+        _KINDS[type(exc)] = kind
+    return kind
 
 
 class Router:
@@ -98,6 +155,8 @@ class Router:
         self._mailbox_ttl_ms = mailbox_ttl_ms
         self._on_deleted = on_deleted
         self.mailboxes: dict[tuple[str, str], trio.MemorySendChannel[bytes]] = {}
+        #: While tracing: the span of the request waiting at each owned mailbox.
+        self._waiting: dict[tuple[str, str], Any] = {}
         self._changes = ChangeHub()
 
     # -- mailboxes -------------------------------------------------------------------
@@ -109,25 +168,31 @@ class Router:
         send, receive = trio.open_memory_channel[bytes](64)
         owned = not key.startswith("c:")
         self.mailboxes[(session_id, key)] = send
+        record = self._worker
+        hooks = tracing.routing
+        if owned and hooks is not None:  # the waiting request's context, for the sender
+            self._waiting[(session_id, key)] = hooks.waiting_span()
+            context = hooks.current()
+            record = record + b" " + context if context else record
         try:
             if owned:
-                with self._link.redis() as client:
-                    await client.set(self._keys.mailbox(session_id, key), self._worker,
+                with self._link.redis() as client, self._link.timed("mailbox_open"):
+                    await client.set(self._keys.mailbox(session_id, key), record,
                                      px=self._mailbox_ttl_ms)
             yield receive
         finally:
             if self.mailboxes.get((session_id, key)) is send:
                 del self.mailboxes[(session_id, key)]
+                self._waiting.pop((session_id, key), None)
             if owned:
-                await self._release(session_id, key)
+                await self._release(session_id, key, record)
 
-    async def _release(self, session_id: str, key: str) -> None:
+    async def _release(self, session_id: str, key: str, record: bytes) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(2.0):
             try:
                 with self._link.redis() as client:
                     await self._link.script(client, "release",
-                                            [self._keys.mailbox(session_id, key)],
-                                            [self._worker])
+                                            [self._keys.mailbox(session_id, key)], [record])
             except BackendUnavailable as exc:
                 log.debug("mailbox record left to expire: %s", exc)
 
@@ -146,15 +211,21 @@ class Router:
             return self.deliver_local(session_id, key, payload)
         with self._link.redis() as client:
             if key.startswith("c:"):
-                await self.push(client, self._keys.broadcast, BROADCAST_MAXLEN, 0, b"x",
-                                s=session_id.encode(), k=key.encode(), p=payload)
+                with _route("cancel", payload, b"", "broadcast") as extra:
+                    await self.push(client, self._keys.broadcast, BROADCAST_MAXLEN, 0, b"x",
+                                    s=session_id.encode(), k=key.encode(), p=payload, **extra)
+                _SENT["cancel"].inc()
                 return True
-            owner = await client.get(self._keys.mailbox(session_id, key))
-            if owner is None or owner == self._worker:
+            with self._link.timed("mailbox_owner"):
+                record = await client.get(self._keys.mailbox(session_id, key))
+            owner, _, context = (record or b"").partition(b" ")
+            if not owner or owner == self._worker:
                 return False
-            await self.push(client, self._keys.inbox(owner.decode()), INBOX_MAXLEN,
-                            self._mailbox_ttl_ms, b"m", s=session_id.encode(),
-                            k=key.encode(), p=payload)
+            with _route("response", payload, context, "inbox") as extra:
+                await self.push(client, self._keys.inbox(owner.decode()), INBOX_MAXLEN,
+                                self._mailbox_ttl_ms, b"m", s=session_id.encode(),
+                                k=key.encode(), p=payload, **extra)
+            _SENT["response"].inc()
             return True
 
     # -- changes ---------------------------------------------------------------------
@@ -196,7 +267,7 @@ class Router:
         kind = fields.get(b"t")
         if key == self.inbox:
             if kind == b"m":
-                self.deliver_local(fields[b"s"].decode(), fields[b"k"].decode(), fields[b"p"])
+                self._received("response", fields)
             return
         if fields.get(b"o") == self._worker:
             return  # our own broadcast, already acted on here
@@ -205,4 +276,32 @@ class Router:
         elif kind == b"d":
             self._on_deleted(fields[b"s"].decode())
         elif kind == b"x":
-            self.deliver_local(fields[b"s"].decode(), fields[b"k"].decode(), fields[b"p"])
+            self._received("cancel", fields)
+
+    def _received(self, kind: str, fields: Any) -> None:
+        """A routed client message: to its mailbox here, if a request here holds it."""
+        mailbox = (fields[b"s"].decode(), fields[b"k"].decode())
+        waiting = self._waiting.get(mailbox)
+        if not self.deliver_local(*mailbox, fields[b"p"]):
+            return  # (a cancellation for another worker, or a request already over)
+        _RECEIVED[kind].inc()
+        hooks = tracing.routing
+        context = fields.get(b"tp")
+        if hooks is not None and context:
+            hooks.received(kind, context, waiting, "inbox" if kind == "response" else "broadcast")
+
+
+def _route(kind: str, payload: bytes, owner: bytes, destination: str
+           ) -> AbstractContextManager[dict[str, bytes]]:
+    """While tracing: a span around routing one message, and the ``tp`` field to carry."""
+    hooks = tracing.routing
+    if hooks is None:
+        return _UNTRACED
+    return _traced_route(hooks, kind, payload, owner, destination)
+
+
+@contextmanager
+def _traced_route(hooks: tracing.RouteTracing, kind: str, payload: bytes, owner: bytes,
+                  destination: str) -> Iterator[dict[str, bytes]]:
+    with hooks.send(kind, payload, owner, destination) as context:
+        yield {"tp": context} if context else _NO_FIELDS

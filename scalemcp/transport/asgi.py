@@ -26,14 +26,17 @@ from ..ops.logs import log_worker_started
 from ..ops.metrics import METRICS
 from ..ops.observe import Observer, note
 from ..protocol import jsonrpc, versions
+from ..protocol.limits import check_headers
 from ..security.cors import SECURITY_HEADERS, CorsPolicy
 from ..security.gate import AuthGate, Identity
 from ..security.origin import HostPolicy, OriginPolicy
 from ..security.principal import Authenticator
+from ..security.ratelimit import RateLimits, subject
 from ..state.base import StateBackend
 from ..state.memory import MemoryBackend
 from .http import BodyTooLarge, Request, accepts, is_json_content
 from .legacy_sse import LegacyTransport
+from .limits import header_limits, json_limits, refuse_headers
 from .modern import ModernTransport
 from .streamable import SessionTransport
 from .websocket import WebSocketTransport
@@ -66,27 +69,35 @@ class ASGIApp:
         )
         codec = RequestStateCodec(config.state_keys or [secrets.token_hex(32)],
                                   config.request_state_ttl_s)
-        self.engine = Engine(app, codec)
+        self.engine = Engine(app, codec, request_timeout_s=config.request_timeout_s)
+        self.json_limits = json_limits(config)
+        self.header_limits = header_limits(config)
         self.sessions = SessionService(self.engine, self.state, config)
         self.session_transport = SessionTransport(self.sessions, self.state, config)
-        self.legacy = LegacyTransport(self.sessions, self.state, config)
+        #: Rate limits (security/ratelimit.py); in-flight limits live in the services.
+        self.limits = RateLimits(config, app, self.state)
+        self.legacy = LegacyTransport(self.sessions, self.state, config, self.limits)
         self.modern = ModernTransport(
             ModernService(self.engine, self.state, config, codec), self.state, config
         )
         self.origins = OriginPolicy([*config.allowed_origins, *config.cors_allowed_origins])
         self.cors = CorsPolicy(config.cors_allowed_origins)
         self.hosts = HostPolicy(config.allowed_hosts, bound_to=config.host)
-        self.websocket = WebSocketTransport(self.sessions, self.state, config, self.origins)
+        self.websocket = WebSocketTransport(self.sessions, self.state, config, self.origins,
+                                            self.limits)
         self.running = False
         self.observer = Observer(config)
         #: Begun by the worker supervisor on SIGTERM (``scalemcp.ops.drain``).
         self.drain = self.observer.drain
-        METRICS.gauges["scalemcp_sessions"] = lambda: self.state.statistics().sessions
-        METRICS.gauges["scalemcp_streams"] = lambda: self.state.statistics().streams
+        METRICS.gauge("scalemcp_sessions", "Live sessions (Redis: the fleet's, as last seen)",
+                      read=lambda: self.state.statistics().sessions, merge="max")
+        METRICS.gauge("scalemcp_streams", "Streams this worker keeps state for (Redis: follows)",
+                      read=lambda: self.state.statistics().streams)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             req = Request(scope, receive, send)
+            req.send_timeout_s = self.config.sse_send_timeout_s
             with self.observer.exchange(req):
                 await self._http(req)
         elif scope["type"] == "websocket":
@@ -103,6 +114,7 @@ class ASGIApp:
         await receive()  # lifespan.startup
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.observer.serve)  # node-wide /metrics (workers)
                 if hasattr(self.state, "serve"):  # e.g. the Redis backend's reader task
                     await nursery.start(self.state.serve)
                 await nursery.start(self.sessions.serve)
@@ -111,6 +123,8 @@ class ASGIApp:
                 log_worker_started(self.config, self.state.name, self.observer.tracing is not None)
                 await receive()  # lifespan.shutdown
                 self.running = False
+                # Draining: session-era requests run on until done or the hard stop.
+                await self.drain.run_down(self.sessions.wait_finished)
                 nursery.cancel_scope.cancel()
         finally:
             await self.state.aclose()
@@ -118,8 +132,7 @@ class ASGIApp:
 
     async def _http(self, req: Request) -> None:
         try:
-            await self._route(req)
-            METRICS.observe_http(req.status)
+            await self._route(req)  # (the exchange counts the response's status)
         except BackendUnavailable as exc:
             await req.respond_error(
                 503, InternalError(str(exc)),
@@ -137,6 +150,8 @@ class ASGIApp:
         path = req.path
         origin = req.header("origin")
         req.extra_headers = [*SECURITY_HEADERS, *self.cors.headers(origin)]
+        if await refuse_headers(req, self.header_limits):
+            return
         if req.method == "OPTIONS":
             headers = self.cors.preflight(origin, req.header("access-control-request-headers"))
             await req.respond(204 if headers else 403, headers=headers)
@@ -145,7 +160,7 @@ class ASGIApp:
             await req.respond_json(200, b'{"status":"ok"}')
             return
         if path == "/metrics":
-            await req.respond(200, METRICS.render(),
+            await req.respond(200, await self.observer.metrics(),
                               content_type="text/plain; version=0.0.4; charset=utf-8")
             return
         if path == "/readyz":
@@ -178,6 +193,7 @@ class ASGIApp:
         elif req.method == "DELETE":
             await self.session_transport.delete(req, who.principal)
         else:
+            await req.drain(min(self.config.max_body_bytes, _DRAIN_BYTES))
             await req.respond(405, headers=[(b"allow", b"GET, POST, DELETE")])
 
     async def _metadata(self, req: Request) -> None:
@@ -191,6 +207,10 @@ class ASGIApp:
     async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Authenticate the handshake; a refusal is an HTTP answer where the server allows
         one (ASGI websocket.http.response), else close code 1008."""
+        if check_headers(scope["headers"], self.header_limits) is not None:
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
+            return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         who = Identity(None, None)
         if self.origins.permits(headers.get("origin")):  # else the transport refuses it
@@ -226,6 +246,10 @@ class ASGIApp:
                                              self.config.sse_path else b"POST")])
 
     async def _post(self, req: Request, who: Identity) -> None:
+        refused = not accepts(req.header("accept"), "application/json", "text/event-stream") \
+            or not is_json_content(req.header("content-type"))
+        if refused:  # answered unread, the body would end the connection (no Connection: close)
+            await req.drain(min(self.config.max_body_bytes, _DRAIN_BYTES))
         if not accepts(req.header("accept"), "application/json", "text/event-stream"):
             await req.respond_error(406, InvalidRequest(
                 "Accept must list both application/json and text/event-stream"))
@@ -242,7 +266,8 @@ class ASGIApp:
             return
         decoded: jsonrpc.Message | list[jsonrpc.Message] | None = None
         try:
-            decoded = jsonrpc.decode_body(body)
+            decoded = jsonrpc.decode_body(body, self.json_limits)
+            await self.limits.check(subject(who.principal, req.scope), decoded, who.scopes)
             if isinstance(decoded, jsonrpc.Message) and modern_version(decoded, version):
                 note("modern", decoded)
                 await self.modern.post(req, decoded, who.principal, who.scopes)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest, ProtocolError
 from ..protocol import jsonrpc
+
+if TYPE_CHECKING:
+    from .send_guard import SendGuard
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -20,12 +23,14 @@ class Request:
     __slots__ = (
         "_send",
         "extra_headers",
+        "guard",
         "headers",
         "method",
         "path",
         "query",
         "receive",
         "scope",
+        "send_timeout_s",
         "started",
         "status"
     )
@@ -38,6 +43,10 @@ class Request:
         self.status = 0
         #: Added to the response start (security headers, CORS).
         self.extra_headers: list[tuple[bytes, bytes]] = []
+        #: SSE streams: how long the client may take to accept 64 KiB (0: no limit), and
+        #: the guard enforcing it while one is open (``send_guard.guard_sends``).
+        self.send_timeout_s = 0.0
+        self.guard: SendGuard | None = None
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query: bytes = scope.get("query_string", b"")
@@ -54,7 +63,15 @@ class Request:
             self.status = message["status"]
             if self.extra_headers:
                 message = {**message, "headers": [*message["headers"], *self.extra_headers]}
-        await self._send(message)
+        if self.guard is not None:
+            await self.guard.send(message)
+        else:
+            await self._send(message)
+
+    @property
+    def raw_send(self) -> Any:
+        """The server's ASGI ``send``, unguarded."""
+        return self._send
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -62,7 +79,7 @@ class Request:
     async def body(self, limit: int) -> bytes:
         length = self.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            raise BodyTooLarge
+            raise self._too_large()
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -72,10 +89,16 @@ class Request:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise BodyTooLarge
+                raise self._too_large()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+    def _too_large(self) -> BodyTooLarge:
+        # The rest of the body stays unread, so the connection cannot carry another
+        # request: say so, or a client reusing it gets no answer to its next one.
+        self.extra_headers.append((b"connection", b"close"))
+        return BodyTooLarge()
 
     async def drain(self, limit: int) -> None:
         """Read and discard the body, so an early answer leaves the connection clean."""
@@ -111,6 +134,9 @@ class Request:
         request_id: int | str | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
+        extra = error.http_headers()
+        if extra:
+            headers = [*(headers or []), *extra]
         await self.respond_json(status, jsonrpc.encode_error(request_id, error), headers)
 
 

@@ -3,6 +3,10 @@
 The GET opens a session and an SSE stream whose first event (``endpoint``) names the URL
 to POST to; every answer travels on that stream. The stream is a backend stream like any
 other, so a POST may land on any worker; the session ends when the GET connection does.
+
+A POST refused by a rate or in-flight limit is still answered 202 (legacy clients treat
+any other status as a broken transport): the JSON-RPC error of each of its requests goes
+on the stream, where the client waits for their answers.
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ from urllib.parse import parse_qs
 
 from ..config import Config
 from ..engine.session import SessionService
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, RateLimited
 from ..protocol import jsonrpc, versions
+from ..protocol.jsonrpc import Message
+from ..protocol.limits import MAX_SESSION_ID_CHARS
 from ..protocol.sse import format_event
-from ..state.base import StateBackend
+from ..security.ratelimit import RateLimits, subject
+from ..state.base import SessionRecord, StateBackend
 from .http import Request, accepts
+from .limits import json_limits
 from .sse_response import follow_stream, send_chunk, start_sse
 
 __all__ = ["LegacyTransport"]
@@ -24,10 +32,12 @@ STREAM = "l"
 
 
 class LegacyTransport:
-    def __init__(self, service: SessionService, state: StateBackend, config: Config) -> None:
+    def __init__(self, service: SessionService, state: StateBackend, config: Config,
+                 limits: RateLimits | None = None) -> None:
         self.service = service
         self.state = state
         self.config = config
+        self.limits = limits
 
     async def get(self, req: Request, principal: str | None) -> None:
         if not accepts(req.header("accept") or "text/event-stream", "text/event-stream"):
@@ -50,14 +60,31 @@ class LegacyTransport:
         self, req: Request, principal: str | None, granted_scopes: frozenset[str] | None = None
     ) -> None:
         sid = parse_qs(req.query.decode("latin-1")).get("sessionId", [""])[0]
-        session = await self.state.load_session(sid) if 0 < len(sid) <= 128 else None
+        known = 0 < len(sid) <= MAX_SESSION_ID_CHARS
+        session = await self.state.load_session(sid) if known else None
         if session is None or session.principal != principal:
             await req.drain(self.config.max_body_bytes)
             await req.respond_error(404, InvalidRequest("unknown or closed SSE session"))
             return
         body = await req.body(self.config.max_body_bytes)
-        decoded = jsonrpc.decode_body(body)
+        decoded = jsonrpc.decode_body(body, json_limits(self.config))
         messages = decoded if isinstance(decoded, list) else [decoded]
+        try:
+            if self.limits is not None:
+                await self.limits.check(subject(principal, req.scope), messages, granted_scopes)
+        except RateLimited as exc:
+            await self._refuse(sid, messages, exc)
+        else:
+            await self._handle(sid, session, messages, principal, granted_scopes)
+        await req.respond(202, b"Accepted", content_type="text/plain")
+
+    async def _refuse(self, sid: str, messages: list[Message], error: RateLimited) -> None:
+        for message in messages:
+            if message.is_request and isinstance(message.id, int | str):
+                await self.state.append(sid, STREAM, jsonrpc.encode_error(message.id, error))
+
+    async def _handle(self, sid: str, session: SessionRecord, messages: list[Message],
+                      principal: str | None, granted_scopes: frozenset[str] | None) -> None:
         requests = []
         for message in messages:
             if message.method == "initialize" and message.is_request:
@@ -69,6 +96,8 @@ class LegacyTransport:
                 await self.service.accept(session, message)
         if requests:
             session = await self.state.load_session(sid) or session
-            await self.service.start(session, requests, stream=STREAM,
-                                     granted_scopes=granted_scopes)
-        await req.respond(202, b"Accepted", content_type="text/plain")
+            try:
+                await self.service.start(session, requests, stream=STREAM,
+                                         granted_scopes=granted_scopes)
+            except RateLimited as exc:  # too many in flight in this session
+                await self._refuse(sid, requests, exc)

@@ -15,6 +15,7 @@ from msgspec import UNSET
 from ..config import Config
 from ..engine.call import Call
 from ..engine.dispatch import decode_params
+from ..engine.inflight import Slots
 from ..engine.modern import ModernService
 from ..errors import InvalidRequest, ProtocolError
 from ..ops.drain import when_closing
@@ -22,8 +23,10 @@ from ..protocol import jsonrpc
 from ..protocol.jsonrpc import Message
 from ..protocol.sse import KEEPALIVE, format_event
 from ..protocol.types import ListenParams
+from ..security.ratelimit import subject
 from ..state.base import StateBackend
 from .http import Request
+from .send_guard import guard_sends
 from .sse_response import cancel_on_disconnect, end_body, send_chunk, start_sse
 
 __all__ = ["ModernTransport", "status_for"]
@@ -67,6 +70,8 @@ class ModernTransport:
         self.service = service
         self.state = state
         self.config = config
+        #: Requests of one principal running on this worker (listen streams included).
+        self.inflight = Slots(config.max_inflight_per_principal, "principal")
 
     async def post(
         self,
@@ -81,18 +86,23 @@ class ModernTransport:
             await req.respond(202)
             return
         call = await self.service.prepare(message, req.headers, principal, granted_scopes)
+        with self.inflight.hold(subject(principal, req.scope)):  # RateLimited: HTTP 429
+            await self._run(req, call)
+
+    async def _run(self, req: Request, call: Call) -> None:
         if call.method == "subscriptions/listen":
             await self._listen(req, call)
             return
         live = _LiveResponse(req)
         answer: tuple[bytes, ProtocolError | None] | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
-            answer = await self.service.answer(call, live.emit)
-            nursery.cancel_scope.cancel()
-        if answer is not None:
-            body, error = answer
-            await live.finish(body, status_for(error))
+        async with guard_sends(req):  # a slow client: closed, the handler cancelled
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
+                answer = await self.service.answer(call, live.emit)
+                nursery.cancel_scope.cancel()
+            if answer is not None:
+                body, error = answer
+                await live.finish(body, status_for(error))
 
     async def _listen(self, req: Request, call: Call) -> None:
         wanted = decode_params(call.params, ListenParams).notifications
@@ -105,7 +115,7 @@ class ModernTransport:
         await send_chunk(req, format_event(
             jsonrpc.encode_notification("notifications/subscriptions/acknowledged", ack),
             event="message"))
-        async with trio.open_nursery() as nursery:
+        async with guard_sends(req) as guard, trio.open_nursery() as nursery:
             nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
             nursery.start_soon(when_closing, nursery.cancel_scope.cancel)  # server drains
             async with self.state.open_changes() as changes:
@@ -119,7 +129,9 @@ class ModernTransport:
                     tagged = _tag(payload, wanted, request_id)
                     if tagged is not None:
                         await send_chunk(req, format_event(tagged, event="message"))
-        await end_body(req)
+        if not guard.tripped:
+            async with guard_sends(req, streaming=True):
+                await end_body(req)
 
 
 def _tag(payload: bytes, wanted: Any, subscription_id: int | str) -> bytes | None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import trio
 
 from ..ops.drain import when_closing
+from ..ops.metrics import SSE_REPLAYED_EVENTS, SSE_RESUMES
+from ..ops.observe import stream_opened
 from ..protocol.sse import KEEPALIVE, format_event, make_event_id
 from ..state.base import StateBackend, StreamEvent
 from .http import Request
+from .send_guard import guard_sends
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -24,6 +27,7 @@ SSE_HEADERS = [
 
 async def start_sse(req: Request, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = SSE_HEADERS + (extra or [])
+    stream_opened()  # scalemcp_open_streams, until the exchange ends
     await req.send({"type": "http.response.start", "status": 200, "headers": headers})
 
 
@@ -55,29 +59,51 @@ async def follow_stream(
     without ending the stream (the client resumes with ``Last-Event-ID``).
     """
     drop = drop if drop is not None else trio.Event()
+    draining = trio.Event()
     waiting: list[trio.CancelScope] = []
-    async with trio.open_nursery() as nursery:
+    # A resume (Last-Event-ID): the first read, without waiting, is the replay.
+    replaying = after is not None
+    kind = "get" if stream.startswith("g") else "post" if stream.startswith("p") else "other"
+    if replaying:
+        SSE_RESUMES.labels(kind).inc()
+    async with guard_sends(req) as guard, trio.open_nursery() as nursery:
         nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
         nursery.start_soon(_interrupt_on_drop, drop, waiting)
-        nursery.start_soon(when_closing, drop.set)  # the server drains: end, resumable
+        # The server drains: end, resumable.
+        nursery.start_soon(when_closing, _set_both, draining, drop)
         while True:
             with trio.CancelScope() as wait_scope:
                 waiting.append(wait_scope)
                 batch = await state.read(
-                    session_id, stream, after, wait_s=0 if drop.is_set() else keepalive_s
+                    session_id, stream, after,
+                    wait_s=0 if drop.is_set() or replaying else keepalive_s,
                 )
             waiting.clear()
             if wait_scope.cancelled_caught:
                 continue  # drop was set while waiting: read again without waiting
             if batch.events:
+                if replaying:
+                    SSE_REPLAYED_EVENTS.labels(kind).inc(len(batch.events))
                 await send_chunk(req, _frame(stream, batch.events, retry_ms, with_ids))
                 after = batch.events[-1].position
-            elif not (batch.ended or drop.is_set()):
+            elif not (batch.ended or drop.is_set() or replaying):
                 await send_chunk(req, KEEPALIVE)
+            replaying = False
             if batch.ended or batch.missing or drop.is_set():
                 break
         nursery.cancel_scope.cancel()
-    await end_body(req)
+    if guard.tripped:
+        return  # a slow client: the connection is closed, the stream goes on (resumable)
+    async with guard_sends(req, streaming=True):  # the end too, to a client that reads
+        if draining.is_set() and retry_ms is not None and with_ids:
+            # Spec 4.3 (2025-11-25): before dropping a connection, a ``retry:`` hint.
+            await send_chunk(req, b"retry: %d\n\n" % retry_ms)
+        await end_body(req)
+
+
+def _set_both(first: trio.Event, second: trio.Event) -> None:
+    first.set()
+    second.set()
 
 
 def _frame(

@@ -9,6 +9,7 @@ from ..engine.session import SessionService
 from ..errors import InvalidRequest, UnsupportedVersion
 from ..protocol import versions
 from ..protocol.jsonrpc import Message
+from ..protocol.limits import MAX_SESSION_ID_CHARS
 from ..protocol.sse import parse_event_id
 from ..state.base import SessionRecord, StateBackend
 from .get_stream import serve_get_stream
@@ -124,7 +125,7 @@ class SessionTransport:
                 400, InvalidRequest("missing Mcp-Session-Id header; send initialize first")
             )
             return None
-        session = await self.state.load_session(sid) if len(sid) <= 128 else None
+        session = await self.state.load_session(sid) if len(sid) <= MAX_SESSION_ID_CHARS else None
         if session is None or session.principal != principal:
             await req.respond_error(
                 404, InvalidRequest("unknown or expired session; initialize a new one")

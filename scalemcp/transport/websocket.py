@@ -7,7 +7,7 @@ session ends with the connection.
 
 Close codes: 1003 for binary frames, 1008 for a refused handshake (Origin, subprotocol),
 1009 for an oversize frame; malformed JSON gets a JSON-RPC error frame and the connection
-stays usable.
+stays usable, as does a request refused by a rate or in-flight limit (its JSON-RPC error).
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import trio
 
 from ..config import Config
 from ..engine.session import SessionService
-from ..errors import InvalidRequest, ProtocolError
+from ..errors import InvalidRequest, ProtocolError, RateLimited
 from ..ops.drain import when_closing
 from ..protocol import jsonrpc
 from ..security.origin import OriginPolicy
+from ..security.ratelimit import RateLimits, subject
 from ..state.base import SessionRecord, StateBackend
+from .limits import json_limits
 
 __all__ = ["WebSocketTransport"]
 
@@ -39,6 +41,8 @@ class _Connection:
         self.granted_scopes = granted_scopes
         self.session: SessionRecord | None = None
         self.stream = "w" + secrets.token_hex(8)
+        #: Whom rate limits count this connection's requests against.
+        self.subject = "anonymous"
         self.closed = False  # nothing may be sent after the close frame
 
     async def send_text(self, data: bytes) -> None:
@@ -53,12 +57,14 @@ class _Connection:
 
 class WebSocketTransport:
     def __init__(
-        self, service: SessionService, state: StateBackend, config: Config, origins: OriginPolicy
+        self, service: SessionService, state: StateBackend, config: Config, origins: OriginPolicy,
+        limits: RateLimits | None = None,
     ) -> None:
         self.service = service
         self.state = state
         self.config = config
         self.origins = origins
+        self.limits = limits
 
     async def serve(
         self,
@@ -79,6 +85,7 @@ class WebSocketTransport:
             return
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         conn = _Connection(send, principal, granted_scopes)
+        conn.subject = subject(principal, scope)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(when_closing, conn.close, 1001, "server shutting down")
@@ -108,8 +115,16 @@ class WebSocketTransport:
                 await conn.send_text(jsonrpc.encode_error(None, exc))
 
     async def _handle(self, data: bytes, conn: _Connection, nursery: trio.Nursery) -> None:
-        decoded = jsonrpc.decode_body(data)
+        decoded = jsonrpc.decode_body(data, json_limits(self.config))
         messages = decoded if isinstance(decoded, list) else [decoded]
+        if self.limits is not None:
+            try:
+                await self.limits.check(conn.subject, messages, conn.granted_scopes)
+            except RateLimited as exc:
+                for message in messages:
+                    if message.is_request and isinstance(message.id, int | str):
+                        await conn.send_text(jsonrpc.encode_error(message.id, exc))
+                return
         for message in messages:
             if message.method == "initialize" and message.is_request:
                 if conn.session is not None:
@@ -122,8 +137,12 @@ class WebSocketTransport:
             if conn.session is None:
                 raise InvalidRequest("send initialize first")
             if message.is_request:
-                await self.service.start(conn.session, [message], stream=conn.stream,
-                                         granted_scopes=conn.granted_scopes)
+                try:
+                    await self.service.start(conn.session, [message], stream=conn.stream,
+                                             granted_scopes=conn.granted_scopes)
+                except RateLimited as exc:  # too many in flight in this session
+                    request_id = message.id if isinstance(message.id, int | str) else None
+                    await conn.send_text(jsonrpc.encode_error(request_id, exc))
             else:
                 await self.service.accept(conn.session, message)
 
