@@ -9,11 +9,16 @@ connections, closes idle keep-alive ones and refuses new requests on open ones, 
 
 SSE streams and WebSockets go on for ``drain_timeout_s``, then end cleanly: an SSE
 response gets its final chunk (session-era streams are resumable, so the client resumes
-elsewhere with ``Last-Event-ID``), a WebSocket gets close code 1001. Each such stream
-watches the drain with :func:`when_closing`, started in its own nursery; the drain of
-the request being served is found in a context variable the ASGI app sets per request.
-Hypercorn's ``graceful_timeout`` is ``drain_timeout_s`` + :data:`HARD_STOP_MARGIN_S`: what
-is still running then is cancelled. A second SIGTERM/SIGINT closes the streams at once.
+elsewhere with ``Last-Event-ID``; 2025-11-25 clients get a ``retry:`` hint first), a
+WebSocket gets close code 1001. Each such stream watches the drain with
+:func:`when_closing`, started in its own nursery; the drain of the request being served is
+found in a context variable the ASGI app sets per request. Hypercorn's
+``graceful_timeout`` is ``drain_timeout_s`` + :data:`HARD_STOP_MARGIN_S`: what is still
+running then is cancelled. Session-era requests run outside any connection, so the app
+keeps them running until they finish or that same hard stop (:meth:`Drain.run_down`):
+a call that outlives its stream's connection writes the rest of its events, and its
+result, to the backend, where the client's resume on another worker finds them. A second
+SIGTERM/SIGINT closes the streams, and cancels that work, at once.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
 import trio
@@ -73,6 +78,24 @@ class Drain:
         await self._begun.wait()
         with trio.move_on_at(self._close_at):
             await self._now.wait()
+
+    async def run_down(self, wait_finished: Callable[[], Awaitable[None]]) -> None:
+        """While draining, await ``wait_finished()`` until the hard stop (or :meth:`close_now`).
+
+        Returns at once if the server is not draining (e.g. a test cancelled it).
+        """
+        if not self.draining:
+            return
+        with trio.move_on_at(self._close_at + HARD_STOP_MARGIN_S):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_when_set, self._now, nursery.cancel_scope)
+                await wait_finished()
+                nursery.cancel_scope.cancel()
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 async def when_closing(fn: Callable[..., object], *args: object) -> None:

@@ -17,6 +17,7 @@ from hypercorn.trio import serve
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from scalemcp.config import Config
+from scalemcp.ops.drain import HARD_STOP_MARGIN_S
 from scalemcp.server import asgi_app, hypercorn_config
 from tests.ops.app import app
 from tests.ops.support import HEADERS, call_tool, initialize, open_serve
@@ -133,7 +134,8 @@ async def test_sigterm_drains_streams_and_exits_zero() -> None:
                 await served.wait_for(lambda line: "draining" in line)
                 probe = await _readyz(served.base)
                 assert probe != 200
-                with trio.fail_after(6):
+                # The POST's call (20 s) runs on after its stream ends, until the hard stop.
+                with trio.fail_after(1.5 + HARD_STOP_MARGIN_S + 3):
                     code = await served.proc.wait()
             stopped = trio.current_time()
         lines = served.json_lines()
@@ -142,7 +144,7 @@ async def test_sigterm_drains_streams_and_exits_zero() -> None:
         assert stream.error is None, (name, stream.error)
         assert stream.ended_at is not None
         assert 1.0 <= stream.ended_at - sent < 4.0, (name, stream.ended_at - sent)
-    assert stopped - sent < 6.0
+    assert stopped - sent < 1.5 + HARD_STOP_MARGIN_S + 3
     messages = [line["message"] for line in lines]
     assert any(m.startswith("stopping: 1 worker(s) draining") for m in messages), messages
     assert not [line for line in served.stderr if "Traceback" in line]
