@@ -82,6 +82,8 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.websocket_ping_interval = config.sse_keepalive_s
     # SSE streams end cleanly drain_timeout_s after SIGTERM; what is left is cancelled later.
     hc.graceful_timeout = config.drain_timeout_s + HARD_STOP_MARGIN_S
+    # The app's lifespan shutdown lets session-era calls run up to that same hard stop.
+    hc.shutdown_timeout = hc.graceful_timeout + HARD_STOP_MARGIN_S
     if config.certfile or config.keyfile:
         if not (config.certfile and config.keyfile):
             raise ConfigError("HTTPS needs both --certfile and --keyfile")

@@ -141,6 +141,10 @@ class ASGIApp:
         except AuthError as exc:  # raised before the body is read
             await req.drain(min(self.config.max_body_bytes, _DRAIN_BYTES))
             await req.respond_json(*self.auth.refusal(exc))
+        except trio.BusyResourceError:
+            # A client that hangs up as its answer ends: Hypercorn's reader closes the
+            # socket while the answer's last write is under way, which then fails so.
+            log.info("client went away while %s %s was answered", req.method, req.path)
         except Exception:
             log.exception("unhandled error serving %s %s", req.method, req.path)
             if not req.started:
