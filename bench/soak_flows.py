@@ -23,12 +23,13 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import trio
+
+from tests.cluster.wire import Event, sse_events
 
 VERSION = "2025-11-25"
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -74,30 +75,6 @@ class Tally:
     def problem(self, text: str) -> None:
         if len(self.examples) < 20:
             self.examples.append(text)
-
-
-@dataclass
-class Event:
-    id: str | None
-    data: str
-
-    @property
-    def message(self) -> Any:
-        return json.loads(self.data) if self.data else None
-
-
-async def sse_events(response: httpx.Response) -> AsyncIterator[Event]:
-    event_id: str | None = None
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data or event_id is not None:
-                yield Event(event_id, "\n".join(data))
-            event_id, data = None, []
-        elif line.startswith("id:"):
-            event_id = line[3:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
 
 
 def call(rid: int, tool: str, arguments: dict[str, Any], **meta: Any) -> dict[str, Any]:
