@@ -10,6 +10,8 @@ from collections import Counter
 
 #: "<category>/<era>" -> inputs sent.
 COUNTS: Counter[str] = Counter()
+#: Lines printed under the counts (the worker's memory growth).
+NOTES: list[str] = []
 
 
 def summary() -> list[str]:
@@ -19,4 +21,4 @@ def summary() -> list[str]:
     width = max(len(k) for k in COUNTS)
     lines = [f"{key:<{width}}  {COUNTS[key]:>6}" for key in sorted(COUNTS)]
     lines.append(f"{'total':<{width}}  {sum(COUNTS.values()):>6}")
-    return lines
+    return lines + NOTES

@@ -79,6 +79,12 @@ class Server:
                 found.add(int(child))
         return found
 
+    def rss_kb(self) -> int:
+        """The worker's resident set size (``VmRSS`` in /proc), in kB."""
+        (worker,) = self.workers()
+        status = Path(f"/proc/{worker}/status").read_text()
+        return int(re.search(r"^VmRSS:\s*(\d+) kB", status, re.M)[1])  # type: ignore[index]
+
     def stop(self) -> str:
         """Stop it (SIGTERM, then SIGKILL) and return its log."""
         if self.proc.poll() is None:
@@ -150,6 +156,18 @@ def check_message(message: Any, *, response: bool) -> None:
     elif "result" not in message:
         assert not response, message
         assert isinstance(message.get("method"), str), message
+
+
+def sse_events(body: bytes) -> list[tuple[str, str]]:
+    """(id, data) of every complete SSE event in ``body`` that has data."""
+    found = []
+    for block in body.replace(b"\r\n", b"\n").split(b"\n\n")[:-1]:
+        lines = block.decode().split("\n")
+        ids = [line[3:].strip() for line in lines if line.startswith("id:")]
+        data = "\n".join(line[5:].lstrip(" ") for line in lines if line.startswith("data:"))
+        if data:
+            found.append((ids[-1] if ids else "", data))
+    return found
 
 
 def sse_messages(body: bytes) -> list[Any]:

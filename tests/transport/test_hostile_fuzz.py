@@ -9,6 +9,16 @@ modern: stateless 2026-07-28; legacy: ``GET /sse`` + ``POST /messages``):
 * **spoiled headers**: a valid request whose session id, protocol version,
   ``Last-Event-ID``, ``Mcp-Method``/``Mcp-Name``/``Mcp-Param-*``, content type or accept
   headers are dropped, garbled, near-valid, huge, empty or doubled (POST, GET, DELETE).
+* **out-of-order messages** (session and legacy eras): sequences of valid messages on a
+  new session at wrong moments: calls before initialize or notifications/initialized,
+  initialize or initialized twice, responses to requests never sent, cancellations of
+  unknown or finished ids, a request reusing an in-flight id, use after DELETE (legacy:
+  after the stream closed), a GET resuming another session's stream by Last-Event-ID.
+
+A *bystander* session (log level ``warning``, one subscription, one remembered SSE answer)
+is never targeted; after the module it must still answer, keep its level (a countdown's
+``info`` logs stay away) and replay exactly its remembered events. The worker's RSS growth
+from after a warm-up to the end is printed with the input count and must stay below 40 MB.
 
 Invariants: every answer passes :func:`tests.transport.hostile.check_answer` (no 5xx but
 a deliberate 503, no traceback or exception text, JSON bodies are JSON-RPC with error
@@ -33,6 +43,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,13 +53,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .fuzz_counts import COUNTS
+from .fuzz_counts import COUNTS, NOTES
 from .hostile import (
     ACCEPT,
     LEGACY_VERSION,
     MAX_BODY,
     MODERN_META,
     SESSION_VERSIONS,
+    Answer,
     Client,
     Legacy,
     Server,
@@ -61,6 +73,7 @@ from .hostile import (
     request,
     session_pool,
     spoiled_headers,
+    sse_events,
 )
 
 EXAMPLES = int(os.environ.get("SCALEMCP_FUZZ_EXAMPLES", "80"))
@@ -68,6 +81,64 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much])
 ERAS = ["session", "modern", "legacy"]
+#: Examples of the out-of-order tests, each a sequence of 2-8 inputs on a new session (a
+#: legacy one costs about 0.2 s to open and close: half as many there).
+ORDER_EXAMPLES = {"session": max(5, EXAMPLES // 4), "legacy": max(5, EXAMPLES // 8)}
+#: How much the worker's RSS may grow from after the warm-up to the end of the module.
+RSS_GROWTH_LIMIT_KB = 40 * 1024
+
+
+class Bystander:
+    """A session (2025-11-25) the fuzz never targets on purpose: log level ``warning``, one
+    subscription, one finished SSE answer remembered. :meth:`check` finds it unchanged."""
+
+    VERSION = "2025-11-25"
+
+    def __init__(self, target: Target) -> None:
+        self.client = target.client
+        self.token = "bystander-" + secrets.token_hex(6)
+        self.sid = target._initialize(self.VERSION)
+        self.headers = {"accept": ACCEPT, "content-type": "application/json",
+                        "mcp-session-id": self.sid, "mcp-protocol-version": self.VERSION}
+        sub = self._post(request(1, "resources/subscribe", {"uri": "greeting://bystander"}))
+        assert sub.json() == {"jsonrpc": "2.0", "id": 1, "result": {}}, sub
+        first = self._post(self._countdown(2))
+        self.events = sse_events(first.body)
+        kinds = [json.loads(data).get("method") for _, data in self.events if data.strip()]
+        assert "notifications/message" in kinds, kinds  # at the default level "info"
+        level = self._post(request(3, "logging/setLevel", {"level": "warning"}))
+        assert level.json() == {"jsonrpc": "2.0", "id": 3, "result": {}}, level
+        assert self.log_messages() == [], "logging/setLevel warning has no effect"
+
+    def _post(self, message: Any) -> Answer:
+        return self.client.post_json("/mcp", message, self.headers)
+
+    def _countdown(self, rid: int) -> dict[str, Any]:
+        return request(rid, "tools/call", {"name": "countdown", "arguments": {"n": 3},
+                                           "_meta": {"progressToken": self.token}})
+
+    def log_messages(self) -> list[Any]:
+        """The log notifications of a countdown (it logs at ``info``) on this session."""
+        r = self._post(self._countdown(self.client.rid()))
+        assert r.status == 200, r
+        messages = [json.loads(data) for _, data in sse_events(r.body) if data.strip()]
+        assert messages, r
+        assert "result" in messages[-1], messages
+        return [m for m in messages if m.get("method") == "notifications/message"]
+
+    def check(self) -> None:
+        rid = self.client.rid()
+        r = self._post(request(rid, "tools/call", {"name": "echo",
+                                                   "arguments": {"message": "still"}}))
+        assert r.status == 200, ("the bystander session is gone or broken", r)
+        assert r.json()["result"]["content"] == [{"type": "text", "text": "still"}], r
+        assert self.log_messages() == [], "the bystander's log level changed"
+        get = {k: v for k, v in self.headers.items() if k != "content-type"}
+        get["accept"] = "text/event-stream"
+        get["last-event-id"] = self.events[0][0]
+        replay = self.client.send("GET", "/mcp", encode_headers(get))
+        assert replay.status == 200, replay
+        assert sse_events(replay.body) == self.events[1:], ("replay differs", replay.body)
 
 
 class Target:
@@ -81,6 +152,7 @@ class Target:
         self.request_state = self._request_state()
         self.legacy = Legacy(server)
         self._legacy_init()
+        self.bystander = Bystander(self)
 
     def session_headers(self, version: str) -> dict[str, str]:
         headers = {"accept": ACCEPT, "content-type": "application/json",
@@ -158,7 +230,19 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         fleet = Target(server)
         workers = server.workers()
         assert len(workers) == 1, workers
+        for _ in range(10):  # warm-up: imports, caches, buffers, before the RSS baseline
+            for era in ERAS:
+                fleet.assert_works(era)
+        rss_before = server.rss_kb()
+        inputs_before = sum(COUNTS.values())
         yield fleet
+        # After every test of the module: the bystander is as it was, memory is bounded.
+        fleet.bystander.check()
+        growth = server.rss_kb() - rss_before
+        inputs = sum(COUNTS.values()) - inputs_before
+        NOTES.append(f"worker RSS {rss_before} kB -> {rss_before + growth} kB: "
+                     f"{growth:+} kB after {inputs} inputs")
+        assert growth < RSS_GROWTH_LIMIT_KB, NOTES[-1]
         fleet.close()
         assert server.proc.poll() is None, "the server exited"
         assert server.workers() == workers, "the worker process died and was replaced"
@@ -170,12 +254,12 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     assert not bad, log[-4000:]
 
 
-def run_counted(key: str, test: Callable[[], None]) -> None:
+def run_counted(key: str, test: Callable[[], None], examples: int = EXAMPLES) -> None:
     """Run a hypothesis test and check it generated at least half its examples."""
     before = COUNTS[key]
     test()
     ran = COUNTS[key] - before
-    assert ran >= max(1, EXAMPLES // 2), f"{key}: only {ran} inputs generated"
+    assert ran >= max(1, examples // 2), f"{key}: only {ran} inputs generated"
 
 
 def body_target(target: Target, era: str, version: str, message: Any = None) -> tuple[
@@ -288,7 +372,149 @@ def test_spoiled_headers(target: Target, era: str) -> None:
     run_counted(key, check)
 
 
-# -- 4. what the fuzz found, pinned: an early refusal and the connection after it ------------
+# -- 4. out-of-order messages ---------------------------------------------------------------
+
+#: Steps of an out-of-order sequence, each a valid message or request at a wrong moment.
+ORDER_STEPS = ["initialize", "initialized", "call", "read", "ping", "response", "cancel",
+               "reuse-id", "end", "foreign-last-event-id"]
+
+
+class Scratch:
+    """The session an out-of-order sequence drives (created by its first initialize)."""
+
+    def __init__(self, target: Target, era: str, version: str) -> None:
+        self.target = target
+        self.era = era
+        self.version = version
+        self.sid: str | None = None
+        self.legacy = Legacy(target.server) if era == "legacy" else None
+        self.ended = False
+        self.finished: list[int] = []  # ids of requests answered
+
+    def headers(self) -> dict[str, str]:
+        if self.legacy is not None:
+            return {"content-type": "application/json"}
+        headers = {"accept": ACCEPT, "content-type": "application/json"}
+        if self.sid is not None:
+            headers["mcp-session-id"] = self.sid
+            headers["mcp-protocol-version"] = self.version
+        return headers
+
+    def post(self, message: Any) -> Answer:
+        path = self.legacy.endpoint if self.legacy is not None else "/mcp"
+        return self.target.client.post_json(path, message, self.headers())
+
+    def ask(self, message: dict[str, Any], *, answered: bool = True) -> None:
+        """Send a request; check the answer is one (a result or a JSON-RPC error)."""
+        r = self.post(message)
+        if self.ended:
+            return  # checked by check_answer; the session may be gone (404) or closing
+        if self.legacy is None and self.sid is None and message["method"] != "initialize":
+            assert r.status == 400, r  # no session id yet
+            return
+        if self.legacy is not None:
+            if r.status != 202 or not answered:
+                return
+            answer = self.legacy.answer_to(message["id"])
+        elif r.headers.get("content-type", "").startswith("application/json"):
+            answer = r.json()
+        else:
+            return  # an SSE answer (the ask tool), read in part and checked
+        assert answer.get("id") == message["id"], answer
+        assert ("result" in answer) != ("error" in answer), answer
+        self.finished.append(message["id"])
+
+    def step(self, step: str, pick: int) -> None:
+        rid = self.target.client.rid()
+        if step == "initialize":
+            init = request(rid, "initialize", initialize_params(
+                LEGACY_VERSION if self.legacy is not None else self.version))
+            if self.legacy is None and self.sid is None:
+                r = self.target.client.post_json("/mcp", init, self.headers())
+                assert r.status == 200, r
+                assert "result" in r.json(), r
+                self.sid = r.headers["mcp-session-id"]
+            else:
+                self.ask(init)  # a second initialize on the session
+        elif step == "initialized":
+            r = self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            assert r.status in (202, 400, 404), r
+        elif step in ("call", "read", "ping"):
+            self.ask({"call": request(rid, "tools/call", {"name": "add",
+                                                          "arguments": {"a": 1, "b": 2}}),
+                      "read": request(rid, "resources/read", {"uri": "greeting://ooo"}),
+                      "ping": request(rid, "ping")}[step])
+        elif step == "response":  # an answer to a request the server never sent
+            ids = [f"srv-{secrets.token_hex(4)}", rid, *self.finished]
+            never = ids[pick % len(ids)]
+            body: dict[str, Any] = {"jsonrpc": "2.0", "id": never}
+            body.update({"result": {"action": "accept", "content": {"name": "x"}}} if pick % 2
+                        else {"error": {"code": -32000, "message": "no"}})
+            r = self.post(body)
+            assert r.status in (202, 400, 404), r
+        elif step == "cancel":  # an id never used, or one already answered
+            ids = [rid + 10_000, *self.finished]
+            cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                      "params": {"requestId": ids[pick % len(ids)], "reason": "x"}}
+            r = self.post(cancel)
+            assert r.status in (202, 400, 404), r
+        elif step == "reuse-id":  # ask (in flight, waiting for elicitation), same id again
+            self.ask(request(rid, "tools/call", {"name": "ask", "arguments": {}}),
+                     answered=False)
+            self.ask(request(rid, "tools/call", {"name": "echo",
+                                                 "arguments": {"message": "twin"}}),
+                     answered=False)
+        elif step == "end":  # DELETE (legacy: close the stream); later steps use it anyway
+            if self.legacy is not None:
+                if not self.ended:
+                    self.legacy.close()
+            elif self.sid is not None:
+                r = self.target.client.send("DELETE", "/mcp", encode_headers(
+                    {"mcp-session-id": self.sid, "mcp-protocol-version": self.version}))
+                assert r.status == (404 if self.ended else 200), r
+            self.ended = True
+        else:  # foreign-last-event-id: resume the bystander's stream from this session
+            by = self.target.bystander
+            headers = {"accept": "text/event-stream", "last-event-id": by.events[0][0]}
+            if self.legacy is None and self.sid is not None:
+                headers["mcp-session-id"] = self.sid
+                headers["mcp-protocol-version"] = self.version
+            r = self.target.client.send("GET", "/sse" if self.legacy is not None else "/mcp",
+                                        encode_headers(headers))
+            assert by.token.encode() not in r.body, ("another session's events", r)
+
+    def close(self) -> None:
+        if self.legacy is not None:
+            if not self.ended:
+                self.legacy.close()
+            assert not self.legacy.problems, self.legacy.problems
+        elif self.sid is not None and not self.ended:
+            self.target.client.send("DELETE", "/mcp", encode_headers(
+                {"mcp-session-id": self.sid, "mcp-protocol-version": self.version}))
+
+
+@pytest.mark.parametrize("era", ["session", "legacy"])
+def test_out_of_order_messages(target: Target, era: str) -> None:
+    key = f"out-of-order/{era}"
+
+    @settings(FUZZ, max_examples=ORDER_EXAMPLES[era])
+    @given(steps=st.lists(st.tuples(st.sampled_from(ORDER_STEPS), st.integers(0, 5)),
+                          min_size=2, max_size=8),
+           version=st.sampled_from(SESSION_VERSIONS))
+    def check(steps: list[tuple[str, int]], version: str) -> None:
+        scratch = Scratch(target, era, version)
+        try:
+            for step, pick in steps:
+                COUNTS[key] += 1
+                scratch.step(step, pick)
+        finally:
+            scratch.close()
+        target.assert_works(era, version)
+
+    run_counted(key, check, ORDER_EXAMPLES[era])
+
+
+# -- 5. what the fuzz found, pinned: an early refusal and the connection after it ------------
 
 
 def _read_response(sock: socket.socket, already: bytes = b"") -> bytes:
