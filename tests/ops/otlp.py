@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from tests.stub_server import serving
 
 
 @dataclass(frozen=True)
@@ -50,19 +50,7 @@ class Collector:
         self.url = ""
         self._news = trio.Event()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+    async def __call__(self, scope: dict[str, Any], body: bytes, send: Any) -> None:
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
         for resource_spans in request.resource_spans:
@@ -93,13 +81,6 @@ class Collector:
 @asynccontextmanager
 async def open_collector() -> AsyncIterator[Collector]:
     collector = Collector()
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, collector, config)
-        collector.url = binds[0] + "/v1/traces"
-        try:
-            yield collector
-        finally:
-            nursery.cancel_scope.cancel()
+    async with serving(collector) as base:
+        collector.url = base + "/v1/traces"
+        yield collector

@@ -15,11 +15,10 @@ import httpx
 import jwt
 import trio
 from cryptography.hazmat.primitives.asymmetric import rsa
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 from jwt.algorithms import RSAAlgorithm
 
 import scalemcp
+from tests.stub_server import send_json, serving
 
 ACCEPT = "application/json, text/event-stream"
 SESSION_VERSION = "2025-11-25"
@@ -115,26 +114,13 @@ async def open_jwks_server(document: dict[str, Any]) -> AsyncIterator[JWKSServer
     """Serve ``document`` (mutable through the yielded object) at a URL on port 0."""
     server = JWKSServer(document)
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    async def handle(scope: dict[str, Any], body: bytes, send: Any) -> None:
         server.hits += 1
-        body = json.dumps(server.document).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, json.dumps(server.document).encode())
 
-    hc = HypercornConfig()
-    hc.bind = ["127.0.0.1:0"]
-    hc.graceful_timeout = 0.5
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, app, hc)
-        server.url = binds[0] + "/jwks.json"
+    async with serving(handle) as base:
+        server.url = base + "/jwks.json"
         yield server
-        nursery.cancel_scope.cancel()
 
 
 @asynccontextmanager
@@ -142,6 +128,8 @@ async def open_custom_server(
     app: scalemcp.App, config: scalemcp.Config, authenticator: Any
 ) -> AsyncIterator[str]:
     """Like scalemcp.testing.open_server, with a custom authenticator."""
+    from hypercorn.trio import serve
+
     from scalemcp.server import hypercorn_config
 
     hc = hypercorn_config(config)

@@ -21,14 +21,13 @@ import httpx
 import msgspec
 import pytest
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 import scalemcp
 from scalemcp.errors import BackendUnavailable, InvalidCredentials
 from scalemcp.security.gate import check_auth_config
 from scalemcp.security.introspection import IntrospectionAuthenticator
 from scalemcp.testing import open_server
+from tests.stub_server import send_json, serving
 
 from .support import (
     RESOURCE,
@@ -78,18 +77,7 @@ async def open_endpoint() -> AsyncIterator[Endpoint]:
     endpoint = Endpoint()
     expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{SECRET}".encode()).decode()
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+    async def handle(scope: dict[str, Any], body: bytes, send: Any) -> None:
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         form = parse_qs(body.decode())
         token = form["token"][0]
@@ -99,19 +87,12 @@ async def open_endpoint() -> AsyncIterator[Endpoint]:
             status, document = 401, {"error": "invalid_client"}
         assert form["token_type_hint"] == ["access_token"]
         assert scope["method"] == "POST"
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": msgspec.json.encode(
-            {k: v for k, v in document.items() if v is not None})})
+        await send_json(send, msgspec.json.encode(
+            {k: v for k, v in document.items() if v is not None}), status)
 
-    hc = HypercornConfig()
-    hc.bind = ["127.0.0.1:0"]
-    hc.graceful_timeout = 0.5
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, app, hc)
-        endpoint.url = binds[0] + "/introspect"
+    async with serving(handle) as base:
+        endpoint.url = base + "/introspect"
         yield endpoint
-        nursery.cancel_scope.cancel()
 
 
 def config(url: str, **overrides: Any) -> scalemcp.Config:
