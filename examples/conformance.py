@@ -6,6 +6,7 @@ Run it with ``scalemcp serve examples.conformance:app`` and point the suite at /
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -22,6 +23,8 @@ from scalemcp import (
 )
 
 app = scalemcp.App("scalemcp-conformance", version="1.0.0")
+# The skills extension (sep-2640-* scenarios): the example skills, nested prefix included.
+app.add_skills(Path(__file__).parent / "skills")
 
 # A 1x1 PNG and a tiny WAV file.
 PNG = base64.b64decode(

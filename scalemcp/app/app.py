@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+import os
+from collections.abc import Callable, Mapping
+from importlib.resources.abc import Traversable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
 
 from ..protocol.types import ToolAnnotations
+from . import skills
 from .prompts import PromptSpec
 from .resources import ResourceSpec, TemplateSpec, is_template
 from .tools import CacheHint, ToolSpec
+
+if TYPE_CHECKING:
+    from ..state.base import StateBackend
 
 __all__ = ["App"]
 
@@ -46,6 +54,8 @@ class App:
         self.prompts: dict[str, PromptSpec] = {}
         self.completer: Callable[..., Any] | None = None
         self.cache_hints: dict[tuple[str, str], CacheHint] = {}
+        #: Agent Skills served under ``skill://`` (:meth:`add_skills`, :meth:`add_skill`).
+        self.skills = skills.SkillRegistry()
 
     def tool(
         self,
@@ -144,10 +154,54 @@ class App:
         self.completer = fn
         return fn
 
-    def find_resource(self, uri: str) -> tuple[ResourceSpec, dict[str, str]] | None:
+    def add_skills(
+        self, path: str | os.PathLike[str], *, prefix: str = "", poll_interval_s: float = 2.0
+    ) -> None:
+        """Serve every skill under the directory ``path`` (skill extension, SEP-2640).
+
+        Each directory holding a ``SKILL.md`` is a skill, at ``skill://<prefix>/<its path
+        under path>``; directories above it are prefixes (``acme/billing/refunds``). Every
+        skill is checked now (SkillError names each file that breaks a rule). Each worker
+        looks for changes every ``poll_interval_s`` seconds (0: never).
+        """
+        self.skills.add_directory(path, prefix, single=False, poll_interval_s=poll_interval_s)
+
+    def add_skill(
+        self,
+        source: str | os.PathLike[str] | Traversable | Mapping[str, str | bytes],
+        *,
+        prefix: str = "",
+        poll_interval_s: float = 2.0,
+    ) -> None:
+        """Serve one skill at ``skill://<prefix>/<name>``, from a directory (watched like
+        :meth:`add_skills`), from package data (``importlib.resources.files(...) / "x"``,
+        read once), or from code: ``{"SKILL.md": "...", "scripts/run.py": b"..."}``."""
+        if isinstance(source, str | os.PathLike):
+            self.skills.add_directory(source, prefix, single=True,
+                                      poll_interval_s=poll_interval_s)
+        else:
+            self.skills.add_files(source, prefix)
+
+    def listed_resources(self) -> list[Any]:
+        """What ``resources/list`` shows: registered resources, then each skill's SKILL.md."""
+        return [*self.resources.values(), *self.skills.listed()]
+
+    async def serve_background(
+        self, state: StateBackend, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run what the app needs beside requests (the skills watcher) until cancelled."""
+        await self.skills.serve(state, task_status=task_status)
+
+    def find_resource(
+        self, uri: str
+    ) -> tuple[ResourceSpec | skills.SkillResource, dict[str, str]] | None:
         spec = self.resources.get(uri)
         if spec is not None:
             return spec, {}
+        if self.skills:
+            found = self.skills.find_resource(uri)  # InvalidParams for a traversal attempt
+            if found is not None:
+                return found, {}
         for template in self.templates:
             params = template.match(uri)
             if params is not None:
@@ -158,10 +212,12 @@ class App:
         caps: dict[str, Any] = {"logging": {}}
         if self.tools:
             caps["tools"] = {"listChanged": True}
-        if self.resources or self.templates:
+        if self.resources or self.templates or self.skills:
             caps["resources"] = {"subscribe": True, "listChanged": True}
         if self.prompts:
             caps["prompts"] = {"listChanged": True}
         if self.completer is not None:
             caps["completions"] = {}
+        if self.skills:
+            caps["extensions"] = {skills.EXTENSION: {"directoryRead": True}}
         return caps

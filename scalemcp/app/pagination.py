@@ -38,3 +38,13 @@ def _decode(cursor: str) -> int:
     if tag != "o" or offset < 0:
         raise InvalidParams("invalid cursor: pass back a nextCursor exactly as received")
     return offset
+
+
+def decode_offset(cursor: str | UnsetType) -> int:
+    """Where a page starts, from a cursor ``paginate`` (or ``encode_offset``) made."""
+    return 0 if cursor is UNSET else _decode(cursor)
+
+
+def encode_offset(offset: int) -> str:
+    """The cursor of a page starting at ``offset``."""
+    return _encode(offset)

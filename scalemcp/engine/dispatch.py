@@ -39,6 +39,7 @@ from ..protocol.types import (
 from .call import Call, ClientRequestFailed, InputRequired
 from .request_state import RequestStateCodec
 from .results import Results
+from .skills import HANDLERS as SKILL_HANDLERS
 
 __all__ = ["Engine"]
 
@@ -249,5 +250,6 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "prompts/get": Engine.get_prompt,
     "completion/complete": Engine.complete,
     "server/discover": Engine.discover,
+    **SKILL_HANDLERS,  # the skills extension (engine/skills.py)
 }
 _SESSION_ONLY: Final = frozenset({"ping"})

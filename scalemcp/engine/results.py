@@ -100,7 +100,7 @@ class Results:
 
     def resources_page(self, call: Call, cursor: str | UnsetType) -> dict[str, Any]:
         items = [_untitled(spec.descriptor, call.protocol_version)
-                 for spec in self.app.resources.values() if call.allows(spec.scopes)]
+                 for spec in self.app.listed_resources() if call.allows(spec.scopes)]
         return self._page(call, "resources", items, cursor)
 
     def templates_page(self, call: Call, cursor: str | UnsetType) -> dict[str, Any]:

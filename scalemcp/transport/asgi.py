@@ -118,6 +118,7 @@ class ASGIApp:
                 if hasattr(self.state, "serve"):  # e.g. the Redis backend's reader task
                     await nursery.start(self.state.serve)
                 await nursery.start(self.sessions.serve)
+                await nursery.start(self.app.serve_background, self.state)  # skills watcher
                 self.running = True
                 await send({"type": "lifespan.startup.complete"})
                 log_worker_started(self.config, self.state.name, self.observer.tracing is not None)
