@@ -36,7 +36,8 @@ class SkillFile(msgspec.Struct, frozen=True):
     mime_type: str
     text: bool  # served as text (UTF-8), else as a base64 blob
     label: str  # where it came from, for messages (a path as given, or "<code>/...")
-    path: str | None = None  # the real path on disk
+    top: str | None = None  # the real path of the directory it was found in
+    path: str | None = None  # its real path on disk, under ``top``
     data: bytes | None = None  # the content, for skills registered from code/package data
 
 

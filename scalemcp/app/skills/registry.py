@@ -155,7 +155,8 @@ class SkillRegistry:
         """The contents of ``file``, exactly the bytes its manifest entry describes."""
         data = await _content(file)
         if data is None:
-            await self.refresh()  # it changed on disk: never serve what the manifest is not
+            # It changed on disk: look again (even if not watched), never serve stale bytes.
+            await self.refresh(unwatched=True)
             current = self._catalog.files.get(file.uri)
             if current is None:
                 raise ResourceNotFound(f"resource not found: {file.uri}", {"uri": file.uri})
@@ -200,10 +201,11 @@ class SkillRegistry:
                 if _LIST_CHANGED.encode() in payload:
                     self._wake.set()
 
-    async def refresh(self) -> bool:
-        """Rescan the watched sources that changed; True if what clients see changed."""
+    async def refresh(self, *, unwatched: bool = False) -> bool:
+        """Rescan the watched directories that changed (with ``unwatched``, every
+        directory); True if what clients see changed."""
         async with self._lock:
-            scans = await trio.to_thread.run_sync(self._rescan)
+            scans = await trio.to_thread.run_sync(self._rescan, unwatched)
             if scans is None:
                 return False
             catalog = Catalog.build(scans)
@@ -217,11 +219,11 @@ class SkillRegistry:
             await self._announce(catalog, scans)
         return changed
 
-    def _rescan(self) -> list[SourceScan] | None:
+    def _rescan(self, unwatched: bool) -> list[SourceScan] | None:
         """New scans for the sources whose signature moved; None if none did."""
         scans, moved = [], False
         for source, old in zip(self._sources, self._scans, strict=True):
-            if source.watched and source.signature() != old.signature:
+            if (source.watched or unwatched) and source.signature() != old.signature:
                 scans.append(source.scan())
                 moved = True
             else:
@@ -260,9 +262,10 @@ async def _content(file: SkillFile) -> bytes | None:
     """The file's bytes if they still match its manifest entry, else None."""
     if file.data is not None:
         return file.data
+    assert file.top is not None
     assert file.path is not None
     try:
-        data = await trio.to_thread.run_sync(read_file, file.path, file.size)
+        data = await trio.to_thread.run_sync(read_file, file.top, file.path, file.size)
     except OSError:
         return None
     if len(data) != file.size or sha256(data) != file.digest:

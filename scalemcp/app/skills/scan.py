@@ -23,19 +23,34 @@ from .uris import SKILL_FILE, encode, is_textual, join, mime_type_of, usable_nam
 
 __all__ = ["DirectorySource", "MemorySource", "read_file", "sha256"]
 
-_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-               | getattr(os, "O_CLOEXEC", 0))
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
+_OPEN_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
 
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def read_file(path: str, limit: int) -> bytes:
-    """At most ``limit + 1`` bytes of the regular file at ``path`` (a real path); OSError if
-    it is gone, is now a symbolic link, or is not a regular file."""
-    fd = os.open(path, _OPEN_FLAGS)
-    with os.fdopen(fd, "rb") as file:
+def read_file(top: str, path: str, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of the regular file at ``path``, a real path under the
+    directory ``top``. Every directory between them is opened without following a
+    symbolic link, and so is the file: a link swapped in anywhere since the scan makes
+    this fail (OSError) instead of reaching outside ``top``."""
+    parts = path[len(top) + 1:].split(os.sep)
+    if not path.startswith(top + os.sep) or any(p in ("", ".", "..") for p in parts):
+        raise OSError(f"{path} is not inside {top}")
+    fd = os.open(top, _DIR_FLAGS)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        file_fd = os.open(parts[-1], _OPEN_FLAGS, dir_fd=fd)
+    finally:
+        os.close(fd)
+    with os.fdopen(file_fd, "rb") as file:
         if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
             raise OSError(f"{path} is not a regular file")
         return file.read(limit + 1)
@@ -113,8 +128,7 @@ class DirectorySource:
 
     def __init__(self, path: str | os.PathLike[str], prefix: list[str], *, single: bool) -> None:
         self.label = os.fspath(path)
-        self.top = os.path.realpath(path)
-        if not os.path.isdir(self.top):
+        if not os.path.isdir(path):
             raise ValueError(f"{self.label}: not a directory")
         self.single = single
         self.name = os.path.basename(os.path.abspath(path))
@@ -122,10 +136,20 @@ class DirectorySource:
 
     def signature(self) -> str:
         """Changes whenever a file or directory is added, removed, replaced or written."""
-        return _walk(self.top, self.label).signature
+        try:
+            return _walk(os.path.realpath(self.label), self.label).signature
+        except OSError as exc:  # the directory itself is gone
+            return f"gone: {exc}"
 
     def scan(self) -> SourceScan:
-        walk = _walk(self.top, self.label)
+        # Resolved on every scan: a deployment may point a link ("current") elsewhere.
+        top = os.path.realpath(self.label)
+        try:
+            walk = _walk(top, self.label)
+        except OSError as exc:
+            return SourceScan(label=self.label, files={}, dirs=set(), roots=[], texts={},
+                              errors=[f"{self.label}: cannot be read ({exc.strerror})"],
+                              warnings=[], signature=f"gone: {exc}")
         out = SourceScan(label=self.label, files={}, dirs=set(), roots=[], texts={},
                          errors=[], warnings=walk.warnings, signature=walk.signature)
         skill_dirs = [d for d in walk.dirs if _join(d, SKILL_FILE) in walk.files]
@@ -138,7 +162,7 @@ class DirectorySource:
             return out
         roots = [d for d in skill_dirs if self._within_limits(d, walk, out.errors)]
         needed = {rel for rel in walk.files if any(_inside(rel, d) for d in roots)}
-        unreadable, skill_mds = self._read(walk, needed, out)
+        unreadable, skill_mds = self._read(top, walk, needed, out)
         for d in roots:
             uri = self._uri(d)
             label = f"{self.label}/{_join(d, SKILL_FILE)}"
@@ -168,7 +192,7 @@ class DirectorySource:
                       f"files and {MAX_BYTES} bytes (16 MiB)")
         return False
 
-    def _read(self, walk: _Walk, needed: set[str],
+    def _read(self, top: str, walk: _Walk, needed: set[str],
               out: SourceScan) -> tuple[set[str], dict[str, bytes]]:
         """Hash every needed file into ``out.files``; returns the ones that could not be
         read, and the content of each SKILL.md."""
@@ -177,22 +201,23 @@ class DirectorySource:
         for rel in sorted(needed):
             real, _ = walk.files[rel]
             try:
-                data = read_file(real, MAX_BYTES)
+                data = read_file(top, real, MAX_BYTES)
             except OSError as exc:
                 out.errors.append(f"{self.label}/{rel}: cannot be read ({exc})")
                 unreadable.add(rel)
                 continue
             uri = self._uri(rel)
-            out.files[uri] = _file(uri, data, f"{self.label}/{rel}", path=real)
+            out.files[uri] = _file(uri, data, f"{self.label}/{rel}", top=top, path=real)
             if rel.rsplit("/", 1)[-1] == SKILL_FILE:
                 skill_mds[rel] = data
         return unreadable, skill_mds
 
 
-def _file(uri: str, data: bytes, label: str, *, path: str | None = None) -> SkillFile:
+def _file(uri: str, data: bytes, label: str, *, top: str | None = None,
+          path: str | None = None) -> SkillFile:
     mime = mime_type_of(uri.rsplit("/", 1)[-1], data)
     return SkillFile(uri=uri, digest=sha256(data), size=len(data), mime_type=mime,
-                     text=is_textual(mime, data), label=label, path=path,
+                     text=is_textual(mime, data), label=label, top=top, path=path,
                      data=None if path is not None else data)
 
 
