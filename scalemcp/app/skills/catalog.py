@@ -170,21 +170,22 @@ def _skill(scan: SourceScan, root: RootInfo, scans: Sequence[SourceScan],
 
 def _conflicts(scans: Sequence[SourceScan]) -> list[str]:
     """Two sources serving one URI, or one source's files inside another's skill."""
-    owner: dict[str, str] = {}
+    owner: dict[str, int] = {}
     problems = []
-    for scan in scans:
+    for index, scan in enumerate(scans):
         for uri in [*scan.files, *scan.dirs]:
-            other = owner.setdefault(uri, scan.label)
-            if other != scan.label and uri in scan.files:
-                problems.append(f"{uri} is served by both {other} and {scan.label}")
+            other = owner.setdefault(uri, index)
+            if other != index and uri in scan.files:
+                problems.append(f"{uri} is served by both {scans[other].label} and "
+                                f"{scan.label}")
     if len(scans) < 2:
         return problems
     keys = sorted(owner)
-    for scan in scans:
+    for index, scan in enumerate(scans):
         for root in scan.roots:
             # Every URI under root/ sorts between "root/" and "root0" ("0" follows "/").
             low, high = bisect_left(keys, root.uri + "/"), bisect_left(keys, root.uri + "0")
-            inside = [u for u in keys[low:high] if owner[u] != scan.label]
+            inside = [u for u in keys[low:high] if owner[u] != index]
             if inside:
                 problems.append(f"{root.label}: {inside[0]} (from another source) lies inside "
                                 "this skill; a skill's files must come from one source")

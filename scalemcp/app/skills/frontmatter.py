@@ -128,6 +128,14 @@ def parse_frontmatter(text: str) -> dict[str, Any]:
             f"frontmatter field {difference} is read differently by YAML 1.1 and YAML 1.2 "
             "parsers (yes/no/on/off, leading-zero numbers, dates, 1:20 ...): quote the value "
             "so every host sees the same frontmatter")
+    # Hosts cut the block with or without its last line break; a block scalar (| or >)
+    # at the very end would then differ by a trailing newline.
+    difference = _first_difference(core, _load(source + "\n", _CoreLoader), "")
+    if difference is not None:
+        raise FrontmatterError(
+            f"frontmatter field {difference} ends the frontmatter with a block scalar, whose "
+            "final line break depends on how a host cuts the block: end it with |- or >-, or "
+            "put another field after it")
     return core
 
 
