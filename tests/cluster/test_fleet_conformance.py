@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import node_env
 from tests.interop.conformance import full_suite_0_1_16
+from tests.skills.conformance import run_skill_scenarios
 
 from .conftest import Cluster, HAProxy, running
 
@@ -46,3 +47,17 @@ def test_conformance_0_1_16_through_the_load_balancer(conformance_fleet: Cluster
     assert all(count >= 20 for count in spread.values()), spread
     logs = conformance_fleet.logs()
     assert "Traceback" not in logs, logs
+
+
+def test_skills_scenarios_through_the_load_balancer(conformance_fleet: Cluster) -> None:
+    """sep-2640-skills-* (0.2.0-alpha.12) at both wires: every worker of every node scanned
+    the same skills, so entries, digests and cursors agree wherever a request lands."""
+    lb = conformance_fleet.lb
+    assert lb is not None
+    before = requests_per_node(lb)
+    summaries = run_skill_scenarios(node_env(), conformance_fleet.url)
+    after = requests_per_node(lb)
+    spread = {name: after[name] - before.get(name, 0) for name in after}
+    print(f"\nskills scenarios through haproxy: {summaries}; requests per node {spread}")
+    assert sorted(spread) == ["n0", "n1", "n2"]
+    assert all(count >= 3 for count in spread.values()), spread

@@ -71,6 +71,8 @@ class Modern:
         headers = {**ACCEPT, "mcp-protocol-version": MODERN, "mcp-method": method}
         if method == "resources/read":
             headers["mcp-name"] = (params or {})["uri"]
+        elif method == "tools/call":
+            headers["mcp-name"] = (params or {})["name"]
         body = {"jsonrpc": "2.0", "id": self._id, "method": method,
                 "params": {**(params or {}), "_meta": META}}
         response = await self.client.post(self.url, json=body, headers=headers)
