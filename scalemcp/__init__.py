@@ -4,6 +4,7 @@ from ._version import __version__
 from .app.app import App
 from .app.content import Audio, Image
 from .app.context import Context, ElicitResult, InputRequest, elicitation, roots, sampling
+from .app.skills import SkillError
 from .app.tools import CacheHint
 from .config import Config
 from .errors import ToolError
@@ -33,6 +34,7 @@ __all__ = [
     "InputRequest",
     "PromptMessage",
     "ResourceLink",
+    "SkillError",
     "TextContent",
     "TextResourceContents",
     "ToolAnnotations",
