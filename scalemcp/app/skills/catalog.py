@@ -97,18 +97,16 @@ class Catalog:
         errors = [e for scan in scans for e in scan.errors]
         errors += _conflicts(scans)
         skills = []
+        dirs: set[str] = set()
         for scan in scans:
+            file_uris, dir_uris = sorted(scan.files), sorted(scan.dirs)
             for root in scan.roots:
-                skill = _skill(scan, root, scans, errors)
+                skill = _skill(scan, root, _under(file_uris, root.uri), errors)
                 if skill is not None:
                     skills.append(skill)
+                    dirs.update([skill.root, *_under(dir_uris, skill.root),
+                                 *_ancestors(skill.root)])
         files = {f.uri: f for skill in skills for f in skill.files}
-        dirs: set[str] = set()
-        for skill in skills:
-            scan = next(s for s in scans if skill.uri in s.files)
-            dirs.add(skill.root)
-            dirs.update(d for d in scan.dirs if d.startswith(skill.root + "/"))
-            dirs.update(_ancestors(skill.root))
         return cls(skills, files, _children(files, dirs), errors)
 
     def directory(self, uri: str) -> tuple[Resource, ...] | None:
@@ -131,7 +129,12 @@ class Catalog:
         return out, index
 
 
-def _skill(scan: SourceScan, root: RootInfo, scans: Sequence[SourceScan],
+def _under(uris: list[str], directory: str) -> list[str]:
+    """The URIs (sorted) below ``directory``: they sort between "<dir>/" and "<dir>0"."""
+    return uris[bisect_left(uris, directory + "/"):bisect_left(uris, directory + "0")]
+
+
+def _skill(scan: SourceScan, root: RootInfo, member_uris: list[str],
            errors: list[str]) -> Skill | None:
     """The skill at ``root``, or None (with the reasons appended to ``errors``)."""
     uri = f"{root.uri}/{SKILL_FILE}"
@@ -144,8 +147,7 @@ def _skill(scan: SourceScan, root: RootInfo, scans: Sequence[SourceScan],
         errors.append(f"{root.label}: {exc}")
         return None
     problems = validate_frontmatter(frontmatter, root.directory_name)
-    members = tuple(sorted((f for u, f in scan.files.items()
-                            if u.startswith(root.uri + "/")), key=lambda f: f.uri))
+    members = tuple(scan.files[u] for u in member_uris)
     total = sum(f.size for f in members)
     if len(members) > MAX_FILES:
         problems.append(f"the skill has {len(members)} files; the limit is {MAX_FILES}")
@@ -183,9 +185,7 @@ def _conflicts(scans: Sequence[SourceScan]) -> list[str]:
     keys = sorted(owner)
     for index, scan in enumerate(scans):
         for root in scan.roots:
-            # Every URI under root/ sorts between "root/" and "root0" ("0" follows "/").
-            low, high = bisect_left(keys, root.uri + "/"), bisect_left(keys, root.uri + "0")
-            inside = [u for u in keys[low:high] if owner[u] != index]
+            inside = [u for u in _under(keys, root.uri) if owner[u] != index]
             if inside:
                 problems.append(f"{root.label}: {inside[0]} (from another source) lies inside "
                                 "this skill; a skill's files must come from one source")

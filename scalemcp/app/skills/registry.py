@@ -38,7 +38,7 @@ from ...protocol.types import (
 from .catalog import Catalog, Skill, SkillFile, SourceScan
 from .frontmatter import reserved_metadata_keys
 from .scan import DirectorySource, MemorySource, read_file, read_traversable, sha256
-from .uris import check_prefix, check_uri
+from .uris import check_prefix, check_uri, segment_name
 
 if TYPE_CHECKING:
     from ...state.base import StateBackend
@@ -64,12 +64,10 @@ class SkillResource:
 
     scopes: tuple[str, ...] = ()
 
-    def __init__(self, registry: SkillRegistry, file: SkillFile,
-                 descriptor: Resource | None = None) -> None:
+    def __init__(self, registry: SkillRegistry, file: SkillFile, descriptor: Resource) -> None:
         self.uri = file.uri
         self.file = file
-        self.descriptor = descriptor or Resource(uri=file.uri, name=file.uri.rsplit("/", 1)[-1],
-                                                 mime_type=file.mime_type, size=file.size)
+        self.descriptor = descriptor
         self._registry = registry
 
     async def read(self, ctx: Context, uri: str, params: dict[str, str]) -> list[ResourceContents]:
@@ -83,6 +81,7 @@ class SkillRegistry:
         self._sources: list[Source] = []
         self._scans: list[SourceScan] = []
         self._catalog = Catalog.build([])
+        self._handles: dict[str, SkillResource] = {}
         self._listed: tuple[SkillResource, ...] = ()
         #: How often a worker looks for changes in watched directories.
         self.poll_interval_s = 2.0
@@ -140,8 +139,7 @@ class SkillRegistry:
     def find_resource(self, uri: str) -> SkillResource | None:
         """The skill file at ``uri``; InvalidParams if the URI is shaped like a traversal."""
         check_uri(uri)
-        file = self._catalog.files.get(uri)
-        return None if file is None else SkillResource(self, file)
+        return self._handles.get(uri)
 
     def listed(self) -> tuple[SkillResource, ...]:
         """The SKILL.md of every skill, as ``resources/list`` shows them."""
@@ -205,10 +203,10 @@ class SkillRegistry:
         """Rescan the watched directories that changed (with ``unwatched``, every
         directory); True if what clients see changed."""
         async with self._lock:
-            scans = await trio.to_thread.run_sync(self._rescan, unwatched)
-            if scans is None:
+            rescanned = await trio.to_thread.run_sync(self._rescan, unwatched)
+            if rescanned is None:
                 return False
-            catalog = Catalog.build(scans)
+            scans, catalog = rescanned
             self._scans = scans
             changed = catalog.fingerprint != self._catalog.fingerprint
             self._swap(catalog)
@@ -219,8 +217,9 @@ class SkillRegistry:
             await self._announce(catalog, scans)
         return changed
 
-    def _rescan(self, unwatched: bool) -> list[SourceScan] | None:
-        """New scans for the sources whose signature moved; None if none did."""
+    def _rescan(self, unwatched: bool) -> tuple[list[SourceScan], Catalog] | None:
+        """New scans of the sources whose signature moved, and the catalog they make;
+        None if no signature moved. Runs in a worker thread."""
         scans, moved = [], False
         for source, old in zip(self._sources, self._scans, strict=True):
             if (source.watched or unwatched) and source.signature() != old.signature:
@@ -228,7 +227,7 @@ class SkillRegistry:
                 moved = True
             else:
                 scans.append(old)
-        return scans if moved else None
+        return (scans, Catalog.build(scans)) if moved else None
 
     async def _announce(self, catalog: Catalog, scans: list[SourceScan]) -> None:
         key = hashlib.sha256(
@@ -243,6 +242,9 @@ class SkillRegistry:
 
     def _swap(self, catalog: Catalog) -> None:
         self._catalog = catalog
+        self._handles = {uri: SkillResource(self, file, Resource(
+            uri=uri, name=segment_name(uri), mime_type=file.mime_type, size=file.size))
+            for uri, file in catalog.files.items()}
         self._listed = tuple(SkillResource(self, catalog.files[s.uri], s.descriptor)
                              for s in catalog.skills)
 

@@ -84,15 +84,18 @@ def _walk(top: str, label: str) -> _Walk:
                     warnings.append(f"{label}/{child}: a name with a backslash or a control "
                                     "character; not served")
                 continue
-            real = os.path.realpath(entry.path)
-            if real != top and not real.startswith(top + os.sep):
-                warnings.append(f"{label}/{child}: a symbolic link out of the skills "
-                                "directory; not served")
-                continue
+            real = entry.path  # under real_dir, which is a real path already
+            if entry.is_symlink():
+                real = os.path.realpath(real)
+                if real != top and not real.startswith(top + os.sep):
+                    warnings.append(f"{label}/{child}: a symbolic link out of the skills "
+                                    "directory; not served")
+                    continue
             try:
-                st = os.stat(real)
+                st = os.stat(real, follow_symlinks=False)
             except OSError:
-                warnings.append(f"{label}/{child}: a dangling symbolic link; not served")
+                warnings.append(f"{label}/{child}: a dangling symbolic link, or gone; "
+                                "not served")
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if _inode(st) in seen:
@@ -116,8 +119,10 @@ def _inode(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def _inside(rel: str, directory: str) -> bool:
-    return directory == "" or rel.startswith(directory + "/")
+def _enclosing(rel: str) -> list[str]:
+    """The directories that hold ``rel``, from the top ("") down to its parent."""
+    parts = rel.split("/")
+    return ["", *("/".join(parts[:n]) for n in range(1, len(parts)))]
 
 
 class DirectorySource:
@@ -160,13 +165,15 @@ class DirectorySource:
             out.errors.append(f"{self.label}/{SKILL_FILE}: this directory is itself a skill; "
                               "register it with app.add_skill(), not app.add_skills()")
             return out
-        roots = [d for d in skill_dirs if self._within_limits(d, walk, out.errors)]
-        needed = {rel for rel in walk.files if any(_inside(rel, d) for d in roots)}
+        roots = self._within_limits(skill_dirs, walk, out.errors)
+        needed = {rel for rel in walk.files if any(a in roots for a in _enclosing(rel))}
         unreadable, skill_mds = self._read(top, walk, needed, out)
-        for d in roots:
+        broken = {a for rel in unreadable for a in _enclosing(rel) if a in roots}
+        served = set()
+        for d in sorted(roots):
             uri = self._uri(d)
             label = f"{self.label}/{_join(d, SKILL_FILE)}"
-            if any(_inside(rel, d) for rel in unreadable):
+            if d in broken:
                 out.errors.append(f"{label}: a file of this skill could not be read")
                 continue
             try:
@@ -176,21 +183,32 @@ class DirectorySource:
                 continue
             name = (self.name if d == "" else d.rsplit("/", 1)[-1])
             out.roots.append(RootInfo(uri=uri, directory_name=name, label=label))
-            out.dirs.update(self._uri(x) for x in walk.dirs if _inside(x, d))
+            served.add(d)
+        out.dirs.update(self._uri(x) for x in walk.dirs
+                        if any(a in served for a in _enclosing(x)))
         return out
 
     def _uri(self, rel: str) -> str:
         return join(self.base + ([encode(s) for s in rel.split("/")] if rel else []))
 
-    def _within_limits(self, directory: str, walk: _Walk, errors: list[str]) -> bool:
-        members = [st for rel, (_, st) in walk.files.items() if _inside(rel, directory)]
-        total = sum(st.st_size for st in members)
-        if len(members) <= MAX_FILES and total <= MAX_BYTES:
-            return True
-        errors.append(f"{self.label}/{_join(directory, SKILL_FILE)}: the skill has "
-                      f"{len(members)} files of {total} bytes; the limits are {MAX_FILES} "
-                      f"files and {MAX_BYTES} bytes (16 MiB)")
-        return False
+    def _within_limits(self, skill_dirs: list[str], walk: _Walk, errors: list[str]) -> set[str]:
+        """The skill directories whose files (nested skills' included) keep the limits."""
+        count = dict.fromkeys(skill_dirs, 0)
+        total = dict.fromkeys(skill_dirs, 0)
+        for rel, (_, st) in walk.files.items():
+            for directory in _enclosing(rel):
+                if directory in count:
+                    count[directory] += 1
+                    total[directory] += st.st_size
+        within = set()
+        for directory in skill_dirs:
+            if count[directory] <= MAX_FILES and total[directory] <= MAX_BYTES:
+                within.add(directory)
+            else:
+                errors.append(f"{self.label}/{_join(directory, SKILL_FILE)}: the skill has "
+                              f"{count[directory]} files of {total[directory]} bytes; the "
+                              f"limits are {MAX_FILES} files and {MAX_BYTES} bytes (16 MiB)")
+        return within
 
     def _read(self, top: str, walk: _Walk, needed: set[str],
               out: SourceScan) -> tuple[set[str], dict[str, bytes]]:

@@ -81,7 +81,7 @@ def usable_name(name: str) -> bool:
 
 def check_prefix(prefix: str) -> list[str]:
     """The segments of a URI prefix (``acme/billing``); ValueError says what is wrong."""
-    segments = [s for s in prefix.strip("/").split("/")] if prefix.strip("/") else []
+    segments = prefix.strip("/").split("/") if prefix.strip("/") else []
     for index, segment in enumerate(segments):
         pattern = _AUTHORITY if index == 0 else _SEGMENT
         if segment in ("", ".", "..") or pattern.fullmatch(segment) is None:
