@@ -208,7 +208,8 @@ class App:
                 return template, params
         return None
 
-    def capabilities(self) -> dict[str, Any]:
+    def capabilities(self, version: str | None = None) -> dict[str, Any]:
+        """The server capabilities for a client of ``version`` (None: the modern era)."""
         caps: dict[str, Any] = {"logging": {}}
         if self.tools:
             caps["tools"] = {"listChanged": True}
@@ -218,6 +219,6 @@ class App:
             caps["prompts"] = {"listChanged": True}
         if self.completer is not None:
             caps["completions"] = {}
-        if self.skills:
+        if self.skills and (version is None or version >= skills.DECLARED_FROM):
             caps["extensions"] = {skills.EXTENSION: {"directoryRead": True}}
         return caps

@@ -103,7 +103,7 @@ class SessionService:
         )
         result: dict[str, Any] = {
             "protocolVersion": version,
-            "capabilities": self.engine.app.capabilities(),
+            "capabilities": self.engine.app.capabilities(version),
             "serverInfo": self.engine.results.server_info(version),
         }
         if self.engine.app.instructions:

@@ -133,6 +133,12 @@ class VersionSchema:
         self.document = document
         closed = copy.deepcopy(document)
         defs = closed[self.defs_key]
+        if version == "2025-11-25":
+            # The one field added on purpose: SEP-2133 extensions (the skills extension), which
+            # both official SDKs and the conformance suite read from a 2025-11-25 initialize
+            # result (docs/skills.md). Older versions must not carry it.
+            defs["ServerCapabilities"]["properties"]["extensions"] = {
+                "type": "object", "additionalProperties": {"type": "object"}}
         for name, definition in defs.items():
             props = definition.get("properties")
             # 2025-03-26/2025-06-18 define notifications and server requests without the

@@ -76,6 +76,10 @@ async def test_capabilities_and_resource_listing_in_both_eras() -> None:
             for caps in (discover["capabilities"], session.initialize_result["capabilities"]):
                 assert caps["extensions"] == {EXTENSION: {"directoryRead": True}}
                 assert "resources" in caps
+            for older in ("2025-06-18", "2025-03-26"):  # told nothing: no such field then
+                caps = (await Session(c, url, older).start()).initialize_result["capabilities"]
+                assert "extensions" not in caps
+                assert "resources" in caps
             for rpc in (modern, session):
                 listed = (await rpc.result("resources/list"))["resources"]
                 skill_mds = {r["uri"]: r for r in listed}

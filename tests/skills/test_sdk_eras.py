@@ -96,7 +96,9 @@ async def test_a_2024_11_05_client_over_http_and_sse() -> None:
                                                "capabilities": {},
                                                "clientInfo": {"name": "old", "version": "1"}})
             assert init["protocolVersion"] == "2024-11-05"
-            assert EXTENSION in init["capabilities"]["extensions"]
+            # Too old to be told about extensions; the files are ordinary resources.
+            assert "extensions" not in init["capabilities"]
+            assert "resources" in init["capabilities"]
             listed = await ask(2, "resources/list", {})
             assert "skill://git-workflow/SKILL.md" in [r["uri"] for r in listed["resources"]]
             read = await ask(3, "resources/read", {"uri": "skill://git-workflow/SKILL.md"})
