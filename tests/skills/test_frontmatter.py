@@ -82,6 +82,18 @@ def test_refused_with_a_reason(text: str, why: str) -> None:
     assert why in str(caught.value)
 
 
+def test_other_libraries_changing_pyyaml_change_nothing() -> None:
+    """yamllint adds a YAML 1.2-style int resolver to PyYAML's shared table at import."""
+    import yamllint.rules.quoted_strings  # noqa: F401
+
+    for text, why in REFUSED:
+        with pytest.raises(FrontmatterError) as caught:
+            parse_frontmatter(block(text))
+        assert why in str(caught.value)
+    for text, expected in ACCEPTED:
+        assert parse_frontmatter(block(text)) == expected
+
+
 def test_the_block_is_found_as_hosts_find_it() -> None:
     assert parse_frontmatter("\ufeff---\r\nname: a\r\n---\r\n") == {"name": "a"}
     assert parse_frontmatter("---\nname: a\n---") == {"name": "a"}

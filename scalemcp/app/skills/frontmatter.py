@@ -68,7 +68,10 @@ class _StrictMixin:
 
 
 class _Yaml11Loader(_StrictMixin, yaml.SafeLoader):
-    """PyYAML's safe loader as it is (YAML 1.1 implicit types)."""
+    """PyYAML's safe loader with the YAML 1.1 implicit types, in a table of its own (other
+    libraries add resolvers to PyYAML's shared one: yamllint does, at import)."""
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}
 
 
 class _CoreLoader(_StrictMixin, yaml.SafeLoader):
@@ -102,8 +105,30 @@ _CORE_TYPES = [
      r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", "-+0123456789."),
     ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
 ]
-for _tag, _pattern, _first in _CORE_TYPES:
-    _CoreLoader.add_implicit_resolver(_tag, re.compile(rf"^(?:{_pattern})$"), list(_first))
+# The YAML 1.1 types (yaml.org/type/): bool without y/n (as PyYAML reads it), ints with
+# "_", 0-octal, 0b and base 60, floats needing a dot, timestamps, merge and value keys.
+_YAML11_TYPES = [
+    ("tag:yaml.org,2002:bool",
+     r"yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF",
+     "yYnNtTfFoO"),
+    ("tag:yaml.org,2002:int",
+     r"[-+]?0b[01_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+"
+     r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+", "-+0123456789"),
+    ("tag:yaml.org,2002:float",
+     r"[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+][0-9]+)?"
+     r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+     "-+0123456789."),
+    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:timestamp",
+     r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}"
+     r":[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?",
+     "0123456789"),
+    ("tag:yaml.org,2002:merge", r"<<", ["<"]),
+    ("tag:yaml.org,2002:value", r"=", ["="]),
+]
+for _loader, _types in ((_CoreLoader, _CORE_TYPES), (_Yaml11Loader, _YAML11_TYPES)):
+    for _tag, _pattern, _first in _types:
+        _loader.add_implicit_resolver(_tag, re.compile(rf"^(?:{_pattern})$"), list(_first))
 _CoreLoader.add_constructor("tag:yaml.org,2002:int", _CoreLoader.construct_core_int)
 _CoreLoader.add_constructor("tag:yaml.org,2002:float", _CoreLoader.construct_core_float)
 
