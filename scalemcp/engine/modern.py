@@ -140,7 +140,7 @@ class ModernService:
         answers: dict[str, Any] = {}
         if p.request_state is not UNSET:
             payload = self.codec.open(p.request_state, call.digest, call.principal)
-            if self.config.request_state_single_use and not await self.state.claim_once(
+            if self.config.request_state.single_use and not await self.state.claim_once(
                 f"rs:{payload.nonce}", self.codec.ttl_s
             ):
                 raise InvalidParams("requestState was already used; retry the original request")

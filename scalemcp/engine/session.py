@@ -62,7 +62,7 @@ class SessionService:
         self._running = 0
         self._idle = trio.Event()
         #: Requests of one session running on this worker (engine/inflight.py).
-        self.inflight = Slots(config.max_inflight_per_session, "session")
+        self.inflight = Slots(config.limits.max_inflight_per_session, "session")
 
     async def wait_finished(self) -> None:
         """Return once no request handler runs (counting those started meanwhile)."""
@@ -115,7 +115,7 @@ class SessionService:
         if principal is not None:
             # Bounded: a principal cannot pile up sessions without end.
             count = await self.state.count_sessions(principal)
-            if count >= self.config.max_sessions_per_principal:
+            if count >= self.config.sessions.max_sessions_per_principal:
                 raise InvalidRequest("too many open sessions for this principal")
         session_id = secrets.token_urlsafe(24)
         await self.state.create_session(
@@ -239,7 +239,7 @@ class SessionService:
             return jsonrpc.encode_error(
                 call.request_id, InvalidRequest("this session is already initialized")
             )
-        timeout = self.config.client_request_timeout_s
+        timeout = self.config.sessions.client_request_timeout_s
 
         def scopes(c: Call, meta: RequestMeta | msgspec.UnsetType) -> SessionScope:
             return SessionScope(

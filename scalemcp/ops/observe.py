@@ -109,14 +109,14 @@ class Observer:
     """Logs, traces and drain for one server (an :class:`~scalemcp.transport.asgi.ASGIApp`)."""
 
     def __init__(self, config: Config) -> None:
-        self.access_log = config.access_log
+        self.access_log = config.ops.access_log
         self.tracing = tracing_for(config)
-        self.drain = Drain(config.drain_timeout_s)
-        self._eras = {config.sse_path: "legacy", config.messages_path: "legacy"}
-        self._endpoint = config.path
+        self.drain = Drain(config.server.drain_timeout_s)
+        self._eras = {config.server.sse_path: "legacy", config.server.messages_path: "legacy"}
+        self._endpoint = config.server.path
         spec = metrics_dir.joined()
         self.node_metrics = None if spec is None else metrics_dir.NodeMetrics(
-            METRICS, spec, config.metrics_flush_interval_s)
+            METRICS, spec, config.ops.metrics_flush_interval_s)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:

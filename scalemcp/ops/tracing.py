@@ -94,7 +94,7 @@ def tracing_enabled(config: Config, env: Mapping[str, str] | None = None) -> boo
     env = os.environ if env is None else env
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    if config.otel_enabled:
+    if config.ops.otel_enabled:
         return True
     exporters = env.get("OTEL_TRACES_EXPORTER")
     if exporters is not None:

@@ -88,10 +88,10 @@ class RateLimits:
     def __init__(self, config: Config, app: App, state: StateBackend) -> None:
         self.app = app
         self.state = state
-        self.principal_rps = config.rate_limit_per_principal_rps
-        self.tool_rps = config.rate_limit_per_tool_rps
-        self.tool_rates = parse_tool_rates(config.rate_limit_tools)
-        self.burst_s = config.rate_limit_burst_s
+        self.principal_rps = config.limits.rate_limit_per_principal_rps
+        self.tool_rps = config.limits.rate_limit_per_tool_rps
+        self.tool_rates = parse_tool_rates(config.limits.rate_limit_tools)
+        self.burst_s = config.limits.rate_limit_burst_s
         self._warned_at = -math.inf
         self._active = (-1, False)  # (number of tools when computed, active)
 

@@ -46,12 +46,12 @@ class LegacyTransport:
         sid = await self.service.create(principal, versions.LEGACY_SSE_VERSION)
         await self.state.append(sid, STREAM, b"")  # opens the stream; never sent
         root = req.scope.get("root_path", "")
-        endpoint = f"{root}{self.config.messages_path}?sessionId={sid}"
+        endpoint = f"{root}{self.config.server.messages_path}?sessionId={sid}"
         await start_sse(req)
         await send_chunk(req, format_event(endpoint.encode(), event="endpoint"))
         try:
             await follow_stream(req, self.state, sid, STREAM, None,
-                                keepalive_s=self.config.sse_keepalive_s, retry_ms=None,
+                                keepalive_s=self.config.sse.keepalive_s, retry_ms=None,
                                 with_ids=False)
         finally:
             await self.state.delete_session(sid)
@@ -63,10 +63,10 @@ class LegacyTransport:
         known = 0 < len(sid) <= MAX_SESSION_ID_CHARS
         session = await self.state.load_session(sid) if known else None
         if session is None or session.principal != principal:
-            await req.drain(self.config.max_body_bytes)
+            await req.drain(self.config.limits.max_body_bytes)
             await req.respond_error(404, InvalidRequest("unknown or closed SSE session"))
             return
-        body = await req.body(self.config.max_body_bytes)
+        body = await req.body(self.config.limits.max_body_bytes)
         decoded = jsonrpc.decode_body(body, json_limits(self.config))
         messages = decoded if isinstance(decoded, list) else [decoded]
         try:

@@ -14,13 +14,15 @@ _DRAIN_BYTES = 64 * 1024
 
 
 def json_limits(config: Config) -> JsonLimits:
-    return JsonLimits(depth=config.max_json_depth, string_chars=config.max_json_string_chars,
-                      items=config.max_json_items)
+    limits = config.limits
+    return JsonLimits(depth=limits.max_json_depth, string_chars=limits.max_json_string_chars,
+                      items=limits.max_json_items)
 
 
 def header_limits(config: Config) -> HeaderLimits:
-    return HeaderLimits(total_bytes=config.max_header_bytes, count=config.max_header_count,
-                        param_headers=config.max_param_headers)
+    limits = config.limits
+    return HeaderLimits(total_bytes=limits.max_header_bytes, count=limits.max_header_count,
+                        param_headers=limits.max_param_headers)
 
 
 async def refuse_headers(req: Request, limits: HeaderLimits) -> bool:

@@ -71,7 +71,7 @@ class ModernTransport:
         self.state = state
         self.config = config
         #: Requests of one principal running on this worker (listen streams included).
-        self.inflight = Slots(config.max_inflight_per_principal, "principal")
+        self.inflight = Slots(config.limits.max_inflight_per_principal, "principal")
 
     async def post(
         self,
@@ -121,7 +121,7 @@ class ModernTransport:
             async with self.state.open_changes() as changes:
                 while True:
                     payload = None
-                    with trio.move_on_after(self.config.sse_keepalive_s):
+                    with trio.move_on_after(self.config.sse.keepalive_s):
                         payload = await changes.receive()
                     if payload is None:
                         await send_chunk(req, KEEPALIVE)

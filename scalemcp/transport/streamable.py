@@ -28,7 +28,7 @@ class SessionTransport:
         self.config = config
 
     def _retry_ms(self, session: SessionRecord) -> int | None:
-        return self.config.sse_retry_ms if session.protocol_version >= "2025-11-25" else None
+        return self.config.sse.retry_ms if session.protocol_version >= "2025-11-25" else None
 
     async def post(
         self,
@@ -73,7 +73,7 @@ class SessionTransport:
         await start_sse(req, sid_header)
         await follow_stream(
             req, self.state, session.session_id, outbox.stream, None,
-            keepalive_s=self.config.sse_keepalive_s,
+            keepalive_s=self.config.sse.keepalive_s,
             retry_ms=self._retry_ms(session),
             drop=outbox.drop_connection,
         )
@@ -99,7 +99,7 @@ class SessionTransport:
         await start_sse(req, [(b"mcp-session-id", sid.encode())])
         await serve_get_stream(
             req, self.state, session, stream, after,
-            keepalive_s=self.config.sse_keepalive_s,
+            keepalive_s=self.config.sse.keepalive_s,
             retry_ms=self._retry_ms(session),
             follow_only=stream.startswith("p"),
         )

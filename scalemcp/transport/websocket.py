@@ -106,8 +106,8 @@ class WebSocketTransport:
                 await conn.close(1003, "MCP messages are JSON text frames")
                 return
             data = text.encode()
-            if len(data) > self.config.max_body_bytes:
-                await conn.close(1009, f"frame exceeds {self.config.max_body_bytes} bytes")
+            if len(data) > self.config.limits.max_body_bytes:
+                await conn.close(1009, f"frame exceeds {self.config.limits.max_body_bytes} bytes")
                 return
             try:
                 await self._handle(data, conn, nursery)
@@ -150,7 +150,7 @@ class WebSocketTransport:
         after: str | None = None
         while True:
             batch = await self.state.read(session_id, conn.stream, after,
-                                          wait_s=self.config.sse_keepalive_s)
+                                          wait_s=self.config.sse.keepalive_s)
             for event in batch.events:
                 if event.data:
                     await conn.send_text(event.data)

@@ -52,10 +52,10 @@ def test_config_precedence(tmp_path: pathlib.Path) -> None:
     toml.write_text('port = 9001\nlog_level = "debug"\nallowed_origins = ["https://a.example"]\n')
     env = {"SCALEMCP_PORT": "9002", "SCALEMCP_ALLOWED_HOSTS": "a.example,b.example"}
     config = load_config({"port": "9003"}, env=env, config_file=str(toml))
-    assert config.port == 9003
-    assert config.log_level == "debug"
-    assert config.allowed_hosts == ["a.example", "b.example"]
-    assert load_config({}, env=env, config_file=str(toml)).port == 9002
+    assert config.server.port == 9003
+    assert config.ops.log_level == "debug"
+    assert config.server.allowed_hosts == ["a.example", "b.example"]
+    assert load_config({}, env=env, config_file=str(toml)).server.port == 9002
     toml.write_text("prot = 1\n")
     with pytest.raises(ValueError, match="prot"):
         load_config({}, env={}, config_file=str(toml))

@@ -6,7 +6,6 @@ import base64
 from typing import Any
 
 import httpx
-import msgspec
 import trio
 
 import scalemcp
@@ -113,21 +112,22 @@ async def test_request_state_tampered_replayed_foreign_expired() -> None:
                 **other["params"], "arguments": {"message": "m"}, "requestState": state2}},
                 headers("tools/call", "echo"))
             assert "different request" in body["error"]["message"]
-        short = scalemcp.Config(request_state_ttl_s=0.01, state_keys=["k1"])
+        short = scalemcp.Config.from_options(request_state_ttl_s=0.01, state_keys=["k1" * 16])
         async with open_server(app, short) as url, httpx.AsyncClient(timeout=10) as c:
             call, state = await _first_round(c, url)
             await trio.sleep(0.05)
             _status, body = await _retry(c, url, call, state)
             assert "expired" in body["error"]["message"]
         # A second server with another key ring cannot verify; with the key it can.
-        async with open_server(app, msgspec.structs.replace(short, request_state_ttl_s=60)
+        async with open_server(app, short.replace(request_state_ttl_s=60)
                                ) as url_a, open_server(
-                app, scalemcp.Config(state_keys=["k2", "k1"])) as url_b, httpx.AsyncClient(
-                timeout=10) as c:
+                app, scalemcp.Config.from_options(state_keys=["k2" * 16, "k1" * 16])
+        ) as url_b, httpx.AsyncClient(timeout=10) as c:
             call, state = await _first_round(c, url_a)
             _, body = await _retry(c, url_b, call, state)
             assert body["result"]["content"][0]["text"] == "Hello, Bo!"
-        async with open_server(app, scalemcp.Config(state_keys=["other"])) as url_c, \
+        other = scalemcp.Config.from_options(state_keys=["other" * 8])
+        async with open_server(app, other) as url_c, \
                 httpx.AsyncClient(timeout=10) as c:
             _, body = await _retry(c, url_c, call, state)
             assert "unknown key" in body["error"]["message"]
@@ -135,7 +135,7 @@ async def test_request_state_tampered_replayed_foreign_expired() -> None:
 
 async def test_stateless_only_refuses_sessions() -> None:
     with trio.fail_after(15):
-        config = scalemcp.Config(stateless_only=True)
+        config = scalemcp.Config.from_options(stateless_only=True)
         async with open_server(app, config) as url, httpx.AsyncClient(timeout=10) as c:
             assert (await c.get(url)).status_code == 405
             assert (await c.delete(url)).status_code == 405

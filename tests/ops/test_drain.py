@@ -11,7 +11,6 @@ import signal
 from typing import Any
 
 import httpx
-import msgspec
 import trio
 from hypercorn.trio import serve
 from trio_websocket import ConnectionClosed, open_websocket_url
@@ -58,7 +57,7 @@ async def _session(client: httpx.AsyncClient, url: str) -> dict[str, str]:
 
 
 async def test_drain_in_process_closes_every_kind_of_stream() -> None:
-    config = msgspec.structs.replace(Config(), host="127.0.0.1", port=0, drain_timeout_s=0.5)
+    config = Config().replace(host="127.0.0.1", port=0, drain_timeout_s=0.5)
     asgi = asgi_app(app, config)
     hc = hypercorn_config(config)
     with trio.fail_after(15):

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import msgspec
 import pytest
 import trio
 
@@ -28,7 +27,7 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 HTTP_SPAN = "00f067aa0ba902b7"
 META_TRACE = "0af7651916cd43dd8448eb211c80319c"
 META_SPAN = "b7ad6b7169203331"
-TRACED = Config(otel_enabled=True)
+TRACED = Config.from_options(otel_enabled=True)
 
 
 @pytest.fixture
@@ -139,7 +138,7 @@ async def test_meta_traceparent_is_the_parent_and_http_a_link(
 
 
 async def test_no_span_without_tracing(spans: InMemorySpanExporter) -> None:
-    config = msgspec.structs.replace(TRACED, otel_enabled=False)
+    config = TRACED.replace(otel_enabled=False)
     with trio.fail_after(15):
         async with open_server(app, config) as url, httpx.AsyncClient(timeout=10) as client:
             sid = (await client.post(url, json=initialize(), headers=HEADERS)

@@ -138,7 +138,7 @@ async def open_custom_server(
     async with trio.open_nursery() as nursery:
         asgi = scalemcp.asgi_app(app, config, authenticator=authenticator)
         binds = await nursery.start(serve, asgi, hc)
-        yield binds[0] + config.path
+        yield binds[0] + config.server.path
         nursery.cancel_scope.cancel()
 
 

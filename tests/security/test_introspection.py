@@ -101,7 +101,7 @@ def config(url: str, **overrides: Any) -> scalemcp.Config:
         introspection_client_secret=SECRET, resource_uri=RESOURCE, authorization_servers=[AS],
         required_scopes=["mcp"], jwt_leeway_s=0.0)
     settings.update(overrides)
-    return scalemcp.Config(**settings)
+    return scalemcp.Config.from_options(**settings)
 
 
 @pytest.fixture(autouse=True)

@@ -38,7 +38,7 @@ def jwt_config(**overrides: Any) -> scalemcp.Config:
         auth="jwt", jwt_issuer=ISSUER, resource_uri=RESOURCE, authorization_servers=[AS],
         required_scopes=["mcp"], jwt_leeway_s=0.0)
     settings.update(overrides)
-    return scalemcp.Config(**settings)
+    return scalemcp.Config.from_options(**settings)
 
 
 def jwks_file(tmp_path: pathlib.Path, document: dict[str, Any]) -> str:

@@ -97,7 +97,7 @@ def refusal(r: httpx.Response, limit: str) -> dict[str, Any]:
 
 
 async def test_principal_limit_refuses_then_refills() -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=2.0)  # 2 requests at once
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=2.0)  # 2 requests at once
     before = RATE_LIMITED.labels("principal").value
     with trio.fail_after(20):
         async with open_server(limits_app(), config) as url, httpx.AsyncClient() as http:
@@ -123,7 +123,8 @@ async def test_principal_limit_refuses_then_refills() -> None:
 async def test_principals_have_their_own_budgets() -> None:
     keys = {"alice": "smk_alice-" + "a" * 16, "bob": "smk_bob-" + "b" * 16}
     entries = [f"{hashlib.sha256(k.encode()).hexdigest()} {p}" for p, k in keys.items()]
-    config = scalemcp.Config(auth="api_key", api_keys=entries, rate_limit_per_principal_rps=1.0)
+    config = scalemcp.Config.from_options(auth="api_key", api_keys=entries,
+                                          rate_limit_per_principal_rps=1.0)
     alice, bob = ({"x-api-key": keys["alice"]}, {"x-api-key": keys["bob"]})
     with trio.fail_after(20):
         async with open_server(limits_app(), config) as url, httpx.AsyncClient() as http:
@@ -133,7 +134,8 @@ async def test_principals_have_their_own_budgets() -> None:
 
 
 async def test_modern_era_gets_429_and_a_jsonrpc_error() -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=0.5)  # 1 at once, then 1 per 2 s
+    # 1 at once, then 1 per 2 s
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=0.5)
     with trio.fail_after(20):
         async with open_server(limits_app(), config) as url, httpx.AsyncClient() as http:
             first = await modern_call(http, url, NO_AUTH, "tools/list")
@@ -145,7 +147,7 @@ async def test_modern_era_gets_429_and_a_jsonrpc_error() -> None:
 
 
 async def test_per_tool_limits_are_independent() -> None:
-    config = scalemcp.Config(rate_limit_tools=["slow=0.5", "own=0"])
+    config = scalemcp.Config.from_options(rate_limit_tools=["slow=0.5", "own=0"])
     with trio.fail_after(20):
         async with open_server(limits_app(), config) as url, httpx.AsyncClient() as http:
             sid = await initialize(http, url, NO_AUTH)
@@ -176,9 +178,9 @@ async def test_a_tool_limit_from_the_app_api() -> None:
 
 def test_bad_tool_rates_stop_the_server() -> None:
     with pytest.raises(ConfigError, match="rate_limit_tools"):
-        check_config(scalemcp.Config(port=0, rate_limit_tools=["slow:1"]))
+        check_config(scalemcp.Config.from_options(port=0, rate_limit_tools=["slow:1"]))
     with pytest.raises(ConfigError, match="rate_limit_tools"):
-        check_config(scalemcp.Config(port=0, rate_limit_tools=["slow=-1"]))
+        check_config(scalemcp.Config.from_options(port=0, rate_limit_tools=["slow=-1"]))
 
 
 # -- in-flight limits ---------------------------------------------------------------------
@@ -186,7 +188,7 @@ def test_bad_tool_rates_stop_the_server() -> None:
 
 async def test_inflight_limit_per_session() -> None:
     gate = Gate()
-    config = scalemcp.Config(max_inflight_per_session=2)
+    config = scalemcp.Config.from_options(max_inflight_per_session=2)
     with trio.fail_after(20):
         async with open_server(limits_app(gate), config) as url, httpx.AsyncClient() as http:
             sid = await initialize(http, url, NO_AUTH)
@@ -211,7 +213,7 @@ async def test_inflight_limit_per_session() -> None:
 
 async def test_inflight_limit_per_principal_for_stateless_requests() -> None:
     gate = Gate()
-    config = scalemcp.Config(max_inflight_per_principal=1)
+    config = scalemcp.Config.from_options(max_inflight_per_principal=1)
     params = {"name": "wait", "arguments": {}}
     with trio.fail_after(20):
         async with open_server(limits_app(gate), config) as url, httpx.AsyncClient() as http:
@@ -235,7 +237,7 @@ async def test_inflight_limit_per_principal_for_stateless_requests() -> None:
 
 
 async def test_legacy_sse_gets_the_error_on_its_stream() -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=1.0)
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=1.0)
     init = rpc("initialize", {"protocolVersion": "2024-11-05", "capabilities": {},
                               "clientInfo": {"name": "t", "version": "1"}}, 1)
     with trio.fail_after(20):
@@ -256,7 +258,7 @@ async def test_legacy_sse_gets_the_error_on_its_stream() -> None:
 
 
 async def test_websocket_gets_an_error_frame_and_stays_open() -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=1.0)
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=1.0)
     init = rpc("initialize", {"protocolVersion": SESSION_VERSION, "capabilities": {},
                               "clientInfo": {"name": "t", "version": "1"}}, 1)
     with trio.fail_after(20):
@@ -295,13 +297,13 @@ async def open_worker(
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(serve, ASGIApp(app, config, state), hc)
         try:
-            yield binds[0] + config.path
+            yield binds[0] + config.server.path
         finally:
             nursery.cancel_scope.cancel()
 
 
 async def test_two_workers_share_one_fleet_wide_budget(redis_server: RedisServer) -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=0.2, rate_limit_burst_s=20.0)
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=0.2, rate_limit_burst_s=20.0)
     prefix = f"t{secrets.token_hex(4)}:"
     one = RedisBackend(redis_server.url, key_prefix=prefix)
     two = RedisBackend(redis_server.url, key_prefix=prefix)
@@ -317,7 +319,7 @@ async def test_two_workers_share_one_fleet_wide_budget(redis_server: RedisServer
 
 
 async def test_a_dead_redis_fails_open() -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=1.0)
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=1.0)
     dead = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", connect_timeout_s=0.5)
     with trio.fail_after(20):
         async with open_worker(limits_app(), config, dead) as url, httpx.AsyncClient() as http:

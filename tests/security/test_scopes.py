@@ -59,7 +59,7 @@ def key_config() -> scalemcp.Config:
     def entry(key: str, rest: str) -> str:
         return f"{hashlib.sha256(key.encode()).hexdigest()} {rest}"
 
-    return scalemcp.Config(auth="api_key", api_keys=[entry("admin-key", "root admin"),
+    return scalemcp.Config.from_options(auth="api_key", api_keys=[entry("admin-key", "root admin"),
                                                      entry("user-key", "user")])
 
 
@@ -174,7 +174,7 @@ async def test_a_custom_authenticator() -> None:
             r = await modern_call(h, url, {"x-user": "mallory"}, "tools/list")
             assert r.status_code == 401
             assert challenge_params(r.headers["www-authenticate"])["error"] == "invalid_token"
-        config = scalemcp.Config(required_scopes=["mcp"])
+        config = scalemcp.Config.from_options(required_scopes=["mcp"])
         async with open_custom_server(scoped_app(), config,
                                       HeaderAuthenticator()) as url, httpx.AsyncClient() as h:
             r = await modern_call(h, url, {}, "tools/list")

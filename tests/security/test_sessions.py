@@ -20,7 +20,7 @@ BOB = {"x-api-key": "bob-key"}
 def config() -> scalemcp.Config:
     entries = [f"{hashlib.sha256(k.encode()).hexdigest()} {p}"
                for k, p in (("alice-key", "alice"), ("bob-key", "bob"))]
-    return scalemcp.Config(auth="api_key", api_keys=entries)
+    return scalemcp.Config.from_options(auth="api_key", api_keys=entries)
 
 
 async def test_streamable_session_bound_to_principal() -> None:

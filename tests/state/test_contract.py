@@ -504,7 +504,7 @@ async def test_from_config_with_an_acl_user_in_the_url(redis_target: Target) -> 
                                 "+@all") == b"+OK"
     url = redis_target.url.replace("://", "://smcp:s3c%40r%2Ft@", 1)
     with trio.fail_after(10):
-        state = RedisBackend.from_config(Config(
+        state = RedisBackend.from_config(Config.from_options(
             redis_url=url, session_idle_ttl_s=5.0, redis_max_connections=7,
             redis_connect_timeout_s=1.5, redis_socket_timeout_s=4.0,
             redis_pool_timeout_s=3.0))

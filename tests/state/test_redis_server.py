@@ -47,7 +47,7 @@ def call(request_id: int, tool: str, arguments: dict[str, Any], **meta: Any) -> 
 @asynccontextmanager
 async def two_servers(redis: Target) -> AsyncIterator[tuple[str, str]]:
     assert redis.command("FLUSHALL") == b"+OK"
-    config = Config(redis_url=redis.url, sse_keepalive_s=2.0)
+    config = Config.from_options(redis_url=redis.url, sse_keepalive_s=2.0)
     async with open_server(app, config) as a, open_server(app, config) as b:
         yield a, b
 

@@ -123,7 +123,7 @@ async def test_rediss_with_a_private_ca_and_a_client_certificate(
     port, pki = tls_redis
     url = f"rediss://127.0.0.1:{port}/0"
     with trio.fail_after(15):
-        state = RedisBackend.from_config(Config(
+        state = RedisBackend.from_config(Config.from_options(
             redis_url=url, redis_ca_file=pki.ca, redis_cert_file=pki.client_cert,
             redis_key_file=pki.client_key))
         async with state.open():

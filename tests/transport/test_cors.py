@@ -16,7 +16,7 @@ ACCEPT = {"accept": "application/json, text/event-stream"}
 
 
 async def test_cors_preflight_and_exposed_session_header() -> None:
-    config = scalemcp.Config(cors_allowed_origins=["https://app.example"])
+    config = scalemcp.Config.from_options(cors_allowed_origins=["https://app.example"])
     with trio.fail_after(15):
         async with open_server(app, config) as url, httpx.AsyncClient(timeout=10) as c:
             pre = await c.options(url, headers={

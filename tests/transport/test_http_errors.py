@@ -391,7 +391,7 @@ async def test_batches_are_accepted_in_2025_03_26() -> None:
 
 
 async def test_oversize_body_is_413() -> None:
-    config = scalemcp.Config(max_body_bytes=2048)
+    config = scalemcp.Config.from_options(max_body_bytes=2048)
     with trio.fail_after(TIMEOUT_S):
         async with session(config=config) as s:
             big = s.request("tools/call", {"name": "echo", "arguments": {"message": "x" * 4096}})
@@ -465,7 +465,7 @@ async def test_origin_is_checked(origin: str, allowed: bool) -> None:
 
 
 async def test_allowed_origins_config() -> None:
-    config = scalemcp.Config(allowed_origins=["https://app.example"])
+    config = scalemcp.Config.from_options(allowed_origins=["https://app.example"])
     with trio.fail_after(TIMEOUT_S):
         async with session(config=config) as s:
             ok = await s.post(s.request("ping"), s.headers(origin="https://app.example/"))

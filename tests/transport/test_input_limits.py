@@ -22,7 +22,8 @@ from scalemcp.testing import open_server
 
 from .test_http_errors import ACCEPT, TIMEOUT_S, assert_error, session
 
-LIMITS = scalemcp.Config(max_json_string_chars=100, max_json_items=10, max_json_depth=6)
+LIMITS = scalemcp.Config.from_options(max_json_string_chars=100, max_json_items=10,
+                                      max_json_depth=6)
 MODERN = "2026-07-28"
 META = {"io.modelcontextprotocol/protocolVersion": MODERN,
         "io.modelcontextprotocol/clientCapabilities": {}}
@@ -136,7 +137,7 @@ async def test_websocket_limits() -> None:
 
 
 async def test_too_many_headers_is_431() -> None:
-    config = scalemcp.Config(max_header_count=20)
+    config = scalemcp.Config.from_options(max_header_count=20)
     with trio.fail_after(TIMEOUT_S):
         async with session("2025-11-25", config) as s:
             many = s.headers(**{f"x_extra_{i}": "1" for i in range(25)})
@@ -158,7 +159,7 @@ async def test_too_many_headers_is_431() -> None:
 
 
 async def test_a_header_block_over_max_header_bytes_is_431() -> None:
-    config = scalemcp.Config(max_header_bytes=4096)
+    config = scalemcp.Config.from_options(max_header_bytes=4096)
     with trio.fail_after(TIMEOUT_S):
         async with session("2025-11-25", config) as s:
             r = await s.post(s.request("ping"), s.headers(x_big="b" * 5000))
@@ -172,7 +173,7 @@ async def test_a_header_block_over_max_header_bytes_is_431() -> None:
 
 async def test_mcp_headers_are_bounded() -> None:
     with trio.fail_after(TIMEOUT_S):
-        async with session("2025-11-25", scalemcp.Config(max_param_headers=4)) as s:
+        async with session("2025-11-25", scalemcp.Config.from_options(max_param_headers=4)) as s:
             params = s.headers(**{f"mcp_param_p{i}": "1" for i in range(5)})
             assert_error(await s.post(s.request("ping"), params), 400, -32600,
                          "max_param_headers")

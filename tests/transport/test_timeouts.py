@@ -49,7 +49,7 @@ class Stuck:
 
 
 async def test_an_idle_connection_is_closed_after_keep_alive_timeout_s() -> None:
-    config = scalemcp.Config(keep_alive_timeout_s=0.5)
+    config = scalemcp.Config.from_options(keep_alive_timeout_s=0.5)
     with trio.fail_after(TIMEOUT_S):
         async with open_server(Stuck().app, config) as url:
             port = int(url.split(":")[-1].split("/")[0])
@@ -70,7 +70,7 @@ def rpc(method: str, params: dict[str, Any], rid: int = 5) -> dict[str, Any]:
 
 async def test_a_request_running_too_long_is_cancelled_with_an_error() -> None:
     target = Stuck()
-    config = scalemcp.Config(request_timeout_s=0.5)
+    config = scalemcp.Config.from_options(request_timeout_s=0.5)
     with trio.fail_after(TIMEOUT_S):
         async with open_server(target.app, config) as url, httpx.AsyncClient(
             timeout=TIMEOUT_S
