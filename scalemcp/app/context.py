@@ -8,12 +8,13 @@ run again when the client retries with the answers (multi round-trip requests).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 import msgspec
 from msgspec import UNSET
 
-from ..errors import InvalidParams
+from ..errors import InvalidParams, ToolError
+from ..protocol.elicitation import AnswerMismatch, check_answer, schema_for
 from ..protocol.types import LOG_LEVELS
 
 __all__ = [
@@ -25,6 +26,10 @@ __all__ = [
     "roots",
     "sampling",
 ]
+
+
+T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class RequestScope(Protocol):
@@ -86,9 +91,20 @@ def roots() -> InputRequest:
     return InputRequest("roots/list", {})
 
 
-class ElicitResult(msgspec.Struct, omit_defaults=True):
+class ElicitResult(msgspec.Struct, Generic[T], omit_defaults=True):
+    """The user's answer: ``content`` is set when ``action`` is ``"accept"``.
+
+    ``content`` has been checked against the requested schema; asked with a Struct type,
+    it is an instance of that type, else a dict of the schema's properties.
+    """
+
     action: Literal["accept", "decline", "cancel"]
-    content: dict[str, Any] | None = None
+    content: T | None = None
+
+
+class _RawElicitResult(msgspec.Struct):
+    action: Literal["accept", "decline", "cancel"]
+    content: Any = None
 
 
 class Context:
@@ -166,20 +182,44 @@ class Context:
         """
         return await self._scope.ask(requests)
 
+    @overload
+    async def elicit(self, message: str, schema: type[S], *,
+                     key: str | None = None) -> ElicitResult[S]: ...
+    @overload
+    async def elicit(self, message: str, schema: dict[str, Any], *,
+                     key: str | None = None) -> ElicitResult[dict[str, Any]]: ...
+
     async def elicit(
-        self, message: str, schema: dict[str, Any], *, key: str | None = None
-    ) -> ElicitResult:
-        """Ask the user for input matching ``schema`` (a flat object schema)."""
-        request = elicitation(message, schema)
+        self, message: str, schema: dict[str, Any] | type[msgspec.Struct], *,
+        key: str | None = None
+    ) -> ElicitResult[Any]:
+        """Ask the user for input matching ``schema``: a flat object schema (primitive
+        properties), or a msgspec Struct type whose fields make it.
+
+        An accepted answer is checked against the schema: one that does not fit raises
+        :class:`~scalemcp.ToolError` (the call ends with that message, ``isError``).
+        """
+        as_type = schema if isinstance(schema, type) else None
+        wire_schema = schema_for(schema) if isinstance(schema, type) else schema
+        request = elicitation(message, wire_schema)
         if self.protocol_version < "2025-11-25":
             request = InputRequest(request.method,
                                    {k: v for k, v in request.params.items() if k != "mode"})
         key = key or self._next_key("elicit")
         answer = (await self.ask({key: request}))[key]
         try:
-            return msgspec.convert(answer, ElicitResult)
+            raw = msgspec.convert(answer, _RawElicitResult)
         except msgspec.ValidationError as exc:
             raise InvalidParams(f"invalid elicitation response: {exc}") from None
+        if raw.action != "accept":
+            return ElicitResult(raw.action)
+        try:
+            content = check_answer(raw.content, wire_schema)
+            return ElicitResult("accept", content if as_type is None
+                                else msgspec.convert(content, as_type))
+        except (AnswerMismatch, msgspec.ValidationError) as exc:
+            raise ToolError(f"the answer to {message!r} does not fit the requested schema: "
+                            f"{exc}") from None
 
     async def sample(
         self,

@@ -158,7 +158,7 @@ class TextFormatter(logging.Formatter):
 
 def configure_logging(config: Config) -> None:
     """Route every logger (scalemcp's, Hypercorn's, the app's) through one formatted handler."""
-    json = config.log_format == "json"
+    json = config.ops.log_format == "json"
     handler = logging.StreamHandler(sys.stdout if json else sys.stderr)
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     handler.set_name("scalemcp")
@@ -166,14 +166,24 @@ def configure_logging(config: Config) -> None:
     for old in [h for h in root.handlers if h.get_name() == "scalemcp"]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(config.log_level.upper())
+    root.setLevel(config.ops.log_level.upper())
+    hypercorn = logging.getLogger("hypercorn.error")
+    if not any(isinstance(f, _RunningOn) for f in hypercorn.filters):
+        hypercorn.addFilter(_RunningOn())
     for name in _CHATTY:  # their info lines (connection retries) are noise unless debugging
         logging.getLogger(name).setLevel(
-            logging.NOTSET if config.log_level == "debug" else logging.WARNING)
+            logging.NOTSET if config.ops.log_level == "debug" else logging.WARNING)
+
+
+class _RunningOn(logging.Filter):
+    """Drops Hypercorn's per-worker "Running on ..." line: the supervisor says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Running on"))
 
 
 def log_worker_started(config: Config, backend: str, tracing: bool) -> None:
     """The line each worker writes once it serves (the Redis URL without its password)."""
-    where = f" at {redact_url(config.redis_url)}" if config.redis_url else ""
+    where = f" at {redact_url(config.redis.url)}" if config.redis.url else ""
     log.info("worker %d ready: %s backend%s; drain %.1f s; tracing %s", os.getpid(), backend,
-             where, config.drain_timeout_s, "on" if tracing else "off")
+             where, config.server.drain_timeout_s, "on" if tracing else "off")

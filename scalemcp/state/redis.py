@@ -137,6 +137,8 @@ class RedisBackend:
         self.max_sessions = max_sessions
         self.mailbox_ttl_ms = max(1, int(mailbox_ttl_s * 1000))
         self._connect_timeout_s = connect_timeout_s
+        #: How often reachability is checked, to log when Redis goes away and comes back.
+        self._health_check_s = max(1.0, 2 * connect_timeout_s)
         #: This process's identity: mailbox owner records and inbox name use it.
         self.worker_id = secrets.token_hex(8)
         self._options = ClientOptions(
@@ -170,25 +172,25 @@ class RedisBackend:
 
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:
-        if not config.redis_url:
+        if not config.redis.url:
             raise ValueError("the Redis backend needs redis_url")
         return cls(
-            config.redis_url,
-            idle_ttl_s=config.session_idle_ttl_s,
-            stream_maxlen=config.stream_maxlen,
-            stream_ttl_s=config.stream_ttl_s,
-            max_sessions=config.max_sessions,
-            mailbox_ttl_s=config.client_request_timeout_s + 60.0,
-            connect_timeout_s=config.redis_connect_timeout_s,
-            command_timeout_s=config.redis_socket_timeout_s,
-            max_connections=config.redis_max_connections,
-            pool_timeout_s=config.redis_pool_timeout_s,
-            ca_file=config.redis_ca_file,
-            cert_file=config.redis_cert_file,
-            key_file=config.redis_key_file,
-            tls_check_hostname=config.redis_tls_check_hostname,
+            config.redis.url,
+            idle_ttl_s=config.sessions.session_idle_ttl_s,
+            stream_maxlen=config.sse.stream_maxlen,
+            stream_ttl_s=config.sse.stream_ttl_s,
+            max_sessions=config.sessions.max_sessions,
+            mailbox_ttl_s=config.sessions.client_request_timeout_s + 60.0,
+            connect_timeout_s=config.redis.connect_timeout_s,
+            command_timeout_s=config.redis.socket_timeout_s,
+            max_connections=config.redis.max_connections,
+            pool_timeout_s=config.redis.pool_timeout_s,
+            ca_file=config.redis.ca_file,
+            cert_file=config.redis.cert_file,
+            key_file=config.redis.key_file,
+            tls_check_hostname=config.redis.tls_check_hostname,
             # A dead worker's streams end within 3 keep-alive intervals (redis_liveness).
-            worker_ttl_s=max(3.0, 2 * config.sse_keepalive_s),
+            worker_ttl_s=max(3.0, 2 * config.sse.keepalive_s),
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -206,6 +208,7 @@ class RedisBackend:
             self._serve_scope = scope
             async with trio.open_nursery() as upkeep:
                 upkeep.start_soon(self._upkeep)
+                upkeep.start_soon(self._watch_health)
                 while True:
                     try:
                         async with open_client(self.target, self._options) as client:
@@ -534,13 +537,38 @@ class RedisBackend:
     # -- health ----------------------------------------------------------------------
 
     async def ready(self) -> bool:
+        return await self._unreachable() is None
+
+    async def _unreachable(self) -> str | None:
+        """Why Redis does not answer a PING now, or None if it does."""
         try:
             with (self._redis() as client, trio.fail_after(self._connect_timeout_s),
                   self._link.timed("ping")):
                 await client.ping()
-        except (BackendUnavailable, trio.TooSlowError):
-            return False
-        return True
+        except BackendUnavailable as exc:
+            return str(exc)
+        except trio.TooSlowError:
+            return f"no answer to PING within {self._connect_timeout_s:g} s"
+        return None
+
+    async def _watch_health(self) -> None:
+        """Say when Redis becomes unreachable (why, and what happens meanwhile) and when
+        it answers again: otherwise a worker that cannot reach it at start is silent."""
+        every = self._health_check_s
+        down_since: float | None = None
+        while True:
+            reason = await self._unreachable()
+            now = trio.current_time()
+            if reason is not None and down_since is None:
+                down_since = now
+                log.warning("Redis at %s is unreachable (%s); checking again every %g s; "
+                            "until it answers, /readyz and session-era requests get 503",
+                            self.target, reason, every)
+            elif reason is None and down_since is not None:
+                log.warning("Redis at %s answers again after %.1f s", self.target,
+                            now - down_since)
+                down_since = None
+            await trio.sleep(every)
 
     def statistics(self) -> StateStatistics:
         return StateStatistics(

@@ -34,6 +34,7 @@ from ..security.principal import Authenticator
 from ..security.ratelimit import RateLimits, subject
 from ..state.base import StateBackend
 from ..state.memory import MemoryBackend
+from .discovery import server_document
 from .http import BodyTooLarge, Request, accepts, is_json_content
 from .legacy_sse import LegacyTransport
 from .limits import header_limits, json_limits, refuse_headers
@@ -62,14 +63,14 @@ class ASGIApp:
         self.config = config
         self.auth = AuthGate(app, config, authenticator)
         self.state: StateBackend = state or MemoryBackend(
-            idle_ttl_s=config.session_idle_ttl_s,
-            stream_maxlen=config.stream_maxlen,
-            stream_ttl_s=config.stream_ttl_s,
-            max_sessions=config.max_sessions,
+            idle_ttl_s=config.sessions.session_idle_ttl_s,
+            stream_maxlen=config.sse.stream_maxlen,
+            stream_ttl_s=config.sse.stream_ttl_s,
+            max_sessions=config.sessions.max_sessions,
         )
-        codec = RequestStateCodec(config.state_keys or [secrets.token_hex(32)],
-                                  config.request_state_ttl_s)
-        self.engine = Engine(app, codec, request_timeout_s=config.request_timeout_s)
+        codec = RequestStateCodec(config.request_state.keys or [secrets.token_hex(32)],
+                                  config.request_state.ttl_s)
+        self.engine = Engine(app, codec, request_timeout_s=config.server.request_timeout_s)
         self.json_limits = json_limits(config)
         self.header_limits = header_limits(config)
         self.sessions = SessionService(self.engine, self.state, config)
@@ -80,13 +81,19 @@ class ASGIApp:
         self.modern = ModernTransport(
             ModernService(self.engine, self.state, config, codec), self.state, config
         )
-        self.origins = OriginPolicy([*config.allowed_origins, *config.cors_allowed_origins])
-        self.cors = CorsPolicy(config.cors_allowed_origins)
-        self.hosts = HostPolicy(config.allowed_hosts, bound_to=config.host)
+        self.origins = OriginPolicy([*config.server.allowed_origins,
+                                     *config.server.cors_allowed_origins])
+        self.cors = CorsPolicy(config.server.cors_allowed_origins)
+        self.hosts = HostPolicy(config.server.allowed_hosts, bound_to=config.server.host)
         self.websocket = WebSocketTransport(self.sessions, self.state, config, self.origins,
                                             self.limits)
         self.running = False
+        #: Set once startup completed (a worker that fails before it is a start failure).
+        self.started = False
+        #: Set with ``started``: the worker supervisor waits on it (``ops.workers``).
+        self.ready = trio.Event()
         self.observer = Observer(config)
+        self._info_document = server_document(app, config)
         #: Begun by the worker supervisor on SIGTERM (``scalemcp.ops.drain``).
         self.drain = self.observer.drain
         METRICS.gauge("scalemcp_sessions", "Live sessions (Redis: the fleet's, as last seen)",
@@ -97,11 +104,11 @@ class ASGIApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             req = Request(scope, receive, send)
-            req.send_timeout_s = self.config.sse_send_timeout_s
+            req.send_timeout_s = self.config.sse.send_timeout_s
             with self.observer.exchange(req):
                 await self._http(req)
         elif scope["type"] == "websocket":
-            if scope["path"] == self.config.path and not self.config.stateless_only:
+            if scope["path"] == self.config.server.path and not self.config.server.stateless_only:
                 with self.observer.websocket(scope):
                     await self._websocket(scope, receive, send)
             else:
@@ -114,12 +121,19 @@ class ASGIApp:
         await receive()  # lifespan.startup
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(self.observer.serve)  # node-wide /metrics (workers)
-                if hasattr(self.state, "serve"):  # e.g. the Redis backend's reader task
-                    await nursery.start(self.state.serve)
-                await nursery.start(self.sessions.serve)
-                self.running = True
+                try:
+                    await nursery.start(self.observer.serve)  # node-wide /metrics (workers)
+                    if hasattr(self.state, "serve"):  # e.g. the Redis backend's reader task
+                        await nursery.start(self.state.serve)
+                    await nursery.start(self.sessions.serve)
+                except Exception as exc:  # the server says why it cannot start, once
+                    log.debug("startup failed", exc_info=True)
+                    await send({"type": "lifespan.startup.failed",
+                                "message": f"{type(exc).__name__}: {exc}"})
+                    return
+                self.running = self.started = True
                 await send({"type": "lifespan.startup.complete"})
+                self.ready.set()
                 log_worker_started(self.config, self.state.name, self.observer.tracing is not None)
                 await receive()  # lifespan.shutdown
                 self.running = False
@@ -139,7 +153,7 @@ class ASGIApp:
                 headers=[(b"retry-after", str(exc.retry_after_s).encode())],
             )
         except AuthError as exc:  # raised before the body is read
-            await req.drain(min(self.config.max_body_bytes, _DRAIN_BYTES))
+            await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
             await req.respond_json(*self.auth.refusal(exc))
         except trio.BusyResourceError:
             # A client that hangs up as its answer ends: Hypercorn's reader closes the
@@ -160,14 +174,15 @@ class ASGIApp:
             headers = self.cors.preflight(origin, req.header("access-control-request-headers"))
             await req.respond(204 if headers else 403, headers=headers)
             return
-        if path == "/healthz":
+        server = self.config.server
+        if path in server.liveness_paths:
             await req.respond_json(200, b'{"status":"ok"}')
             return
         if path == "/metrics":
             await req.respond(200, await self.observer.metrics(),
                               content_type="text/plain; version=0.0.4; charset=utf-8")
             return
-        if path == "/readyz":
+        if path in server.readiness_paths:
             ready = self.running and not self.drain.draining and await self.state.ready()
             await req.respond_json(200 if ready else 503,
                                    b'{"status":"ready"}' if ready else b'{"status":"unready"}')
@@ -175,30 +190,41 @@ class ASGIApp:
         if self.auth.is_metadata_path(path):
             await self._metadata(req)
             return
-        legacy = path in (self.config.sse_path, self.config.messages_path)
-        if path != self.config.path and not legacy:
+        legacy = path in (server.sse_path, server.messages_path)
+        info = bool(server.info_path) and path == server.info_path
+        if path != server.path and not legacy and not info:
             await req.respond_json(404, b'{"error":"not found"}')
             return
         if not self.origins.permits(req.header("origin")) or not self.hosts.permits(
             req.header("host")
         ):
-            await req.drain(self.config.max_body_bytes)
+            await req.drain(self.config.limits.max_body_bytes)
             await req.respond_error(403, InvalidRequest("Origin or Host not allowed"))
             return
         who = await self.auth.identify(req.headers)  # AuthError: answered in _http
-        if legacy:
+        if info:
+            await self._info(req)
+        elif legacy:
             await self._legacy(req, who)
         elif req.method == "POST":
             await self._post(req, who)
-        elif self.config.stateless_only:
+        elif self.config.server.stateless_only:
             await req.respond(405, headers=[(b"allow", b"POST")])
         elif req.method == "GET":
             await self.session_transport.get(req, who.principal)
         elif req.method == "DELETE":
             await self.session_transport.delete(req, who.principal)
         else:
-            await req.drain(min(self.config.max_body_bytes, _DRAIN_BYTES))
+            await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
             await req.respond(405, headers=[(b"allow", b"GET, POST, DELETE")])
+
+    async def _info(self, req: Request) -> None:
+        """What clients and monitors written for other MCP servers read at ``GET /``."""
+        if req.method not in ("GET", "HEAD"):
+            await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
+            await req.respond(405, headers=[(b"allow", b"GET, HEAD")])
+            return
+        await req.respond_json(200, self._info_document)
 
     async def _metadata(self, req: Request) -> None:
         """RFC 9728 protected resource metadata: public, no Origin check, any origin."""
@@ -234,11 +260,11 @@ class ASGIApp:
         await self.websocket.serve(scope, receive, send, who.principal, who.scopes)
 
     async def _legacy(self, req: Request, who: Identity) -> None:
-        if self.config.stateless_only:
+        if self.config.server.stateless_only:
             await req.respond_json(404, b'{"error":"not found"}')
-        elif req.path == self.config.sse_path and req.method == "GET":
+        elif req.path == self.config.server.sse_path and req.method == "GET":
             await self.legacy.get(req, who.principal)
-        elif req.path == self.config.messages_path and req.method == "POST":
+        elif req.path == self.config.server.messages_path and req.method == "POST":
             try:
                 await self.legacy.post(req, who.principal, who.scopes)
             except BodyTooLarge:
@@ -247,13 +273,13 @@ class ASGIApp:
                 await req.respond_error(max(exc.http_status, 400), exc)
         else:
             await req.respond(405, headers=[(b"allow", b"GET" if req.path ==
-                                             self.config.sse_path else b"POST")])
+                                             self.config.server.sse_path else b"POST")])
 
     async def _post(self, req: Request, who: Identity) -> None:
         refused = not accepts(req.header("accept"), "application/json", "text/event-stream") \
             or not is_json_content(req.header("content-type"))
         if refused:  # answered unread, the body would end the connection (no Connection: close)
-            await req.drain(min(self.config.max_body_bytes, _DRAIN_BYTES))
+            await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
         if not accepts(req.header("accept"), "application/json", "text/event-stream"):
             await req.respond_error(406, InvalidRequest(
                 "Accept must list both application/json and text/event-stream"))
@@ -263,10 +289,10 @@ class ASGIApp:
             return
         version = req.header("mcp-protocol-version")
         try:
-            body = await req.body(self.config.max_body_bytes)
+            body = await req.body(self.config.limits.max_body_bytes)
         except BodyTooLarge:
             await req.respond_error(413, InvalidRequest(
-                f"request body exceeds {self.config.max_body_bytes} bytes"))
+                f"request body exceeds {self.config.limits.max_body_bytes} bytes"))
             return
         decoded: jsonrpc.Message | list[jsonrpc.Message] | None = None
         try:
@@ -275,7 +301,7 @@ class ASGIApp:
             if isinstance(decoded, jsonrpc.Message) and modern_version(decoded, version):
                 note("modern", decoded)
                 await self.modern.post(req, decoded, who.principal, who.scopes)
-            elif self.config.stateless_only:
+            elif self.config.server.stateless_only:
                 raise UnsupportedVersion(
                     "this server speaks only the stateless protocol",
                     {"supported": list(versions.MODERN_VERSIONS),

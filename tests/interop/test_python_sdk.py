@@ -154,7 +154,7 @@ async def test_list_and_call_tools(quickstart_server: ServerProcess) -> None:
             add = await client.call_tool("add", {"a": 2, "b": 3})
             assert not add.is_error
             assert add.structured_content == {"result": 5}
-            assert [json.loads(t) for t in texts(add)] == [{"result": 5}]
+            assert [json.loads(t) for t in texts(add)] == [5]  # the value, not its wrapper
 
             echo = await client.call_tool("echo", {"message": "héllo wörld ✓"})
             assert texts(echo) == ["héllo wörld ✓"]

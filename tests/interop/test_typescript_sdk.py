@@ -88,7 +88,7 @@ def test_list_and_call_tools(quickstart: dict[str, Any]) -> None:
     add = quickstart["add"]
     assert add["isError"] is False
     assert add["structured"] == {"result": 5}
-    assert [json.loads(t) for t in add["texts"]] == [{"result": 5}]
+    assert [json.loads(t) for t in add["texts"]] == [5]  # the value, not its wrapper
     assert quickstart["echo"] == {"texts": ["héllo wörld ✓"], "structured": None}
     assert quickstart["forecast"] == {
         "structured": {"city": "Paris", "temperature_c": 21.5, "conditions": "sunny"},

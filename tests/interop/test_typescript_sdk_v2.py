@@ -103,7 +103,7 @@ def test_list_and_call_tools(pinned: dict[str, Any]) -> None:
     add = pinned["add"]
     assert add["structured"] == {"result": 5}
     assert add["isError"] is False
-    assert [json.loads(t) for t in add["texts"]] == [{"result": 5}]
+    assert [json.loads(t) for t in add["texts"]] == [5]  # the value, not its wrapper
     assert pinned["unknownToolCode"] == -32602
     # SEP-2164: resource-not-found is -32602 in 2026 (-32002 before). v2 reports -32602 for both
     # (ResourceNotFoundError), so look at the wire as well.

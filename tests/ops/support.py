@@ -1,6 +1,6 @@
 """``scalemcp serve`` as a real process under Trio, its output read line by line.
 
-Readiness is the server's own "Running on http://..." log line (it binds port 0), so there
+Readiness is the server's own "serving ... at http://..." log line (it binds port 0), so there
 is no port to guess and no polling.
 """
 
@@ -91,7 +91,7 @@ async def open_serve(*args: str, env: dict[str, str] | None = None) -> AsyncIter
         nursery.start_soon(served.pump, proc.stdout, served.stdout)
         nursery.start_soon(served.pump, proc.stderr, served.stderr)
         try:
-            line = await served.wait_for(lambda text: "Running on http://" in text)
+            line = await served.wait_for(lambda text: "serving " in text and " at http" in text)
             match = re.search(r"http://[0-9.]+:[0-9]+", line)
             assert match, line
             served.base = match.group(0)

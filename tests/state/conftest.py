@@ -47,8 +47,9 @@ class RedisServer:
     (the test helpers then AUTH first).
     """
 
-    def __init__(self, *args: str, password: str | None = None, sentinel: bool = False) -> None:
-        self.port = free_port()
+    def __init__(self, *args: str, password: str | None = None, sentinel: bool = False,
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
         self.password = password
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = tempfile.mkdtemp(prefix="smcp-redis-")
