@@ -16,6 +16,7 @@ from msgspec import UNSET
 from ..errors import InvalidParams, ToolError
 from ..protocol.elicitation import AnswerMismatch, check_answer, schema_for
 from ..protocol.types import LOG_LEVELS
+from ..protocol.versions import features
 
 __all__ = [
     "Context",
@@ -146,7 +147,7 @@ class Context:
         params: dict[str, Any] = {"progressToken": token, "progress": progress}
         if total is not None:
             params["total"] = total
-        if message is not None and self.protocol_version >= "2025-03-26":
+        if message is not None and features(self.protocol_version).progress_message:
             params["message"] = message
         await self._scope.notify("notifications/progress", params)
 
@@ -202,7 +203,7 @@ class Context:
         as_type = schema if isinstance(schema, type) else None
         wire_schema = schema_for(schema) if isinstance(schema, type) else schema
         request = elicitation(message, wire_schema)
-        if self.protocol_version < "2025-11-25":
+        if not features(self.protocol_version).elicitation_mode:
             request = InputRequest(request.method,
                                    {k: v for k, v in request.params.items() if k != "mode"})
         key = key or self._next_key("elicit")

@@ -155,7 +155,7 @@ class Tracing:
         """The server span of one MCP request, current for the duration of the block."""
         from opentelemetry import propagate, trace
 
-        params = _decode(call.params)
+        params = _facts(call.params)
         parent = None
         links = []
         carrier = params.meta
@@ -182,6 +182,18 @@ class Tracing:
         span.set_attribute("error.type", str(error.code))
         span.set_attribute("rpc.response.status_code", str(error.code))
         span.set_status(Status(StatusCode.ERROR, error.message))
+
+
+def _facts(params: Any) -> _Params:
+    """What a span needs from a request's params, as classification decoded them."""
+    meta = getattr(params, "meta", None)
+    carrier = None
+    if meta is not None and meta is not UNSET:
+        values = {key: getattr(meta, key, None) for key in _PROPAGATION_KEYS}
+        carrier = _Carrier(**{k: v for k, v in values.items() if isinstance(v, str)})
+    name, uri = getattr(params, "name", None), getattr(params, "uri", None)
+    return _Params(meta=carrier, name=name if isinstance(name, str) else None,
+                   uri=uri if isinstance(uri, str) else None)
 
 
 def _decode(params: Any) -> _Params:

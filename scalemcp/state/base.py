@@ -36,6 +36,8 @@ import msgspec
 import trio
 
 __all__ = [
+    "ANSWER_MAILBOX",
+    "CANCEL_MAILBOX",
     "SessionRecord",
     "StateBackend",
     "StateStatistics",
@@ -44,6 +46,12 @@ __all__ = [
     "Throttled",
     "TokenBucket",
 ]
+
+
+#: Mailbox keys: ``ANSWER_MAILBOX + <id>`` receives the client's answer to the server's
+#: request ``<id>``; ``CANCEL_MAILBOX + <id>`` the client's cancellation of its request.
+ANSWER_MAILBOX = "r:"
+CANCEL_MAILBOX = "c:"
 
 
 class SessionRecord(msgspec.Struct, kw_only=True):
@@ -108,6 +116,9 @@ class StateBackend(Protocol):
         """The session, its idle TTL renewed; None if unknown, expired or deleted."""
 
     async def update_session(self, session_id: str, **changes: Any) -> None: ...
+
+    async def subscribe(self, session_id: str, uri: str, subscribed: bool) -> None:
+        """Add (or remove) one resource subscription of a session, atomically."""
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete the session and its streams; open streams end. False if unknown."""

@@ -84,6 +84,13 @@ class MemoryBackend:
         if session is not None:
             session.record = msgspec.structs.replace(session.record, **changes)
 
+    async def subscribe(self, session_id: str, uri: str, subscribed: bool) -> None:
+        session = self._live(session_id)
+        if session is not None:
+            current = set(session.record.subscriptions) - {uri}
+            subs = sorted(current | {uri} if subscribed else current)
+            session.record = msgspec.structs.replace(session.record, subscriptions=subs)
+
     async def delete_session(self, session_id: str) -> bool:
         session = self._sessions.pop(session_id, None)
         if session is None:

@@ -71,6 +71,7 @@ from .redis_layout import (
     PUSH,
     READ,
     RELEASE_MAILBOX,
+    SUBSCRIBE,
     UPDATE_SESSION,
     Id,
     Keys,
@@ -148,7 +149,8 @@ class RedisBackend:
             tls_check_hostname=tls_check_hostname, client_name=f"scalemcp-{self.worker_id}",
         )
         self._link = Link({
-            "load": LOAD_SESSION, "update": UPDATE_SESSION, "append": APPEND, "read": READ,
+            "load": LOAD_SESSION, "update": UPDATE_SESSION, "subscribe": SUBSCRIBE,
+            "append": APPEND, "read": READ,
             "delete": DELETE_INFO, "release": RELEASE_MAILBOX, "push": PUSH, "bury": BURY,
             "take": TAKE_TOKENS,
         })
@@ -290,6 +292,11 @@ class RedisBackend:
             args += (name, value)
         with self._redis() as client:
             await self._script(client, "update", [self.keys.session(session_id)], args)
+
+    async def subscribe(self, session_id: str, uri: str, subscribed: bool) -> None:
+        with self._redis() as client:
+            await self._script(client, "subscribe", [self.keys.session(session_id)],
+                               [uri, "1" if subscribed else ""])
 
     async def delete_session(self, session_id: str) -> bool:
         key, names_key = self.keys.session(session_id), self.keys.stream_set(session_id)

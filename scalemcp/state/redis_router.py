@@ -43,6 +43,7 @@ from coredis.tokens import PureToken
 from ..errors import BackendUnavailable
 from ..ops import tracing
 from ..ops.metrics import REDIS_ERRORS, REDIS_ROUND_TRIP, ROUTED_RECEIVED, ROUTED_SENT
+from .base import CANCEL_MAILBOX
 from .hub import ChangeHub
 from .redis_connect import ERRORS, RedisClient, forget_connections
 from .redis_layout import Keys
@@ -166,7 +167,7 @@ class Router:
         self, session_id: str, key: str
     ) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
         send, receive = trio.open_memory_channel[bytes](64)
-        owned = not key.startswith("c:")
+        owned = not key.startswith(CANCEL_MAILBOX)
         self.mailboxes[(session_id, key)] = send
         record = self._worker
         hooks = tracing.routing
@@ -210,7 +211,7 @@ class Router:
         if (session_id, key) in self.mailboxes:
             return self.deliver_local(session_id, key, payload)
         with self._link.redis() as client:
-            if key.startswith("c:"):
+            if key.startswith(CANCEL_MAILBOX):
                 with _route("cancel", payload, b"", "broadcast") as extra:
                     await self.push(client, self._keys.broadcast, BROADCAST_MAXLEN, 0, b"x",
                                     s=session_id.encode(), k=key.encode(), p=payload, **extra)

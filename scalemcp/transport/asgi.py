@@ -11,21 +11,25 @@ import trio
 from ..app.app import App
 from ..config import Config
 from ..engine.dispatch import Engine
-from ..engine.modern import ModernService, modern_version
+from ..engine.modern import ModernService
 from ..engine.request_state import RequestStateCodec
 from ..engine.session import SessionService
 from ..errors import (
     AuthError,
     BackendUnavailable,
     InternalError,
-    InvalidRequest,
-    ProtocolError,
+    MethodNotAllowed,
+    NotAcceptable,
+    OriginNotAllowed,
+    UnsupportedMediaType,
     UnsupportedVersion,
+    WireError,
 )
 from ..ops.logs import log_worker_started
 from ..ops.metrics import METRICS
 from ..ops.observe import Observer, note
-from ..protocol import jsonrpc, versions
+from ..protocol import versions
+from ..protocol.classify import classify_post
 from ..protocol.limits import check_headers
 from ..security.cors import SECURITY_HEADERS, CorsPolicy
 from ..security.gate import AuthGate, Identity
@@ -35,9 +39,9 @@ from ..security.ratelimit import RateLimits, subject
 from ..state.base import StateBackend
 from ..state.memory import MemoryBackend
 from .discovery import server_document
-from .http import BodyTooLarge, Request, accepts, is_json_content
+from .http import Request, accepts, is_json_content
 from .legacy_sse import LegacyTransport
-from .limits import header_limits, json_limits, refuse_headers
+from .limits import check_request_headers, header_limits, json_limits
 from .modern import ModernTransport
 from .streamable import SessionTransport
 from .websocket import WebSocketTransport
@@ -147,11 +151,8 @@ class ASGIApp:
     async def _http(self, req: Request) -> None:
         try:
             await self._route(req)  # (the exchange counts the response's status)
-        except BackendUnavailable as exc:
-            await req.respond_error(
-                503, InternalError(str(exc)),
-                headers=[(b"retry-after", str(exc.retry_after_s).encode())],
-            )
+        except WireError as exc:  # every refusal, rendered here and only here
+            await self._refuse(req, exc)
         except AuthError as exc:  # raised before the body is read
             await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
             await req.respond_json(*self.auth.refusal(exc))
@@ -164,12 +165,22 @@ class ASGIApp:
             if not req.started:
                 await req.respond_error(500, InternalError("internal server error"))
 
+    async def _refuse(self, req: Request, exc: WireError) -> None:
+        """Answer a refused request: the error's status, headers and JSON-RPC error (with the
+        request's id once it is known). An unread body is read first (up to a bound), so
+        the connection stays usable."""
+        if req.started:  # the answer had begun: nothing more can be said on it
+            log.info("%s %s failed after its answer began: %s", req.method, req.path, exc)
+            return
+        if not req.body_read:
+            await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
+        await req.respond_error(exc.http_status, exc, req.rpc_id)
+
     async def _route(self, req: Request) -> None:
         path = req.path
         origin = req.header("origin")
         req.extra_headers = [*SECURITY_HEADERS, *self.cors.headers(origin)]
-        if await refuse_headers(req, self.header_limits):
-            return
+        check_request_headers(req.scope["headers"], self.header_limits)
         if req.method == "OPTIONS":
             headers = self.cors.preflight(origin, req.header("access-control-request-headers"))
             await req.respond(204 if headers else 403, headers=headers)
@@ -198,9 +209,7 @@ class ASGIApp:
         if not self.origins.permits(req.header("origin")) or not self.hosts.permits(
             req.header("host")
         ):
-            await req.drain(self.config.limits.max_body_bytes)
-            await req.respond_error(403, InvalidRequest("Origin or Host not allowed"))
-            return
+            raise OriginNotAllowed("Origin or Host not allowed")
         who = await self.auth.identify(req.headers)  # AuthError: answered in _http
         if info:
             await self._info(req)
@@ -208,29 +217,26 @@ class ASGIApp:
             await self._legacy(req, who)
         elif req.method == "POST":
             await self._post(req, who)
-        elif self.config.server.stateless_only:
-            await req.respond(405, headers=[(b"allow", b"POST")])
+        elif server.stateless_only:
+            raise MethodNotAllowed("this server speaks only the stateless protocol: POST",
+                                   allow="POST")
         elif req.method == "GET":
             await self.session_transport.get(req, who.principal)
         elif req.method == "DELETE":
             await self.session_transport.delete(req, who.principal)
         else:
-            await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
-            await req.respond(405, headers=[(b"allow", b"GET, POST, DELETE")])
+            raise MethodNotAllowed(f"{req.method} is not served here", allow="GET, POST, DELETE")
 
     async def _info(self, req: Request) -> None:
         """What clients and monitors written for other MCP servers read at ``GET /``."""
         if req.method not in ("GET", "HEAD"):
-            await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
-            await req.respond(405, headers=[(b"allow", b"GET, HEAD")])
-            return
+            raise MethodNotAllowed(f"{req.method} is not served here", allow="GET, HEAD")
         await req.respond_json(200, self._info_document)
 
     async def _metadata(self, req: Request) -> None:
         """RFC 9728 protected resource metadata: public, no Origin check, any origin."""
         if req.method != "GET":
-            await req.respond(405, headers=[(b"allow", b"GET")])
-            return
+            raise MethodNotAllowed(f"{req.method} is not served here", allow="GET")
         await req.respond_json(200, self.auth.metadata(), [
             (b"access-control-allow-origin", b"*"), (b"cache-control", b"max-age=300")])
 
@@ -265,55 +271,31 @@ class ASGIApp:
         elif req.path == self.config.server.sse_path and req.method == "GET":
             await self.legacy.get(req, who.principal)
         elif req.path == self.config.server.messages_path and req.method == "POST":
-            try:
-                await self.legacy.post(req, who.principal, who.scopes)
-            except BodyTooLarge:
-                await req.respond_error(413, InvalidRequest("request body too large"))
-            except ProtocolError as exc:
-                await req.respond_error(max(exc.http_status, 400), exc)
+            await self.legacy.post(req, who.principal, who.scopes)
         else:
-            await req.respond(405, headers=[(b"allow", b"GET" if req.path ==
-                                             self.config.server.sse_path else b"POST")])
+            allow = "GET" if req.path == self.config.server.sse_path else "POST"
+            raise MethodNotAllowed(f"{req.method} is not served here", allow=allow)
 
     async def _post(self, req: Request, who: Identity) -> None:
-        refused = not accepts(req.header("accept"), "application/json", "text/event-stream") \
-            or not is_json_content(req.header("content-type"))
-        if refused:  # answered unread, the body would end the connection (no Connection: close)
-            await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
         if not accepts(req.header("accept"), "application/json", "text/event-stream"):
-            await req.respond_error(406, InvalidRequest(
-                "Accept must list both application/json and text/event-stream"))
-            return
+            raise NotAcceptable("Accept must list both application/json and text/event-stream")
         if not is_json_content(req.header("content-type")):
-            await req.respond_error(415, InvalidRequest("Content-Type must be application/json"))
-            return
-        version = req.header("mcp-protocol-version")
+            raise UnsupportedMediaType("Content-Type must be application/json")
+        body = await req.body(self.config.limits.max_body_bytes)
+        post = classify_post(body, req.header("mcp-protocol-version"), self.json_limits)
+        single = post.single
+        req.rpc_id = single.request_id if single is not None else None
         try:
-            body = await req.body(self.config.limits.max_body_bytes)
-        except BodyTooLarge:
-            await req.respond_error(413, InvalidRequest(
-                f"request body exceeds {self.config.limits.max_body_bytes} bytes"))
-            return
-        decoded: jsonrpc.Message | list[jsonrpc.Message] | None = None
-        try:
-            decoded = jsonrpc.decode_body(body, self.json_limits)
-            await self.limits.check(subject(who.principal, req.scope), decoded, who.scopes)
-            if isinstance(decoded, jsonrpc.Message) and modern_version(decoded, version):
-                note("modern", decoded)
-                await self.modern.post(req, decoded, who.principal, who.scopes)
+            await self.limits.check(subject(who.principal, req.scope), post.items, who.scopes)
+            if post.era == "modern" and single is not None:
+                note("modern", single.message)
+                await self.modern.post(req, single, who.principal, who.scopes)
             elif self.config.server.stateless_only:
                 raise UnsupportedVersion(
                     "this server speaks only the stateless protocol",
-                    {"supported": list(versions.MODERN_VERSIONS),
-                     "requested": version or versions.DEFAULT_HEADER_VERSION},
-                )
+                    {"supported": list(versions.MODERN_VERSIONS), "requested": post.version})
             else:
-                note("session", decoded)
-                await self.session_transport.post(req, decoded, who.principal, who.scopes)
+                note("session", single.message if single else [i.message for i in post.items])
+                await self.session_transport.post(req, post, who.principal, who.scopes)
         except AuthError as exc:  # modern era: the target needs scopes the caller lacks
             await req.respond_json(*self.auth.refusal(exc))
-        except ProtocolError as exc:
-            request_id = None
-            if isinstance(decoded, jsonrpc.Message) and isinstance(decoded.id, int | str):
-                request_id = decoded.id
-            await req.respond_error(max(exc.http_status, 400), exc, request_id)

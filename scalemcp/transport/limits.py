@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 from ..config import Config
-from ..errors import InvalidRequest
 from ..protocol.limits import HeaderLimits, JsonLimits, check_headers
-from .http import Request
 
-__all__ = ["header_limits", "json_limits", "refuse_headers"]
-
-#: A refused request's body is read (and dropped) up to this size, to keep the connection.
-_DRAIN_BYTES = 64 * 1024
+__all__ = ["check_request_headers", "header_limits", "json_limits"]
 
 
 def json_limits(config: Config) -> JsonLimits:
@@ -25,11 +20,8 @@ def header_limits(config: Config) -> HeaderLimits:
                         param_headers=limits.max_param_headers)
 
 
-async def refuse_headers(req: Request, limits: HeaderLimits) -> bool:
-    """Answer 431/400 if the request's headers break a limit; True if it was answered."""
-    problem = check_headers(req.scope["headers"], limits)
-    if problem is None:
-        return False
-    await req.drain(_DRAIN_BYTES)
-    await req.respond_error(problem.status, InvalidRequest(problem.message))
-    return True
+def check_request_headers(headers: list[tuple[bytes, bytes]], limits: HeaderLimits) -> None:
+    """Raise the error (431 or 400) for the first header limit ``headers`` break."""
+    problem = check_headers(headers, limits)
+    if problem is not None:
+        raise problem

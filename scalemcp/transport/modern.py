@@ -14,13 +14,12 @@ from msgspec import UNSET
 
 from ..config import Config
 from ..engine.call import Call
-from ..engine.dispatch import decode_params
 from ..engine.inflight import Slots
 from ..engine.modern import ModernService
-from ..errors import InvalidRequest, ProtocolError
+from ..errors import InvalidRequest, ProtocolError, answer_status
 from ..ops.drain import when_closing
 from ..protocol import jsonrpc
-from ..protocol.jsonrpc import Message
+from ..protocol.classify import Item
 from ..protocol.sse import KEEPALIVE, format_event
 from ..protocol.types import ListenParams
 from ..security.ratelimit import subject
@@ -29,19 +28,14 @@ from .http import Request
 from .send_guard import guard_sends
 from .sse_response import cancel_on_disconnect, end_body, send_chunk, start_sse
 
-__all__ = ["ModernTransport", "status_for"]
+__all__ = ["ModernTransport"]
 
-_STATUS = {-32601: 404, -32020: 400, -32021: 400, -32022: 400}
 _LIST_CHANGED = {
     "notifications/tools/list_changed": "tools_list_changed",
     "notifications/prompts/list_changed": "prompts_list_changed",
     "notifications/resources/list_changed": "resources_list_changed",
 }
 SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
-
-
-def status_for(error: ProtocolError | None) -> int:
-    return 200 if error is None else _STATUS.get(error.code, 200)
 
 
 class _LiveResponse:
@@ -76,16 +70,16 @@ class ModernTransport:
     async def post(
         self,
         req: Request,
-        message: Message,
+        item: Item,
         principal: str | None,
         granted_scopes: frozenset[str] | None = None,
     ) -> None:
-        if message.is_response:
+        if item.message.is_response:
             raise InvalidRequest("in 2026-07-28 clients do not send JSON-RPC responses")
-        if message.is_notification:
+        if item.message.is_notification:
             await req.respond(202)
             return
-        call = await self.service.prepare(message, req.headers, principal, granted_scopes)
+        call = await self.service.prepare(item, req.headers, principal, granted_scopes)
         with self.inflight.hold(subject(principal, req.scope)):  # RateLimited: HTTP 429
             await self._run(req, call)
 
@@ -102,10 +96,10 @@ class ModernTransport:
                 nursery.cancel_scope.cancel()
             if answer is not None:
                 body, error = answer
-                await live.finish(body, status_for(error))
+                await live.finish(body, answer_status(error, "modern"))
 
     async def _listen(self, req: Request, call: Call) -> None:
-        wanted = decode_params(call.params, ListenParams).notifications
+        wanted = call.params_as(ListenParams).notifications
         request_id = call.request_id
         ack = {
             "notifications": msgspec.to_builtins(wanted),

@@ -68,6 +68,22 @@ async def test_session_lifecycle(open_backend: OpenBackend) -> None:
             assert await state.delete_session("s1") is False
 
 
+async def test_subscribe_and_unsubscribe_one_uri_at_a_time(open_backend: OpenBackend) -> None:
+    with trio.fail_after(10):
+        async with open_backend() as state:
+            await state.create_session(record("s1", subscriptions=["a://1"]))
+            await state.subscribe("s1", "c://3", True)
+            await state.subscribe("s1", "b://2", True)
+            await state.subscribe("s1", "b://2", True)  # twice: still once
+            await state.subscribe("s1", "a://1", False)
+            await state.subscribe("s1", "z://never", False)
+            loaded = await state.load_session("s1")
+            assert loaded is not None
+            assert loaded.subscriptions == ["b://2", "c://3"]
+            await state.subscribe("gone", "a://1", True)  # an unknown session: nothing
+            assert await state.load_session("gone") is None
+
+
 async def test_idle_ttl_expires_and_load_renews(open_backend: OpenBackend) -> None:
     with trio.fail_after(10):
         async with open_backend(idle_ttl_s=0.5) as state:
@@ -385,6 +401,27 @@ async def test_two_workers_mailbox(open_redis: OpenBackend) -> None:
             async with a.open_mailbox("s", "c:9") as cancel:
                 assert await b.deliver("s", "c:9", b"") is True  # broadcast
                 assert await cancel.receive() == b""
+
+
+async def test_two_workers_subscribing_at_once_lose_nothing(open_redis: OpenBackend) -> None:
+    """Subscriptions of one session from two workers at once: every one survives (each is
+    one atomic change in Redis, not a read-modify-write of the whole list)."""
+    with trio.fail_after(20):
+        async with open_redis() as a, open_redis() as b:
+            await a.create_session(record("s"))
+            uris = [f"res://{i}" for i in range(40)]
+            async with trio.open_nursery() as nursery:
+                for i, uri in enumerate(uris):
+                    nursery.start_soon((a if i % 2 else b).subscribe, "s", uri, True)
+            loaded = await b.load_session("s")
+            assert loaded is not None
+            assert sorted(loaded.subscriptions) == sorted(uris)
+            async with trio.open_nursery() as nursery:
+                for i, uri in enumerate(uris[:20]):
+                    nursery.start_soon((b if i % 2 else a).subscribe, "s", uri, False)
+            loaded = await a.load_session("s")
+            assert loaded is not None
+            assert sorted(loaded.subscriptions) == sorted(uris[20:])
 
 
 async def test_two_workers_streams(open_redis: OpenBackend) -> None:

@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 import trio
 
 import scalemcp
 from scalemcp.engine.call import Call, ModernScope
 from scalemcp.engine.dispatch import Engine
+from scalemcp.protocol.classify import classify
+from scalemcp.protocol.jsonrpc import decode_body
 from scalemcp.state.memory import MemoryBackend
 from scalemcp.testing import open_server
 
@@ -109,8 +110,10 @@ async def test_request_timeout_s_in_the_engine(
     target = Stuck()
     engine = Engine(target.app, request_timeout_s=timeout_s)
     state = MemoryBackend(idle_ttl_s=60, stream_maxlen=10, stream_ttl_s=60, max_sessions=10)
-    call = Call(request_id=1, method="tools/call", protocol_version=MODERN, modern=True,
-                params=msgspec.Raw(json.dumps({"name": "stuck"}).encode()))
+    message = decode_body(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                      "params": {"name": "stuck"}}).encode())
+    assert not isinstance(message, list)
+    call = Call.of(classify(message), protocol_version=MODERN, modern=True)
 
     async def emit(data: bytes) -> None:
         raise AssertionError("nothing is emitted")
