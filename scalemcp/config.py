@@ -43,6 +43,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     redis_cert_file: str | None = None
     redis_key_file: str | None = None
     redis_tls_check_hostname: bool = True
+    #: Every Redis key starts with it: one prefix per deployment sharing a Redis. No braces
+    #: (they are hash tags on Redis Cluster).
+    redis_key_prefix: Annotated[str, Meta(pattern=r"^[^{}]*$")] = "smcp:"
     #: The MCP endpoint and the legacy HTTP+SSE pair of paths.
     path: str = "/mcp"
     sse_path: str = "/sse"
@@ -146,6 +149,12 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     #: a temporary directory per server), at least every metrics_flush_interval_s.
     metrics_dir: str | None = None
     metrics_flush_interval_s: PositiveFloat = 1.0
+    #: /metrics, /healthz and /readyz on a listener of their own (plain HTTP, on host), and
+    #: no longer on the MCP port, so only MCP paths are exposed where clients connect.
+    metrics_port: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    #: /readyz stays 200 (reporting the backend as degraded) until the backend has failed
+    #: its checks for this long, so a Redis blip or failover does not empty the fleet.
+    ready_backend_grace_s: Annotated[float, Meta(ge=0)] = 0.0
 
 
 #: One line per Config field for ``scalemcp serve --help`` and docs/configuration.md
@@ -176,6 +185,8 @@ FIELD_HELP: dict[str, str] = {
     "redis_tls_check_hostname": "rediss://: the server's name must match its certificate. "
                                 "Sentinel hands out master IPs: give them IP SANs or turn "
                                 "this off.",
+    "redis_key_prefix": "Prefix of every Redis key (no braces: they are Redis Cluster hash "
+                        "tags). Deployments sharing one Redis need prefixes of their own.",
     "path": "The MCP endpoint (Streamable HTTP, every era).",
     "sse_path": "Legacy HTTP+SSE (2024-11-05): the GET stream that announces the endpoint.",
     "messages_path": "Legacy HTTP+SSE: where clients POST their messages.",
@@ -283,6 +294,13 @@ FIELD_HELP: dict[str, str] = {
                    "Default: a temporary directory under TMPDIR, removed at exit.",
     "metrics_flush_interval_s": "How often each worker writes its metrics for the others: "
                                 "how stale a sibling's figures in /metrics may be.",
+    "metrics_port": "Serve /metrics, /healthz and /readyz on this port (plain HTTP, on "
+                    "host) instead of the MCP port, so a proxy in front of the MCP port "
+                    "cannot expose them. Unset: on the MCP port.",
+    "ready_backend_grace_s": "/readyz stays 200, reporting the backend as degraded, until "
+                             "the backend has failed its checks for this long (a Redis blip "
+                             "or failover does not take every worker out of rotation); 0: "
+                             "503 at the first failed check.",
 }
 
 _FIELDS = {f.name: f for f in msgspec.structs.fields(Config)}

@@ -90,6 +90,13 @@ def hypercorn_config(config: Config) -> HypercornConfig:
         hc.certfile = config.certfile
         hc.keyfile = config.keyfile
         hc.alpn_protocols = ["h2", "http/1.1"]
+    if config.metrics_port is not None:
+        # Plain HTTP even when the MCP port serves TLS: probes and scrapers stay simple.
+        metrics_bind = f"{host}:{config.metrics_port}"
+        if hc.ssl_enabled:
+            hc.insecure_bind = [metrics_bind]
+        else:
+            hc.bind.append(metrics_bind)
     return hc
 
 
@@ -110,8 +117,13 @@ def check_config(config: Config) -> None:
             "fleet-wide key that signs requestState, so any worker can verify what another "
             "issued; generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))'"
         )
+    if config.metrics_port is not None and config.metrics_port == config.port:
+        raise ConfigError(f"--metrics-port {config.metrics_port} is the MCP port: give the "
+                          "metrics listener a port of its own, or leave it unset")
     if config.port != 0:
         _check_port_free(config.host, config.port)
+    if config.metrics_port is not None:
+        _check_port_free(config.host, config.metrics_port)
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -174,6 +174,7 @@ class RedisBackend:
             raise ValueError("the Redis backend needs redis_url")
         return cls(
             config.redis_url,
+            key_prefix=config.redis_key_prefix,
             idle_ttl_s=config.session_idle_ttl_s,
             stream_maxlen=config.stream_maxlen,
             stream_ttl_s=config.stream_ttl_s,

@@ -25,6 +25,7 @@ from ..errors import (
 from ..ops.logs import log_worker_started
 from ..ops.metrics import METRICS
 from ..ops.observe import Observer, note
+from ..ops.readiness import Readiness
 from ..protocol import jsonrpc, versions
 from ..protocol.limits import check_headers
 from ..security.cors import SECURITY_HEADERS, CorsPolicy
@@ -46,6 +47,13 @@ __all__ = ["ASGIApp"]
 log = logging.getLogger("scalemcp.transport")
 #: A refused request's body is read (and dropped) up to this size, to keep the connection.
 _DRAIN_BYTES = 64 * 1024
+#: Served on the metrics port when there is one, else next to the MCP endpoint.
+_OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _local_port(scope: dict[str, Any]) -> int | None:
+    server = scope.get("server")
+    return server[1] if server and len(server) > 1 else None
 
 
 class ASGIApp:
@@ -87,6 +95,7 @@ class ASGIApp:
                                             self.limits)
         self.running = False
         self.observer = Observer(config)
+        self.readiness = Readiness(config.ready_backend_grace_s)
         #: Begun by the worker supervisor on SIGTERM (``scalemcp.ops.drain``).
         self.drain = self.observer.drain
         METRICS.gauge("scalemcp_sessions", "Live sessions (Redis: the fleet's, as last seen)",
@@ -160,17 +169,14 @@ class ASGIApp:
             headers = self.cors.preflight(origin, req.header("access-control-request-headers"))
             await req.respond(204 if headers else 403, headers=headers)
             return
-        if path == "/healthz":
-            await req.respond_json(200, b'{"status":"ok"}')
+        # With metrics_port set, its listener serves these paths and nothing else.
+        ops_port = self.config.metrics_port
+        on_ops_port = ops_port is not None and _local_port(req.scope) == ops_port
+        if path in _OPS_PATHS and (ops_port is None or on_ops_port):
+            await self._ops(req)
             return
-        if path == "/metrics":
-            await req.respond(200, await self.observer.metrics(),
-                              content_type="text/plain; version=0.0.4; charset=utf-8")
-            return
-        if path == "/readyz":
-            ready = self.running and not self.drain.draining and await self.state.ready()
-            await req.respond_json(200 if ready else 503,
-                                   b'{"status":"ready"}' if ready else b'{"status":"unready"}')
+        if on_ops_port:
+            await req.respond_json(404, b'{"error":"not found"}')
             return
         if self.auth.is_metadata_path(path):
             await self._metadata(req)
@@ -199,6 +205,17 @@ class ASGIApp:
         else:
             await req.drain(min(self.config.max_body_bytes, _DRAIN_BYTES))
             await req.respond(405, headers=[(b"allow", b"GET, POST, DELETE")])
+
+    async def _ops(self, req: Request) -> None:
+        """/healthz (the worker answers), /readyz (and its backend does), /metrics."""
+        if req.path == "/healthz":
+            await req.respond_json(200, b'{"status":"ok"}')
+        elif req.path == "/metrics":
+            await req.respond(200, await self.observer.metrics(),
+                              content_type="text/plain; version=0.0.4; charset=utf-8")
+        else:
+            serving = self.running and not self.drain.draining
+            await req.respond_json(*self.readiness.judge(serving, await self.state.ready()))
 
     async def _metadata(self, req: Request) -> None:
         """RFC 9728 protected resource metadata: public, no Origin check, any origin."""

@@ -62,7 +62,8 @@ def _sample(field: msgspec.structs.FieldInfo, info: mi.Type) -> tuple[str, Any]:
         value = next(v for v in info.values if v != field.default)
         return str(value), value
     if isinstance(info, mi.IntType):
-        return str(field.default + 1), field.default + 1
+        value = 9090 if field.default is None else field.default + 1
+        return str(value), value
     if isinstance(info, mi.FloatType):
         return str(field.default + 1.5), field.default + 1.5
     return "/some/value", "/some/value"
