@@ -41,8 +41,8 @@ __all__ = ["chart"]  # the module-scoped fixture, shared with test_helm.py
 
 FIELDS = {f.name for f in msgspec.structs.fields(Config)}
 #: SCALEMCP_* variables the chart sets that are no Config field: the config file path, and
-#: the state key that SCALEMCP_STATE_KEYS expands.
-NOT_FIELDS = {"SCALEMCP_CONFIG", "SCALEMCP_STATE_KEY"}
+#: the keys that SCALEMCP_STATE_KEYS expands.
+NOT_FIELDS = {"SCALEMCP_CONFIG", "SCALEMCP_STATE_KEY", "SCALEMCP_PREVIOUS_STATE_KEYS"}
 HASHED = "c871f067542d565c57ebb8b54f99afe326644dceeb5c05fc2209a8161a52875e alice tools:call"
 JWT = {"auth": {
     "mode": "jwt",
