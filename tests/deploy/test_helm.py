@@ -630,7 +630,8 @@ def test_helm_test_pod_runs_mcp_through_the_service(chart: Any) -> None:
     assert pod["spec"]["restartPolicy"] == "Never"
     selector = only(docs, "Service")["spec"]["selector"]
     assert not selector.items() <= pod["metadata"]["labels"].items()
-    stateless = helm_test_command(render(chart, load_values(CHART / "ci" / "stateless-values.yaml")))
+    stateless_values = load_values(CHART / "ci" / "stateless-values.yaml")
+    stateless = helm_test_command(render(chart, stateless_values))
     assert stateless[5] == "stateless"
 
 

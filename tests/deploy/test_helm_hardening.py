@@ -170,7 +170,8 @@ def test_prometheus_adapter_rules_serve_the_metrics_the_hpa_asks_for(chart: Any)
     for rule in rules["rules"]["custom"]:
         promql(rule["seriesQuery"])
         series = re.match(r"[a-z_]+", rule["seriesQuery"])
-        assert series and series.group(0) in METRICS.families
+        assert series
+        assert series.group(0) in METRICS.families
         assert re.fullmatch(rule["name"]["matches"], series.group(0))
         assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
         query = (rule["metricsQuery"].replace("<<.Series>>", series.group(0))
@@ -198,7 +199,8 @@ def test_prometheus_rule_alerts_on_series_the_server_exports(chart: Any) -> None
     for alert in alerts.values():
         promql(alert["expr"])
         names = set(re.findall(r"\b(?:scalemcp|kube)_[a-z_]+", alert["expr"]))
-        assert names and names - external <= exported_series(), names
+        assert names, alert["expr"]
+        assert names - external <= exported_series(), names
         for selector in re.findall(r"scalemcp_[a-z_]+\{([^}]*)\}", alert["expr"]):
             # The ServiceMonitor's scrape labels: this release's series only.
             assert f'namespace="{NAMESPACE}", service="{RELEASE}"' in selector

@@ -103,7 +103,8 @@ def test_an_upgrade_that_cannot_see_the_kept_key_refuses(chart: Any) -> None:
     with pytest.raises(helm.HelmError) as caught:
         chart.render(GENERATE, name=RELEASE, namespace=NAMESPACE, is_upgrade=True)
     error = str(caught.value)
-    assert "this upgrade cannot find the generated state key (Secret mcp/scalemcp-state-key" in error
+    assert ("this upgrade cannot find the generated state key "
+            "(Secret mcp/scalemcp-state-key") in error
     assert "Set auth.stateKey or auth.existingSecret instead" in error
 
 
@@ -160,7 +161,7 @@ def test_key_ring_values_that_cannot_work_fail(chart: Any, auth: dict[str, Any],
     ids=["comma", "short", "short-previous", "space"],
 )
 def test_schema_rejects_keys_that_would_break_the_ring(chart: Any, auth: dict[str, Any]) -> None:
-    with pytest.raises(helm.HelmValuesError, match="stateKey|previousStateKeys"):
+    with pytest.raises(helm.HelmValuesError, match=r"stateKey|previousStateKeys"):
         chart.render({**REDIS, "auth": auth}, name=RELEASE, namespace=NAMESPACE)
 
 
@@ -247,7 +248,8 @@ async def test_an_upgrade_keeps_the_generated_key_and_the_pods_stay() -> None:
                 await render_against(cluster, GENERATE, upgrade=True)
     name = f"{RELEASE}-state-key"
     key = secret_value(installed, name, "state-key")
-    assert secret_value(upgraded, name, "state-key") == secret_value(again, name, "state-key") == key
+    assert secret_value(upgraded, name, "state-key") == key
+    assert secret_value(again, name, "state-key") == key
     assert pod_checksum(upgraded) == pod_checksum(installed) == pod_checksum(again)
     assert f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}" in asked  # a real lookup
 

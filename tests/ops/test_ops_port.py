@@ -116,6 +116,15 @@ def redis_on(port: int) -> Iterator[subprocess.Popen[bytes]]:
         proc.wait()
 
 
+async def first_answer(client: httpx.AsyncClient, url: str, status: int) -> httpx.Response:
+    """GET ``url`` every 0.1 s until it answers ``status`` (the caller's fail_after bounds it)."""
+    while True:
+        response = await client.get(url)
+        if response.status_code == status:
+            return response
+        await trio.sleep(0.1)
+
+
 async def test_readyz_stays_degraded_through_a_redis_blip_then_unready() -> None:
     grace = 3.0
     redis_port = free_port()
@@ -130,13 +139,11 @@ async def test_readyz_stays_degraded_through_a_redis_blip_then_unready() -> None
             redis.wait()
             sent = time.monotonic()
             degraded = await client.get(url)
-            while (late := await client.get(url)).status_code == 200:
-                await trio.sleep(0.1)
+            late = await first_answer(client, url, 503)
             unready_after = time.monotonic() - sent
             healthz = (await client.get(served.base + "/healthz")).status_code
             with redis_on(redis_port):
-                while (back := await client.get(url)).status_code != 200:
-                    await trio.sleep(0.1)
+                back = await first_answer(client, url, 200)
     assert before == {"status": "ready"}
     assert (degraded.status_code, degraded.json()) == (
         200, {"status": "degraded", "backend": "unreachable"})
