@@ -37,8 +37,14 @@ def check_config(config: Config) -> None:
         raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
     _check_fleet(config)
     _check_tls(config)
+    metrics_port = config.ops.metrics_port
+    if metrics_port is not None and metrics_port == config.server.port:
+        raise ConfigError(f"--metrics-port {metrics_port} is the MCP port: give the metrics "
+                          "listener a port of its own, or leave it unset")
     if config.server.port != 0:
         _check_port_free(config.server.host, config.server.port)
+    if metrics_port is not None:
+        _check_port_free(config.server.host, metrics_port)
 
 
 def _check_fleet(config: Config) -> None:

@@ -84,6 +84,13 @@ def hypercorn_config(config: Config) -> HypercornConfig:
         hc.certfile = config.server.certfile
         hc.keyfile = config.server.keyfile
         hc.alpn_protocols = ["h2", "http/1.1"]
+    if config.ops.metrics_port is not None:
+        # Plain HTTP even when the MCP port serves TLS: probes and scrapers stay simple.
+        metrics_bind = f"{host}:{config.ops.metrics_port}"
+        if hc.ssl_enabled:
+            hc.insecure_bind = [metrics_bind]
+        else:
+            hc.bind.append(metrics_bind)
     return hc
 
 

@@ -181,7 +181,7 @@ def _explain(message: str, given: Mapping[str, Any], sources: Mapping[str, str])
     if opt.choices and text.startswith("Invalid enum value"):
         text += f"; expected one of: {', '.join(opt.choices)}"
     elif text.startswith("Expected") and opt.name in given:
-        text = f"expected {opt.type_text.replace('`', '')}, got {given[opt.name]!r}"
+        text = f"e{text[1:].split(', got `')[0]}, got {given[opt.name]!r}"
     return f"{sources.get(opt.name, opt.name)}: {text}"
 
 

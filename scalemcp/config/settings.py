@@ -92,6 +92,10 @@ class ServerSettings(_Section, frozen=True):
         "Longest a request may run: then its handler is cancelled and the client gets a "
         "JSON-RPC error (-32603). Waiting for elicitation or sampling answers counts. 0: no "
         "limit.")] = 0.0
+    ready_backend_grace_s: Annotated[NonNegativeFloat, _about(
+        "Readiness stays 200, reporting the backend as degraded, until the backend has failed "
+        "its checks for this long (a Redis blip or failover does not take every worker out of "
+        "rotation); 0: 503 at the first failed check.")] = 0.0
     drain_timeout_s: Annotated[NonNegativeFloat, _about(
         "After SIGTERM, SSE streams and WebSockets stay open at most this long, then end "
         "cleanly (clients resume elsewhere); what still runs 5 s later is cancelled.")] = 30.0
@@ -127,6 +131,9 @@ class RedisSettings(_Section, frozen=True):
     tls_check_hostname: Annotated[bool, _about(
         "rediss://: the server's name must match its certificate. Sentinel hands out master "
         "IPs: give them IP SANs or turn this off.")] = True
+    key_prefix: Annotated[str, Meta(pattern=r"^[^{}]*$"), _about(
+        "Prefix of every Redis key (no braces: they are Redis Cluster hash tags). "
+        "Deployments sharing one Redis need prefixes of their own.")] = "smcp:"
 
 
 class LimitSettings(_Section, frozen=True):
@@ -307,6 +314,10 @@ class OpsSettings(_Section, frozen=True):
     metrics_flush_interval_s: Annotated[PositiveFloat, _about(
         "How often each worker writes its metrics for the others: how stale a sibling's "
         "figures in /metrics may be.")] = 1.0
+    metrics_port: Annotated[Annotated[int, Meta(ge=1, le=65535)] | None, _about(
+        "Serve /metrics and the liveness and readiness paths on this port (plain HTTP, on "
+        "host) instead of the MCP port, so a proxy in front of the MCP port cannot expose "
+        "them. Unset: on the MCP port.")] = None
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

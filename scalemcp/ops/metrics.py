@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from .exposition import Family, Kind, Merge, Series, Snapshot, render
 
 __all__ = [
+    "INFLIGHT_REQUESTS",
     "METRICS",
     "OPEN_STREAMS",
     "RATE_LIMITED",
@@ -263,6 +264,8 @@ HTTP_RESPONSES = METRICS.counter(
 SESSIONS_CREATED = METRICS.counter(
     "scalemcp_sessions_created_total", "Sessions created, by negotiated protocol version",
     ("protocol_version",))
+INFLIGHT_REQUESTS = METRICS.gauge(
+    "scalemcp_inflight_requests", "MCP requests being answered now, by era", ("era",))
 OPEN_STREAMS = METRICS.gauge(
     "scalemcp_open_streams", "SSE responses and WebSockets being served now",
     ("era", "transport"))

@@ -28,7 +28,7 @@ import trio
 
 from . import logs, metrics_dir
 from .drain import Drain, drain_var
-from .metrics import METRICS, OPEN_STREAMS, Value
+from .metrics import INFLIGHT_REQUESTS, METRICS, OPEN_STREAMS, Value
 from .tracing import Tracing, tracing_for
 
 if TYPE_CHECKING:
@@ -176,15 +176,17 @@ def note(era: str, message: object) -> None:
 class CallObservation:
     """The context of one MCP request (see :func:`observe_call`)."""
 
-    __slots__ = ("_call", "_span", "_span_cm", "_token")
+    __slots__ = ("_call", "_inflight", "_span", "_span_cm", "_token")
 
     def __init__(self, call: Call) -> None:
         self._call = call
         self._span: Span | None = None
         self._span_cm: AbstractContextManager[Span] | None = None
+        self._inflight = INFLIGHT_REQUESTS.labels("modern" if call.modern else "session")
 
     def __enter__(self) -> CallObservation:
         call = self._call
+        self._inflight.inc()
         fields = {**(logs.fields_var.get() or {}), "mcp_method": call.method,
                   "jsonrpc_id": call.request_id}
         if call.session_id and "session" not in fields:  # else hashed from the header
@@ -201,6 +203,7 @@ class CallObservation:
             if self._span_cm is not None:
                 self._span_cm.__exit__(*exc_info)
         finally:
+            self._inflight.dec()
             logs.fields_var.reset(self._token)
 
     def done(self, error: ProtocolError | None) -> None:

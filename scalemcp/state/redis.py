@@ -178,6 +178,7 @@ class RedisBackend:
             raise ValueError("the Redis backend needs redis_url")
         return cls(
             config.redis.url,
+            key_prefix=config.redis.key_prefix,
             idle_ttl_s=config.sessions.session_idle_ttl_s,
             stream_maxlen=config.sse.stream_maxlen,
             stream_ttl_s=config.sse.stream_ttl_s,

@@ -28,6 +28,7 @@ from ..errors import (
 from ..ops.logs import log_worker_started
 from ..ops.metrics import METRICS
 from ..ops.observe import Observer, note
+from ..ops.readiness import Readiness
 from ..protocol import versions
 from ..protocol.classify import classify_post
 from ..protocol.limits import check_headers
@@ -51,6 +52,11 @@ __all__ = ["ASGIApp"]
 log = logging.getLogger("scalemcp.transport")
 #: A refused request's body is read (and dropped) up to this size, to keep the connection.
 _DRAIN_BYTES = 64 * 1024
+
+
+def _local_port(scope: dict[str, Any]) -> int | None:
+    server = scope.get("server")
+    return server[1] if server and len(server) > 1 else None
 
 
 class ASGIApp:
@@ -98,6 +104,11 @@ class ASGIApp:
         self.ready = trio.Event()
         self.observer = Observer(config)
         self._info_document = server_document(app, config)
+        self.readiness = Readiness(config.server.ready_backend_grace_s)
+        server = config.server
+        #: Served on the metrics port when there is one, else next to the MCP endpoint.
+        self._ops_paths = frozenset({"/metrics", *server.liveness_paths,
+                                     *server.readiness_paths})
         #: Begun by the worker supervisor on SIGTERM (``scalemcp.ops.drain``).
         self.drain = self.observer.drain
         METRICS.gauge("scalemcp_sessions", "Live sessions (Redis: the fleet's, as last seen)",
@@ -186,17 +197,14 @@ class ASGIApp:
             await req.respond(204 if headers else 403, headers=headers)
             return
         server = self.config.server
-        if path in server.liveness_paths:
-            await req.respond_json(200, b'{"status":"ok"}')
+        # With metrics_port set, its listener serves these paths and nothing else.
+        ops_port = self.config.ops.metrics_port
+        on_ops_port = ops_port is not None and _local_port(req.scope) == ops_port
+        if path in self._ops_paths and (ops_port is None or on_ops_port):
+            await self._ops(req)
             return
-        if path == "/metrics":
-            await req.respond(200, await self.observer.metrics(),
-                              content_type="text/plain; version=0.0.4; charset=utf-8")
-            return
-        if path in server.readiness_paths:
-            ready = self.running and not self.drain.draining and await self.state.ready()
-            await req.respond_json(200 if ready else 503,
-                                   b'{"status":"ready"}' if ready else b'{"status":"unready"}')
+        if on_ops_port:
+            await req.respond_json(404, b'{"error":"not found"}')
             return
         if self.auth.is_metadata_path(path):
             await self._metadata(req)
@@ -232,6 +240,17 @@ class ASGIApp:
         if req.method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{req.method} is not served here", allow="GET, HEAD")
         await req.respond_json(200, self._info_document)
+
+    async def _ops(self, req: Request) -> None:
+        """Liveness (the worker answers), readiness (and its backend does), /metrics."""
+        if req.path in self.config.server.liveness_paths:
+            await req.respond_json(200, b'{"status":"ok"}')
+        elif req.path == "/metrics":
+            await req.respond(200, await self.observer.metrics(),
+                              content_type="text/plain; version=0.0.4; charset=utf-8")
+        else:
+            serving = self.running and not self.drain.draining
+            await req.respond_json(*self.readiness.judge(serving, await self.state.ready()))
 
     async def _metadata(self, req: Request) -> None:
         """RFC 9728 protected resource metadata: public, no Origin check, any origin."""

@@ -56,6 +56,8 @@ def _sample(opt: Option) -> tuple[str, Any]:
     if opt.choices:
         value = next(v for v in opt.choices if v != opt.default)
         return value.upper(), value  # any case
+    if opt.name == "metrics_port":
+        return "9090", 9090
     if isinstance(opt.default, bool):
         raise AssertionError(opt)
     if isinstance(opt.default, int):

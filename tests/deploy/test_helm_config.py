@@ -40,8 +40,8 @@ __all__ = ["chart"]  # the module-scoped fixture, shared with test_helm.py
 
 FIELDS = {o.name for o in OPTIONS}
 #: SCALEMCP_* variables the chart sets that are no Config field: the config file path, and
-#: the state key that SCALEMCP_STATE_KEYS expands.
-NOT_FIELDS = {"SCALEMCP_CONFIG", "SCALEMCP_STATE_KEY"}
+#: the keys that SCALEMCP_STATE_KEYS expands.
+NOT_FIELDS = {"SCALEMCP_CONFIG", "SCALEMCP_STATE_KEY", "SCALEMCP_PREVIOUS_STATE_KEYS"}
 HASHED = "c871f067542d565c57ebb8b54f99afe326644dceeb5c05fc2209a8161a52875e alice tools:call"
 JWT = {"auth": {
     "mode": "jwt",
@@ -248,7 +248,8 @@ def test_server_accepts_the_rendered_configuration(
 ) -> None:
     values = load_values(values_file)
     config = server_start_config(chart, values, tmp_path)
-    check_config(config.replace(port=0))  # port 0: nothing is bound here
+    # Nothing is bound here: no ports to check.
+    check_config(config.replace(port=0, metrics_port=None))
     assert config.ops.log_format == "json"
     assert config.server.drain_timeout_s == load_values(CHART / "values.yaml")["server"][
         "drainTimeoutSeconds"]

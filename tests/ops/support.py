@@ -92,7 +92,7 @@ async def open_serve(*args: str, env: dict[str, str] | None = None) -> AsyncIter
         nursery.start_soon(served.pump, proc.stderr, served.stderr)
         try:
             line = await served.wait_for(lambda text: "serving " in text and " at http" in text)
-            match = re.search(r"http://[0-9.]+:[0-9]+", line)
+            match = re.search(r"https?://[0-9.]+:[0-9]+", line)
             assert match, line
             served.base = match.group(0)
             yield served

@@ -1,0 +1,185 @@
+"""The operations endpoints: their own port (``metrics_port``), readiness that rides out a
+backend blip (``ready_backend_grace_s``), and the in-flight requests gauge.
+
+Real ``scalemcp serve`` processes and a real ``redis-server``; the metrics listener is a
+second Hypercorn bind, so only a real server shows which port answers what.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import trio
+
+from examples.quickstart import app
+from scalemcp.config import Config
+from scalemcp.ops.readiness import Readiness
+from scalemcp.preflight import ConfigError, check_config
+from scalemcp.security.dev_cert import make_dev_cert
+from scalemcp.testing import open_server
+from tests.conftest import free_port
+
+from .support import HEADERS, call_tool, initialize, open_serve
+
+OPS = ("/healthz", "/readyz", "/metrics")
+
+
+async def _statuses(client: httpx.AsyncClient, base: str) -> dict[str, int]:
+    return {path: (await client.get(base + path)).status_code for path in (*OPS, "/mcp")}
+
+
+async def test_metrics_port_serves_the_ops_endpoints_and_the_mcp_port_does_not() -> None:
+    metrics_port = free_port()
+    with trio.fail_after(30):
+        async with (open_serve("examples.quickstart:app", "--metrics-port", str(metrics_port))
+                    as served, httpx.AsyncClient(timeout=10) as client):
+            ops = f"http://127.0.0.1:{metrics_port}"
+            public = await _statuses(client, served.base)
+            private = await _statuses(client, ops)
+            init = await client.post(served.base + "/mcp", json=initialize(), headers=HEADERS)
+            scrape = await client.get(ops + "/metrics")
+    # GET /mcp without a session: the MCP endpoint's own 400, so the endpoint is there.
+    assert public == {"/healthz": 404, "/readyz": 404, "/metrics": 404, "/mcp": 400}
+    assert private == {"/healthz": 200, "/readyz": 200, "/metrics": 200, "/mcp": 404}
+    assert init.status_code == 200
+    assert "scalemcp_http_responses_total" in scrape.text
+
+
+async def test_metrics_port_stays_plain_http_when_the_mcp_port_serves_tls(
+    tmp_path: pathlib.Path,
+) -> None:
+    certfile, keyfile = make_dev_cert(tmp_path, ["127.0.0.1"])
+    metrics_port = free_port()
+    with trio.fail_after(30):
+        async with open_serve("examples.quickstart:app", "--certfile", certfile, "--keyfile",
+                              keyfile, "--metrics-port", str(metrics_port)) as served:
+            # The start-up line names the MCP endpoint, https://.
+            line = await served.wait_for(lambda text: "serving " in text)
+            port = line.split("https://127.0.0.1:", 1)[1].split("/", 1)[0]
+            async with httpx.AsyncClient(timeout=10, verify=False) as client:
+                tls = await client.post(f"https://127.0.0.1:{port}/mcp", json=initialize(),
+                                        headers=HEADERS)
+                health = await client.get(f"https://127.0.0.1:{port}/healthz")
+                plain = await client.get(f"http://127.0.0.1:{metrics_port}/readyz")
+    assert (tls.status_code, health.status_code, plain.status_code) == (200, 404, 200)
+
+
+def test_metrics_port_must_differ_from_the_mcp_port() -> None:
+    with pytest.raises(ConfigError, match="is the MCP port"):
+        check_config(Config.from_options(port=8123, metrics_port=8123))
+
+
+# Readiness ----------------------------------------------------------------------------------
+
+
+def test_readiness_rides_out_a_backend_failure_for_the_grace_only() -> None:
+    now = [100.0]
+    readiness = Readiness(grace_s=10.0, clock=lambda: now[0])
+    assert readiness.judge(True, True)[0] == 200
+    assert readiness.judge(True, False) == (200, b'{"status":"degraded","backend":"unreachable"}')
+    now[0] += 9.9
+    assert readiness.judge(True, False)[0] == 200
+    now[0] += 0.1
+    assert readiness.judge(True, False) == (503, b'{"status":"unready","backend":"unreachable"}')
+    assert readiness.judge(True, True) == (200, b'{"status":"ready"}')  # recovered: at once
+    now[0] += 100
+    assert readiness.judge(True, False)[0] == 200  # a new failure starts a new grace
+    assert readiness.judge(False, True) == (503, b'{"status":"unready"}')  # draining
+    assert Readiness(grace_s=0.0, clock=lambda: now[0]).judge(True, False)[0] == 503
+
+
+@contextmanager
+def redis_on(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (scripts/test installs it)")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # readiness: its own line, no polling
+            if b"Ready to accept connections" in line:
+                break
+        else:
+            pytest.fail("redis-server exited before it was ready")
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def first_answer(client: httpx.AsyncClient, url: str, status: int) -> httpx.Response:
+    """GET ``url`` every 0.1 s until it answers ``status`` (the caller's fail_after bounds it)."""
+    while True:
+        response = await client.get(url)
+        if response.status_code == status:
+            return response
+        await trio.sleep(0.1)
+
+
+async def test_readyz_stays_degraded_through_a_redis_blip_then_unready() -> None:
+    grace = 3.0
+    redis_port = free_port()
+    args = ("examples.quickstart:app", "--redis-url", f"redis://127.0.0.1:{redis_port}/0",
+            "--state-keys", "k" * 32, "--ready-backend-grace-s", str(grace),
+            "--redis-connect-timeout-s", "0.5")
+    with trio.fail_after(60), redis_on(redis_port) as redis:
+        async with open_serve(*args) as served, httpx.AsyncClient(timeout=10) as client:
+            url = served.base + "/readyz"
+            before = (await client.get(url)).json()
+            redis.kill()
+            redis.wait()
+            sent = time.monotonic()
+            degraded = await client.get(url)
+            late = await first_answer(client, url, 503)
+            unready_after = time.monotonic() - sent
+            healthz = (await client.get(served.base + "/healthz")).status_code
+            with redis_on(redis_port):
+                back = await first_answer(client, url, 200)
+    assert before == {"status": "ready"}
+    assert (degraded.status_code, degraded.json()) == (
+        200, {"status": "degraded", "backend": "unreachable"})
+    assert (late.status_code, late.json()["backend"]) == (503, "unreachable")
+    assert unready_after >= grace
+    assert healthz == 200  # liveness never follows Redis
+    assert back.json() == {"status": "ready"}
+
+
+# In-flight requests ------------------------------------------------------------------------
+
+
+async def test_inflight_requests_gauge_counts_running_calls() -> None:
+    series = 'scalemcp_inflight_requests{era="session"}'
+
+    def value(text: str) -> float:
+        line = next((x for x in text.splitlines() if x.startswith(series + " ")), None)
+        return 0.0 if line is None else float(line.split()[1])
+
+    with trio.fail_after(20):
+        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
+            metrics = url.removesuffix("/mcp") + "/metrics"
+            sid = (await client.post(url, json=initialize(), headers=HEADERS)).headers[
+                "mcp-session-id"]
+            headers = {**HEADERS, "mcp-session-id": sid}
+            seen: list[float] = []
+
+            async def slow_call(rid: int) -> None:
+                await client.post(url, json=call_tool("countdown", rid, n=20), headers=headers)
+
+            async with trio.open_nursery() as nursery:
+                for rid in (2, 3):
+                    nursery.start_soon(slow_call, rid)
+                while max(seen, default=0) < 2:
+                    seen.append(value((await client.get(metrics)).text))
+                    await trio.sleep(0.02)
+            after = value((await client.get(metrics)).text)
+    assert max(seen) == 2
+    assert after == 0
