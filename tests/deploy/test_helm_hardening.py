@@ -323,7 +323,8 @@ def test_new_values_reach_the_pod(chart: Any, tmp_path: Path) -> None:
     docs = render(chart, NEW_PATHS["metrics-port-off"])
     assert [p["name"] for p in only(docs, "Service")["spec"]["ports"]] == ["http"]
     assert only(docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "http"
-    assert server_start_config(chart, NEW_PATHS["grace"], tmp_path).server.ready_backend_grace_s == 0
+    grace = server_start_config(chart, NEW_PATHS["grace"], tmp_path)
+    assert grace.server.ready_backend_grace_s == 0
     assert server_start_config(chart, NEW_PATHS["key-ring"], tmp_path).request_state.keys == [
         "k" * 40, "p" * 32, "q" * 32]
     routed = render(chart, NEW_PATHS["public-paths"])
