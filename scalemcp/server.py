@@ -29,13 +29,7 @@ def asgi_app(
 
     ``authenticator`` replaces the one ``config.auth.mode`` would build.
     """
-    config = config or Config()
-    state = None
-    if config.redis.url:
-        from .state.redis import RedisBackend  # optional dependency
-
-        state = RedisBackend.from_config(config)
-    return ASGIApp(app, config, state, authenticator)
+    return ASGIApp(app, config or Config(), authenticator=authenticator)
 
 
 def load_app(target: str) -> App:

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..ops.metrics import METRICS, SESSIONS_CREATED
 from ..protocol import jsonrpc, versions
+from ..protocol.changes import subscriptions_changed
 from ..protocol.classify import Item
 from ..protocol.types import (
     CancelledParams,
@@ -273,6 +274,7 @@ class SessionService:
             raise InvalidParams("params.uri is required")
         # One atomic change in the backend: two workers subscribing at once both count.
         await self.state.subscribe(sid, uri, call.method == "resources/subscribe")
+        await self.state.publish_change(subscriptions_changed(sid))  # for its GET streams
 
 
 async def _finish_stopped(outbox: Outbox, request_id: int | str) -> None:

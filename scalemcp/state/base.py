@@ -35,6 +35,8 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
+from ..protocol.changes import Change
+
 __all__ = [
     "ANSWER_MAILBOX",
     "CANCEL_MAILBOX",
@@ -160,10 +162,13 @@ class StateBackend(Protocol):
 
     async def publish_change(self, payload: bytes) -> None: ...
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]: ...
+    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]: ...
 
     async def ready(self) -> bool: ...
 
     def statistics(self) -> StateStatistics: ...
 
-    async def aclose(self) -> None: ...
+    def running(self) -> AbstractAsyncContextManager[None]:
+        """The backend's lifetime: its background work (stream readers, upkeep) runs for
+        the duration of the block, and it is closed at its end. Outside it, operations may
+        fail with :class:`~scalemcp.errors.BackendUnavailable`."""

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import trio
 
+from ..protocol.changes import Change
 from .base import SessionRecord, StateStatistics, StreamEvent, StreamRead, Throttled, TokenBucket
 from .buckets import MemoryBuckets
 from .hub import ChangeHub
@@ -214,7 +215,7 @@ class MemoryBackend:
     async def publish_change(self, payload: bytes) -> None:
         self._changes.publish(payload)
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]:
+    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]:
         return self._changes.subscribe()
 
     # -- health ----------------------------------------------------------------------
@@ -231,5 +232,10 @@ class MemoryBackend:
             healthy=True,
         )
 
-    async def aclose(self) -> None:
-        self._sessions.clear()
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Nothing runs in the background: the block's end forgets every session."""
+        try:
+            yield
+        finally:
+            self._sessions.clear()

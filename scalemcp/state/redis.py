@@ -18,7 +18,7 @@ See :mod:`scalemcp.state.redis_router`: ``r:`` mailboxes are owned (``key -> wor
 in Redis, delivered through the owner's inbox stream); ``c:`` mailboxes (cancellations)
 stay local and are reached by a broadcast, keeping round trips off every request.
 
-Each worker runs ONE background XREAD loop (:meth:`RedisBackend.serve`) over its inbox,
+Each worker runs ONE background XREAD loop (in :meth:`RedisBackend.running`) over its inbox,
 the broadcast stream (changes, deletions, cancellations) and the streams it follows for
 readers parked on other workers' streams.
 
@@ -60,6 +60,7 @@ from coredis.tokens import PureToken
 
 from ..config import Config
 from ..errors import BackendUnavailable
+from ..protocol.changes import Change
 from .base import SessionRecord, StateStatistics, StreamRead, Throttled, TokenBucket
 from .redis_buckets import TAKE_TOKENS, bucket_key, take_args, throttled
 from .redis_connect import ClientOptions, RedisClient, open_client, parse_url
@@ -97,7 +98,7 @@ _SWEEP_BATCH = 500
 class RedisBackend:
     """The :class:`~scalemcp.state.base.StateBackend` for many workers, over Redis.
 
-    Run :meth:`serve` (the ASGI lifespan does) or use ``async with backend.open():``;
+    Use ``async with backend.running():`` (the ASGI lifespan does);
     operations raise :class:`~scalemcp.errors.BackendUnavailable` while Redis cannot be
     reached or the backend is not running.
     """
@@ -156,7 +157,6 @@ class RedisBackend:
         })
         self._redis = self._link.redis
         self._script = self._link.script
-        self._serve_scope: trio.CancelScope | None = None
         if self.target.mode == "cluster":
             # A lane holds a connection of its node while it blocks: leave most for requests.
             self._follower = Follower(block_s=block_s, slot_of=hash_slot,
@@ -198,7 +198,8 @@ class RedisBackend:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                     ) -> None:
         """Connect and run the worker's stream reader and upkeep, until cancelled.
 
         Reports started once the client exists, or after a first failed attempt to create
@@ -207,55 +208,49 @@ class RedisBackend:
         """
         started = False
         backoff = 0.1
-        with trio.CancelScope() as scope:
-            self._serve_scope = scope
-            async with trio.open_nursery() as upkeep:
-                upkeep.start_soon(self._upkeep)
-                upkeep.start_soon(self._watch_health)
-                while True:
-                    try:
-                        async with open_client(self.target, self._options) as client:
-                            self._link.client = client
-                            self._link.down_reason = None
-                            try:
-                                async with trio.open_nursery() as nursery:
-                                    nursery.start_soon(
-                                        self._follower.run, self._xread, self._cursors,
-                                        self._router.on_message, ERRORS, self._xread_many)
-                                    await nursery.start(self._liveness.run)
-                                    if not started:
-                                        started = True
-                                        if not self._follower.fixed:
-                                            with trio.move_on_after(2 * self._connect_timeout_s):
-                                                await self._follower.tried.wait()
-                                        task_status.started()
-                                    await trio.sleep_forever()
-                            finally:
-                                self._link.client = None
-                    except ERRORS as exc:
-                        reason = exc or type(exc).__name__
-                        self._link.down_reason = f"Redis is unavailable: {reason}"
-                        log.warning("cannot connect to Redis at %s (retrying): %s",
-                                    self.target, exc)
-                    if not started:
-                        started = True
-                        task_status.started()
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+        async with trio.open_nursery() as upkeep:
+            upkeep.start_soon(self._upkeep)
+            upkeep.start_soon(self._watch_health)
+            while True:
+                try:
+                    async with open_client(self.target, self._options) as client:
+                        self._link.client = client
+                        self._link.down_reason = None
+                        try:
+                            async with trio.open_nursery() as nursery:
+                                nursery.start_soon(
+                                    self._follower.run, self._xread, self._cursors,
+                                    self._router.on_message, ERRORS, self._xread_many)
+                                await nursery.start(self._liveness.run)
+                                if not started:
+                                    started = True
+                                    if not self._follower.fixed:
+                                        with trio.move_on_after(2 * self._connect_timeout_s):
+                                            await self._follower.tried.wait()
+                                    task_status.started()
+                                await trio.sleep_forever()
+                        finally:
+                            self._link.client = None
+                except ERRORS as exc:
+                    reason = exc or type(exc).__name__
+                    self._link.down_reason = f"Redis is unavailable: {reason}"
+                    log.warning("cannot connect to Redis at %s (retrying): %s",
+                                self.target, exc)
+                if not started:
+                    started = True
+                    task_status.started()
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[RedisBackend]:
-        """Run :meth:`serve` for the duration of the block (tests, scripts)."""
+    async def running(self) -> AsyncIterator[None]:
+        """Connect and run the stream reader and upkeep for the duration of the block."""
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.serve)
+            await nursery.start(self._serve)
             try:
-                yield self
+                yield
             finally:
                 nursery.cancel_scope.cancel()
-
-    async def aclose(self) -> None:
-        if self._serve_scope is not None:
-            self._serve_scope.cancel()
 
     # -- sessions --------------------------------------------------------------------
 
@@ -468,7 +463,7 @@ class RedisBackend:
     async def publish_change(self, payload: bytes) -> None:
         await self._router.publish_change(payload)
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]:
+    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]:
         return self._router.open_changes()
 
     async def claim_once(self, key: str, ttl_s: float) -> bool:

@@ -43,6 +43,7 @@ from coredis.tokens import PureToken
 from ..errors import BackendUnavailable
 from ..ops import tracing
 from ..ops.metrics import REDIS_ERRORS, REDIS_ROUND_TRIP, ROUTED_RECEIVED, ROUTED_SENT
+from ..protocol.changes import Change
 from .base import CANCEL_MAILBOX
 from .hub import ChangeHub
 from .redis_connect import ERRORS, RedisClient, forget_connections
@@ -58,6 +59,11 @@ _SENT = {kind: ROUTED_SENT.labels(kind) for kind in ("response", "cancel")}
 _RECEIVED = {kind: ROUTED_RECEIVED.labels(kind) for kind in ("response", "cancel")}
 _NO_FIELDS: dict[str, bytes] = {}
 _UNTRACED = nullcontext(_NO_FIELDS)  # stateless: shared by every untraced route
+
+
+#: Scripts that change nothing a second run would change again (loading a session renews
+#: its TTL, which a second run only renews again).
+_READ_ONLY = frozenset({"load", "read"})
 
 
 class Link:
@@ -107,6 +113,14 @@ class Link:
             return await client.evalsha(self._shas[name], keys=keys, args=args)
         except coredis.exceptions.NoScriptError:
             await client.script_load(self._sources[name])
+            return await client.evalsha(self._shas[name], keys=keys, args=args)
+        except coredis.exceptions.ConnectionError:
+            if name not in _READ_ONLY:
+                raise
+            # A pooled connection the server had closed (after a Sentinel failover the
+            # demoted master drops its clients): a read-only script is safe to send once
+            # more, on another connection, instead of failing the request.
+            REDIS_ERRORS.labels("connection").inc()
             return await client.evalsha(self._shas[name], keys=keys, args=args)
         finally:
             self._round_trips[name].observe(time.perf_counter() - started)
@@ -239,7 +253,7 @@ class Router:
     def _local_change(self, payload: bytes) -> None:
         self._changes.publish(payload)
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]:
+    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]:
         return self._changes.subscribe()
 
     # -- the inbox and the broadcast stream ------------------------------------------

@@ -37,8 +37,8 @@ from ..security.gate import AuthGate, Identity
 from ..security.origin import HostPolicy, OriginPolicy
 from ..security.principal import Authenticator
 from ..security.ratelimit import RateLimits, subject
+from ..state import make_state
 from ..state.base import StateBackend
-from ..state.memory import MemoryBackend
 from .discovery import server_document
 from .http import Request, accepts, is_json_content
 from .legacy_sse import LegacyTransport
@@ -72,12 +72,7 @@ class ASGIApp:
         self.app = app
         self.config = config
         self.auth = AuthGate(app, config, authenticator)
-        self.state: StateBackend = state or MemoryBackend(
-            idle_ttl_s=config.sessions.session_idle_ttl_s,
-            stream_maxlen=config.sse.stream_maxlen,
-            stream_ttl_s=config.sse.stream_ttl_s,
-            max_sessions=config.sessions.max_sessions,
-        )
+        self.state: StateBackend = state or make_state(config)
         codec = RequestStateCodec(config.request_state.keys or [secrets.token_hex(32)],
                                   config.request_state.ttl_s)
         self.engine = Engine(app, codec, request_timeout_s=config.server.request_timeout_s)
@@ -135,28 +130,26 @@ class ASGIApp:
     async def _lifespan(self, receive: Any, send: Any) -> None:
         await receive()  # lifespan.startup
         try:
-            async with trio.open_nursery() as nursery:
-                try:
-                    await nursery.start(self.observer.serve)  # node-wide /metrics (workers)
-                    if hasattr(self.state, "serve"):  # e.g. the Redis backend's reader task
-                        await nursery.start(self.state.serve)
-                    await nursery.start(self.sessions.serve)
-                except Exception as exc:  # the server says why it cannot start, once
-                    log.debug("startup failed", exc_info=True)
-                    await send({"type": "lifespan.startup.failed",
-                                "message": f"{type(exc).__name__}: {exc}"})
-                    return
+            async with self.state.running(), trio.open_nursery() as nursery:
+                await nursery.start(self.observer.serve)  # node-wide /metrics (workers)
+                await nursery.start(self.sessions.serve)
                 self.running = self.started = True
                 await send({"type": "lifespan.startup.complete"})
                 self.ready.set()
-                log_worker_started(self.config, self.state.name, self.observer.tracing is not None)
+                log_worker_started(self.config, self.state.name,
+                                   self.observer.tracing is not None)
                 await receive()  # lifespan.shutdown
                 self.running = False
                 # Draining: session-era requests run on until done or the hard stop.
                 await self.drain.run_down(self.sessions.wait_finished)
                 nursery.cancel_scope.cancel()
-        finally:
-            await self.state.aclose()
+        except Exception as exc:
+            if self.started:
+                raise
+            log.debug("startup failed", exc_info=True)  # the server says why, once
+            await send({"type": "lifespan.startup.failed",
+                        "message": f"{type(exc).__name__}: {exc}"})
+            return
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, req: Request) -> None:

@@ -6,11 +6,8 @@ stream, the handler is cancelled and nothing more is sent for it (spec 5.2).
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 import trio
-from msgspec import UNSET
 
 from ..config import Config
 from ..engine.call import Call
@@ -19,9 +16,10 @@ from ..engine.modern import ModernService
 from ..errors import InvalidRequest, ProtocolError, answer_status
 from ..ops.drain import when_closing
 from ..protocol import jsonrpc
+from ..protocol.changes import Change, wanted_by_listener
 from ..protocol.classify import Item
 from ..protocol.sse import KEEPALIVE, format_event
-from ..protocol.types import ListenParams
+from ..protocol.types import ListenNotifications, ListenParams
 from ..security.ratelimit import subject
 from ..state.base import StateBackend
 from .http import Request
@@ -30,11 +28,6 @@ from .sse_response import cancel_on_disconnect, end_body, send_chunk, start_sse
 
 __all__ = ["ModernTransport"]
 
-_LIST_CHANGED = {
-    "notifications/tools/list_changed": "tools_list_changed",
-    "notifications/prompts/list_changed": "prompts_list_changed",
-    "notifications/resources/list_changed": "resources_list_changed",
-}
 SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 
 
@@ -114,13 +107,13 @@ class ModernTransport:
             nursery.start_soon(when_closing, nursery.cancel_scope.cancel)  # server drains
             async with self.state.open_changes() as changes:
                 while True:
-                    payload = None
+                    change = None
                     with trio.move_on_after(self.config.sse.keepalive_s):
-                        payload = await changes.receive()
-                    if payload is None:
+                        change = await changes.receive()
+                    if change is None:
                         await send_chunk(req, KEEPALIVE)
                         continue
-                    tagged = _tag(payload, wanted, request_id)
+                    tagged = _tag(change, wanted, request_id)
                     if tagged is not None:
                         await send_chunk(req, format_event(tagged, event="message"))
         if not guard.tripped:
@@ -128,21 +121,11 @@ class ModernTransport:
                 await end_body(req)
 
 
-def _tag(payload: bytes, wanted: Any, subscription_id: int | str) -> bytes | None:
+def _tag(change: Change, wanted: ListenNotifications, subscription_id: int | str
+         ) -> bytes | None:
     """The change re-addressed to one listen stream, or None if it did not ask for it."""
-    message = jsonrpc.decode_body(payload)
-    if isinstance(message, list) or message.method is UNSET:
+    if not wanted_by_listener(change, wanted):
         return None
-    params: dict[str, Any] = {} if message.params is UNSET else jsonrpc.decode_any(message.params)
-    flag = _LIST_CHANGED.get(message.method)
-    if flag is not None:
-        if not getattr(wanted, flag):
-            return None
-    elif message.method == "notifications/resources/updated":
-        if params.get("uri") not in wanted.resource_subscriptions:
-            return None
-    else:
-        return None
+    params = dict(change.params)  # the change is shared by every stream: copy, then tag
     params["_meta"] = {**params.get("_meta", {}), SUBSCRIPTION_ID: subscription_id}
-    return jsonrpc.encode_notification(message.method, params)
-
+    return jsonrpc.encode_notification(change.method, params)

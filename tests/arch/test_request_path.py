@@ -142,3 +142,64 @@ async def test_legacy_call_decodes_once(monkeypatch: pytest.MonkeyPatch) -> None
                             assert json.loads(line[6:])["result"]["content"][0]["text"] == "3"
                             break
         assert counts == Counter({"params tools/call": 1, "arguments": 1})
+
+
+async def test_get_stream_filters_changes_without_a_session_load_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A session's GET stream keeps its subscriptions and reads them again only when a
+    subscribe or unsubscribe says they changed: 20 updates cost no session load."""
+    from scalemcp.state.memory import MemoryBackend
+
+    app = scalemcp.App("changes")
+
+    @app.tool
+    async def touch(ctx: scalemcp.Context, uris: list[str]) -> str:
+        for uri in uris:
+            await ctx.notify_resource_updated(uri)
+        return "ok"
+
+    loads = Counter[str]()
+    load = MemoryBackend.load_session
+
+    async def counted(self: MemoryBackend, session_id: str) -> Any:
+        loads["load"] += 1
+        return await load(self, session_id)
+
+    monkeypatch.setattr(MemoryBackend, "load_session", counted)
+    async with open_server(app) as url, httpx.AsyncClient(timeout=10) as http:
+        init = await http.post(url, headers=ACCEPT, json=rpc(1, "initialize", {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "probe", "version": "1"}}))
+        headers = {**ACCEPT, "mcp-session-id": init.headers["mcp-session-id"],
+                   "mcp-protocol-version": "2025-11-25"}
+        await http.post(url, headers=headers, json=rpc(2, "resources/subscribe",
+                                                       {"uri": "res://wanted"}))
+        async with http.stream("GET", url, headers={**headers, "accept": "text/event-stream"}
+                               ) as stream:
+            lines = stream.aiter_lines()
+
+            async def updates(count: int) -> list[str]:
+                seen: list[str] = []
+                with trio.fail_after(10):
+                    async for line in lines:
+                        if line.startswith("data: ") and "resources/updated" in line:
+                            seen.append(json.loads(line[6:])["params"]["uri"])
+                            if len(seen) == count:
+                                return seen
+                raise AssertionError("the stream ended")
+
+            before = loads["load"]
+            uris = ["res://other", "res://wanted"] * 10
+            called = await http.post(url, headers=headers, json=rpc(3, "tools/call", {
+                "name": "touch", "arguments": {"uris": uris}}))
+            assert called.json()["result"]["content"][0]["text"] == "ok"
+            assert await updates(10) == ["res://wanted"] * 10
+            assert loads["load"] - before == 1  # the tools/call's own; none per change
+
+            # A subscription made while the stream is open reaches its filter.
+            await http.post(url, headers=headers, json=rpc(4, "resources/subscribe",
+                                                           {"uri": "res://other"}))
+            await http.post(url, headers=headers, json=rpc(5, "tools/call", {
+                "name": "touch", "arguments": {"uris": ["res://other"]}}))
+            assert await updates(1) == ["res://other"]

@@ -265,18 +265,15 @@ def opener(kind: str, request: pytest.FixtureRequest) -> OpenBackend:
     async def open_(**settings: Any) -> AsyncIterator[StateBackend]:
         if kind == "memory":
             backend = MemoryBackend(**settings)
-            try:
+            async with backend.running():
                 yield backend
-            finally:
-                await backend.aclose()
             return
         from scalemcp.state.redis import RedisBackend
 
         target: Target = request.getfixturevalue(_TARGETS[kind])
         redis = RedisBackend(target.url, key_prefix=prefix, **settings)
-        async with redis.open():
+        async with redis.running():
             yield redis
-        await redis.aclose()
 
     return open_
 

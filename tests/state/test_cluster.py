@@ -29,7 +29,7 @@ async def test_more_followed_slots_than_lanes(redis_cluster: RedisClusterNodes) 
     assert len(slots) == len(sids)
     assert hash_slot(reader.keys.broadcast) not in slots
     with trio.fail_after(20):
-        async with reader.open(), writer.open():
+        async with reader.running(), writer.running():
             last: dict[str, str] = {}
             for sid in sids:
                 await writer.create_session(record(sid))
@@ -72,7 +72,7 @@ async def test_a_lane_is_woken_for_another_stream_of_its_slot(
     a = RedisBackend(redis_cluster.url, key_prefix=prefix)
     b = RedisBackend(redis_cluster.url, key_prefix=prefix)
     with trio.fail_after(20):
-        async with a.open(), b.open():
+        async with a.running(), b.running():
             await b.create_session(record("s"))
             first = {name: await b.append("s", name, b"0") for name in ("p1", "p2")}
             got: dict[str, list[bytes]] = {}

@@ -7,6 +7,8 @@ end run two Redis backends ("workers") that share one redis-server or one cluste
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import trio
 
@@ -350,16 +352,28 @@ async def test_cancellation_mailbox(open_backend: OpenBackend) -> None:
                 assert await box.receive() == b""
 
 
+def note(method: str, **params: object) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode()
+
+
 async def test_changes_fan_out(open_backend: OpenBackend) -> None:
+    """Every listener gets each change, decoded once into a Change; what is not a
+    notification is dropped."""
+    c1 = note("notifications/resources/updated", uri="res://1")
+    c2 = note("notifications/tools/list_changed")
     with trio.fail_after(10):
         async with open_backend() as state:
-            await state.publish_change(b"before anyone listens")
+            await state.publish_change(c1)
             async with state.open_changes() as one, state.open_changes() as two:
-                await state.publish_change(b"c1")
-                await state.publish_change(b"c2")
+                await state.publish_change(c1)
+                await state.publish_change(b"not JSON-RPC")
+                await state.publish_change(c2)
                 for listener in (one, two):
-                    assert [await listener.receive(), await listener.receive()] == [b"c1", b"c2"]
-            await state.publish_change(b"after")  # nobody listens: no error
+                    first, second = await listener.receive(), await listener.receive()
+                    assert (first.payload, first.uri) == (c1, "res://1")
+                    assert (second.method, second.payload) == (
+                        "notifications/tools/list_changed", c2)
+            await state.publish_change(c2)  # nobody listens: no error
 
 
 async def test_claim_once(open_backend: OpenBackend) -> None:
@@ -482,10 +496,11 @@ async def test_two_workers_changes(open_redis: OpenBackend) -> None:
             a.open_changes() as own,
         ):
             await trio.sleep(0.1)
-            await a.publish_change(b"list_changed")
-            assert await one.receive() == b"list_changed"
-            assert await two.receive() == b"list_changed"
-            assert await own.receive() == b"list_changed"
+            change = note("notifications/prompts/list_changed")
+            await a.publish_change(change)
+            assert (await one.receive()).payload == change
+            assert (await two.receive()).payload == change
+            assert (await own.receive()).payload == change
             with trio.move_on_after(0.3):
                 await own.receive()
                 pytest.fail("a worker must see its own change once")
@@ -510,7 +525,7 @@ async def test_unreachable_redis_is_backend_unavailable(url: str) -> None:
 
     with trio.fail_after(10):
         state = RedisBackend(url.format(port=free_port()), connect_timeout_s=0.5)
-        async with state.open():
+        async with state.running():
             assert await state.ready() is False
             with pytest.raises(BackendUnavailable):
                 await state.load_session("s")
@@ -550,13 +565,13 @@ async def test_from_config_with_an_acl_user_in_the_url(redis_target: Target) -> 
         assert (options.max_connections, options.connect_timeout_s, options.socket_timeout_s,
                 options.pool_timeout_s) == (7, 1.5, 4.0, 3.0)
         assert state._follower.block_s == 2.0  # half the socket timeout
-        async with state.open():
+        async with state.running():
             assert await state.ready()
             await state.create_session(record("acl-session"))
             assert await state.load_session("acl-session") is not None
             assert await state.delete_session("acl-session")
         wrong = RedisBackend(url.replace("s3c%40r", "wrong"))
-        async with wrong.open():
+        async with wrong.running():
             assert await wrong.ready() is False
             with pytest.raises(BackendUnavailable):
                 await wrong.load_session("acl-session")

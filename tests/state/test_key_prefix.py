@@ -35,7 +35,7 @@ async def test_two_releases_on_one_redis_see_only_their_own_keys(redis_target: T
     green = RedisBackend.from_config(Config.from_options(redis_url=redis_target.url,
                                             redis_key_prefix=f"smcp:ns/green-{run}:"))
     with trio.fail_after(20):
-        async with blue.open(), green.open():
+        async with blue.running(), green.running():
             await blue.create_session(record("same-id"))
             await blue.append("same-id", "get", b"blue event")
             assert await green.load_session("same-id") is None
@@ -49,8 +49,6 @@ async def test_two_releases_on_one_redis_see_only_their_own_keys(redis_target: T
             assert await blue.count_sessions(None) == 1
             assert await blue.claim_once("state-nonce", 60)
             assert await green.claim_once("state-nonce", 60)  # replay sets are apart too
-    await blue.aclose()
-    await green.aclose()
     keys = redis_keys(redis_target, f"smcp:ns/*-{run}:*")
     assert keys
     assert all(k.startswith((f"smcp:ns/blue-{run}:", f"smcp:ns/green-{run}:")) for k in keys)

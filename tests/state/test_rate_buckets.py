@@ -108,6 +108,6 @@ async def test_buckets_expire_once_refilled(open_redis: OpenBackend) -> None:
 async def test_a_dead_redis_raises_backend_unavailable() -> None:
     state = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", connect_timeout_s=0.5)
     with trio.fail_after(10):
-        async with state.open():
+        async with state.running():
             with pytest.raises(BackendUnavailable):
                 await state.take_tokens("alice", [PER_PRINCIPAL])

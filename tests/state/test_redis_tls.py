@@ -126,7 +126,7 @@ async def test_rediss_with_a_private_ca_and_a_client_certificate(
         state = RedisBackend.from_config(Config.from_options(
             redis_url=url, redis_ca_file=pki.ca, redis_cert_file=pki.client_cert,
             redis_key_file=pki.client_key))
-        async with state.open():
+        async with state.running():
             assert await state.ready()
             await state.create_session(record("tls"))
             assert await state.load_session("tls") is not None
@@ -135,7 +135,8 @@ async def test_rediss_with_a_private_ca_and_a_client_certificate(
         # coredis' own ssl_* query arguments in a standalone URL still work (and decide).
         query = (f"?ssl_ca_certs={pki.ca}&ssl_certfile={pki.client_cert}"
                  f"&ssl_keyfile={pki.client_key}&ssl_cert_reqs=required")
-        async with RedisBackend(url + query).open() as state:
+        state = RedisBackend(url + query)
+        async with state.running():
             assert await state.load_session("tls") is not None
 
         # The server's certificate is checked: not signed by a CA the client trusts...
@@ -144,7 +145,7 @@ async def test_rediss_with_a_private_ca_and_a_client_certificate(
         # ... and the client must show one.
         anonymous = RedisBackend(url, ca_file=pki.ca, connect_timeout_s=1.0)
         for state in (untrusted, anonymous):
-            async with state.open():
+            async with state.running():
                 assert await state.ready() is False
                 with pytest.raises(BackendUnavailable):
                     await state.load_session("tls")

@@ -81,7 +81,7 @@ async def test_failover(how: str) -> None:
         a = RedisBackend(deployment.url, key_prefix="f:", connect_timeout_s=0.5)
         b = RedisBackend(deployment.url, key_prefix="f:", connect_timeout_s=0.5)
         with trio.fail_after(45):
-            async with a.open(), b.open():
+            async with a.running(), b.running():
                 await a.create_session(contract.record("before", "alice"))
                 before = [await a.append("before", "p", b"e%d" % i) for i in range(3)]
                 await trio.to_thread.run_sync(deployment.wait_replicated)
