@@ -17,7 +17,7 @@ from .protocol.types import (
     TextResourceContents,
     ToolAnnotations,
 )
-from .server import asgi_app
+from .server import ConfigError, asgi_app, run
 
 __all__ = [
     "App",
@@ -25,6 +25,7 @@ __all__ = [
     "BlobResourceContents",
     "CacheHint",
     "Config",
+    "ConfigError",
     "Context",
     "ElicitResult",
     "EmbeddedResource",
@@ -41,5 +42,6 @@ __all__ = [
     "asgi_app",
     "elicitation",
     "roots",
+    "run",
     "sampling",
 ]

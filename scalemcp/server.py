@@ -12,7 +12,9 @@ from hypercorn.config import Config as HypercornConfig
 
 from .app.app import App
 from .config import Config
+from .config.options import load_config
 from .ops.drain import HARD_STOP_MARGIN_S
+from .ops.logs import configure_logging
 from .preflight import ConfigError, check_config
 from .security.principal import Authenticator
 from .transport.asgi import ASGIApp
@@ -88,8 +90,24 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     return hc
 
 
-def run(target: str, config: Config) -> None:
-    """Serve ``target`` (MODULE:ATTR) until interrupted."""
+def run(app: App | str, config: Config | None = None, **options: Any) -> None:
+    """Serve ``app`` (a :class:`~scalemcp.App`, or ``"MODULE:ATTR"``) until interrupted.
+
+    Settings: ``config``, else ``options`` by their option names (``port=8080``) over the
+    ``SCALEMCP_*`` environment and the defaults. Every worker process imports the app:
+    an App defined in a script must be served from under ``if __name__ == "__main__":``.
+    Raises :class:`ConfigError` (one line) for settings that cannot work.
+    """
+    if config is None:
+        try:
+            config = load_config(options, named_by="option")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    elif options:
+        raise TypeError("give either config or options, not both")
+    target = app if isinstance(app, str) else _target_of(app)
+    if isinstance(app, App) or not logging.getLogger().handlers:
+        configure_logging(config)  # called from Python: nothing else set it up
     check_config(config)
     load_app(target)  # fail fast, in the parent, on a bad module path
     from .ops.workers import WorkerStartError, run_workers
@@ -109,6 +127,18 @@ def run(target: str, config: Config) -> None:
         raise SystemExit(exit_code)
 
 
+def _target_of(app: App) -> str:
+    """``MODULE:ATTR`` naming ``app``, so the worker processes can import it."""
+    for module_name, module in list(sys.modules.items()):
+        if module_name == "__mp_main__":
+            continue
+        for attr, value in list(vars(module).items()):
+            if value is app:
+                return f"{module_name}:{attr}"
+    raise ConfigError(f"cannot find the App {app.name!r} in any module: define it at the top "
+                      "level of a module (workers import it from there)")
+
+
 def endpoint_url(config: Config, bound: tuple[str, int] | None = None) -> str:
     """The MCP endpoint's URL as a client on this machine would write it."""
     host, port = bound or (config.server.host, config.server.port)
@@ -125,9 +155,10 @@ def log_serving(target: str, config: Config, binds: list[tuple[str, int]]) -> No
     workers = f"{server.workers} worker{'s' if server.workers > 1 else ''}"
     backend = ("no backend (stateless only)" if server.stateless_only and not config.redis.url
                else "Redis backend" if config.redis.url else "memory backend")
-    legacy = "" if server.stateless_only else f" (legacy HTTP+SSE at {server.sse_path})"
-    log.info("serving %s at %s%s: %s, %s; Ctrl-C to stop", target,
-             endpoint_url(config, binds[0] if binds else None), legacy, workers, backend)
+    legacy = "" if server.stateless_only else f", legacy HTTP+SSE at {server.sse_path}"
+    # The URL stands alone between spaces, so scripts can take it from the line.
+    log.info("serving %s at %s with %s (%s%s); Ctrl-C to stop", target,
+             endpoint_url(config, binds[0] if binds else None), workers, backend, legacy)
 
 
 def _encode_config(config: Config) -> str:

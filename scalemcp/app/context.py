@@ -118,22 +118,27 @@ class Context:
 
     @property
     def request_id(self) -> int | str:
+        """The JSON-RPC id of the request being handled."""
         return self._scope.request_id
 
     @property
     def session_id(self) -> str | None:
+        """The session of the request (None in the stateless era)."""
         return self._scope.session_id
 
     @property
     def protocol_version(self) -> str:
+        """The protocol version the client speaks."""
         return self._scope.protocol_version
 
     @property
     def client_capabilities(self) -> dict[str, Any]:
+        """The capabilities the client declared."""
         return self._scope.client_capabilities
 
     @property
     def principal(self) -> str | None:
+        """Who is calling (the authenticated principal), or None without auth."""
         return self._scope.principal
 
     async def report_progress(
@@ -164,15 +169,19 @@ class Context:
         await self._scope.notify("notifications/message", params)
 
     async def debug(self, data: Any) -> None:
+        """Log ``data`` at level debug (see :meth:`log`)."""
         await self.log("debug", data)
 
     async def info(self, data: Any) -> None:
+        """Log ``data`` at level info (see :meth:`log`)."""
         await self.log("info", data)
 
     async def warning(self, data: Any) -> None:
+        """Log ``data`` at level warning (see :meth:`log`)."""
         await self.log("warning", data)
 
     async def error(self, data: Any) -> None:
+        """Log ``data`` at level error (see :meth:`log`)."""
         await self.log("error", data)
 
     async def ask(self, requests: dict[str, InputRequest]) -> dict[str, Any]:
@@ -252,15 +261,19 @@ class Context:
         await self._scope.drop_connection()
 
     async def notify_tools_changed(self) -> None:
+        """Tell every client listening that the tool list changed."""
         await self._scope.publish_change("notifications/tools/list_changed", UNSET)
 
     async def notify_prompts_changed(self) -> None:
+        """Tell every client listening that the prompt list changed."""
         await self._scope.publish_change("notifications/prompts/list_changed", UNSET)
 
     async def notify_resources_changed(self) -> None:
+        """Tell every client listening that the resource list changed."""
         await self._scope.publish_change("notifications/resources/list_changed", UNSET)
 
     async def notify_resource_updated(self, uri: str) -> None:
+        """Tell the clients subscribed to ``uri`` that it changed."""
         await self._scope.publish_change("notifications/resources/updated", {"uri": uri})
 
     def _next_key(self, kind: str) -> str:

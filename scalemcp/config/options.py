@@ -195,10 +195,12 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     config_file: str | None = None,
+    named_by: Literal["flag", "option"] = "flag",
 ) -> Config:
     """Merge a TOML file, ``SCALEMCP_*`` environment variables and CLI values.
 
-    ``ValueError`` with one line naming the flag, variable or file and key at fault.
+    ``ValueError`` with one line naming the flag, variable or file and key at fault
+    (``named_by="option"``: values given from Python are named as options, ``port``).
     """
     env = os.environ if env is None else env
     merged: dict[str, Any] = {}
@@ -216,7 +218,7 @@ def load_config(
     for name, value in (cli or {}).items():
         if value is not None:
             merged[name] = value
-            sources[name] = option(name).flag
+            sources[name] = option(name).flag if named_by == "flag" else name
     return build(merged, sources)
 
 

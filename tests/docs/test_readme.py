@@ -145,7 +145,7 @@ def test_scale_out_command_on_redis(tmp_path: Path, serve_shell: type[ShellServe
         env = {**os.environ, "SCALEMCP_PORT": "0", "PATH": f"{Path(sys.executable).parent}:"
                f"{os.environ['PATH']}"}
         server = serve_shell(line, ROOT, env, timeout_s=60)
-        assert "2 workers, Redis backend" in server.output
+        assert "with 2 workers (Redis backend" in server.output
         assert "add(1, 2) = 3" in run_snippet(server.url)
         assert "Traceback" not in server.interrupt()
     finally:
