@@ -120,7 +120,8 @@ def test_app_serve_from_a_script(tmp_path: Path) -> None:
             "mcp-name": "add", "mcp-protocol-version": "2026-07-28"}, json={
             "jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": {"name": "add", "arguments": {"a": 2, "b": 2}, "_meta": meta}})
-        assert answer.json().get("result", {}).get("structuredContent") == {"result": 4}, answer.text
+        result = answer.json().get("result", {})
+        assert result.get("structuredContent") == {"result": 4}, answer.text
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
@@ -130,7 +131,7 @@ def test_app_serve_from_a_script(tmp_path: Path) -> None:
 
 def test_run_names_a_bad_option() -> None:
     app = scalemcp.App("t")
-    with pytest.raises(scalemcp.ConfigError, match="unknown setting 'prot'.*'port'"):
+    with pytest.raises(scalemcp.ConfigError, match=r"unknown setting 'prot'.*'port'"):
         scalemcp.run(app, prot=1)
     with pytest.raises(scalemcp.ConfigError, match="workers: expected `int` >= 1"):
         scalemcp.run(app, workers=0)
