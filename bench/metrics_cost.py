@@ -78,7 +78,7 @@ def no_metrics(redis: bool) -> Loop:
 
 
 def scalemcp_metrics(redis: bool) -> Loop:
-    from scalemcp.ops.metrics import Metrics
+    from scalemcp.observability.metrics import Metrics
 
     m = Metrics()
     requests = m.counter("scalemcp_requests_total", "MCP requests", ("era", "method", "outcome"))

@@ -25,8 +25,8 @@ from ..errors import (
     MissingClientCapability,
     ProtocolError,
 )
-from ..ops.metrics import METRICS
-from ..ops.observe import observe_call
+from ..observability.calls import observe_call
+from ..observability.metrics import METRICS
 from ..protocol import jsonrpc
 from ..protocol.headers import check_param_headers
 from ..protocol.types import (

@@ -28,7 +28,7 @@ from ..errors import (
     InvalidRequest,
     ProtocolError,
 )
-from ..ops.metrics import METRICS, SESSIONS_CREATED
+from ..observability.metrics import METRICS, SESSIONS_CREATED
 from ..protocol import jsonrpc, versions
 from ..protocol.changes import subscriptions_changed
 from ..protocol.classify import Item

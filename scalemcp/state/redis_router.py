@@ -16,7 +16,7 @@ Changes are handed to this worker's listeners at once and broadcast to the other
 Observability: :class:`Link` times every script (``scalemcp_redis_round_trip_seconds``)
 and counts the failures it maps (``scalemcp_redis_errors_total``); routed messages are
 counted both ways, and while tracing is on they carry a W3C ``traceparent`` (entry field
-``tp``; an owner record is then ``<worker> <traceparent>``), see ``ops.tracing``.
+``tp``; an owner record is then ``<worker> <traceparent>``), see ``observability.tracing``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ import trio
 from coredis.tokens import PureToken
 
 from ..errors import BackendUnavailable
-from ..ops import tracing
-from ..ops.metrics import REDIS_ERRORS, REDIS_ROUND_TRIP, ROUTED_RECEIVED, ROUTED_SENT
+from ..observability import tracing
+from ..observability.metrics import REDIS_ERRORS, REDIS_ROUND_TRIP, ROUTED_RECEIVED, ROUTED_SENT
 from ..protocol.changes import Change
 from .base import CANCEL_MAILBOX
 from .hub import ChangeHub

@@ -25,9 +25,8 @@ from ..errors import (
     UnsupportedVersion,
     WireError,
 )
-from ..ops.logs import log_worker_started
-from ..ops.metrics import METRICS
-from ..ops.observe import Observer, note
+from ..observability.metrics import METRICS
+from ..ops.observe import Observer, log_worker_started, note
 from ..ops.readiness import Readiness
 from ..protocol import versions
 from ..protocol.classify import classify_post

@@ -29,7 +29,7 @@ from typing import Any
 
 import trio
 
-from ..ops.metrics import METRICS
+from ..observability.metrics import METRICS
 from . import h2_backpressure
 
 __all__ = ["PIECE_BYTES", "SendGuard", "guard_sends"]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from scalemcp.config import Config
-from scalemcp.ops.metrics import METRICS
+from scalemcp.observability.metrics import METRICS
 
 from .test_helm import (
     CHART,

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from scalemcp.ops import metrics_dir
-from scalemcp.ops.exposition import Snapshot, merge, render
-from scalemcp.ops.metrics import Metrics
+from scalemcp.observability import metrics_dir
+from scalemcp.observability.exposition import Snapshot, merge, render
+from scalemcp.observability.metrics import Metrics
 
 
 def _registry(requests: int, sessions: float, streams: float, waited: list[float]) -> Metrics:

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from scalemcp.errors import BackendUnavailable
-from scalemcp.ops.metrics import REDIS_ERRORS, REDIS_ROUND_TRIP
+from scalemcp.observability.metrics import REDIS_ERRORS, REDIS_ROUND_TRIP
 from scalemcp.state.redis_router import Link, error_kind
 
 

@@ -22,7 +22,7 @@ import trio_websocket
 from hypercorn.trio import serve
 
 import scalemcp
-from scalemcp.ops.metrics import RATE_LIMITED
+from scalemcp.observability.metrics import RATE_LIMITED
 from scalemcp.server import ConfigError, check_config, hypercorn_config
 from scalemcp.state.base import StateBackend
 from scalemcp.state.redis import RedisBackend

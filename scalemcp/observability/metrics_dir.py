@@ -65,7 +65,7 @@ _joined: WorkerSpec | None = None
 
 
 def join(spec: WorkerSpec) -> None:
-    """Called in a worker process before the app is built (see :mod:`.workers`)."""
+    """Called in a worker process before the app is built (see :mod:`scalemcp.ops.workers`)."""
     global _joined
     _joined = spec
 
