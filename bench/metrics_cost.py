@@ -10,26 +10,34 @@ with three labels and a histogram with two (``scalemcp_requests_total``,
 backend, two observations on a histogram child kept by the caller (one per round trip,
 ``scalemcp_redis_round_trip_seconds``). Label values cycle through a few realistic ones.
 
-Candidates, each registered in its own registry with the same names, labels and buckets:
+Candidates, each with the same names, labels and buckets:
 
-- ``scalemcp``: :mod:`scalemcp.observability.metrics` as it is in this checkout;
+- ``hand-written``: the registry scalemcp had until it moved to prometheus_client (dicts of
+  floats and bucket lists, snapshotted to files by each worker), its hot path kept here
+  as the baseline the choice was made against;
+- ``scalemcp``: :mod:`scalemcp.observability.metrics` as it is in this checkout, set up as
+  in a worker of ``scalemcp serve`` (multiprocess mode, under a temporary directory);
 - ``prometheus_client``: the official client, one process (values under a mutex);
 - ``prometheus_client mp``: its multiprocess mode (values in mmapped files, as the workers
-  of ``scalemcp serve`` would share them), under a temporary directory; and the same with
-  the children kept by the caller in a dict (no ``labels()`` call per request);
+  of a node share them), ``labels()`` called per request; and the same with the children
+  kept by the caller in a dict (what ``scalemcp`` does);
 - ``otel sdk``: OpenTelemetry metrics (SDK ``MeterProvider`` read by the Prometheus
   exporter's ``PrometheusMetricReader``), attributes passed as dicts as that API takes them.
+
+Needs the ``otel`` extra and ``opentelemetry-exporter-prometheus`` (``pip install
+opentelemetry-exporter-prometheus``); without them the ``otel sdk`` rows are skipped.
 
 Method: CPU time of this thread (``time.thread_time_ns``) for ``--requests`` requests, the
 candidates interleaved round by round so that load from other programs falls on all of them
 alike; the median round per candidate, minus the same loop with no metric calls. Ratios are
-against ``scalemcp`` in the same run. The ``scrape`` rows time one scrape of the same
-figures for a node of two workers (``--scrape-series`` series), where that applies.
+against ``hand-written`` in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import importlib
 import itertools
 import json
 import os
@@ -77,17 +85,51 @@ def no_metrics(redis: bool) -> Loop:
     return loop
 
 
-def scalemcp_metrics(redis: bool) -> Loop:
-    from scalemcp.observability.metrics import Metrics
+class _Value:
+    """The hand-written registry's counter child."""
 
-    m = Metrics()
-    requests = m.counter("scalemcp_requests_total", "MCP requests", ("era", "method", "outcome"))
-    durations = m.histogram("scalemcp_request_duration_seconds", "Time to answer",
-                            ("era", "method"), buckets=REQUEST_BUCKETS_S)
-    http = m.counter("scalemcp_http_responses_total", "HTTP responses", ("status",))
-    round_trip = m.histogram("scalemcp_redis_round_trip_seconds", "Redis round trips",
-                             ("operation",), buckets=REDIS_BUCKETS_S)
-    script = round_trip.labels("load")
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class _Buckets:
+    """The hand-written registry's histogram child."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class _Family:
+    """The hand-written registry's family: children by label values, made on first use."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.children: dict[tuple[str, ...], Any] = {}
+        self.make = make
+
+    def labels(self, *values: str) -> Any:
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = self.make()
+        return child
+
+
+def hand_written_metrics(redis: bool) -> Loop:
+    requests, http = _Family(_Value), _Family(_Value)
+    durations = _Family(lambda: _Buckets(REQUEST_BUCKETS_S))
+    script = _Family(lambda: _Buckets(REDIS_BUCKETS_S)).labels("load")
 
     def loop(n: int) -> None:
         for era, method, outcome, status, seconds in _cycle(n):
@@ -100,12 +142,30 @@ def scalemcp_metrics(redis: bool) -> Loop:
     return loop
 
 
+def scalemcp_metrics(redis: bool) -> Loop:
+    """What a worker of ``scalemcp serve`` does per request (ENV set by :func:`main`)."""
+    from scalemcp.observability import metrics
+
+    observe_request, observe_http = metrics.observe_request, metrics.observe_http
+    script = metrics.REDIS_ROUND_TRIP.labels("load")
+
+    def loop(n: int) -> None:
+        for era, method, outcome, status, seconds in _cycle(n):
+            observe_request(era, method, outcome, seconds)
+            observe_http(int(status))
+            if redis:
+                for s in REDIS_SECONDS:
+                    script.observe(s)
+    return loop
+
+
 def prometheus_metrics(redis: bool, multiprocess_dir: str | None = None,
                        kept: bool = False) -> Loop:
     from prometheus_client import CollectorRegistry, Counter, Histogram, values
 
     registry = CollectorRegistry()
     previous = values.ValueClass
+    values.ValueClass = values.MutexValue
     if multiprocess_dir is not None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiprocess_dir
         values.ValueClass = values.MultiProcessValue(lambda: "bench")
@@ -203,31 +263,39 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="metrics-cost-") as mp_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = mp_dir  # scalemcp as in a worker
+        try:
+            importlib.import_module("opentelemetry.exporter.prometheus")
+            otel = True
+        except ImportError:
+            otel = False
         for redis in (False, True):
             loops = {
                 "(loop alone)": no_metrics(redis),
+                "hand-written": hand_written_metrics(redis),
                 "scalemcp": scalemcp_metrics(redis),
                 "prometheus_client": prometheus_metrics(redis),
                 "prometheus_client mp": prometheus_metrics(redis, mp_dir),
                 "prometheus_client mp, children kept": prometheus_metrics(redis, mp_dir, True),
-                "otel sdk": otel_metrics(redis),
             }
+            if otel:
+                loops["otel sdk"] = otel_metrics(redis)
             median = measure(loops, ns.requests, ns.rounds)
             floor = median.pop("(loop alone)")
-            ours = median["scalemcp"] - floor
+            ours = median["hand-written"] - floor
             for name, ns_per in median.items():
                 net = ns_per - floor
                 rows.append({"backend": "redis" if redis else "memory", "candidate": name,
                              "us_per_request": round(net / 1000, 3),
-                             "x_scalemcp": round(net / ours, 2)})
+                             "x_hand_written": round(net / ours, 2)})
     print(f"CPU time per request for its metric calls (median of {ns.rounds} rounds of "
           f"{ns.requests} requests; load average {os.getloadavg()[0]:.2f}; "
           f"{platform.python_implementation()} {platform.python_version()})\n")
-    print("| backend | candidate | us/request | x scalemcp |")
+    print("| backend | candidate | us/request | x hand-written |")
     print("|---|---|---:|---:|")
     for row in rows:
         print(f"| {row['backend']} | {row['candidate']} | {row['us_per_request']:.2f} | "
-              f"{row['x_scalemcp']:.2f} |")
+              f"{row['x_hand_written']:.2f} |")
     if ns.json:
         ns.json.write_text(json.dumps({"rows": rows, "rounds": ns.rounds,
                                        "requests": ns.requests}, indent=2) + "\n")

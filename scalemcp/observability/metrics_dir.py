@@ -1,56 +1,70 @@
-"""One ``/metrics`` for a node of N workers: snapshot files in a per-server directory.
+"""One ``/metrics`` for a node of N workers: prometheus_client's multiprocess mode.
 
 Theory of operation
 -------------------
 The supervisor behind ``scalemcp serve`` owns one directory per server (``metrics_dir``,
 by default a fresh temporary directory it removes at exit; put it, or ``TMPDIR``, on a
-tmpfs) and names each worker process it starts ``<slot>-<generation>``: the slot is the
-worker's place, ``0``..``N-1``, kept by its replacement; the generation counts starts.
+tmpfs), names it in ``PROMETHEUS_MULTIPROC_DIR`` for the workers it starts, and names each
+worker ``<slot>-<generation>``: the slot is the worker's place, ``0``..``N-1``, kept by its
+replacement; the generation counts starts.
 
-Each worker writes its whole registry to ``w-<name>.json`` every
-``metrics_flush_interval_s``, when it stops, and before it answers a scrape, through a
-temporary file and a rename, one write at a time: a reader sees a whole snapshot, and a
-worker's file is only ever replaced by a later one. A scrape, on whichever worker it
-lands, merges that worker's fresh snapshot, every other worker's file, and
-``retired.json``. When a worker exits, the supervisor folds the counters and histograms
-of its last file into ``retired.json`` (with the worker's name in ``absorbed``), renames
-it into place, and only then deletes the worker's file.
+In a worker, every counter, gauge and histogram value lives in a memory-mapped file of
+that directory (``counter_<worker>.db``, ...), written as it changes: the official
+client's multiprocess mode, with the worker's name instead of its pid as the file suffix
+(:func:`join`; until then a worker writes nothing worth keeping, under ``pre-<pid>``).
+Gauges that are read rather than set (live sessions, streams) are set every
+``metrics_flush_interval_s`` and before a scrape. A scrape, on whichever worker it lands,
+merges every file of the directory with the client's own merge (counters and histograms
+add up; gauges by their mode: ``livesum``, or ``livemax`` where every worker sees the same
+fleet-wide figure) and adds the node's own series (``scalemcp_workers``, ...).
 
-Why counters never go backwards: whatever a scrape reports was on disk before the
-answer left, and stays counted. A reader reads the worker files first and
-``retired.json`` last, skipping the files of absorbed workers: a file that vanished
-after the listing was folded before it was deleted, so the ``retired.json`` read later
-has it; a file read and then folded is skipped. Figures counted after a worker's last
-write are lost if it is killed, but no scrape ever saw them.
-
-Staleness: the other workers' figures are at most ``metrics_flush_interval_s`` old
-(``scalemcp_worker_snapshot_age_seconds`` shows it). A dead worker's gauges go with it.
+When a worker exits, the supervisor folds its counters and histograms into
+``counter_retired.db`` and ``histogram_retired.db`` (written whole, then renamed into
+place), counts the exit there, and deletes the worker's files. A fold holds the
+directory's lock exclusively and a scrape reads under the shared lock, so a scrape sees a
+dead worker's counts either in its files or in the retired ones, never both or neither:
+counters never go backwards, and files do not pile up however often workers are replaced.
+Nothing is lost when a worker is killed: its values were in the shared files already.
+A dead worker's gauges go with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from .exposition import Family, Series, Snapshot, fold, merge, render
-from .metrics import Metrics
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
-__all__ = ["NodeMetrics", "WorkerSpec", "joined", "prepare_dir", "remove_dir", "retire"]
+__all__ = ["NodeMetrics", "WorkerSpec", "join", "joined", "prepare_dir", "remove_dir",
+           "retire", "share_values"]
 
 log = logging.getLogger("scalemcp.server")
-RETIRED = "retired.json"
+#: The client reads its directory from this variable (set for the workers only).
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+RETIRED = "retired"
+_LOCK = ".lock"
 _PREFIX = "scalemcp-metrics-"
-#: Absorbed names kept in retired.json (a reader still holding an older file is long gone).
-_ABSORBED_KEPT = 10_000
-_decoder = msgspec.json.Decoder(Snapshot)
-_encoder = msgspec.json.Encoder()
+_PRE_JOIN = "pre-"
+_EXITS = "scalemcp_worker_exits"
+_EXITS_HELP = "Worker processes that exited; their counts stay in the totals"
+#: Each worker's last refresh (Unix time), by slot: the age series is made from it.
+_REFRESHED = "scalemcp_worker_refreshed_at"
 
 
 class WorkerSpec(msgspec.Struct, frozen=True):
@@ -61,62 +75,64 @@ class WorkerSpec(msgspec.Struct, frozen=True):
     slot: str
 
 
+_identity = f"{_PRE_JOIN}{os.getpid()}"
 _joined: WorkerSpec | None = None
+_refreshed: Gauge | None = None
+
+
+def _process_identity() -> str:
+    return _identity
+
+
+def share_values() -> None:
+    """In a worker of ``scalemcp serve`` (:data:`ENV` set), keep values in its directory,
+    under this process's name. Called before any series is made (``metrics`` does)."""
+    if os.environ.get(ENV):
+        values.ValueClass = values.MultiProcessValue(_process_identity)
 
 
 def join(spec: WorkerSpec) -> None:
-    """Called in a worker process before the app is built (see :mod:`scalemcp.ops.workers`)."""
-    global _joined
-    _joined = spec
+    """Called in a worker process before the app is built (see :mod:`scalemcp.ops.workers`):
+    from now on its values are the files named after ``spec.worker``."""
+    global _identity, _joined, _refreshed
+    if not spec.directory or os.environ.get(ENV) != spec.directory:
+        return  # no shared directory: this worker answers /metrics for itself
+    before, _identity, _joined = _identity, spec.worker, spec
+    _refreshed = Gauge(_REFRESHED, "Last refresh of each worker's gauges", ("worker",),
+                       registry=None, multiprocess_mode="liveall")
+    _refreshed.labels(spec.slot).set(time.time())  # files under the new name, values re-read
+    _remove(spec.directory, before)
 
 
 def joined() -> WorkerSpec | None:
     """This process's place in a node's metrics directory; None outside ``serve`` (or if
     the supervisor could not make one)."""
-    return _joined if _joined is not None and _joined.directory else None
+    return _joined
 
 
-def _worker_file(directory: str, worker: str) -> str:
-    return os.path.join(directory, f"w-{worker}.json")
-
-
-def _write(path: str, snapshot: Snapshot) -> None:
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(_encoder.encode(snapshot))
-    os.replace(tmp, path)
-
-
-def _read(path: str) -> Snapshot | None:
+def _files(directory: str, worker: str) -> list[str]:
+    suffix = f"_{worker}.db"
     try:
-        with open(path, "rb") as f:
-            return _decoder.decode(f.read())
+        return [os.path.join(directory, name) for name in os.listdir(directory)
+                if name.endswith(suffix)]
     except FileNotFoundError:
-        return None
-    except (OSError, msgspec.DecodeError) as exc:
-        log.warning("metrics snapshot %s unreadable: %s", path, exc)
-        return None
+        return []
 
 
-def read_node(directory: str, own: Snapshot) -> list[Snapshot]:
-    """``own``, the other workers' files, then retired figures, none counted twice."""
-    snapshots = [own]
+def _remove(directory: str, worker: str) -> None:
+    for path in _files(directory, worker):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def _locked(directory: str, *, exclusive: bool) -> Iterator[None]:
+    fd = os.open(os.path.join(directory, _LOCK), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        names = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        names = []
-    for name in names:
-        if name.startswith("w-") and name.endswith(".json") and name[2:-5] != own.worker:
-            snapshot = _read(os.path.join(directory, name))
-            if snapshot is not None:
-                snapshots.append(snapshot)
-    retired = _read(os.path.join(directory, RETIRED))  # last: see the module docstring
-    if retired is not None:
-        gone = set(retired.absorbed)
-        snapshots = [s for s in snapshots if s.worker not in gone]
-        snapshots.append(retired)
-    return snapshots
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # -- the supervisor's side ----------------------------------------------------------------
@@ -125,23 +141,28 @@ def read_node(directory: str, own: Snapshot) -> list[Snapshot]:
 def prepare_dir(path: str | None) -> tuple[str, bool]:
     """The directory to use (made if ``path`` is None) and whether it was made here.
 
-    A given directory is emptied of snapshots a previous run left. If none can be had,
-    ("", False): each worker then answers ``/metrics`` for itself alone (logged).
+    A given directory is emptied of the files a previous run left. The workers started
+    from now on find it in :data:`ENV`. If none can be had, ("", False): each worker then
+    answers ``/metrics`` for itself alone (logged).
     """
     try:
         if path is None:
             _remove_orphans()
-            return tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"), True
-        os.makedirs(path, exist_ok=True)
-        for name in os.listdir(path):
-            if name == RETIRED or name.startswith(("w-", ".w-", f".{RETIRED}")):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(path, name))
+            path, made = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"), True
+        else:
+            made = False
+            os.makedirs(path, exist_ok=True)
+            for name in os.listdir(path):
+                if name.endswith(".db") or name.startswith(".db-") or name == _LOCK:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(path, name))
+        open(os.path.join(path, _LOCK), "ab").close()  # writable, or say so now
     except OSError as exc:
         log.warning("no metrics directory (%s): /metrics answers for one worker at a time",
                     exc)
         return "", False
-    return path, False
+    os.environ[ENV] = path  # inherited by the workers, read before their first series
+    return path, made
 
 
 def _remove_orphans() -> None:
@@ -164,26 +185,50 @@ def _alive(pid: int) -> bool:
 
 
 def retire(directory: str, worker: str) -> None:
-    """Fold the exited ``worker``'s counters into retired.json, then delete its file."""
+    """Fold the exited ``worker``'s counters into the retired files, then delete its files."""
     if not directory:
         return
     try:
-        _retire(directory, worker)
+        with _locked(directory, exclusive=True):
+            for kind in ("counter", "histogram"):
+                _fold(directory, kind, worker)
+            _remove(directory, worker)
+            _remove_dead_pre_join(directory)
     except OSError as exc:
         log.warning("metrics of worker %s not retired: %s", worker, exc)
 
 
-def _retire(directory: str, worker: str) -> None:
-    path = _worker_file(directory, worker)
-    gone = _read(path) or Snapshot()  # (none if it died before its first write)
-    retired_path = os.path.join(directory, RETIRED)
-    retired = _read(retired_path) or Snapshot()
-    folded = fold(retired, msgspec.structs.replace(gone, worker=worker))
-    folded.absorbed = folded.absorbed[-_ABSORBED_KEPT:]
-    _write(retired_path, folded)
-    for stale in (path, os.path.join(directory, f".w-{worker}.json.tmp")):
+def _fold(directory: str, kind: str, worker: str) -> None:
+    """``<kind>_retired.db`` plus ``<kind>_<worker>.db``, key by key (values add up)."""
+    retired = os.path.join(directory, f"{kind}_{RETIRED}.db")
+    totals: dict[str, float] = defaultdict(float)
+    for path in (retired, os.path.join(directory, f"{kind}_{worker}.db")):
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(stale)
+            for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(path):
+                totals[key] += value
+    if kind == "counter":
+        totals[mmap_key(_EXITS, _EXITS + "_total", [], [], _EXITS_HELP)] += 1
+    tmp = os.path.join(directory, f".db-{kind}-{RETIRED}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    written = MmapedDict(tmp)
+    try:
+        for key, value in totals.items():
+            written.write_value(key, value, 0.0)
+    finally:
+        written.close()
+    os.replace(tmp, retired)
+
+
+def _remove_dead_pre_join(directory: str) -> None:
+    """Files of workers that died before :func:`join` (they hold nothing counted)."""
+    for name in os.listdir(directory):
+        stem = name.rpartition("_")[2].removesuffix(".db")
+        pid = stem.removeprefix(_PRE_JOIN)
+        if name.endswith(".db") and stem.startswith(_PRE_JOIN) and pid.isdigit() \
+                and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, name))
 
 
 def remove_dir(path: str) -> None:
@@ -195,68 +240,72 @@ def remove_dir(path: str) -> None:
 
 
 class NodeMetrics:
-    """A worker's writer of its snapshot, and the node-wide answer to a scrape."""
+    """A worker's refresher of its read gauges, and the node-wide answer to a scrape."""
 
-    def __init__(self, registry: Metrics, spec: WorkerSpec, interval_s: float) -> None:
-        self.registry = registry
+    def __init__(self, registry: CollectorRegistry, refresh: Callable[[], None],
+                 spec: WorkerSpec, interval_s: float) -> None:
         self.spec = spec
         self.interval_s = interval_s
-        self._path = _worker_file(spec.directory, spec.worker)
-        self._lock = trio.Lock()
-        self._failing = False
+        self._refresh = refresh
+        self._scrape = CollectorRegistry(auto_describe=False)
+        self._scrape.register(_NodeCollector(spec.directory, registry))
+
+    def refresh(self) -> None:
+        """Set this worker's read gauges now (and when it last did, for the age series)."""
+        self._refresh()
+        if _refreshed is not None:
+            _refreshed.labels(self.spec.slot).set(time.time())
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
-        """Write a snapshot every ``interval_s`` until cancelled, and once more then."""
-        try:
-            await self.flush()
-            task_status.started()
-            while True:
-                await trio.sleep(self.interval_s)
-                await self.flush()
-        finally:
-            with contextlib.suppress(OSError):  # the last figures of a stopping worker
-                _write(self._path, self._snapshot())
-
-    def _snapshot(self) -> Snapshot:
-        return self.registry.snapshot(self.spec.worker, self.spec.slot)
-
-    async def flush(self) -> Snapshot:
-        """Write a fresh snapshot (one write at a time, so the file never goes back)."""
-        async with self._lock:
-            snapshot = self._snapshot()
-            try:
-                await trio.to_thread.run_sync(_write, self._path, snapshot)
-            except OSError as exc:  # siblings see older figures until a write succeeds
-                if not self._failing:
-                    log.warning("cannot write metrics to %s: %s", self._path, exc)
-                self._failing = True
-            else:
-                self._failing = False
-        return snapshot
+        """Refresh every ``interval_s`` until cancelled."""
+        self.refresh()
+        task_status.started()
+        while True:
+            await trio.sleep(self.interval_s)
+            self.refresh()
 
     async def render(self) -> bytes:
-        own = await self.flush()
-        snapshots = await trio.to_thread.run_sync(read_node, self.spec.directory, own)
-        families = merge(snapshots)
-        families.update(_node_families(snapshots))
-        return render(families)
+        self.refresh()
+        return await trio.to_thread.run_sync(generate_latest, self._scrape)
 
 
-def _node_families(snapshots: list[Snapshot]) -> dict[str, Family]:
+class _NodeCollector:
+    """Every worker's files, merged; the node's own series; every family described."""
+
+    def __init__(self, directory: str, registry: Collector) -> None:
+        self.directory = directory
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        with _locked(self.directory, exclusive=False):
+            paths = [os.path.join(self.directory, name) for name in os.listdir(self.directory)
+                     if name.endswith(".db")]
+            merged = {m.name: m for m in MultiProcessCollector.merge(paths, accumulate=True)}
+        refreshed = merged.pop(_REFRESHED, None)
+        exits = merged.pop(_EXITS, None)
+        for family in self.registry.collect():  # described even before a first value
+            yield merged.pop(family.name, None) or Metric(family.name, family.documentation,
+                                                          family.type)
+        yield from merged.values()  # an app's own prometheus_client series, if any
+        yield from _node_families(refreshed, exits)
+
+
+def _node_families(refreshed: Metric | None, exits: Metric | None) -> Iterator[Metric]:
     now = time.time()
-    live = [s for s in snapshots if s.worker]
     ages: dict[str, float] = {}
-    for s in live:  # a replacement and its not yet retired predecessor share a slot
-        ages[s.slot] = min(ages.get(s.slot, float("inf")), round(max(0.0, now - s.taken_at), 3))
-    exits = sum(s.exits for s in snapshots)
-    return {
-        "scalemcp_workers": Family("gauge", "Worker processes whose figures this answer merges",
-                                   series=[Series([], len(live))]),
-        "scalemcp_worker_snapshot_age_seconds": Family(
-            "gauge", "Age of each worker's figures in this answer (0: the one answering)",
-            ["worker"], [Series([slot], ages[slot]) for slot in sorted(ages)]),
-        "scalemcp_worker_exits_total": Family(
-            "counter", "Worker processes that exited; their counts stay in the totals",
-            series=[Series([], exits)]),
-    }
+    workers = set()
+    for sample in refreshed.samples if refreshed is not None else []:
+        workers.add(sample.labels["pid"])  # the client's name for the file suffix
+        slot = sample.labels["worker"]  # a replacement and a dead predecessor share a slot
+        ages[slot] = min(ages.get(slot, float("inf")), round(max(0.0, now - sample.value), 3))
+    yield GaugeMetricFamily("scalemcp_workers",
+                            "Worker processes whose figures this answer merges", len(workers))
+    age = GaugeMetricFamily("scalemcp_worker_snapshot_age_seconds",
+                            "Age of each worker's read gauges in this answer (0: the one "
+                            "answering)", labels=["worker"])
+    for slot in sorted(ages):
+        age.add_metric([slot], ages[slot])
+    yield age
+    total = sum(s.value for s in exits.samples) if exits is not None else 0.0
+    yield CounterMetricFamily(_EXITS, _EXITS_HELP, total)

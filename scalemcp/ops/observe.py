@@ -25,11 +25,12 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import trio
+from prometheus_client import Gauge
 
-from ..observability import logs, metrics_dir
+from ..observability import logs, metrics, metrics_dir
 from ..observability.calls import exchange_var
 from ..observability.logs import redact_url
-from ..observability.metrics import METRICS, OPEN_STREAMS, Value
+from ..observability.metrics import OPEN_STREAMS
 from ..observability.tracing import Tracing, tracing_for
 from .drain import Drain, drain_var
 
@@ -64,7 +65,7 @@ class _Exchange:
         self.transport = transport
         self._span_parent: AbstractContextManager[None] | None = None
         #: The open-streams gauge this exchange counts in while it streams.
-        self.stream: Value | None = None
+        self.stream: Gauge | None = None
 
     def __enter__(self) -> None:
         self._started = time.perf_counter()
@@ -85,7 +86,7 @@ class _Exchange:
     def __exit__(self, *exc_info: object) -> None:
         try:
             if self.transport == "http" and self._req.status:
-                METRICS.observe_http(self._req.status)
+                metrics.observe_http(self._req.status)
             if self.observer.access_log and self.transport == "http":
                 _log_access(self._req, self, time.perf_counter() - self._started)
         finally:
@@ -118,7 +119,7 @@ class Observer:
         self._endpoint = config.server.path
         spec = metrics_dir.joined()
         self.node_metrics = None if spec is None else metrics_dir.NodeMetrics(
-            METRICS, spec, config.ops.metrics_flush_interval_s)
+            metrics.REGISTRY, metrics.refresh, spec, config.ops.metrics_flush_interval_s)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -131,7 +132,7 @@ class Observer:
     async def metrics(self) -> bytes:
         """The ``/metrics`` body: the node's figures, or this process's outside ``serve``."""
         if self.node_metrics is None:
-            return METRICS.render()
+            return metrics.render()
         return await self.node_metrics.render()
 
     def exchange(self, req: HttpExchange, transport: str = "http") -> AbstractContextManager[None]:

@@ -42,7 +42,14 @@ from coredis.tokens import PureToken
 
 from ..errors import BackendUnavailable
 from ..observability import tracing
-from ..observability.metrics import REDIS_ERRORS, REDIS_ROUND_TRIP, ROUTED_RECEIVED, ROUTED_SENT
+from ..observability.metrics import (
+    REDIS_ERRORS,
+    REDIS_ROUND_TRIP,
+    ROUTED_RECEIVED,
+    ROUTED_SENT,
+    Timer,
+    timed,
+)
 from ..protocol.changes import Change
 from .base import CANCEL_MAILBOX
 from .hub import ChangeHub
@@ -131,10 +138,10 @@ class Link:
         REDIS_ERRORS.labels(error_kind(exc)).inc()
 
     @staticmethod
-    def timed(operation: str) -> Any:
+    def timed(operation: str) -> Timer:
         """``with link.timed("op"):`` around one command, or first in ``async with
         link.timed("op"), client.pipeline() as pipe:``: the round trip it takes."""
-        return REDIS_ROUND_TRIP.labels(operation).time()
+        return timed(REDIS_ROUND_TRIP.labels(operation))
 
 
 _KINDS: dict[type[BaseException], str] = {}
