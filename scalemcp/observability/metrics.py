@@ -12,9 +12,9 @@ rather than calling ``labels()`` per request::
 Why this library: it is the one operators and reviewers know, and its multiprocess mode
 shares values between the workers of a node as they change. Its cost was measured against
 the hand-written registry it replaced and OpenTelemetry's SDK (``bench/metrics_cost.py``,
-table in ``docs/operations.md``): about 5 us of CPU per request (10 us with Redis), 1-1.5 %
-of a request's CPU, against 0.8 us for the hand-written one; OpenTelemetry's SDK costs
-35-57 us and has no way to merge the workers of a node.
+table in ``docs/operations.md``): about 7 us of CPU per request more than the hand-written
+registry (12 us with Redis), 1.5-1.7 % of a request's CPU; OpenTelemetry's SDK would add
+about 42-60 us (8.5 %) and has no way to merge the workers of a node.
 
 Under ``scalemcp serve`` each worker's values live in a per-server directory and
 ``/metrics`` on any worker answers for the whole node (:mod:`.metrics_dir`). In-process
