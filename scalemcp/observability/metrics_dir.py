@@ -246,9 +246,11 @@ class NodeMetrics:
                  spec: WorkerSpec, interval_s: float) -> None:
         self.spec = spec
         self.interval_s = interval_s
+        self._registry = registry
         self._refresh = refresh
         self._scrape = CollectorRegistry(auto_describe=False)
         self._scrape.register(_NodeCollector(spec.directory, registry))
+        self._failing = False
 
     def refresh(self) -> None:
         """Set this worker's read gauges now (and when it last did, for the age series)."""
@@ -266,8 +268,18 @@ class NodeMetrics:
             self.refresh()
 
     async def render(self) -> bytes:
+        """The node's figures; this worker's alone while the directory cannot be read."""
         self.refresh()
-        return await trio.to_thread.run_sync(generate_latest, self._scrape)
+        try:
+            text = await trio.to_thread.run_sync(generate_latest, self._scrape)
+        except OSError as exc:
+            if not self._failing:
+                log.warning("cannot read the metrics of %s (%s): /metrics answers for this "
+                            "worker alone until it can", self.spec.directory, exc)
+            self._failing = True
+            return generate_latest(self._registry)
+        self._failing = False
+        return text
 
 
 class _NodeCollector:

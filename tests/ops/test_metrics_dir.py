@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -197,3 +198,13 @@ async def test_a_worker_refreshes_its_read_gauges_on_schedule(
             await node.render()
             assert len(reads) > before  # and before each answer
             nursery.cancel_scope.cancel()
+
+
+async def test_a_scrape_without_its_directory_answers_for_the_worker(
+        directory: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _worker(directory, "0-1", 3)
+    shutil.rmtree(directory)  # e.g. a cleaner emptied /tmp under a running server
+    text = await _scrape(directory)
+    assert "# TYPE scalemcp_requests_total counter" in text  # this process's own figures
+    assert "scalemcp_workers" not in text
+    assert "answers for this worker alone" in caplog.text
