@@ -38,8 +38,6 @@ __all__ = [
     "redact_url",
 ]
 
-log = logging.getLogger("scalemcp.server")
-
 #: The fields bound in this context; set it directly on hot paths (see ``observe``).
 fields_var: ContextVar[dict[str, Any] | None] = ContextVar("scalemcp_log_fields", default=None)
 #: Set by :mod:`.tracing` once tracing is on: the current (trace id, span id).
