@@ -13,7 +13,7 @@ from typing import NoReturn
 from ._version import __version__
 from .config import OPTIONS, Option, load_config
 from .config.options import SECTION_TITLES
-from .ops.logs import configure_logging, redact_text
+from .observability.logs import configure_logging, redact_text
 from .server import ConfigError, run
 
 __all__ = ["main", "serve_parser"]
@@ -87,7 +87,7 @@ def _serve(argv: list[str]) -> int:
     config_file = args.pop("config_file")
     try:
         config = load_config(args, config_file=config_file)
-        configure_logging(config)
+        configure_logging(config.ops.log_level, config.ops.log_format)
         run(target, config)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"scalemcp: error: {redact_text(str(exc))}", file=sys.stderr)

@@ -308,12 +308,14 @@ class OpsSettings(_Section, frozen=True):
         "OpenTelemetry tracing (the otel extra; the standard OTEL_* environment can turn it "
         "on too).")] = False
     metrics_dir: Annotated[str | None, _about(
-        "Where the workers of one server share their metrics, so /metrics on any of them "
-        "answers for all (one directory per server; a tmpfs is best). Default: a temporary "
+        "Where the workers of one server keep their metrics (memory-mapped files: "
+        "prometheus_client's multiprocess mode), so /metrics on any of them answers for all "
+        "(one directory per server; a tmpfs with room is best). Default: a temporary "
         "directory under TMPDIR, removed at exit.")] = None
     metrics_flush_interval_s: Annotated[PositiveFloat, _about(
-        "How often each worker writes its metrics for the others: how stale a sibling's "
-        "figures in /metrics may be.")] = 1.0
+        "How often each worker sets the gauges it reads from its state (live sessions, "
+        "streams) for the others: how stale a sibling's gauges in /metrics may be. "
+        "Counters and histograms are shared as they change.")] = 1.0
     metrics_port: Annotated[Annotated[int, Meta(ge=1, le=65535)] | None, _about(
         "Serve /metrics and the liveness and readiness paths on this port (plain HTTP, on "
         "host) instead of the MCP port, so a proxy in front of the MCP port cannot expose "

@@ -25,8 +25,8 @@ from ..errors import (
     MissingClientCapability,
     ProtocolError,
 )
-from ..ops.metrics import METRICS
-from ..ops.observe import observe_call
+from ..observability.calls import observe_call
+from ..observability.metrics import observe_request
 from ..protocol import jsonrpc
 from ..protocol.headers import check_param_headers
 from ..protocol.types import (
@@ -79,7 +79,7 @@ class Engine:
         # Unknown methods are bucketed so a client cannot blow up the label set.
         method = call.method if call.method in _HANDLERS else "other"
         outcome = "ok" if error is None else f"error{error.code}"
-        METRICS.observe_request("modern" if call.modern else "session", method, outcome,
+        observe_request("modern" if call.modern else "session", method, outcome,
                                 time.perf_counter() - started)
         return body, error
 

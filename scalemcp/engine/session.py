@@ -28,7 +28,7 @@ from ..errors import (
     InvalidRequest,
     ProtocolError,
 )
-from ..ops.metrics import METRICS, SESSIONS_CREATED
+from ..observability.metrics import SESSIONS_CREATED, observe_request
 from ..protocol import jsonrpc, versions
 from ..protocol.changes import subscriptions_changed
 from ..protocol.classify import Item
@@ -96,8 +96,7 @@ class SessionService:
             outcome = f"error{exc.code}"
             raise
         finally:  # counted with every other request (scalemcp_requests_total)
-            METRICS.observe_request("session", "initialize", outcome,
-                                    time.perf_counter() - started)
+            observe_request("session", "initialize", outcome, time.perf_counter() - started)
 
     async def _initialize(
         self, item: Item, principal: str | None, session_id: str | None

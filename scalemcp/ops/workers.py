@@ -41,7 +41,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import LifespanFailureError
 
-from . import metrics_dir
+from ..observability import metrics_dir
 from .drain import HARD_STOP_MARGIN_S, Drain
 
 __all__ = ["START_FAILED", "WorkerStartError", "run_workers"]

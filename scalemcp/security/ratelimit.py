@@ -38,7 +38,7 @@ import trio
 from ..app.app import App
 from ..config import Config
 from ..errors import BackendUnavailable, RateLimited
-from ..ops.metrics import RATE_LIMITED
+from ..observability.metrics import RATE_LIMITED
 from ..protocol.classify import Item
 from ..state.base import StateBackend, Throttled, TokenBucket
 

@@ -16,7 +16,7 @@ Changes are handed to this worker's listeners at once and broadcast to the other
 Observability: :class:`Link` times every script (``scalemcp_redis_round_trip_seconds``)
 and counts the failures it maps (``scalemcp_redis_errors_total``); routed messages are
 counted both ways, and while tracing is on they carry a W3C ``traceparent`` (entry field
-``tp``; an owner record is then ``<worker> <traceparent>``), see ``ops.tracing``.
+``tp``; an owner record is then ``<worker> <traceparent>``), see ``observability.tracing``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,15 @@ import trio
 from coredis.tokens import PureToken
 
 from ..errors import BackendUnavailable
-from ..ops import tracing
-from ..ops.metrics import REDIS_ERRORS, REDIS_ROUND_TRIP, ROUTED_RECEIVED, ROUTED_SENT
+from ..observability import tracing
+from ..observability.metrics import (
+    REDIS_ERRORS,
+    REDIS_ROUND_TRIP,
+    ROUTED_RECEIVED,
+    ROUTED_SENT,
+    Timer,
+    timed,
+)
 from ..protocol.changes import Change
 from .base import CANCEL_MAILBOX
 from .hub import ChangeHub
@@ -131,10 +138,10 @@ class Link:
         REDIS_ERRORS.labels(error_kind(exc)).inc()
 
     @staticmethod
-    def timed(operation: str) -> Any:
+    def timed(operation: str) -> Timer:
         """``with link.timed("op"):`` around one command, or first in ``async with
         link.timed("op"), client.pipeline() as pipe:``: the round trip it takes."""
-        return REDIS_ROUND_TRIP.labels(operation).time()
+        return timed(REDIS_ROUND_TRIP.labels(operation))
 
 
 _KINDS: dict[type[BaseException], str] = {}

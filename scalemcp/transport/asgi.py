@@ -25,9 +25,8 @@ from ..errors import (
     UnsupportedVersion,
     WireError,
 )
-from ..ops.logs import log_worker_started
-from ..ops.metrics import METRICS
-from ..ops.observe import Observer, note
+from ..observability.metrics import SESSIONS, STREAMS, read_at_scrape
+from ..ops.observe import Observer, log_worker_started, note
 from ..ops.readiness import Readiness
 from ..protocol import versions
 from ..protocol.classify import classify_post
@@ -106,10 +105,8 @@ class ASGIApp:
                                      *server.readiness_paths})
         #: Begun by the worker supervisor on SIGTERM (``scalemcp.ops.drain``).
         self.drain = self.observer.drain
-        METRICS.gauge("scalemcp_sessions", "Live sessions (Redis: the fleet's, as last seen)",
-                      read=lambda: self.state.statistics().sessions, merge="max")
-        METRICS.gauge("scalemcp_streams", "Streams this worker keeps state for (Redis: follows)",
-                      read=lambda: self.state.statistics().streams)
+        read_at_scrape(SESSIONS, lambda: self.state.statistics().sessions)
+        read_at_scrape(STREAMS, lambda: self.state.statistics().streams)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import trio
 
+from ..observability.metrics import SSE_REPLAYED_EVENTS, SSE_RESUMES
 from ..ops.drain import when_closing
-from ..ops.metrics import SSE_REPLAYED_EVENTS, SSE_RESUMES
 from ..ops.observe import stream_opened
 from ..protocol.sse import GET_STREAM, KEEPALIVE, POST_STREAM, format_event, make_event_id
 from ..state.base import StateBackend, StreamEvent

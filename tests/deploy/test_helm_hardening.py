@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from scalemcp.config import Config
-from scalemcp.ops.metrics import METRICS
+from scalemcp.observability.metrics import REGISTRY
 
 from .test_helm import (
     CHART,
@@ -145,13 +145,18 @@ def test_autoscaling_passes_metrics_through(chart: Any) -> None:
     names = hpa_pod_metrics(docs)
     assert names == ["scalemcp_open_streams", "scalemcp_inflight_requests"]
     for name in names:  # what the server exports, per pod (gauges summed over workers)
-        family = METRICS.families[name]
-        assert family.collect().kind == "gauge"
+        assert registered()[name] == "gauge"
         assert name in exported_series()
     only_custom = merged(load_values(CHART / "ci" / "autoscaling-streams-values.yaml"),
                          **{"autoscaling.targetCPUUtilizationPercentage": None})
     assert [m["type"] for m in only(render(chart, only_custom), "HorizontalPodAutoscaler")[
         "spec"]["metrics"]] == ["Pods", "Pods"]
+
+
+def registered() -> dict[str, str]:
+    """Every series the server registers, by the name it is exported under: its type."""
+    return {family.name + ("_total" if family.type == "counter" else ""): family.type
+            for family in REGISTRY.collect()}
 
 
 def exported_series() -> set[str]:
@@ -172,7 +177,7 @@ def test_prometheus_adapter_rules_serve_the_metrics_the_hpa_asks_for(chart: Any)
         promql(rule["seriesQuery"])
         series = re.match(r"[a-z_]+", rule["seriesQuery"])
         assert series
-        assert series.group(0) in METRICS.families
+        assert series.group(0) in registered()
         assert re.fullmatch(rule["name"]["matches"], series.group(0))
         assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
         query = (rule["metricsQuery"].replace("<<.Series>>", series.group(0))

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from scalemcp.ops.logs import JsonFormatter, TextFormatter, bind, redact_text, redact_url
+from scalemcp.observability.logs import JsonFormatter, TextFormatter, bind, redact_text, redact_url
 from tests.ops.support import HEADERS, call_tool, initialize, open_redis, open_serve
 
 

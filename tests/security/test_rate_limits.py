@@ -22,7 +22,7 @@ import trio_websocket
 from hypercorn.trio import serve
 
 import scalemcp
-from scalemcp.ops.metrics import RATE_LIMITED
+from scalemcp.observability.metrics import REGISTRY
 from scalemcp.server import ConfigError, check_config, hypercorn_config
 from scalemcp.state.base import StateBackend
 from scalemcp.state.redis import RedisBackend
@@ -93,12 +93,16 @@ def refusal(r: httpx.Response, limit: str) -> dict[str, Any]:
     return error
 
 
+def _limited(limit: str) -> float:
+    return REGISTRY.get_sample_value("scalemcp_rate_limited_total", {"limit": limit}) or 0.0
+
+
 # -- rate limits, memory backend ---------------------------------------------------------
 
 
 async def test_principal_limit_refuses_then_refills() -> None:
     config = scalemcp.Config.from_options(rate_limit_per_principal_rps=2.0)  # 2 requests at once
-    before = RATE_LIMITED.labels("principal").value
+    before = _limited("principal")
     with trio.fail_after(20):
         async with open_server(limits_app(), config) as url, httpx.AsyncClient() as http:
             sid = await initialize(http, url, NO_AUTH)  # one token; notifications are free
@@ -117,7 +121,7 @@ async def test_principal_limit_refuses_then_refills() -> None:
             ok = await post(http, url, sid, call("fast", 4))
             assert ok.status_code == 200
             assert ok.json()["result"]["structuredContent"] == {"result": 0}
-    assert RATE_LIMITED.labels("principal").value == before + 1
+    assert _limited("principal") == before + 1
 
 
 async def test_principals_have_their_own_budgets() -> None:
