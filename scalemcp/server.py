@@ -13,8 +13,8 @@ from hypercorn.config import Config as HypercornConfig
 from .app.app import App
 from .config import Config
 from .config.options import load_config
+from .observability.logs import configure_logging
 from .ops.drain import HARD_STOP_MARGIN_S
-from .ops.logs import configure_logging
 from .preflight import ConfigError, check_config
 from .security.principal import Authenticator
 from .transport.asgi import ASGIApp
@@ -107,7 +107,7 @@ def run(app: App | str, config: Config | None = None, **options: Any) -> None:
         raise TypeError("give either config or options, not both")
     target = app if isinstance(app, str) else _target_of(app)
     if isinstance(app, App) or not logging.getLogger().handlers:
-        configure_logging(config)  # called from Python: nothing else set it up
+        configure_logging(config.ops.log_level, config.ops.log_format)  # from Python
     check_config(config)
     load_app(target)  # fail fast, in the parent, on a bad module path
     from .ops.workers import WorkerStartError, run_workers
