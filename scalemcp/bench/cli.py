@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-H", "--header", action="append", default=[], help="'Name: value' (repeat)")
     p.add_argument("--http2", action="store_true", help="HTTP/2 (h2c prior knowledge or ALPN)")
     p.add_argument("-k", "--insecure", action="store_true", help="accept any TLS certificate")
-    p.add_argument("--client", choices=["raw", "h11", "httpx"], default="raw", help="HTTP client")
+    p.add_argument("--client", choices=["raw", "httpx", "h11"], default="raw", help="HTTP client")
     p.add_argument("--procs", type=int, default=1, help="load-generator processes (1)")
     p.add_argument("--timeout", type=float, default=30.0, help="per-operation limit, s (30)")
     p.add_argument("--protocol-version", help="session era: version offered in initialize")
@@ -85,7 +85,7 @@ def config_from_args(ns: argparse.Namespace) -> BenchConfig:
         "headers": headers,
         "http2": ns.http2,
         "insecure": ns.insecure,
-        "client": ns.client,
+        "client": "raw" if ns.client == "h11" else ns.client,
         "procs": ns.procs,
         "timeout_s": ns.timeout,
         "protocol_version": ns.protocol_version,

@@ -53,7 +53,7 @@ class BenchConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     headers: list[tuple[str, str]] = []
     http2: bool = False
     insecure: bool = False
-    client: Literal["raw", "h11", "httpx"] = "raw"
+    client: Literal["raw", "httpx"] = "raw"
     procs: PositiveInt = 1
     timeout_s: Annotated[float, Meta(gt=0)] = 30.0
     protocol_version: str | None = None
