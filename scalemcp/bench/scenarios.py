@@ -15,12 +15,13 @@ from typing import Any, Protocol
 
 import msgspec
 import trio
+from msgspec import UNSET
 
-from . import jsonrpc
+from . import messages
 from .client import McpClient
 from .config import BenchConfig
 from .errors import McpError
-from .jsonrpc import Message
+from .messages import Message
 from .stats import Recorder
 
 __all__ = ["ClientCtx", "Scenario", "make_scenario"]
@@ -94,13 +95,11 @@ class Scenario:
             await ctx.mcp.open()
 
 
-def check_tool_result(message: Message) -> jsonrpc.ToolResultHead:
-    if not message.result:
+def check_tool_result(message: Message) -> messages.ToolResultHead:
+    """The checked head of a tools/call result; ``isError`` raises `McpError` ``tool_error``."""
+    if message.result is UNSET:
         raise McpError("no_result", "response without result")
-    try:
-        head = jsonrpc.decode_tool_head(message.result)
-    except msgspec.DecodeError as exc:
-        raise McpError("decode", str(exc)) from exc
+    head = messages.decode_tool_head(message.result)
     if head.is_error:
         raise McpError("tool_error", bytes(message.result)[:200].decode(errors="replace"))
     return head
@@ -131,9 +130,9 @@ class ProgressScenario(Scenario):
 
         async def on_message(message: Message, _event_id: str | None) -> None:
             nonlocal seen
-            if message.method != "notifications/progress" or not message.params:
+            if message.method != "notifications/progress":
                 return
-            if jsonrpc.decode_progress(message.params).progress_token == token:
+            if messages.decode_progress(message.params).progress_token == token:
                 seen += 1
 
         params = {"name": self.tool, "arguments": self.args, "_meta": {"progressToken": token}}
