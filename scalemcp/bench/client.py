@@ -27,7 +27,7 @@ from msgspec import UNSET
 from . import messages
 from .errors import McpError
 from .http import Headers, HttpClient, Response
-from .messages import Message, RequestId
+from .messages import ErrorObject, Message, RequestId
 from .sse import SseDecoder
 
 __all__ = [
@@ -272,5 +272,15 @@ async def error_detail(response: Response) -> str:
         body = await response.read()
     finally:
         await response.aclose()
-    text = body[:300].decode(errors="replace").strip()
+    text = _jsonrpc_error_message(body) or body[:300].decode(errors="replace").strip()
     return f"HTTP {response.status}" + (f": {text}" if text else "")
+
+
+def _jsonrpc_error_message(body: bytes) -> str | None:
+    """The error message of a JSON-RPC error body (it says it best), else None."""
+    try:
+        decoded = messages.decode(body)
+    except McpError:
+        return None
+    error = decoded[0].error if decoded else UNSET
+    return error.message if isinstance(error, ErrorObject) else None

@@ -19,7 +19,7 @@ import trio
 
 from . import messages
 from .client import OnMessage, OnRequest, check_response, error_detail
-from .errors import McpError
+from .errors import McpError, single_errors
 from .http import Headers, HttpClient, HttpError, Response
 from .messages import Message
 from .sse import SseDecoder, SseEvent
@@ -181,12 +181,13 @@ async def open_legacy_client(
     http: HttpClient, sse_path: str, *, headers: Headers = (), timeout_s: float = 30.0
 ) -> AsyncIterator[LegacyClient]:
     """A `LegacyClient` whose reader tasks live in a nursery closed on exit."""
-    async with trio.open_nursery() as nursery:
-        client = LegacyClient(http, sse_path, nursery, headers)
-        try:
-            yield client
-        finally:
-            with trio.move_on_after(min(timeout_s, 2.0)) as scope:
-                scope.shield = True
-                await client.close()
-            nursery.cancel_scope.cancel()
+    with single_errors():
+        async with trio.open_nursery() as nursery:
+            client = LegacyClient(http, sse_path, nursery, headers)
+            try:
+                yield client
+            finally:
+                with trio.move_on_after(min(timeout_s, 2.0)) as scope:
+                    scope.shield = True
+                    await client.close()
+                nursery.cancel_scope.cancel()

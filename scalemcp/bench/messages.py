@@ -18,7 +18,7 @@ from msgspec import UNSET, Raw
 
 from ..errors import ProtocolError
 from ..protocol import jsonrpc
-from ..protocol.jsonrpc import Message, RequestId
+from ..protocol.jsonrpc import ErrorObject, Message, RequestId
 from ..protocol.versions import LATEST_SESSION_VERSION, LEGACY_SSE_VERSION, MODERN_VERSIONS
 from .errors import McpError
 
@@ -26,6 +26,7 @@ __all__ = [
     "LEGACY_SSE_VERSION",
     "MODERN_VERSION",
     "SESSION_VERSION",
+    "ErrorObject",
     "InputRequest",
     "ListedTool",
     "Message",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import trio
@@ -19,32 +19,13 @@ from msgspec import UNSET
 
 from . import messages
 from .client import McpClient
+from .clients import McpLike
 from .config import BenchConfig
 from .errors import McpError
 from .messages import Message
 from .stats import Recorder
 
 __all__ = ["ClientCtx", "Scenario", "make_scenario"]
-
-
-class McpLike(Protocol):
-    """What scenarios need from a client; `McpClient` and the legacy client have it."""
-
-    @property
-    def is_open(self) -> bool: ...
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def request(
-        self,
-        method: str,
-        params: dict[str, Any] | None = None,
-        *,
-        on_message: Any = None,
-        on_request: Any = None,
-    ) -> Message: ...
 
 
 class ClientCtx:

