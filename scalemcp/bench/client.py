@@ -27,7 +27,7 @@ from msgspec import UNSET
 from . import messages
 from .errors import McpError
 from .http import Headers, HttpClient, Response
-from .messages import ErrorObject, Message, RequestId
+from .messages import ErrorObject, InitializeResultHead, Message, RequestId
 from .sse import SseDecoder
 
 __all__ = [
@@ -136,7 +136,8 @@ class McpClient:
         self.session_id = None
         self._initialized = False
         result = await self.request("initialize", messages.initialize_params(self.version))
-        self.version = messages.decode_initialize(result.result).protocol_version
+        head = messages.decode_part(InitializeResultHead, result.result, "initialize result")
+        self.version = head.protocol_version
         await self.notify("notifications/initialized")
         self._initialized = True
 

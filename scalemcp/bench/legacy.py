@@ -21,7 +21,7 @@ from . import messages
 from .client import OnMessage, OnRequest, check_response, error_detail
 from .errors import McpError, single_errors
 from .http import Headers, HttpClient, HttpError, Response
-from .messages import Message
+from .messages import Message, ProgressParams
 from .sse import SseDecoder, SseEvent
 
 __all__ = ["LegacyClient", "open_legacy_client"]
@@ -162,7 +162,8 @@ class LegacyClient:
             return
         token = None
         if message.method == "notifications/progress":
-            token = str(messages.decode_progress(message.params).progress_token)
+            progress = messages.decode_part(ProgressParams, message.params, "progress")
+            token = str(progress.progress_token)
         target = self._by_token.get(token) if token is not None else None
         if target is not None and target.on_message is not None:
             await target.on_message(message, event_id)

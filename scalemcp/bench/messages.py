@@ -11,10 +11,10 @@ on top: request bodies, the modern era's per-request ``_meta``, and the
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
-from msgspec import UNSET, Raw
+from msgspec import Raw, UnsetType
 
 from ..errors import ProtocolError
 from ..protocol import jsonrpc
@@ -27,17 +27,16 @@ __all__ = [
     "MODERN_VERSION",
     "SESSION_VERSION",
     "ErrorObject",
+    "InitializeResultHead",
     "InputRequest",
     "ListedTool",
     "Message",
     "ProgressParams",
     "RequestId",
     "ToolResultHead",
+    "ToolsPage",
     "decode",
-    "decode_initialize",
-    "decode_progress",
-    "decode_tool_head",
-    "decode_tools_page",
+    "decode_part",
     "initialize_params",
     "modern_meta",
     "notification",
@@ -89,10 +88,11 @@ class ToolsPage(msgspec.Struct, frozen=True, rename="camel"):
     next_cursor: str | None = None
 
 
-_tool_head_decoder: Final = msgspec.json.Decoder(ToolResultHead)
-_progress_decoder: Final = msgspec.json.Decoder(ProgressParams)
-_init_decoder: Final = msgspec.json.Decoder(InitializeResultHead)
-_tools_page_decoder: Final = msgspec.json.Decoder(ToolsPage)
+_decoders: Final[dict[type, msgspec.json.Decoder[Any]]] = {
+    kind: msgspec.json.Decoder(kind)
+    for kind in (ToolResultHead, ProgressParams, InitializeResultHead, ToolsPage)
+}
+T = TypeVar("T", ToolResultHead, ProgressParams, InitializeResultHead, ToolsPage)
 
 
 def decode(data: bytes) -> list[Message]:
@@ -104,33 +104,15 @@ def decode(data: bytes) -> list[Message]:
     return decoded if isinstance(decoded, list) else [decoded]
 
 
-def _decode_raw(decoder: msgspec.json.Decoder[Any], raw: Raw | Any, what: str) -> Any:
-    if raw is UNSET:
+def decode_part(kind: type[T], raw: Raw | UnsetType, what: str) -> T:
+    """The ``params`` or ``result`` ``raw`` (named ``what`` in errors) as a ``kind``."""
+    if isinstance(raw, UnsetType):
         raise McpError("decode", f"{what} is missing")
     try:
-        return decoder.decode(raw)
+        value: T = _decoders[kind].decode(raw)
     except msgspec.DecodeError as exc:
         raise McpError("decode", f"{what}: {exc}") from exc
-
-
-def decode_tool_head(raw: Raw | Any) -> ToolResultHead:
-    head: ToolResultHead = _decode_raw(_tool_head_decoder, raw, "tools/call result")
-    return head
-
-
-def decode_progress(raw: Raw | Any) -> ProgressParams:
-    params: ProgressParams = _decode_raw(_progress_decoder, raw, "progress params")
-    return params
-
-
-def decode_initialize(raw: Raw | Any) -> InitializeResultHead:
-    head: InitializeResultHead = _decode_raw(_init_decoder, raw, "initialize result")
-    return head
-
-
-def decode_tools_page(raw: Raw | Any) -> ToolsPage:
-    page: ToolsPage = _decode_raw(_tools_page_decoder, raw, "tools/list result")
-    return page
+    return value
 
 
 def modern_meta(

@@ -26,7 +26,7 @@ from .clients import McpLike, open_mcp_client
 from .config import DEFAULT_TOOLS, BenchConfig
 from .errors import McpError
 from .http import ConnectError, HttpError
-from .messages import ListedTool, decode_tools_page
+from .messages import ListedTool, ToolsPage, decode_part
 
 __all__ = ["TargetError", "check_target"]
 
@@ -44,7 +44,8 @@ async def list_tools(mcp: McpLike) -> dict[str, ListedTool]:
     tools: dict[str, ListedTool] = {}
     params: dict[str, Any] = {}
     for _ in range(_MAX_PAGES):
-        page = decode_tools_page((await mcp.request("tools/list", params)).result)
+        result = (await mcp.request("tools/list", params)).result
+        page = decode_part(ToolsPage, result, "tools/list result")
         tools.update((tool.name, tool) for tool in page.tools)
         if not page.next_cursor:
             break
@@ -143,5 +144,6 @@ async def check_target(config: BenchConfig) -> BenchConfig:
     except ConnectError as exc:
         raise TargetError(f"{exc} (is the server running at {config.url}?)") from exc
     except HttpError as exc:
-        raise TargetError(f"{config.url} broke the HTTP exchange: {exc}") from exc
+        hint = " (does it speak HTTP/2? try without --http2)" if config.http2 else ""
+        raise TargetError(f"{config.url} broke the HTTP exchange: {exc}{hint}") from exc
     return settle(config, offered)

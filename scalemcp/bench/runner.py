@@ -178,6 +178,9 @@ class _Run:
                         self.connect_failed(detail)
                         if not open_loop:  # as a real client would, not thousands a second
                             await trio.sleep(_CONNECT_BACKOFF_S)
+                    # An operation that fails before any I/O never yields: without this,
+                    # a closed loop of instant failures starves every other task.
+                    await trio.lowlevel.checkpoint()
                 else:
                     now = trio.current_time()
                     rec.ok(name, now - intended)

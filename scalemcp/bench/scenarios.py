@@ -22,7 +22,7 @@ from .client import McpClient
 from .clients import McpLike
 from .config import BenchConfig
 from .errors import McpError
-from .messages import Message
+from .messages import Message, ProgressParams, ToolResultHead
 from .stats import Recorder
 
 __all__ = ["ClientCtx", "Scenario", "make_scenario"]
@@ -76,11 +76,11 @@ class Scenario:
             await ctx.mcp.open()
 
 
-def check_tool_result(message: Message) -> messages.ToolResultHead:
+def check_tool_result(message: Message) -> ToolResultHead:
     """The checked head of a tools/call result; ``isError`` raises `McpError` ``tool_error``."""
     if message.result is UNSET:
         raise McpError("no_result", "response without result")
-    head = messages.decode_tool_head(message.result)
+    head = messages.decode_part(ToolResultHead, message.result, "tools/call result")
     if head.is_error:
         raise McpError("tool_error", bytes(message.result)[:200].decode(errors="replace"))
     return head
@@ -113,7 +113,8 @@ class ProgressScenario(Scenario):
             nonlocal seen
             if message.method != "notifications/progress":
                 return
-            if messages.decode_progress(message.params).progress_token == token:
+            progress = messages.decode_part(ProgressParams, message.params, "progress")
+            if progress.progress_token == token:
                 seen += 1
 
         params = {"name": self.tool, "arguments": self.args, "_meta": {"progressToken": token}}

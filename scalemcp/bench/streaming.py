@@ -35,7 +35,7 @@ from .answers import elicitation_result
 from .client import McpClient, check_response, read_messages
 from .errors import McpError
 from .http import Response
-from .messages import Message
+from .messages import Message, ProgressParams
 from .scenarios import ClientCtx, Scenario, check_tool_result
 
 __all__ = ["ElicitScenario", "ListenScenario", "ResumeScenario"]
@@ -81,7 +81,7 @@ class ResumeScenario(Scenario):
                 async for message, event_id in stream:
                     state["last_id"] = event_id or state["last_id"]
                     if message.method == "notifications/progress":
-                        progress = messages.decode_progress(message.params)
+                        progress = messages.decode_part(ProgressParams, message.params, "progress")
                         if progress.progress_token == token:
                             seen[progress.progress] = seen.get(progress.progress, 0) + 1
                             if progress.total is not None:

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from scalemcp.bench.cli import main
+from scalemcp.bench.cli import main, run
+from scalemcp.bench.config import BenchConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK_TARGET = ROOT / "bench" / "targets" / "sdk_server.py"
@@ -179,3 +180,42 @@ def test_resume_counts_lost_and_duplicated_events(sdk_sse: str, tmp_path: Path) 
 
 def test_legacy_sse(sdk_legacy: str, tmp_path: Path) -> None:
     bench(sdk_legacy, tmp_path, "--era", "legacy-sse", "--scenario", "call")
+
+
+@pytest.mark.parametrize(
+    ("era", "http2"), [("session", False), ("modern", False), ("session", True)]
+)
+def test_httpx_client_cross_check(
+    sdk_sse: str, sdk_hypercorn: str, tmp_path: Path, era: str, http2: bool
+) -> None:
+    url = sdk_hypercorn if http2 else sdk_sse
+    extra = ["--http2"] if http2 else []
+    report = bench(url, tmp_path, "--client", "httpx", "--era", era, "--scenario", "call-progress",
+                   *extra)
+    assert report["config"]["client"] == "httpx"
+    assert report["counters"]["progress_notifications"] == 5 * report["requests"]
+
+
+@pytest.mark.parametrize("client", ["raw", "httpx"])
+def test_http2_against_an_http1_server_is_one_line(
+    sdk_sse: str, client: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # uvicorn speaks no HTTP/2: the check before the run says so instead of a report
+    # of instant failures (which once also hid the error and measured a 0 s window).
+    assert main([sdk_sse, "--http2", "--client", client, "-d", "1", "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "broke the HTTP exchange" in captured.err
+    assert "without --http2" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_instant_failures_do_not_starve_the_clock(sdk_sse: str) -> None:
+    # Without the check, every operation fails before any I/O; the run must still
+    # last its duration and count them, not spin until the pacer runs out.
+    config = BenchConfig(url=sdk_sse, http2=True, clients=2, duration_s=1.0, warmup_s=0)
+    report = run(config, check=False)
+    assert report.requests == 0
+    assert set(report.errors_by_kind) <= {"protocol", "setup:protocol"}
+    assert report.window_s >= 0.9
+    assert report.client_cpu.cores_used <= 2.0

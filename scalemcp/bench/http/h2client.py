@@ -220,5 +220,8 @@ async def open_h2_client(origin: Origin, *, insecure: bool = False) -> AsyncIter
             try:
                 yield client
             finally:
+                # Close first: an await in the cancelled nursery would raise Cancelled,
+                # which the nursery then swallows together with the caller's error.
+                with trio.CancelScope(shield=True):
+                    await client.aclose()
                 nursery.cancel_scope.cancel()
-                await client.aclose()

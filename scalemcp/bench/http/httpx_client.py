@@ -46,7 +46,11 @@ class HttpxClient:
 
     def __init__(self, origin: Origin, *, http2: bool = False, insecure: bool = False) -> None:
         self._base = f"{origin.scheme}://{origin.authority}"
-        self._client = httpx.AsyncClient(http2=http2, verify=not insecure, timeout=None)
+        # http1=False makes httpx speak h2 by prior knowledge on http:// as the raw client
+        # does; with both allowed it would quietly use HTTP/1.1 there.
+        self._client = httpx.AsyncClient(
+            http1=not http2, http2=http2, verify=not insecure, timeout=None
+        )
 
     async def send(self, method: str, path: str, headers: Headers, body: bytes) -> HttpxResponse:
         request = self._client.build_request(
