@@ -113,7 +113,7 @@ async def test_wrong_path_and_wrong_era_say_what_to_change(quickstart_url: str) 
 
 
 async def test_missing_credentials_point_to_the_header_flag() -> None:
-    config = scalemcp.Config(auth="api_key", api_keys=[f"{hash_key('k-bench')} bench"])
+    config = scalemcp.Config.from_options(auth="api_key", api_keys=[f"{hash_key('k-bench')} bench"])
     async with open_server(quickstart, config) as url:
         assert_one_error(await cli(url, *SHORT), "HTTP 401", "-H")
         ok = await cli(url, *SHORT, "-H", "X-API-Key: k-bench")
