@@ -7,6 +7,12 @@ decode; the few parts of a result the bench checks decode with the small
 Structs below, each decoder built once. This module adds what a client needs
 on top: request bodies, the modern era's per-request ``_meta``, and the
 ``initialize`` params.
+
+The server's codec also checks what it decodes (UTF-8, the JSON-RPC envelope
+rules), so a broken answer is counted as ``decode`` rather than misread.
+Measured against the bench's former loose decoder (one ``tools/call`` result,
+encode + decode + result head, in-process, interleaved): 8.1 us against 5.9 us,
+a 1-2 % share of the client's CPU per request; not worth a second codec.
 """
 
 from __future__ import annotations
