@@ -124,7 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the MCP endpoint, e.g. http://127.0.0.1:8000/mcp (with --era legacy-sse: the "
         "/sse URL)",
     )
-    g = p.add_argument_group("what to run")
+    _what_to_run(p.add_argument_group("what to run"))
+    _how_much_load(p.add_argument_group("how much load"))
+    _http(p.add_argument_group("HTTP"))
+    _output(p.add_argument_group("output"))
+    return p
+
+
+def _what_to_run(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--era", choices=["session", "modern", "legacy-sse"], default="session",
         help="session: initialize + Mcp-Session-Id; modern: 2026-07-28 stateless requests; "
@@ -153,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delay between those notifications (default: 0; resume: 20)")
     g.add_argument("--drop-after", type=_positive_int, default=2, metavar="N",
                    help="resume: SSE events read before the stream is dropped (default: 2)")
-    g = p.add_argument_group("how much load")
+
+
+def _how_much_load(g: argparse._ArgumentGroup) -> None:
     g.add_argument("-c", "--clients", type=_positive_int, default=10, metavar="N",
                    help="simulated clients in total (default: 10)")
     g.add_argument("-d", "--duration", type=_seconds, metavar="S",
@@ -171,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load-generator processes sharing the clients (default: 1)")
     g.add_argument("--timeout", type=_positive, default=30.0, metavar="S",
                    help="seconds before an operation counts as a timeout (default: 30)")
-    g = p.add_argument_group("HTTP")
+
+
+def _http(g: argparse._ArgumentGroup) -> None:
     g.add_argument("-H", "--header", type=_header, action="append", default=[],
                    metavar="'NAME: VALUE'",
                    help="extra request header, repeatable, e.g. for auth (default: none)")
@@ -184,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTTP client: raw (lean HTTP/1.1, h2) or httpx, the real-client cross-check; "
         "needs httpx installed (default: raw)",
     )
-    g = p.add_argument_group("output")
+
+
+def _output(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--json", type=Path, metavar="FILE",
                    help="write the report as JSON (default: not written)")
     g.add_argument("--markdown", type=Path, metavar="FILE",
@@ -196,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a live progress line on stderr (default: on when stderr is a terminal)")
     g.add_argument("-q", "--quiet", action="store_true",
                    help="no summary on stdout (default: print it)")
-    return p
 
 
 def config_from_args(ns: argparse.Namespace) -> BenchConfig:

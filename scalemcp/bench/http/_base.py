@@ -126,7 +126,8 @@ async def open_stream(
             return stream
         return await trio.open_tcp_stream(origin.host, origin.port)
     except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-        raise ConnectError(f"cannot connect to {origin.authority}: {_reason(exc)}") from exc
+        where = f"[{origin.host}]" if ":" in origin.host else origin.host
+        raise ConnectError(f"cannot connect to {where}:{origin.port}: {_reason(exc)}") from exc
 
 
 def _reason(exc: BaseException) -> str:
