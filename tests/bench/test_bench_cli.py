@@ -24,6 +24,7 @@ import scalemcp
 from examples.quickstart import app as quickstart
 from scalemcp.security.api_keys import hash_key
 from scalemcp.testing import open_server
+from tests.stub_server import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_CLI = "import sys; from scalemcp.cli import main; sys.exit(main())"
@@ -110,6 +111,26 @@ async def test_wrong_path_and_wrong_era_say_what_to_change(quickstart_url: str) 
     assert_one_error(result, "HTTP 404", "MCP endpoint")
     result = await cli(quickstart_url, *SHORT, "--era", "legacy-sse")
     assert_one_error(result, "HTTP 400", "/sse URL")
+
+
+async def test_a_server_that_is_not_mcp_is_named_so() -> None:
+    async def html(scope: dict[str, Any], body: bytes, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/html")]})
+        await send({"type": "http.response.body", "body": b"<html>hello</html>"})
+
+    async with serving(html) as base:
+        result = await cli(base + "/mcp", *SHORT)
+    assert_one_error(result, "initialize", "not MCP JSON-RPC")
+
+
+async def test_a_server_that_never_answers_is_a_timeout() -> None:
+    with socket.socket() as sock:  # accepts connections (the backlog) but never answers
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+        result = await cli(url, "--timeout", "0.5")
+    assert_one_error(result, "did not answer within --timeout 0.5 s")
 
 
 async def test_missing_credentials_point_to_the_header_flag() -> None:

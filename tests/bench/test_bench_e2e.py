@@ -219,3 +219,16 @@ def test_instant_failures_do_not_starve_the_clock(sdk_sse: str) -> None:
     assert set(report.errors_by_kind) <= {"protocol", "setup:protocol"}
     assert report.window_s >= 0.9
     assert report.client_cpu.cores_used <= 2.0
+
+
+def test_resume_reports_a_failing_call_as_its_error_not_lost_events(sdk_sse: str) -> None:
+    # Even past the check (here skipped), a call to a missing tool is its own error.
+    config = BenchConfig(url=sdk_sse, scenario="resume", tool="nope", clients=2, duration_s=0.5,
+                         warmup_s=0, timeout_s=10)
+    report = run(config, check=False)
+    assert report.errors > 0
+    assert "lost_events" not in report.errors_by_kind, report.errors_by_kind
+    assert report.counters.get("events_lost", 0) == 0
+    assert set(report.errors_by_kind) <= {"tool_error", "jsonrpc_-32602", "resume_failed"}, (
+        report.error_samples
+    )
