@@ -22,6 +22,7 @@ import trio
 
 import scalemcp
 from examples.quickstart import app as quickstart
+from scalemcp.cli import main as scalemcp_main
 from scalemcp.security.api_keys import hash_key
 from scalemcp.testing import open_server
 from tests.stub_server import serving
@@ -172,11 +173,22 @@ async def test_a_missing_optional_package_is_one_line(
         (["{url}", "--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
-async def test_usage_errors_print_the_bench_usage(
-    closed_url: str, args: list[str], needle: str
+def test_usage_errors_print_the_bench_usage(
+    closed_url: str, args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = await cli(*(a.replace("{url}", closed_url) for a in args))
-    assert_one_error(result, "usage: scalemcp bench URL", needle, code=2)
+    # In-process through the top-level `scalemcp` entry point (a process each would
+    # add seconds of imports per case); the subprocess test below covers the process.
+    with pytest.raises(SystemExit) as info:
+        scalemcp_main(["bench", *(a.replace("{url}", closed_url) for a in args)])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert_one_error(Result(int(info.value.code or 0), "", captured.err),
+                     "usage: scalemcp bench URL", needle, code=2)
+
+
+async def test_a_usage_error_in_a_real_process(closed_url: str) -> None:
+    result = await cli(closed_url, "--clients", "0")
+    assert_one_error(result, "usage: scalemcp bench URL", "--clients: must be 1 or more", code=2)
 
 
 async def test_an_output_in_a_missing_directory_fails_before_the_run(closed_url: str) -> None:
