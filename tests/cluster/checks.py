@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 
-from .conftest import Fleet
+from tests.harness.fleet import Fleet
+
 from .wire import Event, call, progress_of, sse_events
 
 

@@ -20,7 +20,8 @@ import trio
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ClientMessageMetadata
 
-from .conftest import KEEPALIVE_S, Cluster, Node
+from tests.harness.fleet import KEEPALIVE_S, Cluster, Node
+
 from .wire import (
     ACCEPT,
     INIT,

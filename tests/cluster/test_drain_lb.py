@@ -19,7 +19,8 @@ import httpx
 import pytest
 import trio
 
-from .conftest import DRAIN_S, Cluster, Node, http_status
+from tests.harness.fleet import DRAIN_S, Cluster, Node, http_status
+
 from .wire import Event, call, eventually, modern_call, progress_of, start_session
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

@@ -16,10 +16,10 @@ import httpx
 import pytest
 import trio
 
-from tests.state.conftest import RedisClusterNodes
+from tests.harness.fleet import KEEPALIVE_S, Fleet, running
+from tests.harness.redis import RedisClusterNodes
 
 from .checks import cut_and_resume, elicit_across, served_by, whoami_spread
-from .conftest import KEEPALIVE_S, Fleet, running
 from .wire import call, sse_events, start_session
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

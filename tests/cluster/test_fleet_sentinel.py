@@ -21,10 +21,10 @@ import httpx
 import pytest
 import trio
 
-from tests.state.conftest import RedisServer, SentinelDeployment
+from tests.harness.fleet import Fleet, running
+from tests.harness.redis import RedisServer, SentinelDeployment
 
 from .checks import cut_and_resume, elicit_across, whoami_spread
-from .conftest import Fleet, running
 from .wire import (
     ACCEPT,
     INIT,

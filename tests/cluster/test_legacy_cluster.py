@@ -7,7 +7,7 @@ import json
 import httpx
 import trio
 
-from .conftest import Cluster
+from tests.harness.fleet import Cluster
 
 
 async def test_legacy_sse_posts_to_every_node(cluster: Cluster) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.harness.serve import ServeProcess
 
 from .test_helm import chart
 from .test_helm_config import server_start_config
@@ -46,7 +46,7 @@ class Pod:
 
     def __init__(self, name: str, chart: Any, tmp: Path) -> None:
         self.name, self.chart, self.tmp = name, chart, tmp
-        self.server: ServerProcess | None = None
+        self.server: ServeProcess | None = None
         self.ring: list[str] = []
 
     def roll(self, auth: dict[str, Any]) -> None:
@@ -54,7 +54,7 @@ class Pod:
         self.stop()
         self.ring = config.request_state.keys
         keys = [arg for key in self.ring for arg in ("--state-keys", key)]  # one per flag
-        self.server = ServerProcess("examples.quickstart:app", "--stateless-only", *keys)
+        self.server = ServeProcess("examples.quickstart:app", "--stateless-only", *keys)
 
     @property
     def url(self) -> str:

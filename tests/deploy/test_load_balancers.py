@@ -22,7 +22,6 @@ import httpx
 import pytest
 import trio
 
-from tests.cluster.conftest import HAProxy, Node, Redis, http_status, stop_group, wait_until
 from tests.cluster.wire import (
     Event,
     call,
@@ -31,7 +30,11 @@ from tests.cluster.wire import (
     sse_events,
     start_session,
 )
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
+from tests.harness.fleet import HAProxy, Node
+from tests.harness.ports import listening_socket, port_of
+from tests.harness.redis import RedisServer
+from tests.harness.serve import stop_group
 
 from .lb import HAPROXY_CFG, NGINX_CONF, Nginx
 
@@ -46,9 +49,10 @@ class Fleet:
 
     def __init__(self, workdir: Path) -> None:
         (workdir / "marks").mkdir()
-        self.redis = Redis(workdir)
+        self.redis = RedisServer(log=workdir / "redis.log")
         key = secrets.token_hex(32)
-        self.nodes = [Node(f"n{i}", self.redis, key, workdir, workers=1) for i in range(2)]
+        self.nodes = [Node(f"n{i}", self.redis.url, key, workdir, workers=1)
+                      for i in range(2)]
         for node in self.nodes:
             node.start()
         for node in self.nodes:
@@ -57,7 +61,7 @@ class Fleet:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-        self.redis.kill()
+        self.redis.stop()
 
 
 class Proxy:
@@ -72,12 +76,10 @@ class Proxy:
             self.haproxy.wait_status({n.name: "UP" for n in fleet.nodes})
             self.names = {n.name: n.name for n in fleet.nodes}
         else:
-            port = free_port()
-            self.nginx = Nginx(port, [(n.name, n.port) for n in fleet.nodes], workdir)
+            with listening_socket() as listener:  # nginx keeps its own copy
+                self.nginx = Nginx(listener, [(n.name, n.port) for n in fleet.nodes], workdir)
+                self.url = f"http://127.0.0.1:{port_of(listener)}/mcp"
             self.proc = self.nginx.proc
-            self.url = f"http://127.0.0.1:{port}/mcp"
-            base = self.url.removesuffix("/mcp")
-            wait_until(lambda: http_status(base + "/healthz") == 200, "nginx", proc=self.proc)
             self.names = {f"127.0.0.1:{n.port}": n.name for n in fleet.nodes}
 
     def node(self, response: httpx.Response) -> str:

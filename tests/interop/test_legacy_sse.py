@@ -8,14 +8,14 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import ServerProcess
+from tests.harness.serve import ServeProcess
 
 
-def _sse_url(server: ServerProcess) -> str:
+def _sse_url(server: ServeProcess) -> str:
     return server.url.removesuffix("/mcp") + "/sse"
 
 
-async def test_python_sdk_sse_client(quickstart_server: ServerProcess) -> None:
+async def test_python_sdk_sse_client(quickstart_server: ServeProcess) -> None:
     mcp = pytest.importorskip("mcp")
     from mcp.client.sse import sse_client
 
@@ -32,7 +32,7 @@ async def test_python_sdk_sse_client(quickstart_server: ServerProcess) -> None:
             assert read_result.contents[0].text == "Hello, ann!"
 
 
-async def test_raw_2024_11_05_exchange(quickstart_server: ServerProcess) -> None:
+async def test_raw_2024_11_05_exchange(quickstart_server: ServeProcess) -> None:
     base = quickstart_server.url.removesuffix("/mcp")
     with trio.fail_after(20):
         async with httpx.AsyncClient(base_url=base, timeout=10) as client, client.stream(

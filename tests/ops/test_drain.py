@@ -18,8 +18,9 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from scalemcp.config import Config
 from scalemcp.ops.drain import HARD_STOP_MARGIN_S
 from scalemcp.server import asgi_app, hypercorn_config
+from tests.harness.client import HEADERS, initialize, tool_call
+from tests.harness.serve import open_serve
 from tests.ops.app import app
-from tests.ops.support import HEADERS, call_tool, initialize, open_serve
 
 MODERN = {"accept": "application/json, text/event-stream", "content-type": "application/json",
           "mcp-protocol-version": "2026-07-28", "mcp-method": "subscriptions/listen"}
@@ -70,7 +71,7 @@ async def test_drain_in_process_closes_every_kind_of_stream() -> None:
             nursery.start_soon(streams["get"].read, client, "GET", url,
                                {**session, "accept": "text/event-stream"})
             nursery.start_soon(streams["post"].read, client, "POST", url, session,
-                               call_tool("slow", steps=200))
+                               tool_call("slow", {"steps": 200}, 2))
             nursery.start_soon(streams["legacy"].read, client, "GET", base + "/sse",
                                {"accept": "text/event-stream"})
             nursery.start_soon(streams["listen"].read, client, "POST", url, MODERN, LISTEN)
@@ -124,7 +125,7 @@ async def test_sigterm_drains_streams_and_exits_zero() -> None:
                 nursery.start_soon(get.read, client, "GET", url,
                                    {**session, "accept": "text/event-stream"})
                 nursery.start_soon(post.read, client, "POST", url, session,
-                                   call_tool("slow", steps=400))
+                                   tool_call("slow", {"steps": 400}, 2))
                 await get.open.wait()
                 await post.open.wait()
 

@@ -16,8 +16,8 @@ import trio
 from scalemcp.config import Config
 from scalemcp.testing import open_server
 from tests.conftest import ROOT
+from tests.harness.client import HEADERS, initialize, tool_call
 from tests.ops.app import app
-from tests.ops.support import HEADERS, call_tool, initialize
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -68,7 +68,7 @@ async def test_session_span_continues_the_http_traceparent(spans: InMemorySpanEx
             headers = {**HEADERS, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25",
                        "traceparent": f"00-{TRACE}-{HTTP_SPAN}-01"}
             for rid, name in ((2, "whoami"), (3, "traced"), (4, "nope")):
-                response = await client.post(url, json=call_tool(name, rid), headers=headers)
+                response = await client.post(url, json=tool_call(name, None, rid), headers=headers)
                 assert response.status_code == 200, response.text
     from opentelemetry import trace
 
@@ -144,7 +144,7 @@ async def test_no_span_without_tracing(spans: InMemorySpanExporter) -> None:
             sid = (await client.post(url, json=initialize(), headers=HEADERS)
                    ).headers["mcp-session-id"]
             headers = {**HEADERS, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
-            await client.post(url, json=call_tool("whoami"), headers=headers)
+            await client.post(url, json=tool_call("whoami", None, 2), headers=headers)
     assert [s.name for s in spans.get_finished_spans()] == []
 
 

@@ -16,7 +16,7 @@ import httpx
 import trio
 
 from scalemcp.ops.workers import _MAX_REPLACED
-from tests.ops.support import open_serve
+from tests.harness.serve import open_serve
 
 MODERN = {"accept": "application/json, text/event-stream", "content-type": "application/json",
           "mcp-protocol-version": "2026-07-28", "mcp-method": "server/discover"}

@@ -28,8 +28,8 @@ from scalemcp.state.base import StateBackend
 from scalemcp.state.redis import RedisBackend
 from scalemcp.testing import open_server
 from scalemcp.transport.asgi import ASGIApp
-from tests.conftest import free_port
-from tests.state.conftest import RedisServer
+from tests.harness.ports import refused_port
+from tests.harness.redis import RedisServer
 
 from .support import ACCEPT, SESSION_VERSION, initialize, modern_call, rpc, session_headers
 
@@ -320,8 +320,8 @@ async def test_two_workers_share_one_fleet_wide_budget(redis_server: RedisServer
 
 async def test_a_dead_redis_fails_open() -> None:
     config = scalemcp.Config.from_options(rate_limit_per_principal_rps=1.0)
-    dead = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", connect_timeout_s=0.5)
-    with trio.fail_after(20):
+    with refused_port() as port, trio.fail_after(20):
+        dead = RedisBackend(f"redis://127.0.0.1:{port}/0", connect_timeout_s=0.5)
         async with open_worker(limits_app(), config, dead) as url, httpx.AsyncClient() as http:
             for _ in range(3):  # over the limit, yet served: stateless requests need no Redis
                 r = await modern_call(http, url, NO_AUTH, "tools/list")

@@ -10,8 +10,8 @@ import trio
 
 from scalemcp.state.base import StreamRead
 from scalemcp.state.redis_layout import hash_slot
+from tests.harness.redis import RedisClusterNodes
 
-from .conftest import RedisClusterNodes
 from .test_contract import record
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

@@ -12,7 +12,7 @@ import trio
 
 from scalemcp.errors import BackendUnavailable
 from scalemcp.state.base import SessionRecord, StateBackend, StreamRead
-from tests.conftest import free_port
+from tests.harness.ports import refused_port
 
 from .conftest import OpenBackend, Target
 
@@ -508,8 +508,8 @@ async def test_two_workers_count_sessions(open_redis: OpenBackend) -> None:
 async def test_unreachable_redis_is_backend_unavailable(url: str) -> None:
     from scalemcp.state.redis import RedisBackend
 
-    with trio.fail_after(10):
-        state = RedisBackend(url.format(port=free_port()), connect_timeout_s=0.5)
+    with refused_port() as port, trio.fail_after(10):
+        state = RedisBackend(url.format(port=port), connect_timeout_s=0.5)
         async with state.open():
             assert await state.ready() is False
             with pytest.raises(BackendUnavailable):

@@ -13,7 +13,7 @@ import trio
 from scalemcp.errors import BackendUnavailable
 from scalemcp.state.base import TokenBucket
 from scalemcp.state.redis import RedisBackend
-from tests.conftest import free_port
+from tests.harness.ports import refused_port
 
 from .conftest import OpenBackend
 
@@ -106,8 +106,8 @@ async def test_buckets_expire_once_refilled(open_redis: OpenBackend) -> None:
 
 
 async def test_a_dead_redis_raises_backend_unavailable() -> None:
-    state = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", connect_timeout_s=0.5)
-    with trio.fail_after(10):
+    with refused_port() as port, trio.fail_after(10):
+        state = RedisBackend(f"redis://127.0.0.1:{port}/0", connect_timeout_s=0.5)
         async with state.open():
             with pytest.raises(BackendUnavailable):
                 await state.take_tokens("alice", [PER_PRINCIPAL])

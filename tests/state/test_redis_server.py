@@ -21,8 +21,9 @@ from examples.quickstart import app
 from scalemcp.config import Config
 from scalemcp.state.redis_layout import APPEND, LOAD_SESSION, READ, UPDATE_SESSION
 from scalemcp.testing import open_server
+from tests.harness.redis import RedisServer
 
-from .conftest import RedisServer, Target
+from .conftest import Target
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 

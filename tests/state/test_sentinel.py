@@ -10,9 +10,10 @@ import trio
 
 from scalemcp.errors import BackendUnavailable
 from scalemcp.state.base import StateBackend
+from tests.harness.redis import SentinelDeployment
 
 from . import test_contract as contract
-from .conftest import OpenBackend, SentinelDeployment, opener
+from .conftest import OpenBackend, opener
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
