@@ -22,19 +22,13 @@ import httpx
 import pytest
 import trio
 
-from tests.cluster.wire import (
-    Event,
-    call,
-    modern_call,
-    progress_of,
-    sse_events,
-    start_session,
-)
 from tests.conftest import ROOT
+from tests.harness.client import ELICITATION, modern_call, start_session, tool_call
 from tests.harness.fleet import HAProxy, Node
 from tests.harness.ports import listening_socket, port_of
 from tests.harness.redis import RedisServer
 from tests.harness.serve import stop_group
+from tests.harness.sse import Event, progress_of, sse_events
 
 from .lb import HAPROXY_CFG, NGINX_CONF, Nginx
 
@@ -120,8 +114,8 @@ async def test_sse_progress_streams_and_resumes_on_the_other_node(proxy: Proxy) 
     rest: list[Event] = []
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient(timeout=10) as client:
-            headers = await start_session(client, proxy.url)
-            body = call(7, "countdown", {"n": STEPS, "delay_ms": STEP_MS}, progressToken="p")
+            headers = await start_session(client, proxy.url, capabilities=ELICITATION)
+            body = tool_call("countdown", {"n": STEPS, "delay_ms": STEP_MS}, 7, progressToken="p")
             started = time.monotonic()
             async with client.stream("POST", proxy.url, json=body, headers=headers) as answer:
                 assert answer.headers["content-type"].startswith("text/event-stream")
@@ -157,8 +151,8 @@ async def test_sse_progress_streams_and_resumes_on_the_other_node(proxy: Proxy) 
 
 async def _first_progress_after(client: httpx.AsyncClient, url: str) -> float:
     """Seconds from sending a session-era tools/call to its first progress event."""
-    headers = await start_session(client, url)
-    body = call(1, "countdown", {"n": 2, "delay_ms": 400}, progressToken="p")
+    headers = await start_session(client, url, capabilities=ELICITATION)
+    body = tool_call("countdown", {"n": 2, "delay_ms": 400}, 1, progressToken="p")
     started = time.monotonic()
     async with client.stream("POST", url, json=body, headers=headers) as answer:
         async for event in sse_events(answer):

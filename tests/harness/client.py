@@ -32,6 +32,8 @@ SESSION_VERSION = "2025-11-25"
 SESSION_VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")
 MODERN_VERSION = "2026-07-28"
 LEGACY_VERSION = "2024-11-05"
+#: The client capability a test that answers elicitations declares.
+ELICITATION: dict[str, Any] = {"elicitation": {}}
 #: The headers of a POST outside a session (initialize).
 HEADERS = {"accept": ACCEPT, "content-type": JSON}
 #: Versions whose requests carry no MCP-Protocol-Version header.
@@ -235,6 +237,15 @@ class Session:
         return await self.http.delete(self.url, headers=headers)
 
 
+async def start_session(http: httpx.AsyncClient, url: str, version: str = SESSION_VERSION,
+                        capabilities: dict[str, Any] | None = None) -> dict[str, str]:
+    """A new session (``initialize`` + ``notifications/initialized``): the headers every
+    later request in it carries."""
+    session = Session(http, url, version, capabilities=capabilities)
+    await session.initialize()
+    return session.headers()
+
+
 class Stateless:
     """The stateless 2026-07-28 era: every request stands alone."""
 
@@ -272,6 +283,12 @@ class Stateless:
                         rid: int | str = 1) -> httpx.Response:
         return await self.call("tools/call", {"name": tool, "arguments": arguments or {}},
                                tool, rid)
+
+
+async def modern_call(http: httpx.AsyncClient, url: str, rid: int | str, tool: str,
+                      arguments: dict[str, Any] | None = None) -> httpx.Response:
+    """A stateless 2026-07-28 ``tools/call`` (``_meta`` in the body, Mcp-Method/Mcp-Name)."""
+    return await Stateless(http, url).call_tool(tool, arguments, rid)
 
 
 async def read_events(response: httpx.Response, limit: int | None = None) -> list[Event]:

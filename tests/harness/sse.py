@@ -1,8 +1,10 @@
 """Server-sent events as a client reads them: one parser for every test.
 
-:class:`SseParser` takes text as it arrives and returns each complete event; a blank line
-after only comments (a keep-alive) is no event. An event id of a scalemcp stream reads
-``STREAM:POSITION``; :class:`Event` splits it.
+:class:`SseParser` takes text as it arrives and returns each complete event: a block with
+data or an id (a priming event has an id and no data). A block of comments only (a
+keep-alive) or of a ``retry:`` hint only (sent before a connection is dropped) is no
+event. An event id of a scalemcp stream reads ``STREAM:POSITION``; :class:`Event` splits
+it.
 """
 
 from __future__ import annotations
@@ -56,12 +58,15 @@ class SseParser:
             line, self._buffer = self._buffer[:end].removesuffix("\r"), self._buffer[end + 1:]
             if line:
                 self._field(line)
-            elif self._fields or self._data:
-                events.append(Event(self._fields.get("id"), "\n".join(self._data),
-                                    self._fields.get("event"),
-                                    int(self._fields["retry"]) if "retry" in self._fields
-                                    else None))
-                self._fields, self._data = {}, []
+                continue
+            if "id" not in self._fields and not self._data:
+                self._fields = {}  # a retry hint alone, or nothing
+                continue
+            retry = self._fields.get("retry")
+            events.append(Event(self._fields.get("id"), "\n".join(self._data),
+                                self._fields.get("event"),
+                                int(retry) if retry is not None else None))
+            self._fields, self._data = {}, []
 
     def _field(self, line: str) -> None:
         if line.startswith(":"):
@@ -101,3 +106,9 @@ async def sse_events(response: httpx.Response, *, complete: bool = False
 def messages(events: list[Event]) -> list[Any]:
     """The JSON messages of ``events`` (priming events left out)."""
     return [e.message for e in events if e.data]
+
+
+def progress_of(events: list[Event]) -> list[float]:
+    """The ``progress`` of every progress notification among ``events``."""
+    return [m["params"]["progress"] for e in events if (m := e.message)
+            and m.get("method") == "notifications/progress"]
