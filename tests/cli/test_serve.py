@@ -65,7 +65,6 @@ def test_config_precedence(tmp_path: pathlib.Path) -> None:
 
 def _self_signed(tmp_path: pathlib.Path) -> tuple[str, str]:
     """The certificate ``scalemcp dev-cert`` writes."""
-    pytest.importorskip("cryptography")
     result = subprocess.run([sys.executable, "-m", "scalemcp.cli", "dev-cert", "--out",
                              str(tmp_path / "tls")], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -76,7 +75,6 @@ def _self_signed(tmp_path: pathlib.Path) -> tuple[str, str]:
 
 
 def test_https_with_http2(tmp_path: pathlib.Path) -> None:
-    pytest.importorskip("h2")
     certfile, keyfile = _self_signed(tmp_path)
     server = ServeProcess("examples.quickstart:app", "--certfile", certfile,
                            "--keyfile", keyfile)

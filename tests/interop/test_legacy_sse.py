@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
+import mcp
 import trio
 
 from tests.harness.serve import ServeProcess
@@ -16,7 +16,6 @@ def _sse_url(server: ServeProcess) -> str:
 
 
 async def test_python_sdk_sse_client(quickstart_server: ServeProcess) -> None:
-    mcp = pytest.importorskip("mcp")
     from mcp.client.sse import sse_client
 
     with trio.fail_after(20):

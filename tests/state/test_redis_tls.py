@@ -29,7 +29,6 @@ class Pki:
 
 
 def _pki(tmp: pathlib.Path) -> Pki:
-    pytest.importorskip("cryptography")
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
