@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 import pytest
+from trio.testing import MockClock
 
 from scalemcp.state.base import StateBackend
 from scalemcp.state.memory import MemoryBackend
@@ -55,6 +56,14 @@ _TARGETS = {"redis": "redis_server", "redis-cluster": "redis_cluster",
 @pytest.fixture(params=BACKENDS)
 def backend_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def clock(backend_kind: str) -> MockClock | None:
+    """The test's clock (pytest-trio runs a test on a Clock it takes as an argument): mock
+    time that jumps ahead whenever every task waits, for the memory backend, which keeps
+    time with Trio; Redis expires keys in real time, so the Redis kinds run on a real one."""
+    return MockClock(autojump_threshold=0) if backend_kind == "memory" else None
 
 
 @pytest.fixture(params=REDIS_KINDS)

@@ -3,12 +3,18 @@ Redis fleet behaviours.
 
 Each test runs against every backend (``open_backend`` is parametrized); the tests at the
 end run two Redis backends ("workers") that share one redis-server or one cluster.
+
+A test about time (idle TTLs, claims) takes the ``clock`` fixture: mock time on the memory
+backend, so its sleeps cost nothing; real time on Redis, whose TTLs run on its own clock.
+A test that needs a read to be waiting before it writes waits for every task to block
+(``wait_all_tasks_blocked``) and checks that the read has not returned.
 """
 
 from __future__ import annotations
 
 import pytest
 import trio
+from trio.testing import MockClock, wait_all_tasks_blocked
 
 from scalemcp.errors import BackendUnavailable
 from scalemcp.state.base import SessionRecord, StateBackend, StreamRead
@@ -84,7 +90,8 @@ async def test_subscribe_and_unsubscribe_one_uri_at_a_time(open_backend: OpenBac
             assert await state.load_session("gone") is None
 
 
-async def test_idle_ttl_expires_and_load_renews(open_backend: OpenBackend) -> None:
+async def test_idle_ttl_expires_and_load_renews(open_backend: OpenBackend,
+                                               clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend(idle_ttl_s=0.5) as state:
             await state.create_session(record("kept"))
@@ -97,7 +104,8 @@ async def test_idle_ttl_expires_and_load_renews(open_backend: OpenBackend) -> No
             assert await state.load_session("idle") is None
 
 
-async def test_count_sessions_per_principal(open_backend: OpenBackend) -> None:
+async def test_count_sessions_per_principal(open_backend: OpenBackend,
+                                           clock: MockClock | None) -> None:
     with trio.fail_after(10):
         # The TTL leaves a1's renewals (every 0.25 s) ample margin on a loaded machine.
         async with open_backend(idle_ttl_s=2.0) as state:
@@ -119,7 +127,8 @@ async def test_count_sessions_per_principal(open_backend: OpenBackend) -> None:
             assert await state.count_sessions("bob") == 0
 
 
-async def test_max_sessions_evicts_the_oldest(open_backend: OpenBackend) -> None:
+async def test_max_sessions_evicts_the_oldest(open_backend: OpenBackend,
+                                             clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend(max_sessions=3) as state:
             for i in range(5):
@@ -172,14 +181,16 @@ async def test_blocking_read_woken_by_append(open_backend: OpenBackend) -> None:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.2)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 started = trio.current_time()
                 await state.append("s", "p", b"second")
             assert trio.current_time() - started < 1.0
             assert [e.data for e in result[0].events] == [b"second"]
 
 
-async def test_read_waits_then_returns_nothing(open_backend: OpenBackend) -> None:
+async def test_read_waits_then_returns_nothing(open_backend: OpenBackend,
+                                              clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend() as state:
             await state.create_session(record("s"))
@@ -204,7 +215,7 @@ async def test_concurrent_appends_are_read_once_in_order(open_backend: OpenBacke
                     data = f"{name}{i}".encode()
                     await state.append("s", "p", data)
                     written.append(data)
-                    await trio.sleep(0.001 * (i % 3))
+                    await trio.sleep(0.001 * (i % 3))  # real time: uneven interleaving
 
             async with trio.open_nursery() as nursery:
                 seen: list[bytes] = []
@@ -259,7 +270,8 @@ async def test_blocked_read_sees_the_final_event(open_backend: OpenBackend) -> N
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.1)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 await state.append("s", "p", b"done", final=True)
             assert [e.data for e in result[0].events] == [b"done"]
             assert result[0].ended
@@ -293,7 +305,8 @@ async def test_deleted_session_ends_streams(open_backend: OpenBackend) -> None:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.2)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 started = trio.current_time()
                 assert await state.delete_session("s")
             assert trio.current_time() - started < 1.0
@@ -305,7 +318,8 @@ async def test_deleted_session_ends_streams(open_backend: OpenBackend) -> None:
             assert (await state.read("s", "p", None, wait_s=0)).missing
 
 
-async def test_idle_expiry_ends_streams(open_backend: OpenBackend) -> None:
+async def test_idle_expiry_ends_streams(open_backend: OpenBackend,
+                                       clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend(idle_ttl_s=0.4) as state:
             await state.create_session(record("s"))
@@ -362,7 +376,8 @@ async def test_changes_fan_out(open_backend: OpenBackend) -> None:
             await state.publish_change(b"after")  # nobody listens: no error
 
 
-async def test_claim_once(open_backend: OpenBackend) -> None:
+async def test_claim_once(open_backend: OpenBackend,
+                         clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend() as state:
             assert await state.claim_once("k", 0.3) is True
@@ -434,7 +449,7 @@ async def test_two_workers_streams(open_redis: OpenBackend) -> None:
             async def produce() -> None:
                 for i in range(40):
                     await a.append("s", "p", b"%d" % i, final=i == 39)
-                    if i % 7 == 0:
+                    if i % 7 == 0:  # real time: bursts, so the reader parks in between
                         await trio.sleep(0.02)
 
             async with trio.open_nursery() as nursery:
@@ -459,12 +474,14 @@ async def test_two_workers_blocking_read_and_deletion(open_redis: OpenBackend) -
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.3)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 started = trio.current_time()
                 await a.append("s", "p", b"woken")
                 await woken.wait()
                 assert trio.current_time() - started < 1.0
-                await trio.sleep(0.3)
+                await wait_all_tasks_blocked()
+                assert len(result) == 1, "the second read did not wait"
                 started = trio.current_time()
                 assert await a.delete_session("s")
             assert trio.current_time() - started < 1.0
@@ -481,7 +498,7 @@ async def test_two_workers_changes(open_redis: OpenBackend) -> None:
             b.open_changes() as two,
             a.open_changes() as own,
         ):
-            await trio.sleep(0.1)
+            await wait_all_tasks_blocked()  # b's reader follows the broadcast stream
             await a.publish_change(b"list_changed")
             assert await one.receive() == b"list_changed"
             assert await two.receive() == b"list_changed"
