@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
@@ -22,7 +21,7 @@ from scalemcp.app.tools import ToolSpec
 from scalemcp.engine import modern as modern_engine
 from scalemcp.engine import results as engine_results
 from scalemcp.protocol import classify
-from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 
 MODERN = "2026-07-28"
 META = {"io.modelcontextprotocol/protocolVersion": MODERN,
@@ -77,7 +76,7 @@ def rpc(rid: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_session_era_call_decodes_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with open_server(probe_app()) as url, httpx.AsyncClient() as http:
+    async with open_client(probe_app()) as (url, http):
         init = await http.post(url, headers=ACCEPT, json=rpc(1, "initialize", {
             "protocolVersion": "2025-11-25", "capabilities": {},
             "clientInfo": {"name": "probe", "version": "1"}}))
@@ -94,7 +93,7 @@ async def test_modern_call_decodes_once_and_digests_only_for_request_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     headers = {**ACCEPT, "mcp-protocol-version": MODERN, "mcp-method": "tools/call"}
-    async with open_server(probe_app()) as url, httpx.AsyncClient() as http:
+    async with open_client(probe_app()) as (url, http):
         with counting(monkeypatch) as counts:
             r = await http.post(url, headers={**headers, "mcp-name": "add"}, json=rpc(
                 1, "tools/call", {"name": "add", "arguments": {"a": 1, "b": 2}, "_meta": META}))
@@ -119,7 +118,7 @@ async def test_modern_call_decodes_once_and_digests_only_for_request_state(
 
 
 async def test_legacy_call_decodes_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with open_server(probe_app()) as url, httpx.AsyncClient(timeout=10) as http:
+    async with open_client(probe_app(), timeout=10) as (url, http):
         base = url.removesuffix("/mcp")
         async with http.stream("GET", base + "/sse", headers={"accept": "text/event-stream"}
                                ) as sse:

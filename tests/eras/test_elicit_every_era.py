@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 import trio
 import trio_websocket
 
 from examples.quickstart import app
 from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 MODERN_META = {
@@ -40,7 +40,7 @@ def sse_messages(text: str) -> list[dict[str, Any]]:
 
 async def test_session_era() -> None:
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, timeout=10) as (url, client):
             init = await client.post(url, json=INIT, headers=ACCEPT)
             sid = init.headers["mcp-session-id"]
             headers = {**ACCEPT, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
@@ -62,7 +62,7 @@ async def test_session_era() -> None:
 
 async def test_modern_era_multi_round_trip() -> None:
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, timeout=10) as (url, client):
             headers = {**ACCEPT, "mcp-protocol-version": "2026-07-28",
                        "mcp-method": "tools/call", "mcp-name": "ask_name"}
             call = {**CALL, "params": {**CALL["params"], "_meta": MODERN_META}}
@@ -80,7 +80,7 @@ async def test_modern_era_multi_round_trip() -> None:
 
 async def test_legacy_http_sse() -> None:
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, timeout=10) as (url, client):
             base = url.removesuffix("/mcp")
             async with client.stream("GET", base + "/sse") as stream:
                 lines = stream.aiter_lines()

@@ -203,3 +203,20 @@ async def open_asgi(app: scalemcp.App | ASGIApp, config: scalemcp.Config | None 
             if late.cancelled_caught:
                 log.error("lifespan shutdown took more than %g s", SHUTDOWN_S)
             nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def open_client(app: scalemcp.App | ASGIApp, config: scalemcp.Config | None = None, *,
+                      authenticator: Authenticator | None = None, **client: Any
+                      ) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    """:func:`open_asgi` and a client of it: yields (the MCP endpoint's URL, the client).
+    ``client`` are ``httpx.AsyncClient`` options."""
+    async with (open_asgi(app, config, authenticator=authenticator) as served,
+                served.client(**client) as http):
+        yield served.url, http
+
+
+def client_of(*served: InProcess, **client: Any) -> httpx.AsyncClient:
+    """One client for several apps in memory (each opened with its own ``port``)."""
+    assert len({s.base for s in served}) == len(served), "give each app its own port"
+    return httpx.AsyncClient(mounts={s.base: s.transport for s in served}, **client)

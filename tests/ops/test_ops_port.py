@@ -19,7 +19,7 @@ from scalemcp.config import Config
 from scalemcp.ops.readiness import Readiness
 from scalemcp.preflight import ConfigError, check_config
 from scalemcp.security.dev_cert import make_dev_cert
-from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 from tests.harness.client import HEADERS, initialize, tool_call
 from tests.harness.ports import unused_port
 from tests.harness.redis import RedisServer
@@ -148,7 +148,7 @@ async def test_inflight_requests_gauge_counts_running_calls() -> None:
         return 0.0 if line is None else float(line.split()[1])
 
     with trio.fail_after(20):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, timeout=10) as (url, client):
             metrics = url.removesuffix("/mcp") + "/metrics"
             sid = (await client.post(url, json=initialize(), headers=HEADERS)).headers[
                 "mcp-session-id"]

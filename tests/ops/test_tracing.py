@@ -9,13 +9,12 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 import trio
 
 from scalemcp.config import Config
-from scalemcp.testing import open_server
 from tests.conftest import ROOT
+from tests.harness.asgi import open_client
 from tests.harness.client import HEADERS, initialize, tool_call
 from tests.ops.app import app
 
@@ -61,7 +60,7 @@ def _hex(value: int, width: int) -> str:
 
 async def test_session_span_continues_the_http_traceparent(spans: InMemorySpanExporter) -> None:
     with trio.fail_after(15):
-        async with open_server(app, TRACED) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, TRACED, timeout=10) as (url, client):
             sid = (await client.post(url, json=initialize(), headers=HEADERS)
                    ).headers["mcp-session-id"]
             headers = {**HEADERS, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25",
@@ -114,7 +113,7 @@ async def test_meta_traceparent_is_the_parent_and_http_a_link(
     garbled = {"jsonrpc": "2.0", "id": "r-2", "method": "tools/call", "params": {
         "name": "traced", "arguments": {}, "_meta": {**meta, "traceparent": "00-nonsense"}}}
     with trio.fail_after(15):
-        async with open_server(app, TRACED) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, TRACED, timeout=10) as (url, client):
             response = await client.post(url, json=body, headers=headers)
             assert response.status_code == 200, response.text
             response = await client.post(url, json=garbled,
@@ -139,7 +138,7 @@ async def test_meta_traceparent_is_the_parent_and_http_a_link(
 async def test_no_span_without_tracing(spans: InMemorySpanExporter) -> None:
     config = TRACED.replace(otel_enabled=False)
     with trio.fail_after(15):
-        async with open_server(app, config) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, config, timeout=10) as (url, client):
             sid = (await client.post(url, json=initialize(), headers=HEADERS)
                    ).headers["mcp-session-id"]
             headers = {**HEADERS, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
@@ -151,10 +150,10 @@ def test_tracing_off_imports_no_opentelemetry() -> None:
     script = """
 import sys, httpx, trio
 from examples.quickstart import app
-from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 
 async def main():
-    async with open_server(app) as url, httpx.AsyncClient() as client:
+    async with open_client(app) as (url, client):
         headers = {"accept": "application/json, text/event-stream",
                    "content-type": "application/json", "mcp-session-id": "x"}
         init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {

@@ -27,6 +27,7 @@ from scalemcp.errors import BackendUnavailable, InvalidCredentials
 from scalemcp.security.gate import check_auth_config
 from scalemcp.security.introspection import IntrospectionAuthenticator
 from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 from tests.stub_server import send_json, serving
 
 from .support import (
@@ -121,8 +122,7 @@ async def test_active_inactive_audience_scope() -> None:
     with trio.fail_after(20):
         async with (
             open_endpoint() as endpoint,
-            open_server(scoped_app(), config(endpoint.url)) as url,
-            httpx.AsyncClient() as http,
+            open_client(scoped_app(), config(endpoint.url)) as (url, http),
         ):
             alice = bearer("opaque-alice")
             sid = await initialize(http, url, alice)
@@ -160,8 +160,7 @@ async def test_verdicts_are_cached() -> None:
     with trio.fail_after(20):
         async with (
             open_endpoint() as endpoint,
-            open_server(scoped_app(), config(endpoint.url)) as url,
-            httpx.AsyncClient() as http,
+            open_client(scoped_app(), config(endpoint.url)) as (url, http),
         ):
             alice = bearer("opaque-alice")
             sid = await initialize(http, url, alice)  # two requests
@@ -211,7 +210,7 @@ async def test_jwts_are_checked_locally_opaque_tokens_introspected() -> None:
         ):
             both = config(endpoint.url, jwt_jwks_url=keys.url,
                           jwt_issuer="https://auth.example.com")
-            async with open_server(scoped_app(), both) as url, httpx.AsyncClient() as http:
+            async with open_client(scoped_app(), both) as (url, http):
                 await initialize(http, url, bearer(key.token()))
                 await initialize(http, url, bearer("opaque-alice"))
                 r = await http.post(url, json={}, headers=bearer(key.token(aud="https://x.y/")))
@@ -227,7 +226,7 @@ async def test_the_client_secret_can_come_from_a_file(tmp_path: pathlib.Path) ->
         async with open_endpoint() as endpoint:
             settings = config(endpoint.url, introspection_client_secret=None,
                               introspection_client_secret_file=str(secret_file))
-            async with open_server(scoped_app(), settings) as url, httpx.AsyncClient() as http:
+            async with open_client(scoped_app(), settings) as (url, http):
                 assert await initialize(http, url, bearer("opaque-alice"))
 
 

@@ -20,7 +20,7 @@ import trio
 from examples.quickstart import app
 from scalemcp.config import Config
 from scalemcp.state.redis_layout import APPEND, LOAD_SESSION, READ, UPDATE_SESSION
-from tests.harness.asgi import open_asgi
+from tests.harness.asgi import client_of, open_asgi
 from tests.harness.client import ELICITATION, tool_call
 from tests.harness.client import start_session as harness_start_session
 from tests.harness.redis import RedisServer
@@ -38,10 +38,12 @@ async def two_servers(redis: Target) -> AsyncIterator[tuple[str, str, httpx.Asyn
     """Two workers over ``redis``: their URLs, and a client that reaches both."""
     assert redis.command("FLUSHALL") == b"+OK"
     config = Config.from_options(redis_url=redis.url, sse_keepalive_s=2.0)
-    async with open_asgi(app, config, port=8001) as a, open_asgi(app, config, port=8002) as b:
-        mounts = {a.base: a.transport, b.base: b.transport}
-        async with httpx.AsyncClient(timeout=10, mounts=mounts) as http:
-            yield a.url, b.url, http
+    async with (
+        open_asgi(app, config, port=8001) as a,
+        open_asgi(app, config, port=8002) as b,
+        client_of(a, b, timeout=10) as http,
+    ):
+        yield a.url, b.url, http
 
 
 async def start_session(client: httpx.AsyncClient, url: str) -> dict[str, str]:

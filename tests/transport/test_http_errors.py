@@ -9,6 +9,7 @@ stream it names, and never another stream's events.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -21,8 +22,9 @@ import trio
 
 import scalemcp
 from examples.quickstart import app
+from scalemcp.testing import open_server
 from tests.harness import client
-from tests.harness.asgi import open_asgi
+from tests.harness.asgi import open_client
 from tests.harness.client import JSON, initialize
 from tests.harness.sse import Event, messages
 
@@ -76,13 +78,20 @@ def assert_error(r: httpx.Response, status: int, code: int, fragment: str = "") 
 
 @asynccontextmanager
 async def session(
-    version: str = "2025-06-18", config: scalemcp.Config | None = None
+    version: str = "2025-06-18", config: scalemcp.Config | None = None, *,
+    socket: bool = False,
 ) -> AsyncIterator[Session]:
-    async with (
-        open_asgi(app, config or scalemcp.Config()) as served,
-        served.client(timeout=TIMEOUT_S) as http,
-    ):
-        s = Session(http, served.url, version, name="http-errors")
+    """An initialized session with the app in memory, or (``socket``) served by Hypercorn on
+    a real port, for what only the HTTP server does."""
+    config = config or scalemcp.Config()
+    async with contextlib.AsyncExitStack() as stack:
+        if socket:
+            url = await stack.enter_async_context(open_server(app, config))
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=TIMEOUT_S))
+        else:
+            url, http = await stack.enter_async_context(
+                open_client(app, config, timeout=TIMEOUT_S))
+        s = Session(http, url, version, name="http-errors")
         await s.initialize()
         yield s
 
