@@ -11,24 +11,16 @@ import trio
 import scalemcp
 from examples.quickstart import app
 from tests.harness.asgi import client_of, open_asgi, open_client
+from tests.harness.client import ELICITATION, modern_headers, modern_meta, modern_request
 
-META = {
-    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
-}
+META = modern_meta(ELICITATION)
 
 
 def request(method: str, params: dict[str, Any] | None = None, rid: int = 1) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": rid, "method": method,
-            "params": {**(params or {}), "_meta": META}}
+    return modern_request(method, params, rid, ELICITATION)
 
 
-def headers(method: str, name: str | None = None, **extra: str) -> dict[str, str]:
-    h = {"accept": "application/json, text/event-stream", "content-type": "application/json",
-         "mcp-protocol-version": "2026-07-28", "mcp-method": method, **extra}
-    if name is not None:
-        h["mcp-name"] = name
-    return h
+headers = modern_headers
 
 
 async def post(client: httpx.AsyncClient, url: str, body: Any, h: dict[str, str]) -> Any:

@@ -90,6 +90,22 @@ def modern_meta(capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
             "io.modelcontextprotocol/clientCapabilities": capabilities or {}}
 
 
+def modern_request(method: str, params: dict[str, Any] | None = None, rid: int | str = 1,
+                   capabilities: dict[str, Any] | None = None) -> Message:
+    """A 2026-07-28 request: its params carry the era's ``_meta``."""
+    return request(method, {**(params or {}), "_meta": modern_meta(capabilities)}, rid)
+
+
+def modern_headers(method: str, name: str | None = None, **extra: str) -> dict[str, str]:
+    """The headers of a 2026-07-28 request (``name``: Mcp-Name); ``extra`` adds more."""
+    h = {"accept": ACCEPT, "content-type": JSON, "mcp-protocol-version": MODERN_VERSION,
+         "mcp-method": method}
+    if name is not None:
+        h["mcp-name"] = name
+    h.update(header_dict(extra))
+    return h
+
+
 def header_dict(extra: dict[str, str]) -> dict[str, str]:
     """Keyword arguments as header names: ``mcp_session_id`` -> ``mcp-session-id``."""
     return {k.replace("_", "-"): v for k, v in extra.items()}
@@ -258,18 +274,12 @@ class Stateless:
         self.capabilities = capabilities or {}
 
     def headers(self, method: str, name: str | None = None, **extra: str) -> dict[str, str]:
-        h = {"accept": ACCEPT, "content-type": JSON, "mcp-protocol-version": MODERN_VERSION,
-             "mcp-method": method, **self.auth}
-        if name is not None:
-            h["mcp-name"] = name
-        h.update(header_dict(extra))
-        return h
+        return {**modern_headers(method, name), **self.auth, **header_dict(extra)}
 
     def request(self, method: str, params: dict[str, Any] | None = None,
                 rid: int | str = 1) -> Message:
         """A request whose params carry the era's ``_meta``."""
-        return request(method, {**(params or {}), "_meta": modern_meta(self.capabilities)},
-                       rid)
+        return modern_request(method, params, rid, self.capabilities)
 
     async def post(self, body: Any, headers: dict[str, str]) -> httpx.Response:
         return await post_exactly(self.http, self.url, body, headers)

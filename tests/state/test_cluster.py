@@ -11,6 +11,7 @@ from trio.testing import wait_all_tasks_blocked
 
 from scalemcp.state.base import StreamRead
 from scalemcp.state.redis_layout import hash_slot
+from tests.harness.conditions import eventually
 from tests.harness.redis import RedisClusterNodes
 
 from .test_contract import record
@@ -45,10 +46,11 @@ async def test_more_followed_slots_than_lanes(redis_cluster: RedisClusterNodes) 
             async with trio.open_nursery() as nursery:
                 for sid in sids:
                     nursery.start_soon(follow, sid)
-                await wait_all_tasks_blocked()
+                # Until the follower took every read on (a Redis round trip per slot).
+                await eventually(lambda: len(follower._polled) == len(sids) - 1,
+                                 "every read followed", 10)
                 assert not woken, "a read did not wait"
                 assert len(follower._lanes) == 2  # the main reader and one lane
-                assert len(follower._polled) == len(sids) - 1
                 started = trio.current_time()
                 for sid in sids:
                     await writer.append(sid, "p", b"second")
