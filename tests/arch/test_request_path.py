@@ -21,12 +21,13 @@ from scalemcp.app.tools import ToolSpec
 from scalemcp.engine import modern as modern_engine
 from scalemcp.engine import results as engine_results
 from scalemcp.protocol import classify
+from tests.harness import client
 from tests.harness.asgi import open_client
+from tests.harness.client import ELICITATION, MODERN_VERSION, modern_meta
 
-MODERN = "2026-07-28"
-META = {"io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
-ACCEPT = {"accept": "application/json, text/event-stream"}
+MODERN = MODERN_VERSION
+META = modern_meta(ELICITATION)
+ACCEPT = {"accept": client.ACCEPT}
 
 
 def probe_app() -> scalemcp.App:

@@ -18,15 +18,18 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from scalemcp.config import Config
 from scalemcp.ops.drain import HARD_STOP_MARGIN_S
 from scalemcp.server import asgi_app, hypercorn_config
-from tests.harness.client import HEADERS, initialize, tool_call
+from tests.harness.client import (
+    initialize,
+    modern_headers,
+    modern_request,
+    start_session,
+    tool_call,
+)
 from tests.harness.serve import open_serve
 from tests.ops.app import app
 
-MODERN = {"accept": "application/json, text/event-stream", "content-type": "application/json",
-          "mcp-protocol-version": "2026-07-28", "mcp-method": "subscriptions/listen"}
-LISTEN = {"jsonrpc": "2.0", "id": 7, "method": "subscriptions/listen", "params": {"_meta": {
-    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientCapabilities": {}}}}
+MODERN = modern_headers("subscriptions/listen")
+LISTEN = modern_request("subscriptions/listen", None, 7)
 
 
 class Stream:
@@ -52,9 +55,7 @@ class Stream:
 
 
 async def _session(client: httpx.AsyncClient, url: str) -> dict[str, str]:
-    response = await client.post(url, json=initialize(), headers=HEADERS)
-    return {**HEADERS, "mcp-session-id": response.headers["mcp-session-id"],
-            "mcp-protocol-version": "2025-11-25"}
+    return await start_session(client, url)
 
 
 async def test_drain_in_process_closes_every_kind_of_stream() -> None:

@@ -6,12 +6,12 @@ import trio
 
 import scalemcp
 from examples.quickstart import app
+from tests.harness import client
 from tests.harness.asgi import open_client
+from tests.harness.client import initialize
 
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-11-25", "capabilities": {},
-    "clientInfo": {"name": "browser", "version": "1"}}}
-ACCEPT = {"accept": "application/json, text/event-stream"}
+INIT = initialize(name="browser")
+ACCEPT = {"accept": client.ACCEPT}
 
 
 async def test_cors_preflight_and_exposed_session_header() -> None:

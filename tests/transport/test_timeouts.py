@@ -16,13 +16,12 @@ from scalemcp.protocol.jsonrpc import decode_body
 from scalemcp.state.memory import MemoryBackend
 from scalemcp.testing import open_server
 from tests.harness.asgi import open_client
-from tests.harness.client import ACCEPT
+from tests.harness.client import ACCEPT, MODERN_VERSION, modern_meta
 
 from .test_http_errors import TIMEOUT_S
 
-MODERN = "2026-07-28"
-META = {"io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {}}
+MODERN = MODERN_VERSION
+META = modern_meta()
 
 
 class Stuck:
