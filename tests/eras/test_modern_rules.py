@@ -11,7 +11,13 @@ import trio
 import scalemcp
 from examples.quickstart import app
 from tests.harness.asgi import client_of, open_asgi, open_client
-from tests.harness.client import ELICITATION, modern_headers, modern_meta, modern_request
+from tests.harness.client import (
+    ELICITATION,
+    initialize,
+    modern_headers,
+    modern_meta,
+    modern_request,
+)
 
 META = modern_meta(ELICITATION)
 
@@ -132,9 +138,7 @@ async def test_stateless_only_refuses_sessions() -> None:
         async with open_client(app, config, timeout=10) as (url, c):
             assert (await c.get(url)).status_code == 405
             assert (await c.delete(url)).status_code == 405
-            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"}}}
+            init = initialize(name="t")
             status, body = await post(c, url, init, {
                 "accept": "application/json, text/event-stream",
                 "content-type": "application/json"})

@@ -8,6 +8,7 @@ import trio
 
 from examples.quickstart import app
 from tests.harness.asgi import open_client
+from tests.harness.client import initialize
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
@@ -19,9 +20,7 @@ def _value(text: str, series: str) -> float:
 
 
 async def test_metrics_count_requests_and_sessions() -> None:
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"}}}
+    init = initialize(name="t")
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
             "params": {"name": "echo", "arguments": {"message": "m"}}}
     with trio.fail_after(15):
@@ -50,9 +49,7 @@ async def test_open_streams_count_while_a_stream_is_open() -> None:
     with trio.fail_after(15):
         async with open_client(app, timeout=10) as (url, client):
             base = url.removesuffix("/mcp")
-            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"}}}
+            init = initialize(name="t")
             sid = (await client.post(url, json=init, headers=HEADERS)).headers["mcp-session-id"]
             text = (await client.get(base + "/metrics")).text
             before = _value(text, series) if series in text else 0

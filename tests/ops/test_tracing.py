@@ -15,7 +15,7 @@ import trio
 from scalemcp.config import Config
 from tests.conftest import ROOT
 from tests.harness.asgi import open_client
-from tests.harness.client import HEADERS, initialize, tool_call
+from tests.harness.client import HEADERS, initialize, modern_headers, modern_meta, tool_call
 from tests.ops.app import app
 
 if TYPE_CHECKING:
@@ -103,13 +103,12 @@ async def test_session_span_continues_the_http_traceparent(spans: InMemorySpanEx
 async def test_meta_traceparent_is_the_parent_and_http_a_link(
     spans: InMemorySpanExporter,
 ) -> None:
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "traceparent": f"00-{META_TRACE}-{META_SPAN}-01", "tracestate": "vendor=1"}
+    meta = {**modern_meta(), "traceparent": f"00-{META_TRACE}-{META_SPAN}-01",
+            "tracestate": "vendor=1"}
     body = {"jsonrpc": "2.0", "id": "r-1", "method": "tools/call",
             "params": {"name": "whoami", "arguments": {}, "_meta": meta}}
-    headers = {**HEADERS, "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call",
-               "mcp-name": "whoami", "traceparent": f"00-{TRACE}-{HTTP_SPAN}-01"}
+    headers = {**modern_headers("tools/call", "whoami"),
+               "traceparent": f"00-{TRACE}-{HTTP_SPAN}-01"}
     garbled = {"jsonrpc": "2.0", "id": "r-2", "method": "tools/call", "params": {
         "name": "traced", "arguments": {}, "_meta": {**meta, "traceparent": "00-nonsense"}}}
     with trio.fail_after(15):
@@ -150,10 +149,10 @@ def test_tracing_off_imports_no_opentelemetry() -> None:
     script = """
 import sys, httpx, trio
 from examples.quickstart import app
-from tests.harness.asgi import open_client
+from scalemcp.testing import open_server
 
 async def main():
-    async with open_client(app) as (url, client):
+    async with open_server(app) as url, httpx.AsyncClient() as client:
         headers = {"accept": "application/json, text/event-stream",
                    "content-type": "application/json", "mcp-session-id": "x"}
         init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {

@@ -19,15 +19,14 @@ import scalemcp
 from examples.quickstart import app
 from scalemcp.testing import open_server
 from tests.harness.asgi import open_client
-from tests.harness.client import ACCEPT
+from tests.harness.client import ACCEPT, MODERN_VERSION, initialize, modern_meta
 
 from .test_http_errors import TIMEOUT_S, assert_error, session
 
 LIMITS = scalemcp.Config.from_options(max_json_string_chars=100, max_json_items=10,
                                       max_json_depth=6)
-MODERN = "2026-07-28"
-META = {"io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {}}
+MODERN = MODERN_VERSION
+META = modern_meta()
 
 
 @pytest.fixture(autouse=True)
@@ -112,9 +111,7 @@ async def test_legacy_sse_limits() -> None:
 
 
 async def test_websocket_limits() -> None:
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t",
-                                                                             "version": "1"}}}
+    init = initialize(name="t")
     with trio.fail_after(TIMEOUT_S):
         async with open_server(app, LIMITS) as url:
             ws_url = url.replace("http://", "ws://")
