@@ -92,7 +92,7 @@ class Traffic:
                 continue
             node = r.json()["result"]["structuredContent"]["node"] if r.status_code == 200 else ""
             self.results.append((r.status_code, node, after_down))
-            await trio.sleep(0.05)
+            await trio.sleep(0.05)  # real time: steady traffic through the drain
 
 
 async def test_sigterm_mid_stream_resume_elsewhere_gets_every_event(cluster: Cluster) -> None:

@@ -113,7 +113,7 @@ async def test_request_state_tampered_replayed_foreign_expired() -> None:
         short = scalemcp.Config.from_options(request_state_ttl_s=0.01, state_keys=["k1" * 16])
         async with open_client(app, short, timeout=10) as (url, c):
             call, state = await _first_round(c, url)
-            await trio.sleep(0.05)
+            await trio.sleep(0.05)  # real time: past the state's 10 ms TTL (wall clock)
             _status, body = await _retry(c, url, call, state)
             assert "expired" in body["error"]["message"]
         # A second server with another key ring cannot verify; with the key it can.

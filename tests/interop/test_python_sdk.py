@@ -25,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ClientMessageMetadata
 
 from examples.conformance import PNG
+from tests.harness.conditions import eventually
 from tests.harness.serve import ServeProcess
 
 pytestmark = [
@@ -80,11 +81,7 @@ async def connect(
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 3.0) -> None:
     """Notification callbacks run in spawned tasks: give them a moment to land."""
-    deadline = trio.current_time() + timeout
-    while not cond():
-        if trio.current_time() > deadline:
-            raise TimeoutError("condition not met")
-        await trio.sleep(0.01)
+    await eventually(cond, "the callbacks", timeout)
 
 
 def texts(result: types.CallToolResult | types.GetPromptResult) -> list[str]:
@@ -209,7 +206,7 @@ async def test_progress_and_logging_callbacks(quickstart_server: ServeProcess) -
             await client.set_logging_level("info")
             await client.call_tool("countdown", {"n": 1})
             await wait_until(lambda: len(logs) >= 1)
-            await trio.sleep(0.1)
+            await trio.sleep(0.1)  # real time: a moment for a log that must not come
             assert [m.data for m in logs] == ["tick 1"]
 
 

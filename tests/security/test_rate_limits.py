@@ -273,6 +273,7 @@ async def test_websocket_gets_an_error_frame_and_stays_open() -> None:
                 refused = json.loads(await ws.get_message())
                 assert refused["id"] == 7
                 assert refused["error"]["code"] == CODE
+                # Real time: a real server (WebSocket) refills on the real clock.
                 await trio.sleep(refused["error"]["data"]["retryAfterSeconds"] + 0.1)
                 await ws.send_message(json.dumps(call("fast", 8)))
                 assert json.loads(await ws.get_message())["id"] == 8

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from scalemcp.errors import BackendUnavailable
 from scalemcp.state.base import TokenBucket
@@ -27,7 +28,8 @@ def tool(name: str, rate: float = 2.0, capacity: float = 1.0) -> TokenBucket:
     return TokenBucket(f"t:{name}", rate_per_s=rate, capacity=capacity)
 
 
-async def test_a_bucket_empties_and_refills(open_backend: OpenBackend) -> None:
+async def test_a_bucket_empties_and_refills(open_backend: OpenBackend,
+                                           clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend() as state:
             for _ in range(3):  # a new bucket starts full
