@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 import msgspec
 import pytest
 import trio
@@ -26,8 +25,7 @@ import scalemcp
 from scalemcp.errors import BackendUnavailable, InvalidCredentials
 from scalemcp.security.gate import check_auth_config
 from scalemcp.security.introspection import IntrospectionAuthenticator
-from scalemcp.testing import open_server
-from tests.harness.asgi import open_client
+from tests.harness.asgi import client_of, open_asgi, open_client
 from tests.stub_server import send_json, serving
 
 from .support import (
@@ -178,13 +176,14 @@ async def test_an_unavailable_endpoint_is_503_not_401() -> None:
         dead = endpoint.url
     with trio.fail_after(20):
         async with (
-            open_server(scoped_app(), config(dead)) as url,
+            open_asgi(scoped_app(), config(dead), port=8001) as to_dead,
             open_endpoint() as live,
-            open_server(scoped_app(), config(live.url)) as url_live,
-            open_server(scoped_app(), config(live.url, introspection_client_secret="wrong"))
-            as url_wrong_secret,
-            httpx.AsyncClient() as http,
+            open_asgi(scoped_app(), config(live.url), port=8002) as to_live,
+            open_asgi(scoped_app(), config(live.url, introspection_client_secret="wrong"),
+                      port=8003) as with_wrong_secret,
+            client_of(to_dead, to_live, with_wrong_secret) as http,
         ):
+            url, url_live, url_wrong_secret = to_dead.url, to_live.url, with_wrong_secret.url
             r = await http.post(url, json={}, headers=bearer("opaque-alice"))
             assert r.status_code == 503
             assert r.headers["retry-after"] == "1"
