@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
@@ -22,12 +21,13 @@ from scalemcp.app.tools import ToolSpec
 from scalemcp.engine import modern as modern_engine
 from scalemcp.engine import results as engine_results
 from scalemcp.protocol import classify
-from scalemcp.testing import open_server
+from tests.harness import client
+from tests.harness.asgi import open_client
+from tests.harness.client import ELICITATION, MODERN_VERSION, modern_meta
 
-MODERN = "2026-07-28"
-META = {"io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
-ACCEPT = {"accept": "application/json, text/event-stream"}
+MODERN = MODERN_VERSION
+META = modern_meta(ELICITATION)
+ACCEPT = {"accept": client.ACCEPT}
 
 
 def probe_app() -> scalemcp.App:
@@ -77,7 +77,7 @@ def rpc(rid: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_session_era_call_decodes_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with open_server(probe_app()) as url, httpx.AsyncClient() as http:
+    async with open_client(probe_app()) as (url, http):
         init = await http.post(url, headers=ACCEPT, json=rpc(1, "initialize", {
             "protocolVersion": "2025-11-25", "capabilities": {},
             "clientInfo": {"name": "probe", "version": "1"}}))
@@ -94,7 +94,7 @@ async def test_modern_call_decodes_once_and_digests_only_for_request_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     headers = {**ACCEPT, "mcp-protocol-version": MODERN, "mcp-method": "tools/call"}
-    async with open_server(probe_app()) as url, httpx.AsyncClient() as http:
+    async with open_client(probe_app()) as (url, http):
         with counting(monkeypatch) as counts:
             r = await http.post(url, headers={**headers, "mcp-name": "add"}, json=rpc(
                 1, "tools/call", {"name": "add", "arguments": {"a": 1, "b": 2}, "_meta": META}))
@@ -119,7 +119,7 @@ async def test_modern_call_decodes_once_and_digests_only_for_request_state(
 
 
 async def test_legacy_call_decodes_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with open_server(probe_app()) as url, httpx.AsyncClient(timeout=10) as http:
+    async with open_client(probe_app(), timeout=10) as (url, http):
         base = url.removesuffix("/mcp")
         async with http.stream("GET", base + "/sse", headers={"accept": "text/event-stream"}
                                ) as sse:
@@ -167,7 +167,7 @@ async def test_get_stream_filters_changes_without_a_session_load_each(
         return await load(self, session_id)
 
     monkeypatch.setattr(MemoryBackend, "load_session", counted)
-    async with open_server(app) as url, httpx.AsyncClient(timeout=10) as http:
+    async with open_client(app, timeout=10) as (url, http):
         init = await http.post(url, headers=ACCEPT, json=rpc(1, "initialize", {
             "protocolVersion": "2025-11-25", "capabilities": {},
             "clientInfo": {"name": "probe", "version": "1"}}))

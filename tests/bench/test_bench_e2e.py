@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mcp.server.mcpserver  # noqa: F401  (the SDK target servers run on these)
 import pytest
+import uvicorn  # noqa: F401
 
 from scalemcp.bench.cli import main, run
 from scalemcp.bench.config import BenchConfig
@@ -25,8 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SDK_TARGET = ROOT / "bench" / "targets" / "sdk_server.py"
 START_LIMIT_S = 30.0
 
-pytest.importorskip("mcp.server.mcpserver")
-pytest.importorskip("uvicorn")
 
 
 def start_target(*args: str) -> tuple[subprocess.Popen[bytes], int]:

@@ -6,6 +6,7 @@ three lines, with no traceback, naming the flag, variable or file at fault.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,9 +16,9 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import ROOT, free_port
-from tests.ops.support import open_serve
-from tests.state.conftest import RedisServer
+from tests.harness.ports import refused_port
+from tests.harness.redis import RedisServer
+from tests.harness.serve import ROOT, open_serve
 
 KEY = "k" * 64
 
@@ -32,7 +33,7 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60
 
 def refused(*args: str, names: str, env: dict[str, str] | None = None) -> str:
     """Run ``serve`` with ``args``; it must fail in one short line naming ``names``."""
-    done = cli("serve", "examples.quickstart:app", "--port", str(free_port()), *args, env=env)
+    done = cli("serve", "examples.quickstart:app", "--port", "0", *args, env=env)
     err = done.stderr.strip()
     assert done.returncode != 0, err
     assert "Traceback" not in err
@@ -148,17 +149,19 @@ def test_a_worker_that_cannot_start_says_so_once(tmp_path: Path) -> None:
 
 
 async def test_unreachable_redis_is_reported_and_recovery_too() -> None:
-    port = free_port()
-    args = ("examples.quickstart:app", "--redis-url", f"redis://127.0.0.1:{port}/0",
-            "--state-keys", KEY, "--redis-connect-timeout-s", "0.5")
-    async with open_serve(*args) as served, httpx.AsyncClient() as http:
-        line = await served.wait_for(lambda text: "is unreachable" in text)
-        assert f"127.0.0.1:{port}" in line
-        assert "checking again every 1 s" in line
-        assert (await http.get(served.base + "/readyz")).status_code == 503
-        redis = await trio.to_thread.run_sync(lambda: RedisServer(port=port))
-        try:
-            await served.wait_for(lambda text: "answers again" in text)
-            assert (await http.get(served.base + "/readyz")).status_code == 200
-        finally:
-            redis.stop()
+    with contextlib.ExitStack() as hold:
+        port = hold.enter_context(refused_port())  # nothing listens there until Redis does
+        args = ("examples.quickstart:app", "--redis-url", f"redis://127.0.0.1:{port}/0",
+                "--state-keys", KEY, "--redis-connect-timeout-s", "0.5")
+        async with open_serve(*args) as served, httpx.AsyncClient() as http:
+            line = await served.wait_for(lambda text: "is unreachable" in text)
+            assert f"127.0.0.1:{port}" in line
+            assert "checking again every 1 s" in line
+            assert (await http.get(served.base + "/readyz")).status_code == 503
+            hold.close()
+            redis = await trio.to_thread.run_sync(lambda: RedisServer(port=port))
+            try:
+                await served.wait_for(lambda text: "answers again" in text)
+                assert (await http.get(served.base + "/readyz")).status_code == 200
+            finally:
+                redis.stop()

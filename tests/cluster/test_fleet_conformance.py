@@ -12,9 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import node_env
+from tests.harness.fleet import Cluster, HAProxy, running
 from tests.interop.conformance import full_suite_0_1_16
-
-from .conftest import Cluster, HAProxy, running
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
 import pytest
-
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed")
-kubernetes_validate = pytest.importorskip(
-    "kubernetes_validate", reason="kubernetes-validate is not installed"
-)
-yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
-yamllint_linter = pytest.importorskip("yamllint.linter", reason="yamllint is not installed")
-from yamllint.config import YamlLintConfig  # noqa: E402  (after the importorskip above)
+import yaml
+import yamllint.linter as yamllint_linter
+from yamllint.config import YamlLintConfig
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "scalemcp"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -195,7 +193,6 @@ def test_chart_yaml_files_pass_yamllint() -> None:
 
 @pytest.mark.parametrize("values_file", ALL_VALUES, ids=ci_id)
 def test_values_match_schema(values_file: Path | None) -> None:
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed")
     schema = json.loads((CHART / "values.schema.json").read_text())
     jsonschema.Draft7Validator.check_schema(schema)
     values = load_values(CHART / "values.yaml")

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess, free_port
+from tests.harness.ports import unused_port
+from tests.harness.serve import ServeProcess
 
 from .test_helm import chart, helm_test_command, merged, render
 
@@ -34,15 +35,15 @@ def smoke(command: list[str], mcp_url: str, ready_url: str, **env: str) -> tuple
 
 
 @pytest.fixture(scope="module")
-def session_server() -> Iterator[tuple[ServerProcess, int]]:
-    metrics = free_port()
-    server = ServerProcess("examples.quickstart:app", "--metrics-port", str(metrics))
+def session_server() -> Iterator[tuple[ServeProcess, int]]:
+    metrics = unused_port()  # --metrics-port takes no 0
+    server = ServeProcess("examples.quickstart:app", "--metrics-port", str(metrics))
     yield server, metrics
     assert "Traceback" not in server.stop()
 
 
 def test_session_era_initialize_list_and_call(chart: Any,
-                                              session_server: tuple[ServerProcess, int]) -> None:
+                                              session_server: tuple[ServeProcess, int]) -> None:
     server, metrics = session_server
     command = helm_test_command(render(chart, {}))
     code, out = smoke(command, server.url, f"http://127.0.0.1:{metrics}/readyz")
@@ -54,7 +55,7 @@ def test_session_era_initialize_list_and_call(chart: Any,
 
 
 def test_a_missing_tool_or_an_unready_server_fails(chart: Any,
-                                                  session_server: tuple[ServerProcess, int]
+                                                  session_server: tuple[ServeProcess, int]
                                                   ) -> None:
     server, metrics = session_server
     ready = f"http://127.0.0.1:{metrics}/readyz"
@@ -79,8 +80,8 @@ def test_stateless_discover_list_and_call(chart: Any) -> None:
                                                                   "argumentsJson":
                                                                   '{"a": 2, "b": 3}'}}}))
     assert command[5] == "stateless"
-    metrics = free_port()
-    server = ServerProcess("examples.quickstart:app", "--stateless-only", "--metrics-port",
+    metrics = unused_port()  # --metrics-port takes no 0
+    server = ServeProcess("examples.quickstart:app", "--stateless-only", "--metrics-port",
                            str(metrics), "--state-keys", "k" * 40)
     try:
         code, out = smoke(command, server.url, f"http://127.0.0.1:{metrics}/readyz")
@@ -98,8 +99,8 @@ def test_with_api_keys_a_credential_is_used_or_the_refusal_checked(chart: Any) -
     credentialed = helm_test_command(render(chart, merged(values, **{
         "tests.credentialSecret": {"name": "k", "key": "key"}})))
     assert command == credentialed  # the credential comes from the env, not the command
-    metrics = free_port()
-    server = ServerProcess("examples.quickstart:app", "--auth", "api_key", "--api-keys", entry,
+    metrics = unused_port()  # --metrics-port takes no 0
+    server = ServeProcess("examples.quickstart:app", "--auth", "api_key", "--api-keys", entry,
                            "--metrics-port", str(metrics))
     ready = f"http://127.0.0.1:{metrics}/readyz"
     try:

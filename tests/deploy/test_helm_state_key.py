@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import trio
+import yaml
 
 from tests.stub_server import send_json, serving
 
@@ -218,8 +219,6 @@ async def open_cluster() -> AsyncIterator[Cluster]:
 async def render_against(cluster: Cluster, values: dict[str, Any], *,
                          upgrade: bool) -> list[dict[str, Any]]:
     """Render as ``helm upgrade`` (or install) would, with ``lookup`` reaching ``cluster``."""
-    yaml = pytest.importorskip("yaml")
-
     def run() -> dict[str, str]:
         with helm.Chart.load(CHART) as loaded, helm.Config(
             kubeconfig_content=cluster.kubeconfig, namespace=NAMESPACE

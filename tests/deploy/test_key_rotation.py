@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.harness.client import ELICITATION, modern_headers, modern_request
+from tests.harness.serve import ServeProcess
 
 from .test_helm import chart
 from .test_helm_config import server_start_config
@@ -26,13 +27,8 @@ __all__ = ["chart"]
 
 OLD, NEW = "o" * 24 + "old-key-0123456", "n" * 24 + "new-key-0123456"
 BASE = {"backend": "stateless"}
-META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
-HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json",
-           "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call",
-           "mcp-name": "ask_name"}
-CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "ask_name", "arguments": {}, "_meta": META}}
+HEADERS = modern_headers("tools/call", "ask_name")
+CALL = modern_request("tools/call", {"name": "ask_name", "arguments": {}}, 1, ELICITATION)
 
 #: The procedure, per docs/deploy.md: (what it is, the auth values every pod ends up with).
 STAGE = {"stateKey": OLD, "previousStateKeys": [NEW]}
@@ -46,7 +42,7 @@ class Pod:
 
     def __init__(self, name: str, chart: Any, tmp: Path) -> None:
         self.name, self.chart, self.tmp = name, chart, tmp
-        self.server: ServerProcess | None = None
+        self.server: ServeProcess | None = None
         self.ring: list[str] = []
 
     def roll(self, auth: dict[str, Any]) -> None:
@@ -54,7 +50,7 @@ class Pod:
         self.stop()
         self.ring = config.request_state.keys
         keys = [arg for key in self.ring for arg in ("--state-keys", key)]  # one per flag
-        self.server = ServerProcess("examples.quickstart:app", "--stateless-only", *keys)
+        self.server = ServeProcess("examples.quickstart:app", "--stateless-only", *keys)
 
     @property
     def url(self) -> str:

@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from scalemcp.testing import open_server
-from tests.conftest import ROOT, ServerProcess
-from tests.state.conftest import RedisServer
+from tests.conftest import ROOT, ServeProcess
+from tests.harness.redis import RedisServer
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.DOTALL)
@@ -133,7 +133,7 @@ def test_command_one_installs_and_serves_in_a_fresh_clone(
     assert "stopped" in log.splitlines()[-1]
 
 
-def test_python_sdk_snippet_against_the_quickstart(quickstart_server: ServerProcess) -> None:
+def test_python_sdk_snippet_against_the_quickstart(quickstart_server: ServeProcess) -> None:
     assert "add(1, 2) = 3" in run_snippet(quickstart_server.url)
 
 

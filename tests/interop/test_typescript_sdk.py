@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from examples.conformance import PNG
-from tests.conftest import ServerProcess, node_env
+from tests.conftest import node_env
+from tests.harness.serve import ServeProcess
 
 SCRIPT = pathlib.Path(__file__).with_name("ts_client.mjs")
 SESSION_ERA = "2025-11-25"
@@ -39,12 +40,12 @@ def run_ts_client(scenario: str, url: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def quickstart(quickstart_server: ServerProcess) -> dict[str, Any]:
+def quickstart(quickstart_server: ServeProcess) -> dict[str, Any]:
     return run_ts_client("quickstart", quickstart_server.url)
 
 
 @pytest.fixture(scope="module")
-def conformance(conformance_server: ServerProcess) -> dict[str, Any]:
+def conformance(conformance_server: ServeProcess) -> dict[str, Any]:
     return run_ts_client("conformance", conformance_server.url)
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess, node_env
+from tests.conftest import node_env
+from tests.harness.serve import ServeProcess
 
 SCRIPT = pathlib.Path(__file__).with_name("ts_client_v2.mjs")
 MODERN = "2026-07-28"
@@ -29,7 +30,7 @@ TOOLS = ["add", "echo", "forecast", "countdown", "ask_name"]
 
 
 @pytest.fixture(scope="module")
-def run(quickstart_server: ServerProcess) -> dict[str, Any]:
+def run(quickstart_server: ServeProcess) -> dict[str, Any]:
     env = node_env()
     assert env.get("MCP_TS_CLIENT_V2_DIR"), (
         "MCP_TS_CLIENT_V2_DIR missing from .cache/node-tools/env.sh: run scripts/install-node-tools"

@@ -8,11 +8,7 @@ second Hypercorn bind, so only a real server shows which port answers what.
 from __future__ import annotations
 
 import pathlib
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -23,12 +19,19 @@ from scalemcp.config import Config
 from scalemcp.ops.readiness import Readiness
 from scalemcp.preflight import ConfigError, check_config
 from scalemcp.security.dev_cert import make_dev_cert
-from scalemcp.testing import open_server
-from tests.conftest import free_port
-
-from .support import HEADERS, call_tool, initialize, open_serve
+from tests.harness.asgi import open_client
+from tests.harness.client import HEADERS, initialize, tool_call
+from tests.harness.ports import unused_port
+from tests.harness.redis import RedisServer
+from tests.harness.serve import open_serve
 
 OPS = ("/healthz", "/readyz", "/metrics")
+
+
+def metrics_port() -> int:
+    """A port for ``--metrics-port``, which takes no 0 (and the start-up line names only
+    the MCP endpoint); the server is ready once it says it serves, so nothing is polled."""
+    return unused_port()
 
 
 async def _statuses(client: httpx.AsyncClient, base: str) -> dict[str, int]:
@@ -36,11 +39,11 @@ async def _statuses(client: httpx.AsyncClient, base: str) -> dict[str, int]:
 
 
 async def test_metrics_port_serves_the_ops_endpoints_and_the_mcp_port_does_not() -> None:
-    metrics_port = free_port()
+    metrics = metrics_port()
     with trio.fail_after(30):
-        async with (open_serve("examples.quickstart:app", "--metrics-port", str(metrics_port))
+        async with (open_serve("examples.quickstart:app", "--metrics-port", str(metrics))
                     as served, httpx.AsyncClient(timeout=10) as client):
-            ops = f"http://127.0.0.1:{metrics_port}"
+            ops = f"http://127.0.0.1:{metrics}"
             public = await _statuses(client, served.base)
             private = await _statuses(client, ops)
             init = await client.post(served.base + "/mcp", json=initialize(), headers=HEADERS)
@@ -56,10 +59,10 @@ async def test_metrics_port_stays_plain_http_when_the_mcp_port_serves_tls(
     tmp_path: pathlib.Path,
 ) -> None:
     certfile, keyfile = make_dev_cert(tmp_path, ["127.0.0.1"])
-    metrics_port = free_port()
+    metrics = metrics_port()
     with trio.fail_after(30):
         async with open_serve("examples.quickstart:app", "--certfile", certfile, "--keyfile",
-                              keyfile, "--metrics-port", str(metrics_port)) as served:
+                              keyfile, "--metrics-port", str(metrics)) as served:
             # The start-up line names the MCP endpoint, https://.
             line = await served.wait_for(lambda text: "serving " in text)
             port = line.split("https://127.0.0.1:", 1)[1].split("/", 1)[0]
@@ -67,7 +70,7 @@ async def test_metrics_port_stays_plain_http_when_the_mcp_port_serves_tls(
                 tls = await client.post(f"https://127.0.0.1:{port}/mcp", json=initialize(),
                                         headers=HEADERS)
                 health = await client.get(f"https://127.0.0.1:{port}/healthz")
-                plain = await client.get(f"http://127.0.0.1:{metrics_port}/readyz")
+                plain = await client.get(f"http://127.0.0.1:{metrics}/readyz")
     assert (tls.status_code, health.status_code, plain.status_code) == (200, 404, 200)
 
 
@@ -95,27 +98,6 @@ def test_readiness_rides_out_a_backend_failure_for_the_grace_only() -> None:
     assert Readiness(grace_s=0.0, clock=lambda: now[0]).judge(True, False)[0] == 503
 
 
-@contextmanager
-def redis_on(port: int) -> Iterator[subprocess.Popen[bytes]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (scripts/test installs it)")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # readiness: its own line, no polling
-            if b"Ready to accept connections" in line:
-                break
-        else:
-            pytest.fail("redis-server exited before it was ready")
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 async def first_answer(client: httpx.AsyncClient, url: str, status: int) -> httpx.Response:
     """GET ``url`` every 0.1 s until it answers ``status`` (the caller's fail_after bounds it)."""
     while True:
@@ -127,23 +109,25 @@ async def first_answer(client: httpx.AsyncClient, url: str, status: int) -> http
 
 async def test_readyz_stays_degraded_through_a_redis_blip_then_unready() -> None:
     grace = 3.0
-    redis_port = free_port()
-    args = ("examples.quickstart:app", "--redis-url", f"redis://127.0.0.1:{redis_port}/0",
+    redis = await trio.to_thread.run_sync(RedisServer)
+    args = ("examples.quickstart:app", "--redis-url", redis.url,
             "--state-keys", "k" * 32, "--ready-backend-grace-s", str(grace),
             "--redis-connect-timeout-s", "0.5")
-    with trio.fail_after(60), redis_on(redis_port) as redis:
-        async with open_serve(*args) as served, httpx.AsyncClient(timeout=10) as client:
-            url = served.base + "/readyz"
-            before = (await client.get(url)).json()
-            redis.kill()
-            redis.wait()
-            sent = time.monotonic()
-            degraded = await client.get(url)
-            late = await first_answer(client, url, 503)
-            unready_after = time.monotonic() - sent
-            healthz = (await client.get(served.base + "/healthz")).status_code
-            with redis_on(redis_port):
+    try:
+        with trio.fail_after(60):
+            async with open_serve(*args) as served, httpx.AsyncClient(timeout=10) as client:
+                url = served.base + "/readyz"
+                before = (await client.get(url)).json()
+                redis.kill()
+                sent = time.monotonic()
+                degraded = await client.get(url)
+                late = await first_answer(client, url, 503)
+                unready_after = time.monotonic() - sent
+                healthz = (await client.get(served.base + "/healthz")).status_code
+                await trio.to_thread.run_sync(redis.start)  # the same port, empty
                 back = await first_answer(client, url, 200)
+    finally:
+        redis.stop()
     assert before == {"status": "ready"}
     assert (degraded.status_code, degraded.json()) == (
         200, {"status": "degraded", "backend": "unreachable"})
@@ -164,7 +148,7 @@ async def test_inflight_requests_gauge_counts_running_calls() -> None:
         return 0.0 if line is None else float(line.split()[1])
 
     with trio.fail_after(20):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, timeout=10) as (url, client):
             metrics = url.removesuffix("/mcp") + "/metrics"
             sid = (await client.post(url, json=initialize(), headers=HEADERS)).headers[
                 "mcp-session-id"]
@@ -172,14 +156,14 @@ async def test_inflight_requests_gauge_counts_running_calls() -> None:
             seen: list[float] = []
 
             async def slow_call(rid: int) -> None:
-                await client.post(url, json=call_tool("countdown", rid, n=20), headers=headers)
+                await client.post(url, json=tool_call("countdown", {"n": 20}, rid), headers=headers)
 
             async with trio.open_nursery() as nursery:
                 for rid in (2, 3):
                     nursery.start_soon(slow_call, rid)
                 while max(seen, default=0) < 2:
                     seen.append(value((await client.get(metrics)).text))
-                    await trio.sleep(0.02)
+                    await trio.sleep(0.02)  # sampled: the gauge is what is under test
             after = value((await client.get(metrics)).text)
     assert max(seen) == 2
     assert after == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import pathlib
 
-import httpx
 import msgspec
 import pytest
 import trio
@@ -15,7 +14,7 @@ from scalemcp.cli import main as cli_main
 from scalemcp.config import load_config
 from scalemcp.security.api_keys import APIKeyAuthenticator, load_api_keys
 from scalemcp.server import ConfigError, check_config
-from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 
 from .support import challenge_params, initialize, scoped_app, session_call
 
@@ -37,7 +36,7 @@ def keys_file(tmp_path: pathlib.Path) -> str:
 async def test_either_header_authenticates(tmp_path: pathlib.Path) -> None:
     config = scalemcp.Config.from_options(auth="api_key", api_keys_file=keys_file(tmp_path))
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config) as (url, http):
             for auth in ({"x-api-key": ALICE_KEY}, {"authorization": f"Bearer {ALICE_KEY}"},
                          {"authorization": f"bearer {ALICE_KEY}", "x-api-key": ALICE_KEY}):
                 sid = await initialize(http, url, auth)
@@ -58,7 +57,7 @@ async def test_refusals(tmp_path: pathlib.Path) -> None:
         "bad token characters": ({"authorization": "Bearer a b"}, 400, "invalid_request"),
     }
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config) as (url, http):
             for case, (headers, status, error) in cases.items():
                 r = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
                                     headers={"accept": "application/json, text/event-stream",

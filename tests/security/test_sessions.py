@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import hashlib
 
-import httpx
 import trio
 
 import scalemcp
-from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 
 from .support import ACCEPT, initialize, rpc, scoped_app, session_call
 
@@ -25,7 +24,7 @@ def config() -> scalemcp.Config:
 
 async def test_streamable_session_bound_to_principal() -> None:
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config()) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config()) as (url, http):
             sid = await initialize(http, url, ALICE)
             r = await session_call(http, url, sid, BOB, "ping")
             assert r.status_code == 404
@@ -42,7 +41,7 @@ async def test_streamable_session_bound_to_principal() -> None:
 
 async def test_legacy_sse_session_bound_to_principal() -> None:
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config()) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config()) as (url, http):
             base = url.removesuffix("/mcp")
             async with http.stream("GET", base + "/sse", headers={
                     "accept": "text/event-stream", **ALICE}) as stream:

@@ -3,6 +3,11 @@ Redis fleet behaviours.
 
 Each test runs against every backend (``open_backend`` is parametrized); the tests at the
 end run two Redis backends ("workers") that share one redis-server or one cluster.
+
+A test about time (idle TTLs, claims) takes the ``clock`` fixture: mock time on the memory
+backend, so its sleeps cost nothing; real time on Redis, whose TTLs run on its own clock.
+A test that needs a read to be waiting before it writes waits for every task to block
+(``wait_all_tasks_blocked``) and checks that the read has not returned.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ import json
 
 import pytest
 import trio
+from trio.testing import MockClock, wait_all_tasks_blocked
 
 from scalemcp.errors import BackendUnavailable
 from scalemcp.state.base import SessionRecord, StateBackend, StreamRead
-from tests.conftest import free_port
+from tests.harness.ports import refused_port
 
 from .conftest import OpenBackend, Target
 
@@ -86,7 +92,8 @@ async def test_subscribe_and_unsubscribe_one_uri_at_a_time(open_backend: OpenBac
             assert await state.load_session("gone") is None
 
 
-async def test_idle_ttl_expires_and_load_renews(open_backend: OpenBackend) -> None:
+async def test_idle_ttl_expires_and_load_renews(open_backend: OpenBackend,
+                                               clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend(idle_ttl_s=0.5) as state:
             await state.create_session(record("kept"))
@@ -99,7 +106,8 @@ async def test_idle_ttl_expires_and_load_renews(open_backend: OpenBackend) -> No
             assert await state.load_session("idle") is None
 
 
-async def test_count_sessions_per_principal(open_backend: OpenBackend) -> None:
+async def test_count_sessions_per_principal(open_backend: OpenBackend,
+                                           clock: MockClock | None) -> None:
     with trio.fail_after(10):
         # The TTL leaves a1's renewals (every 0.25 s) ample margin on a loaded machine.
         async with open_backend(idle_ttl_s=2.0) as state:
@@ -121,7 +129,8 @@ async def test_count_sessions_per_principal(open_backend: OpenBackend) -> None:
             assert await state.count_sessions("bob") == 0
 
 
-async def test_max_sessions_evicts_the_oldest(open_backend: OpenBackend) -> None:
+async def test_max_sessions_evicts_the_oldest(open_backend: OpenBackend,
+                                             clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend(max_sessions=3) as state:
             for i in range(5):
@@ -174,14 +183,16 @@ async def test_blocking_read_woken_by_append(open_backend: OpenBackend) -> None:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.2)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 started = trio.current_time()
                 await state.append("s", "p", b"second")
             assert trio.current_time() - started < 1.0
             assert [e.data for e in result[0].events] == [b"second"]
 
 
-async def test_read_waits_then_returns_nothing(open_backend: OpenBackend) -> None:
+async def test_read_waits_then_returns_nothing(open_backend: OpenBackend,
+                                              clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend() as state:
             await state.create_session(record("s"))
@@ -206,7 +217,7 @@ async def test_concurrent_appends_are_read_once_in_order(open_backend: OpenBacke
                     data = f"{name}{i}".encode()
                     await state.append("s", "p", data)
                     written.append(data)
-                    await trio.sleep(0.001 * (i % 3))
+                    await trio.sleep(0.001 * (i % 3))  # real time: uneven interleaving
 
             async with trio.open_nursery() as nursery:
                 seen: list[bytes] = []
@@ -261,7 +272,8 @@ async def test_blocked_read_sees_the_final_event(open_backend: OpenBackend) -> N
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.1)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 await state.append("s", "p", b"done", final=True)
             assert [e.data for e in result[0].events] == [b"done"]
             assert result[0].ended
@@ -295,7 +307,8 @@ async def test_deleted_session_ends_streams(open_backend: OpenBackend) -> None:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.2)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 started = trio.current_time()
                 assert await state.delete_session("s")
             assert trio.current_time() - started < 1.0
@@ -307,7 +320,8 @@ async def test_deleted_session_ends_streams(open_backend: OpenBackend) -> None:
             assert (await state.read("s", "p", None, wait_s=0)).missing
 
 
-async def test_idle_expiry_ends_streams(open_backend: OpenBackend) -> None:
+async def test_idle_expiry_ends_streams(open_backend: OpenBackend,
+                                       clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend(idle_ttl_s=0.4) as state:
             await state.create_session(record("s"))
@@ -376,7 +390,8 @@ async def test_changes_fan_out(open_backend: OpenBackend) -> None:
             await state.publish_change(c2)  # nobody listens: no error
 
 
-async def test_claim_once(open_backend: OpenBackend) -> None:
+async def test_claim_once(open_backend: OpenBackend,
+                         clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend() as state:
             assert await state.claim_once("k", 0.3) is True
@@ -448,7 +463,7 @@ async def test_two_workers_streams(open_redis: OpenBackend) -> None:
             async def produce() -> None:
                 for i in range(40):
                     await a.append("s", "p", b"%d" % i, final=i == 39)
-                    if i % 7 == 0:
+                    if i % 7 == 0:  # real time: bursts, so the reader parks in between
                         await trio.sleep(0.02)
 
             async with trio.open_nursery() as nursery:
@@ -473,12 +488,14 @@ async def test_two_workers_blocking_read_and_deletion(open_redis: OpenBackend) -
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.3)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 started = trio.current_time()
                 await a.append("s", "p", b"woken")
                 await woken.wait()
                 assert trio.current_time() - started < 1.0
-                await trio.sleep(0.3)
+                await wait_all_tasks_blocked()
+                assert len(result) == 1, "the second read did not wait"
                 started = trio.current_time()
                 assert await a.delete_session("s")
             assert trio.current_time() - started < 1.0
@@ -495,7 +512,7 @@ async def test_two_workers_changes(open_redis: OpenBackend) -> None:
             b.open_changes() as two,
             a.open_changes() as own,
         ):
-            await trio.sleep(0.1)
+            await wait_all_tasks_blocked()  # b's reader follows the broadcast stream
             change = note("notifications/prompts/list_changed")
             await a.publish_change(change)
             assert (await one.receive()).payload == change
@@ -523,8 +540,8 @@ async def test_two_workers_count_sessions(open_redis: OpenBackend) -> None:
 async def test_unreachable_redis_is_backend_unavailable(url: str) -> None:
     from scalemcp.state.redis import RedisBackend
 
-    with trio.fail_after(10):
-        state = RedisBackend(url.format(port=free_port()), connect_timeout_s=0.5)
+    with refused_port() as port, trio.fail_after(10):
+        state = RedisBackend(url.format(port=port), connect_timeout_s=0.5)
         async with state.running():
             assert await state.ready() is False
             with pytest.raises(BackendUnavailable):

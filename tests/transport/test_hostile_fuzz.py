@@ -434,6 +434,7 @@ class Scratch:
                 assert r.status == 200, r
                 assert "result" in r.json(), r
                 self.sid = r.headers["mcp-session-id"]
+                self.ended = False  # an "end" before it ended no session
             else:
                 self.ask(init)  # a second initialize on the session
         elif step == "initialized":

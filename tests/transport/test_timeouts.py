@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
@@ -16,12 +15,13 @@ from scalemcp.protocol.classify import classify
 from scalemcp.protocol.jsonrpc import decode_body
 from scalemcp.state.memory import MemoryBackend
 from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
+from tests.harness.client import ACCEPT, MODERN_VERSION, modern_meta
 
-from .test_http_errors import ACCEPT, TIMEOUT_S
+from .test_http_errors import TIMEOUT_S
 
-MODERN = "2026-07-28"
-META = {"io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {}}
+MODERN = MODERN_VERSION
+META = modern_meta()
 
 
 class Stuck:
@@ -73,9 +73,7 @@ async def test_a_request_running_too_long_is_cancelled_with_an_error() -> None:
     target = Stuck()
     config = scalemcp.Config.from_options(request_timeout_s=0.5)
     with trio.fail_after(TIMEOUT_S):
-        async with open_server(target.app, config) as url, httpx.AsyncClient(
-            timeout=TIMEOUT_S
-        ) as http:
+        async with open_client(target.app, config, timeout=TIMEOUT_S) as (url, http):
             # Session era: the handler runs in the service's nursery, apart from the POST.
             r = await http.post(url, headers={"accept": ACCEPT}, json=rpc("initialize", {
                 "protocolVersion": "2025-11-25", "capabilities": {},
