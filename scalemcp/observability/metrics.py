@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from . import metrics_dir
 
 __all__ = [
+    "CLIENT_GONE",
     "DURATIONS",
     "HTTP_RESPONSES",
     "INFLIGHT_REQUESTS",
@@ -121,6 +122,11 @@ RATE_LIMITED = Counter(
     "scalemcp_rate_limited_total",
     "Requests refused by a limit: principal, tool (rate limits), inflight_session, "
     "inflight_principal", ("limit",), registry=REGISTRY)
+
+CLIENT_GONE = Counter(
+    "scalemcp_client_disconnects_total",
+    "HTTP requests whose client hung up before its answer was sent in full",
+    registry=REGISTRY)
 
 # -- the per-request hooks: children kept, one dict lookup each --------------------------
 

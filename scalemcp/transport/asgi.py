@@ -25,7 +25,7 @@ from ..errors import (
     UnsupportedVersion,
     WireError,
 )
-from ..observability.metrics import SESSIONS, STREAMS, read_at_scrape
+from ..observability.metrics import CLIENT_GONE, SESSIONS, STREAMS, read_at_scrape
 from ..ops.observe import Observer, log_worker_started, note
 from ..ops.readiness import Readiness
 from ..protocol import versions
@@ -39,7 +39,7 @@ from ..security.ratelimit import RateLimits, subject
 from ..state import make_state
 from ..state.base import StateBackend
 from .discovery import server_document
-from .http import Request, accepts, is_json_content
+from .http import ClientGone, Request, accepts, is_json_content
 from .legacy_sse import LegacyTransport
 from .limits import check_request_headers, header_limits, json_limits
 from .modern import ModernTransport
@@ -157,10 +157,14 @@ class ASGIApp:
         except AuthError as exc:  # raised before the body is read
             await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
             await req.respond_json(*self.auth.refusal(exc))
-        except trio.BusyResourceError:
-            # A client that hangs up as its answer ends: Hypercorn's reader closes the
-            # socket while the answer's last write is under way, which then fails so.
-            log.info("client went away while %s %s was answered", req.method, req.path)
+        except (ClientGone, trio.BusyResourceError, trio.BrokenResourceError,
+                trio.ClosedResourceError) as exc:
+            # A client that hangs up mid-request, or as its answer ends (Hypercorn's reader
+            # closes the socket while the answer's last write is under way): an event of
+            # the client's, counted, never a server error.
+            CLIENT_GONE.inc()
+            log.debug("client went away while %s %s was served: %s", req.method, req.path,
+                      type(exc).__name__)
         except Exception:
             log.exception("unhandled error serving %s %s", req.method, req.path)
             if not req.started:

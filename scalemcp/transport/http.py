@@ -15,6 +15,10 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 
+class ClientGone(Exception):
+    """The client hung up mid-request: nothing can be answered, nothing is wrong here."""
+
+
 class Request:
     __slots__ = (
         "_send",
@@ -89,7 +93,7 @@ class Request:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                raise InvalidRequest("client disconnected before sending the body")
+                raise ClientGone("the client disconnected before sending the whole body")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -108,7 +112,7 @@ class Request:
         """Read and discard the body, so an early answer leaves the connection clean."""
         if self.method in ("GET", "HEAD", "DELETE"):
             return
-        with contextlib.suppress(PayloadTooLarge, InvalidRequest):
+        with contextlib.suppress(PayloadTooLarge, InvalidRequest, ClientGone):
             await self.body(limit)
 
     async def respond(

@@ -54,6 +54,8 @@ class SessionTransport:
         if inits:
             if len(items) > 1:
                 raise InvalidRequest("initialize must be the only message in its POST")
+            if inits[0].request_id is None:
+                raise InvalidRequest("initialize must be a request, with an id")
             session_id, body = await self.service.initialize(inits[0], principal)
             await req.respond_json(200, body, [(b"mcp-session-id", session_id.encode())])
             return
