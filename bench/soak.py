@@ -3,9 +3,9 @@
     python bench/soak.py --duration 120            # about 2 min, plus ~10 s to start
     python bench/soak.py --duration 20 --json out.json --markdown out.md
 
-Starts redis-server on an ephemeral port, ``--nodes`` nodes of ``scalemcp serve --workers
---redis-url`` behind haproxy (the same processes and deploy/haproxy.cfg as tests/cluster,
-whose helpers it imports), and runs the flows of ``bench/soak_flows.py`` through haproxy:
+Starts redis-server, ``--nodes`` nodes of ``scalemcp serve --workers --redis-url`` behind
+haproxy (the fleet of tests/harness/fleet.py, the one tests/cluster uses, with
+deploy/haproxy.cfg), and runs the flows of ``bench/soak_flows.py`` through haproxy:
 numbered-progress SSE calls (resumed with ``Last-Event-ID`` whenever cut), deliberate
 hang-up-and-resume, stateless 2026-07-28 calls and elicitation round trips. Every
 ``--kill-every`` seconds it ``kill -9``s a random worker; the node's supervisor replaces it.
@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import random
-import secrets
 import signal
 import subprocess
 import sys
@@ -42,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.soak_flows import Load, Tally, run_flow  # noqa: E402
-from tests.cluster.conftest import HAProxy, Node, Redis  # noqa: E402
+from tests.harness.conditions import wait_until  # noqa: E402
+from tests.harness.fleet import Cluster  # noqa: E402
 
 #: An operation failing within this long of a kill (either side) counts as explained.
 KILL_MARGIN_S = 0.5
@@ -51,43 +51,12 @@ KILL_MARGIN_S = 0.5
 # -- the fleet --------------------------------------------------------------------------------
 
 
-class Fleet:
+class Fleet(Cluster):
+    """The harness's fleet (redis-server, nodes, haproxy), ``nodes`` x ``workers``."""
+
     def __init__(self, workdir: Path, nodes: int, workers: int) -> None:
-        (workdir / "marks").mkdir(exist_ok=True)
-        self.workdir = workdir
         self.workers_per_node = workers
-        self.redis = Redis(workdir)
-        key = secrets.token_hex(32)
-        self.nodes = [Node(f"n{i}", self.redis, key, workdir, workers=workers)
-                      for i in range(nodes)]
-        self.lb: HAProxy | None = None
-
-    def start(self) -> None:
-        for node in self.nodes:
-            node.start()
-        for node in self.nodes:
-            node.wait_ready()
-        self.lb = HAProxy(self.nodes, self.workdir)
-        self.lb.wait_status({n.name: "UP" for n in self.nodes})
-
-    def workers(self) -> dict[int, str]:
-        """pid -> node name of every worker process alive now."""
-        found = {}
-        for node in self.nodes:
-            assert node.proc is not None
-            pid = node.proc.pid
-            try:
-                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            except FileNotFoundError:
-                continue
-            for child in children:
-                try:
-                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                except FileNotFoundError:
-                    continue
-                if b"spawn_main" in cmdline:
-                    found[int(child)] = node.name
-        return found
+        super().__init__(workdir, nodes=nodes, workers=workers)
 
     def whole(self) -> bool:
         """Every node up with all its workers, and haproxy routing to each."""
@@ -96,17 +65,6 @@ class Fleet:
         status = self.lb.server_status()
         return all(per_node.count(n.name) == self.workers_per_node
                    and status.get(n.name, "").startswith("UP") for n in self.nodes)
-
-    def stop(self) -> None:
-        if self.lb is not None:
-            self.lb.stop()
-        for node in self.nodes:
-            node.stop()
-        self.redis.kill()
-
-    def logs(self) -> str:
-        return "\n".join(f"==> {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                         for p in sorted(self.workdir.glob("*.log")))
 
 
 def rss_kib(pid: int) -> int | None:
@@ -310,12 +268,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _wait_whole(fleet: Fleet, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fleet.whole():
-            return True
-        time.sleep(0.2)
-    return False
+    try:
+        wait_until(fleet.whole, "the fleet whole again", timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

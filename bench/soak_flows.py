@@ -29,12 +29,11 @@ from typing import Any
 import httpx
 import trio
 
-from tests.cluster.wire import Event, sse_events
+from tests.harness.client import ELICITATION, initialize, modern_meta, notification, tool_call
+from tests.harness.client import HEADERS as ACCEPT
+from tests.harness.client import SESSION_VERSION as VERSION
+from tests.harness.sse import Event, sse_events
 
-VERSION = "2025-11-25"
-ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-               "io.modelcontextprotocol/clientCapabilities": {}}
 #: How many times one call is resumed before it counts as a failure.
 MAX_RESUMES = 20
 #: One flow iteration (a call and its resumes) longer than this is a hang.
@@ -77,17 +76,8 @@ class Tally:
             self.examples.append(text)
 
 
-def call(rid: int, tool: str, arguments: dict[str, Any], **meta: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {"name": tool, "arguments": arguments}
-    if meta:
-        params["_meta"] = meta
-    return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}
-
-
 async def start_session(http: httpx.AsyncClient, url: str, tally: Tally) -> dict[str, str]:
-    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": VERSION, "capabilities": {"elicitation": {}},
-        "clientInfo": {"name": "soak", "version": "1"}}}
+    init = initialize(VERSION, ELICITATION, rid=0, name="soak")
     tally.requests["initialize"] += 1
     r = await http.post(url, json=init, headers=ACCEPT)
     if r.status_code != 200:
@@ -95,8 +85,7 @@ async def start_session(http: httpx.AsyncClient, url: str, tally: Tally) -> dict
     headers = {**ACCEPT, "mcp-session-id": r.headers["mcp-session-id"],
                "mcp-protocol-version": VERSION}
     tally.requests["initialize"] += 1
-    done = await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                           headers=headers)
+    done = await http.post(url, json=notification("notifications/initialized"), headers=headers)
     if done.status_code != 202:
         raise FlowError(f"http-{done.status_code}", done.text[:200])
     return headers
@@ -235,7 +224,7 @@ async def progress_call(http: httpx.AsyncClient, load: Load, headers: dict[str, 
                         tally: Tally, started: float, hang_up_after: int = 0) -> None:
     flow = "resume" if hang_up_after else "progress"
     stream = Stream(rid)
-    body = call(rid, "countdown", {"n": load.steps, "delay_ms": load.delay_ms},
+    body = tool_call("countdown", {"n": load.steps, "delay_ms": load.delay_ms}, rid,
                 progressToken=f"t{rid}")
     await follow(http, load.url, headers, body, stream, tally, flow, hang_up_after=hang_up_after)
     check_numbers(flow, stream, load.steps, tally, started)
@@ -248,8 +237,8 @@ async def resume_call(http: httpx.AsyncClient, load: Load, headers: dict[str, st
 
 async def modern_call(http: httpx.AsyncClient, load: Load, headers: dict[str, str], rid: int,
                       tally: Tally, started: float) -> None:
-    body = call(rid, "whoami", {})
-    body["params"]["_meta"] = MODERN_META
+    body = tool_call("whoami", {}, rid)
+    body["params"]["_meta"] = modern_meta()
     h = {**ACCEPT, "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call",
          "mcp-name": "whoami"}
     tally.requests["modern"] += 1
@@ -288,7 +277,7 @@ async def elicit_call(http: httpx.AsyncClient, load: Load, headers: dict[str, st
                                           time.monotonic(), r.text[:200]))
             await trio.sleep(0.1 * (attempt + 1))
 
-    await follow(http, load.url, headers, call(rid, "ask_name", {}), stream, tally, "elicit",
+    await follow(http, load.url, headers, tool_call("ask_name", {}, rid), stream, tally, "elicit",
                  on_request=answer)
     final = stream.final
     if "result" in final:

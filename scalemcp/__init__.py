@@ -18,7 +18,7 @@ from .protocol.types import (
     TextResourceContents,
     ToolAnnotations,
 )
-from .server import asgi_app
+from .server import ConfigError, asgi_app, run
 
 __all__ = [
     "App",
@@ -26,6 +26,7 @@ __all__ = [
     "BlobResourceContents",
     "CacheHint",
     "Config",
+    "ConfigError",
     "Context",
     "ElicitResult",
     "EmbeddedResource",
@@ -43,5 +44,6 @@ __all__ = [
     "asgi_app",
     "elicitation",
     "roots",
+    "run",
     "sampling",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import socket
 import sys
 from typing import Any
 
@@ -13,17 +12,16 @@ from hypercorn.config import Config as HypercornConfig
 
 from .app.app import App
 from .config import Config
+from .config.options import load_config
+from .observability.logs import configure_logging
 from .ops.drain import HARD_STOP_MARGIN_S
-from .security.gate import check_auth_config
+from .preflight import ConfigError, check_config
 from .security.principal import Authenticator
-from .security.ratelimit import parse_tool_rates
 from .transport.asgi import ASGIApp
 
-__all__ = ["ConfigError", "asgi_app", "hypercorn_config", "load_app", "run"]
+__all__ = ["ConfigError", "asgi_app", "endpoint_url", "hypercorn_config", "load_app", "run"]
 
-
-class ConfigError(Exception):
-    """A setting or argument that cannot work; the message says how to fix it."""
+log = logging.getLogger("scalemcp.server")
 
 
 def asgi_app(
@@ -31,15 +29,9 @@ def asgi_app(
 ) -> ASGIApp:
     """The ASGI application serving ``app`` (memory backend unless configured otherwise).
 
-    ``authenticator`` replaces the one ``config.auth`` would build.
+    ``authenticator`` replaces the one ``config.auth.mode`` would build.
     """
-    config = config or Config()
-    state = None
-    if config.redis_url:
-        from .state.redis import RedisBackend  # optional dependency
-
-        state = RedisBackend.from_config(config)
-    return ASGIApp(app, config, state, authenticator)
+    return ASGIApp(app, config or Config(), authenticator=authenticator)
 
 
 def load_app(target: str) -> App:
@@ -67,77 +59,106 @@ def load_app(target: str) -> App:
 
 def hypercorn_config(config: Config) -> HypercornConfig:
     hc = HypercornConfig()
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    hc.bind = [f"{host}:{config.port}"]
-    hc.workers = config.workers
+    host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
+    hc.bind = [f"{host}:{config.server.port}"]
+    hc.workers = config.server.workers
     hc.worker_class = "trio"
-    hc.loglevel = config.log_level.upper()
+    hc.loglevel = config.ops.log_level.upper()
     hc.errorlog = logging.getLogger("hypercorn.error")  # no handler of its own: ours formats it
     hc.accesslog = None
-    hc.keep_alive_timeout = config.keep_alive_timeout_s
+    hc.keep_alive_timeout = config.server.keep_alive_timeout_s
     # Oversized header blocks are refused while parsing (h11: 431; h2: the connection
     # ends); the app checks the same limit, and the header count, on what gets through.
-    hc.h11_max_incomplete_size = config.max_header_bytes
-    hc.h2_max_header_list_size = config.max_header_bytes
-    hc.websocket_ping_interval = config.sse_keepalive_s
+    hc.h11_max_incomplete_size = config.limits.max_header_bytes
+    hc.h2_max_header_list_size = config.limits.max_header_bytes
+    hc.websocket_ping_interval = config.sse.keepalive_s
     # SSE streams end cleanly drain_timeout_s after SIGTERM; what is left is cancelled later.
-    hc.graceful_timeout = config.drain_timeout_s + HARD_STOP_MARGIN_S
+    hc.graceful_timeout = config.server.drain_timeout_s + HARD_STOP_MARGIN_S
     # The app's lifespan shutdown lets session-era calls run up to that same hard stop.
     hc.shutdown_timeout = hc.graceful_timeout + HARD_STOP_MARGIN_S
-    if config.certfile or config.keyfile:
-        if not (config.certfile and config.keyfile):
-            raise ConfigError("HTTPS needs both --certfile and --keyfile")
-        hc.certfile = config.certfile
-        hc.keyfile = config.keyfile
+    if config.server.certfile and config.server.keyfile:
+        hc.certfile = config.server.certfile
+        hc.keyfile = config.server.keyfile
         hc.alpn_protocols = ["h2", "http/1.1"]
+    if config.ops.metrics_port is not None:
+        # Plain HTTP even when the MCP port serves TLS: probes and scrapers stay simple.
+        metrics_bind = f"{host}:{config.ops.metrics_port}"
+        if hc.ssl_enabled:
+            hc.insecure_bind = [metrics_bind]
+        else:
+            hc.bind.append(metrics_bind)
     return hc
 
 
-def check_config(config: Config) -> None:
-    try:
-        check_auth_config(config)
-        parse_tool_rates(config.rate_limit_tools)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if config.workers > 1 and not config.redis_url and not config.stateless_only:
-        raise ConfigError(
-            f"--workers {config.workers} needs --redis-url: the memory backend keeps sessions "
-            "inside one process, so other workers could not serve or resume them"
-        )
-    if (config.workers > 1 or config.redis_url) and not config.state_keys:
-        raise ConfigError(
-            "a multi-worker deployment needs --state-keys (or SCALEMCP_STATE_KEYS): the "
-            "fleet-wide key that signs requestState, so any worker can verify what another "
-            "issued; generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))'"
-        )
-    if config.port != 0:
-        _check_port_free(config.host, config.port)
+def run(app: App | str, config: Config | None = None, **options: Any) -> None:
+    """Serve ``app`` (a :class:`~scalemcp.App`, or ``"MODULE:ATTR"``) until interrupted.
 
-
-def _check_port_free(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    Settings: ``config``, else ``options`` by their option names (``port=8080``) over the
+    ``SCALEMCP_*`` environment and the defaults. Every worker process imports the app:
+    an App defined in a script must be served from under ``if __name__ == "__main__":``.
+    Raises :class:`ConfigError` (one line) for settings that cannot work.
+    """
+    if config is None:
         try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
-def run(target: str, config: Config) -> None:
-    """Serve ``target`` (MODULE:ATTR) until interrupted."""
+            config = load_config(options, named_by="option")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    elif options:
+        raise TypeError("give either config or options, not both")
+    target = app if isinstance(app, str) else _target_of(app)
+    if isinstance(app, App) or not logging.getLogger().handlers:
+        configure_logging(config.ops.log_level, config.ops.log_format)  # from Python
     check_config(config)
     load_app(target)  # fail fast, in the parent, on a bad module path
-    from .ops.workers import run_workers
+    from .ops.workers import WorkerStartError, run_workers
 
     hc = hypercorn_config(config)
     hc.application_path = "scalemcp._worker:application"
     os.environ["SCALEMCP_APP"] = target
     os.environ["SCALEMCP_RESOLVED_CONFIG"] = _encode_config(config)
     # Hypercorn's trio workers, draining on SIGTERM, sharing their metrics.
-    exit_code = run_workers(hc, metrics_dir_path=config.metrics_dir)
+    try:
+        exit_code = run_workers(hc, metrics_dir_path=config.ops.metrics_dir,
+                                on_ready=lambda binds: log_serving(target, config, binds))
+    except WorkerStartError as exc:
+        raise ConfigError(str(exc)) from None
+    log.info("stopped" + (f" (exit code {exit_code})" if exit_code else ""))
     if exit_code:
         raise SystemExit(exit_code)
+
+
+def _target_of(app: App) -> str:
+    """``MODULE:ATTR`` naming ``app``, so the worker processes can import it."""
+    for module_name, module in list(sys.modules.items()):
+        if module_name == "__mp_main__":
+            continue
+        for attr, value in list(vars(module).items()):
+            if value is app:
+                return f"{module_name}:{attr}"
+    raise ConfigError(f"cannot find the App {app.name!r} in any module: define it at the top "
+                      "level of a module (workers import it from there)")
+
+
+def endpoint_url(config: Config, bound: tuple[str, int] | None = None) -> str:
+    """The MCP endpoint's URL as a client on this machine would write it."""
+    host, port = bound or (config.server.host, config.server.port)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1" if host != "::" else "::1"
+    scheme = "https" if config.server.certfile else "http"
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port}{config.server.path}"
+
+
+def log_serving(target: str, config: Config, binds: list[tuple[str, int]]) -> None:
+    """The one start-up line a person reads: what is served where, and how to stop it."""
+    server = config.server
+    workers = f"{server.workers} worker{'s' if server.workers > 1 else ''}"
+    backend = ("no backend (stateless only)" if server.stateless_only and not config.redis.url
+               else "Redis backend" if config.redis.url else "memory backend")
+    legacy = "" if server.stateless_only else f", legacy HTTP+SSE at {server.sse_path}"
+    # The URL stands alone between spaces, so scripts can take it from the line.
+    log.info("serving %s at %s with %s (%s%s); Ctrl-C to stop", target,
+             endpoint_url(config, binds[0] if binds else None), workers, backend, legacy)
 
 
 def _encode_config(config: Config) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import msgspec
 import trio
 from hypercorn.trio import serve
 
@@ -24,13 +23,13 @@ __all__ = ["open_server"]
 async def open_server(app: App, config: Config | None = None) -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1:0 with Hypercorn; yields the MCP endpoint URL."""
     config = config or Config()
-    config = msgspec.structs.replace(config, host="127.0.0.1", port=0)
+    config = config.replace(host="127.0.0.1", port=0)
     hc = hypercorn_config(config)
     hc.graceful_timeout = 0.5
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(serve, asgi_app(app, config), hc)
         base = binds[0].replace("0.0.0.0", "127.0.0.1")
         try:
-            yield base + config.path
+            yield base + config.server.path
         finally:
             nursery.cancel_scope.cancel()

@@ -21,7 +21,6 @@ import os
 import sys
 from pathlib import Path
 
-import msgspec
 import trio
 from hypercorn.trio import serve
 
@@ -72,9 +71,8 @@ async def main() -> None:
     parser.add_argument("--keyfile")
     parser.add_argument("--stateless-only", action="store_true")
     args = parser.parse_args()
-    config = scalemcp.Config(log_level="warning")
-    config = msgspec.structs.replace(
-        config,
+    config = scalemcp.Config.from_options(
+        log_level="warning",
         host=args.host,
         port=args.port,
         certfile=args.certfile,

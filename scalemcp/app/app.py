@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from importlib.resources.abc import Traversable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
@@ -57,6 +57,27 @@ class App:
         #: Agent Skills served under ``skill://`` (:meth:`add_skills`, :meth:`add_skill`).
         self.skills = skills.SkillRegistry()
 
+    @overload
+    def tool(self, fn: F) -> F: ...
+
+    @overload
+    def tool(
+        self,
+        fn: None = None,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        structured_output: bool | None = None,
+        scopes: tuple[str, ...] = (),
+        requires: tuple[str, ...] = (),
+        headers: dict[str, str] | None = None,
+        input_schema: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
+        rate_limit_rps: float | None = None,
+    ) -> Callable[[F], F]: ...
+
     def tool(
         self,
         fn: F | None = None,
@@ -72,13 +93,14 @@ class App:
         input_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
         rate_limit_rps: float | None = None,
-    ) -> Any:
+    ) -> F | Callable[[F], F]:
         """Register a tool; usable bare (``@app.tool``) or with options.
 
         ``requires`` names client capabilities (e.g. ``("sampling",)``) the tool needs;
         ``headers`` maps parameters to ``Mcp-Param-*`` header names (modern era);
         ``rate_limit_rps`` limits calls per second per principal (the server's
-        ``rate_limit_tools`` setting overrides it).
+        ``rate_limit_tools`` setting overrides it). The function is returned unchanged.
+        A second tool of the same name is refused (``ValueError``).
         """
 
         def register(f: F) -> F:
@@ -114,13 +136,18 @@ class App:
         scopes: tuple[str, ...] = (),
         cache: CacheHint | None = None,
     ) -> Callable[[F], F]:
-        """Register a resource at ``uri``, or a template if ``uri`` holds ``{var}``."""
+        """Register a resource at ``uri``, or a template if ``uri`` holds ``{var}``.
+
+        A second resource (or template) at the same URI is refused (``ValueError``).
+        """
 
         def register(f: F) -> F:
             kw: dict[str, Any] = dict(
                 name=name, title=title, description=description, mime_type=mime_type,
                 scopes=scopes,
             )
+            if uri in self.resources or any(t.uri == uri for t in self.templates):
+                raise ValueError(f"resource {uri!r} is already registered")
             if is_template(uri):
                 self.templates.append(TemplateSpec(f, uri, **kw))
             else:
@@ -131,6 +158,20 @@ class App:
 
         return register
 
+    @overload
+    def prompt(self, fn: F) -> F: ...
+
+    @overload
+    def prompt(
+        self,
+        fn: None = None,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        scopes: tuple[str, ...] = (),
+    ) -> Callable[[F], F]: ...
+
     def prompt(
         self,
         fn: F | None = None,
@@ -139,11 +180,17 @@ class App:
         title: str | None = None,
         description: str | None = None,
         scopes: tuple[str, ...] = (),
-    ) -> Any:
-        """Register a prompt; its string parameters are the prompt's arguments."""
+    ) -> F | Callable[[F], F]:
+        """Register a prompt; its string parameters are the prompt's arguments.
+
+        Usable bare (``@app.prompt``) or with options; a second prompt of the same name is
+        refused (``ValueError``).
+        """
 
         def register(f: F) -> F:
             spec = PromptSpec(f, name=name, title=title, description=description, scopes=scopes)
+            if spec.name in self.prompts:
+                raise ValueError(f"prompt {spec.name!r} is already registered")
             self.prompts[spec.name] = spec
             return f
 
@@ -151,8 +198,20 @@ class App:
 
     def completion(self, fn: F) -> F:
         """Register the completion handler: ``(ref, argument, context) -> list[str]``."""
+        if self.completer is not None:
+            raise ValueError("a completion handler is already registered")
         self.completer = fn
         return fn
+
+    def serve(self, **options: Any) -> None:
+        """Serve this app until interrupted, as ``scalemcp serve`` would.
+
+        ``options`` are the settings by their option names (``port=8080``,
+        ``redis_url=...``; see docs/configuration.md), over ``SCALEMCP_*`` and defaults.
+        """
+        from ..server import run
+
+        run(self, **options)
 
     def add_skills(
         self, path: str | os.PathLike[str], *, prefix: str = "", poll_interval_s: float = 2.0
@@ -195,6 +254,7 @@ class App:
     def find_resource(
         self, uri: str
     ) -> tuple[ResourceSpec | skills.SkillResource, dict[str, str]] | None:
+        """The resource (or template, with its variables) that serves ``uri``."""
         spec = self.resources.get(uri)
         if spec is not None:
             return spec, {}

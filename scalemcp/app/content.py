@@ -32,6 +32,7 @@ class Image:
     mime_type: str = "image/png"
 
     def to_block(self) -> ImageContent:
+        """The ``image`` content block (base64 data and MIME type)."""
         return ImageContent(data=base64.b64encode(self.data).decode(), mime_type=self.mime_type)
 
 
@@ -43,6 +44,7 @@ class Audio:
     mime_type: str = "audio/wav"
 
     def to_block(self) -> AudioContent:
+        """The ``audio`` content block (base64 data and MIME type)."""
         return AudioContent(data=base64.b64encode(self.data).decode(), mime_type=self.mime_type)
 
 

@@ -8,13 +8,15 @@ run again when the client retries with the answers (multi round-trip requests).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 import msgspec
 from msgspec import UNSET
 
-from ..errors import InvalidParams
+from ..errors import InvalidParams, ToolError
+from ..protocol.elicitation import AnswerMismatch, check_answer, schema_for
 from ..protocol.types import LOG_LEVELS
+from ..protocol.versions import features
 
 __all__ = [
     "Context",
@@ -25,6 +27,10 @@ __all__ = [
     "roots",
     "sampling",
 ]
+
+
+T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class RequestScope(Protocol):
@@ -86,9 +92,20 @@ def roots() -> InputRequest:
     return InputRequest("roots/list", {})
 
 
-class ElicitResult(msgspec.Struct, omit_defaults=True):
+class ElicitResult(msgspec.Struct, Generic[T], omit_defaults=True):
+    """The user's answer: ``content`` is set when ``action`` is ``"accept"``.
+
+    ``content`` has been checked against the requested schema; asked with a Struct type,
+    it is an instance of that type, else a dict of the schema's properties.
+    """
+
     action: Literal["accept", "decline", "cancel"]
-    content: dict[str, Any] | None = None
+    content: T | None = None
+
+
+class _RawElicitResult(msgspec.Struct):
+    action: Literal["accept", "decline", "cancel"]
+    content: Any = None
 
 
 class Context:
@@ -101,22 +118,27 @@ class Context:
 
     @property
     def request_id(self) -> int | str:
+        """The JSON-RPC id of the request being handled."""
         return self._scope.request_id
 
     @property
     def session_id(self) -> str | None:
+        """The session of the request (None in the stateless era)."""
         return self._scope.session_id
 
     @property
     def protocol_version(self) -> str:
+        """The protocol version the client speaks."""
         return self._scope.protocol_version
 
     @property
     def client_capabilities(self) -> dict[str, Any]:
+        """The capabilities the client declared."""
         return self._scope.client_capabilities
 
     @property
     def principal(self) -> str | None:
+        """Who is calling (the authenticated principal), or None without auth."""
         return self._scope.principal
 
     async def report_progress(
@@ -130,7 +152,7 @@ class Context:
         params: dict[str, Any] = {"progressToken": token, "progress": progress}
         if total is not None:
             params["total"] = total
-        if message is not None and self.protocol_version >= "2025-03-26":
+        if message is not None and features(self.protocol_version).progress_message:
             params["message"] = message
         await self._scope.notify("notifications/progress", params)
 
@@ -147,15 +169,19 @@ class Context:
         await self._scope.notify("notifications/message", params)
 
     async def debug(self, data: Any) -> None:
+        """Log ``data`` at level debug (see :meth:`log`)."""
         await self.log("debug", data)
 
     async def info(self, data: Any) -> None:
+        """Log ``data`` at level info (see :meth:`log`)."""
         await self.log("info", data)
 
     async def warning(self, data: Any) -> None:
+        """Log ``data`` at level warning (see :meth:`log`)."""
         await self.log("warning", data)
 
     async def error(self, data: Any) -> None:
+        """Log ``data`` at level error (see :meth:`log`)."""
         await self.log("error", data)
 
     async def ask(self, requests: dict[str, InputRequest]) -> dict[str, Any]:
@@ -166,20 +192,44 @@ class Context:
         """
         return await self._scope.ask(requests)
 
+    @overload
+    async def elicit(self, message: str, schema: type[S], *,
+                     key: str | None = None) -> ElicitResult[S]: ...
+    @overload
+    async def elicit(self, message: str, schema: dict[str, Any], *,
+                     key: str | None = None) -> ElicitResult[dict[str, Any]]: ...
+
     async def elicit(
-        self, message: str, schema: dict[str, Any], *, key: str | None = None
-    ) -> ElicitResult:
-        """Ask the user for input matching ``schema`` (a flat object schema)."""
-        request = elicitation(message, schema)
-        if self.protocol_version < "2025-11-25":
+        self, message: str, schema: dict[str, Any] | type[msgspec.Struct], *,
+        key: str | None = None
+    ) -> ElicitResult[Any]:
+        """Ask the user for input matching ``schema``: a flat object schema (primitive
+        properties), or a msgspec Struct type whose fields make it.
+
+        An accepted answer is checked against the schema: one that does not fit raises
+        :class:`~scalemcp.ToolError` (the call ends with that message, ``isError``).
+        """
+        as_type = schema if isinstance(schema, type) else None
+        wire_schema = schema_for(schema) if isinstance(schema, type) else schema
+        request = elicitation(message, wire_schema)
+        if not features(self.protocol_version).elicitation_mode:
             request = InputRequest(request.method,
                                    {k: v for k, v in request.params.items() if k != "mode"})
         key = key or self._next_key("elicit")
         answer = (await self.ask({key: request}))[key]
         try:
-            return msgspec.convert(answer, ElicitResult)
+            raw = msgspec.convert(answer, _RawElicitResult)
         except msgspec.ValidationError as exc:
             raise InvalidParams(f"invalid elicitation response: {exc}") from None
+        if raw.action != "accept":
+            return ElicitResult(raw.action)
+        try:
+            content = check_answer(raw.content, wire_schema)
+            return ElicitResult("accept", content if as_type is None
+                                else msgspec.convert(content, as_type))
+        except (AnswerMismatch, msgspec.ValidationError) as exc:
+            raise ToolError(f"the answer to {message!r} does not fit the requested schema: "
+                            f"{exc}") from None
 
     async def sample(
         self,
@@ -211,15 +261,19 @@ class Context:
         await self._scope.drop_connection()
 
     async def notify_tools_changed(self) -> None:
+        """Tell every client listening that the tool list changed."""
         await self._scope.publish_change("notifications/tools/list_changed", UNSET)
 
     async def notify_prompts_changed(self) -> None:
+        """Tell every client listening that the prompt list changed."""
         await self._scope.publish_change("notifications/prompts/list_changed", UNSET)
 
     async def notify_resources_changed(self) -> None:
+        """Tell every client listening that the resource list changed."""
         await self._scope.publish_change("notifications/resources/list_changed", UNSET)
 
     async def notify_resource_updated(self, uri: str) -> None:
+        """Tell the clients subscribed to ``uri`` that it changed."""
         await self._scope.publish_change("notifications/resources/updated", {"uri": uri})
 
     def _next_key(self, kind: str) -> str:

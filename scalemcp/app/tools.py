@@ -95,9 +95,11 @@ class ToolSpec:
         if self.output_schema is None:
             return {"content": to_content(value)}
         structured = msgspec.to_builtins(value)
+        # The text block is for clients without structured output: a wrapped primitive
+        # reads as itself ("3"), not as the {"result": 3} wrapper the schema needs.
+        text: ContentBlock = TextContent(text=msgspec.json.encode(structured).decode())
         if self.wrap_output:
             structured = {"result": structured}
-        text: ContentBlock = TextContent(text=msgspec.json.encode(structured).decode())
         return {"content": [text], "structuredContent": structured}
 
 

@@ -21,16 +21,24 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, Literal
 
-import msgspec
 import trio
+from msgspec import UNSET
 
-from . import jsonrpc
+from . import messages
 from .errors import McpError
 from .http import Headers, HttpClient, Response
-from .jsonrpc import Message
+from .messages import ErrorObject, InitializeResultHead, Message, RequestId
 from .sse import SseDecoder
 
-__all__ = ["McpClient", "OnMessage", "OnRequest", "header_value", "read_messages"]
+__all__ = [
+    "McpClient",
+    "OnMessage",
+    "OnRequest",
+    "check_response",
+    "error_detail",
+    "header_value",
+    "read_messages",
+]
 
 Era = Literal["session", "modern"]
 OnMessage = Callable[[Message, str | None], Awaitable[None]]
@@ -62,13 +70,13 @@ async def read_messages(
             async for chunk in chunks:
                 for event in decoder.feed(chunk):
                     if event.data and event.event == "message":
-                        for message in _decode(event.data):
+                        for message in messages.decode(event.data):
                             yield message, event.id
     else:
         body = await response.read()
         if not body:
             return
-        for message in _decode(body):
+        for message in messages.decode(body):
             yield message, None
 
 
@@ -89,7 +97,7 @@ class McpClient:
         self.path = path
         self.era: Era = era
         self.version = version or (
-            jsonrpc.MODERN_VERSION if era == "modern" else jsonrpc.SESSION_VERSION
+            messages.MODERN_VERSION if era == "modern" else messages.SESSION_VERSION
         )
         self.capabilities = capabilities or {}
         self.session_id: str | None = None
@@ -127,8 +135,9 @@ class McpClient:
             return
         self.session_id = None
         self._initialized = False
-        result = await self.request("initialize", jsonrpc.initialize_params(self.version))
-        self.version = jsonrpc.decode_initialize(result.result).protocol_version
+        result = await self.request("initialize", messages.initialize_params(self.version))
+        head = messages.decode_part(InitializeResultHead, result.result, "initialize result")
+        self.version = head.protocol_version
         await self.notify("notifications/initialized")
         self._initialized = True
 
@@ -163,20 +172,20 @@ class McpClient:
         headers = self.headers()
         if self.era == "modern":
             params = dict(params or {})
-            params["_meta"] = jsonrpc.modern_meta(self.capabilities, params.get("_meta"))
+            params["_meta"] = messages.modern_meta(self.capabilities, params.get("_meta"))
             headers.append((b"mcp-method", method.encode()))
             name = params.get("name", params.get("uri"))
             if isinstance(name, str):
                 headers.append((b"mcp-name", header_value(name)))
         if req_id is None:
-            return headers, jsonrpc.notification(method, params)
-        return headers, jsonrpc.request(req_id, method, params)
+            return headers, messages.notification(method, params)
+        return headers, messages.request(req_id, method, params)
 
     async def post(self, headers: Headers, body: bytes) -> Response:
         """POST a built message; non-2xx statuses raise `McpError`."""
         response = await self.http.send("POST", self.path, headers, body)
         if response.status >= 300:
-            detail = await _error_detail(response)
+            detail = await error_detail(response)
             if response.status == 404 and self.session_id is not None:
                 self.session_id = None
                 self._initialized = False
@@ -191,9 +200,9 @@ class McpClient:
         response = await self.post(headers, body)
         await response.aclose()
 
-    async def respond(self, req_id: jsonrpc.RequestId, result: dict[str, Any]) -> None:
+    async def respond(self, req_id: RequestId, result: dict[str, Any]) -> None:
         """POST the answer to a server-to-client request (expects 202)."""
-        response = await self.post(self.headers(), jsonrpc.response(req_id, result))
+        response = await self.post(self.headers(), messages.response(req_id, result))
         await response.aclose()
 
     async def request(
@@ -221,13 +230,13 @@ class McpClient:
         on_request: OnRequest | None,
     ) -> Message:
         """Read an answer until the response to ``req_id``; raises if it never comes."""
-        async with aclosing(read_messages(response)) as messages:
-            async for message, event_id in messages:
-                if message.method is None:
+        async with aclosing(read_messages(response)) as stream:
+            async for message, event_id in stream:
+                if message.is_response:
                     if message.id == req_id:
-                        await _finish(messages)
-                        return _checked(message)
-                elif message.id is not None:
+                        await _finish(stream)
+                        return check_response(message)
+                elif isinstance(message.id, int | str):
                     if on_request is None:
                         raise McpError("unexpected_request", f"server sent {message.method}")
                     await self.respond(message.id, await on_request(message))
@@ -251,23 +260,28 @@ async def _finish(messages: AsyncGenerator[tuple[Message, str | None], None]) ->
             pass
 
 
-def _decode(data: bytes) -> list[Message]:
-    try:
-        return jsonrpc.decode_messages(data)
-    except msgspec.DecodeError as exc:
-        raise McpError("decode", f"{exc}: {data[:120]!r}") from exc
-
-
-def _checked(message: Message) -> Message:
-    if message.error is not None:
+def check_response(message: Message) -> Message:
+    """``message`` if it is a result; a JSON-RPC error raises `McpError` ``jsonrpc_<code>``."""
+    if message.error is not UNSET:
         raise McpError(f"jsonrpc_{message.error.code}", message.error.message)
     return message
 
 
-async def _error_detail(response: Response) -> str:
+async def error_detail(response: Response) -> str:
+    """``HTTP <status>: <start of the body>``; reads and releases ``response``."""
     try:
         body = await response.read()
     finally:
         await response.aclose()
-    text = body[:300].decode(errors="replace").strip()
+    text = _jsonrpc_error_message(body) or body[:300].decode(errors="replace").strip()
     return f"HTTP {response.status}" + (f": {text}" if text else "")
+
+
+def _jsonrpc_error_message(body: bytes) -> str | None:
+    """The error message of a JSON-RPC error body (it says it best), else None."""
+    try:
+        decoded = messages.decode(body)
+    except McpError:
+        return None
+    error = decoded[0].error if decoded else UNSET
+    return error.message if isinstance(error, ErrorObject) else None

@@ -53,7 +53,7 @@ class BenchConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     headers: list[tuple[str, str]] = []
     http2: bool = False
     insecure: bool = False
-    client: Literal["raw", "h11", "httpx"] = "raw"
+    client: Literal["raw", "httpx"] = "raw"
     procs: PositiveInt = 1
     timeout_s: Annotated[float, Meta(gt=0)] = 30.0
     protocol_version: str | None = None
@@ -71,14 +71,27 @@ class BenchConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
         return self.tool or DEFAULT_TOOLS.get(self.scenario, "echo")
 
     def tool_args(self) -> dict[str, Any]:
+        """``args``, else the arguments the bench targets' tool of that name takes, else {}."""
         if self.args is not None:
             return self.args
-        if self.scenario in ("call-progress", "resume"):
+        if self.tool_name == "progress":
             delay = self.step_delay_ms or (20 if self.scenario == "resume" else 0)
             return {"steps": self.steps, "delay_ms": int(delay)}
         if self.tool_name == "echo":
             return {"message": "hello"}
         return {}
+
+    def tools_called(self) -> dict[str, dict[str, Any]]:
+        """Each tool the scenario calls, with its arguments (``mixed`` adds ``progress``)."""
+        if self.scenario in ("list", "initialize"):
+            return {}
+        called = {self.tool_name: self.tool_args()}
+        if self.scenario == "mixed":
+            progress = msgspec.structs.replace(
+                self, scenario="call-progress", tool="progress", args=None
+            )
+            called.setdefault("progress", progress.tool_args())
+        return called
 
 
 class Shard(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -1,15 +1,18 @@
-"""The one error the bench counts: `McpError`, labelled with a short kind.
+"""The error the bench counts, `McpError`, and a helper for errors leaving nurseries.
 
-Kinds name what a person would look for in the report: ``http_<status>``,
-``jsonrpc_<code>``, ``tool_error`` (a result with ``isError``), ``session_lost``
-(404 for a session), ``no_response``, ``unexpected_request``, ``connect``,
-``protocol`` (broken HTTP), ``timeout``, ``lost_events`` / ``duplicate_events``
-(resume), ``decode`` (unreadable JSON).
+`McpError` kinds name what a person would look for in the report:
+``http_<status>``, ``jsonrpc_<code>``, ``tool_error`` (a result with
+``isError``), ``session_lost`` (404 for a session), ``no_response``,
+``unexpected_request``, ``connect``, ``protocol`` (broken HTTP), ``timeout``,
+``lost_events`` / ``duplicate_events`` (resume), ``decode`` (unreadable JSON).
 """
 
 from __future__ import annotations
 
-__all__ = ["McpError"]
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["McpError", "single_errors"]
 
 
 class McpError(Exception):
@@ -19,3 +22,21 @@ class McpError(Exception):
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind = kind
         self.detail = detail
+
+
+@contextmanager
+def single_errors() -> Iterator[None]:
+    """Raise a group of one exception (what a nursery makes of its body's error) as that one.
+
+    Clients that run a reader task wrap the caller's code in a nursery; this keeps
+    their callers catching `McpError` or `ConnectError` as if no nursery were there.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if leaf is group:
+            raise
+        raise leaf from None

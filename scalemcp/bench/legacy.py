@@ -17,11 +17,11 @@ from urllib.parse import urljoin, urlsplit
 
 import trio
 
-from . import jsonrpc
-from .client import OnMessage, OnRequest
-from .errors import McpError
-from .http import Headers, HttpClient, Response
-from .jsonrpc import Message
+from . import messages
+from .client import OnMessage, OnRequest, check_response, error_detail
+from .errors import McpError, single_errors
+from .http import Headers, HttpClient, HttpError, Response
+from .messages import Message, ProgressParams
 from .sse import SseDecoder, SseEvent
 
 __all__ = ["LegacyClient", "open_legacy_client"]
@@ -51,6 +51,8 @@ class LegacyClient:
         self._pending: dict[int | str, _Pending] = {}
         self._by_token: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
+        self._broken: Exception | None = None
+        """Why the reader stopped early (an unreadable message, a broken stream)."""
 
     @property
     def is_open(self) -> bool:
@@ -61,20 +63,21 @@ class LegacyClient:
         headers = [(b"accept", b"text/event-stream"), *self._headers[1:]]
         response = await self.http.send("GET", self.sse_path, headers, b"")
         if response.status != 200:
-            await response.aclose()
-            raise McpError(f"http_{response.status}", "the SSE endpoint refused the stream")
+            raise McpError(f"http_{response.status}", await error_detail(response))
         self._stream = response
+        self._broken = None
         events = _events(response)
-        first = await anext(events)
-        if first.event != "endpoint":
-            raise McpError("protocol", f"first SSE event was {first.event!r}, not 'endpoint'")
+        first = await anext(events, None)
+        if first is None or first.event != "endpoint":
+            seen = "nothing" if first is None else f"a {first.event!r} event"
+            raise McpError("protocol", f"GET {self.sse_path} sent {seen}, not an 'endpoint' event")
         self._endpoint = urljoin(self.sse_path, first.data.decode().strip())
         if urlsplit(self._endpoint).scheme:
             split = urlsplit(self._endpoint)
             self._endpoint = split.path + (f"?{split.query}" if split.query else "")
         self._reader = await self._nursery.start(self._read, events)
-        await self.request("initialize", jsonrpc.initialize_params(jsonrpc.LEGACY_SSE_VERSION))
-        await self._post(jsonrpc.notification("notifications/initialized"))
+        await self.request("initialize", messages.initialize_params(messages.LEGACY_SSE_VERSION))
+        await self._post(messages.notification("notifications/initialized"))
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -91,11 +94,11 @@ class LegacyClient:
         if self._endpoint is None:
             raise McpError("session_lost", "no SSE stream")
         response = await self.http.send("POST", self._endpoint, self._headers, body)
-        await response.aclose()
         if response.status >= 300:
             if response.status == 404:
                 self._endpoint = None
-            raise McpError(f"http_{response.status}", "POST to the message endpoint failed")
+            raise McpError(f"http_{response.status}", await error_detail(response))
+        await response.aclose()
 
     async def request(
         self,
@@ -111,7 +114,7 @@ class LegacyClient:
         if token is not None:
             self._by_token[str(token)] = pending
         try:
-            await self._post(jsonrpc.request(req_id, method, params))
+            await self._post(messages.request(req_id, method, params))
             await pending.done.wait()
         finally:
             self._pending.pop(req_id, None)
@@ -119,10 +122,11 @@ class LegacyClient:
                 self._by_token.pop(str(token), None)
         message = pending.message
         if message is None:
-            raise McpError("session_lost", "the SSE stream ended before the response")
-        if message.error is not None:
-            raise McpError(f"jsonrpc_{message.error.code}", message.error.message)
-        return message
+            if isinstance(self._broken, McpError):
+                raise self._broken
+            detail = f": {self._broken}" if self._broken else ""
+            raise McpError("session_lost", f"the SSE stream ended before the response{detail}")
+        return check_response(message)
 
     async def _read(
         self,
@@ -131,28 +135,35 @@ class LegacyClient:
     ) -> None:
         with trio.CancelScope() as scope:
             task_status.started(scope)
-            async with aclosing(events):
-                async for event in events:
-                    if event.event == "message" and event.data:
-                        await self._dispatch(jsonrpc.decode_message(event.data), event.id)
+            try:
+                async with aclosing(events):
+                    async for event in events:
+                        if event.event == "message" and event.data:
+                            for message in messages.decode(event.data):
+                                await self._dispatch(message, event.id)
+            except (McpError, HttpError) as exc:
+                self._broken = exc
             self._endpoint = None
+            for pending in self._pending.values():
+                pending.done.set()
 
     async def _dispatch(self, message: Message, event_id: str | None) -> None:
-        if message.method is None:
-            if message.id is not None and (pending := self._pending.get(message.id)):
+        if message.is_response:
+            if isinstance(message.id, int | str) and (pending := self._pending.get(message.id)):
                 pending.message = message
                 pending.done.set()
             return
-        if message.id is not None:
+        if isinstance(message.id, int | str):
             owner = next(iter(self._pending.values()), None)
             if owner is None or owner.on_request is None:
                 return
             result = await owner.on_request(message)
-            await self._post(jsonrpc.response(message.id, result))
+            await self._post(messages.response(message.id, result))
             return
         token = None
-        if message.method == "notifications/progress" and message.params:
-            token = str(jsonrpc.decode_progress(message.params).progress_token)
+        if message.method == "notifications/progress":
+            progress = messages.decode_part(ProgressParams, message.params, "progress")
+            token = str(progress.progress_token)
         target = self._by_token.get(token) if token is not None else None
         if target is not None and target.on_message is not None:
             await target.on_message(message, event_id)
@@ -171,12 +182,13 @@ async def open_legacy_client(
     http: HttpClient, sse_path: str, *, headers: Headers = (), timeout_s: float = 30.0
 ) -> AsyncIterator[LegacyClient]:
     """A `LegacyClient` whose reader tasks live in a nursery closed on exit."""
-    async with trio.open_nursery() as nursery:
-        client = LegacyClient(http, sse_path, nursery, headers)
-        try:
-            yield client
-        finally:
-            with trio.move_on_after(min(timeout_s, 2.0)) as scope:
-                scope.shield = True
-                await client.close()
-            nursery.cancel_scope.cancel()
+    with single_errors():
+        async with trio.open_nursery() as nursery:
+            client = LegacyClient(http, sse_path, nursery, headers)
+            try:
+                yield client
+            finally:
+                with trio.move_on_after(min(timeout_s, 2.0)) as scope:
+                    scope.shield = True
+                    await client.close()
+                nursery.cancel_scope.cancel()

@@ -3,8 +3,9 @@
 The parent starts ``procs`` workers (``python -m scalemcp.bench.procs``), each
 given the config and its `Shard` as one JSON line on stdin. A worker opens its
 clients, prints ``{"type": "ready"}`` and waits for a ``go`` line, so all
-processes start their clocks together; it then prints ``progress`` lines
-about twice a second and finally one ``result`` line (a `ProcResult`). The
+processes start their clocks together; it prints ``progress`` lines (a
+`Progress`) about twice a second and finally one ``result`` line (a
+`ProcResult`). The
 parent merges the results; CPU of the workers is also read back with
 ``resource.getrusage(RUSAGE_CHILDREN)``.
 """
@@ -14,15 +15,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import trio
 
 from .config import BenchConfig, Shard, split
-from .runner import run_shard
-from .stats import ProcResult, Recorder
+from .progress import Progress, merge
+from .runner import ProgressFn, run_shard
+from .stats import ProcResult
 
 __all__ = ["run_procs", "worker_main"]
 
@@ -34,22 +35,20 @@ class WorkerInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class WorkerLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     type: str
-    completed: int = 0
-    failed: int = 0
+    progress: Progress | None = None
     result: ProcResult | None = None
     error: str | None = None
 
 
 _line_decoder = msgspec.json.Decoder(WorkerLine)
-ProgressTotals = Callable[[int, int], None]
-"""Called with the summed completed and failed counts of every worker."""
 
 
 class _Worker:
-    def __init__(self, process: trio.Process) -> None:
+    def __init__(self, process: trio.Process, shard: Shard) -> None:
         self.process = process
-        self.completed = 0
-        self.failed = 0
+        self.progress = Progress(
+            phase="connecting", elapsed_s=0, ready=0, clients=shard.clients, completed=0, failed=0
+        )
         self.result: ProcResult | None = None
         self.error: str | None = None
         self.announced = False
@@ -66,8 +65,8 @@ async def _read_lines(worker: _Worker, ready: trio.MemorySendChannel[int]) -> No
             if line.type == "ready":
                 worker.announced = True
                 await ready.send(1)
-            elif line.type == "progress":
-                worker.completed, worker.failed = line.completed, line.failed
+            elif line.type == "progress" and line.progress is not None:
+                worker.progress = line.progress
             elif line.type == "result":
                 worker.result = line.result
             elif line.type == "error":
@@ -86,7 +85,7 @@ def _child_env() -> dict[str, str]:
 
 
 async def run_procs(
-    config: BenchConfig, *, on_progress: ProgressTotals | None = None
+    config: BenchConfig, *, on_progress: ProgressFn | None = None
 ) -> list[ProcResult]:
     """Run ``config`` in ``config.procs`` worker processes; their results, unmerged."""
     shards = split(config)
@@ -98,12 +97,14 @@ async def run_procs(
             process = await trio.lowlevel.open_process(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env()
             )
-            worker = _Worker(process)
+            worker = _Worker(process, shard)
             workers.append(worker)
             nursery.start_soon(_read_lines, worker, send)
             assert process.stdin is not None
             payload = msgspec.json.encode(WorkerInput(config=config, shard=shard))
             await process.stdin.send_all(payload + b"\n")
+        if on_progress is not None:
+            nursery.start_soon(_progress, workers, on_progress)
         for _ in shards:
             if not await receive.receive():
                 failed = next(w.error for w in workers if w.error)
@@ -111,8 +112,6 @@ async def run_procs(
         for worker in workers:
             assert worker.process.stdin is not None
             await worker.process.stdin.send_all(b"go\n")
-        if on_progress is not None:
-            nursery.start_soon(_progress, workers, on_progress)
         for worker in workers:
             await worker.process.wait()
         nursery.cancel_scope.cancel()
@@ -122,10 +121,10 @@ async def run_procs(
     return [w.result for w in workers if w.result is not None]
 
 
-async def _progress(workers: list[_Worker], on_progress: ProgressTotals) -> None:
+async def _progress(workers: list[_Worker], on_progress: ProgressFn) -> None:
     while True:
         await trio.sleep(0.5)
-        on_progress(sum(w.completed for w in workers), sum(w.failed for w in workers))
+        on_progress(merge([w.progress for w in workers]))
 
 
 def _emit(line: WorkerLine) -> None:
@@ -153,8 +152,8 @@ async def _worker() -> None:
                 raise SystemExit(1)
             buf += chunk
 
-    def progress(rec: Recorder, _elapsed: float) -> None:
-        _emit(WorkerLine(type="progress", completed=rec.completed, failed=rec.failed))
+    def progress(snapshot: Progress) -> None:
+        _emit(WorkerLine(type="progress", progress=snapshot))
 
     try:
         result = await run_shard(job.config, job.shard, on_ready=wait_go, on_progress=progress)
@@ -165,7 +164,10 @@ async def _worker() -> None:
 
 
 def worker_main() -> None:
-    trio.run(_worker)
+    try:
+        trio.run(_worker)
+    except KeyboardInterrupt:  # the parent got the same Ctrl-C and says so
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

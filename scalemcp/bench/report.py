@@ -20,7 +20,8 @@ __all__ = ["PERCENTILES", "Report", "build_report", "render_markdown", "render_t
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 SATURATION = 0.9
-"""CPU use per bench process above which the load generator itself is the bottleneck."""
+"""CPU use per bench process above which the load generator itself is the bottleneck
+(reported only when most operations succeeded: failing fast is not a measurement)."""
 
 
 class Latency(msgspec.Struct, frozen=True):
@@ -66,7 +67,12 @@ class Report(msgspec.Struct, frozen=True):
     """Non-request timings: ``schedule_lag`` (open loop), ``listen_fanout``."""
     client_cpu: ClientCpu
     histograms: dict[str, HistogramWire]
+    tools_called: dict[str, dict[str, Any]] = {}
+    """Each tool the scenario called, with the arguments it sent."""
+    aborted: str | None = None
+    """Why the run stopped early, if it did."""
     tool: str = "scalemcp-bench/1"
+    """The load generator (not a tool the bench called: see ``tools_called``)."""
     window_monotonic_s: tuple[float, float] = (0.0, 0.0)
     """The measured window in ``time.monotonic()`` seconds of this machine, for lining
     up other samples taken meanwhile (the suite's server CPU readings)."""
@@ -89,7 +95,7 @@ def build_report(
         us_per_request=round(result.cpu_s / attempts * 1e6, 1) if attempts else 0.0,
         cores_used=round(cores, 3),
         procs=procs,
-        saturated=cores / procs > SATURATION,
+        saturated=cores / procs > SATURATION and overall.count > errors,
     )
     other = {name: Histogram.from_wire(wire) for name, wire in result.extra_hists.items()}
     return Report(
@@ -107,6 +113,8 @@ def build_report(
         other={name: Latency.of(hist) for name, hist in sorted(other.items())},
         client_cpu=cpu,
         histograms={**result.ops, **{f"other:{k}": v for k, v in result.extra_hists.items()}},
+        tools_called=config.tools_called(),
+        aborted=result.aborted,
         window_monotonic_s=(result.window_start_s, result.window_end_s),
     )
 
@@ -141,6 +149,15 @@ def _describe(report: Report) -> str:
     )
 
 
+def _tools_line(report: Report) -> str | None:
+    if not report.tools_called:
+        return None
+    calls = [
+        f"{name} {msgspec.json.encode(args).decode()}" for name, args in report.tools_called.items()
+    ]
+    return "tool: " + "; ".join(calls)
+
+
 def _cpu_line(report: Report) -> str:
     cpu = report.client_cpu
     line = (
@@ -153,11 +170,15 @@ def _cpu_line(report: Report) -> str:
 
 
 def render_text(report: Report) -> str:
-    lines = [
-        _describe(report),
+    lines = [_describe(report)]
+    if (tools := _tools_line(report)) is not None:
+        lines.append(tools)
+    if report.aborted:
+        lines.append(f"stopped early: {report.aborted}")
+    lines.append(
         f"{report.requests} ok, {report.errors} errors in {report.window_s:.2f} s: "
-        f"{report.throughput_rps:.1f} req/s",
-    ]
+        f"{report.throughput_rps:.1f} req/s"
+    )
     widths = [max(len(r[i]) for r in [_HEAD, *_rows(report)]) for i in range(len(_HEAD))]
     for row in [_HEAD, *_rows(report)]:
         lines.append("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
@@ -172,9 +193,12 @@ def render_text(report: Report) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    out = [
-        f"### {_describe(report)}",
-        "",
+    out = [f"### {_describe(report)}", ""]
+    if (tools := _tools_line(report)) is not None:
+        out += [f"`{tools}`", ""]
+    if report.aborted:
+        out += [f"**Stopped early:** {report.aborted}", ""]
+    out += [
         f"{report.requests} ok, {report.errors} errors in {report.window_s:.2f} s: "
         f"**{report.throughput_rps:.1f} req/s**. {_cpu_line(report)}.",
         "",

@@ -9,6 +9,12 @@ the window (after the warmup); warmup operations write to a throwaway
 `Recorder`. When the pacer runs out, clients finish their operation in flight
 (bounded by ``timeout_s``), tear down, and the window closes at the last
 completion. CPU time is sampled at both ends of the window.
+
+A server that stops accepting connections mid-run ends it: once every
+operation for `UNREACHABLE_S` has failed to connect, the pacer stops handing
+out slots and the result says why (``aborted``), instead of thousands of
+instant failures filling the window (a closed-loop client also pauses
+briefly after each refused connection, as a real client would).
 """
 
 from __future__ import annotations
@@ -19,20 +25,24 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .client import McpClient
+from .clients import McpLike, open_mcp_client
 from .config import BenchConfig, Shard
 from .errors import McpError
-from .http import ConnectError, HttpError, open_http_client, parse_url
-from .legacy import open_legacy_client
-from .scenarios import ClientCtx, McpLike, Scenario, make_scenario
+from .http import ConnectError, HttpError
+from .progress import Phase, Progress
+from .scenarios import ClientCtx, Scenario, make_scenario
 from .schedule import Pacer
 from .stats import ProcResult, Recorder
 
-__all__ = ["ProgressFn", "run_shard"]
+__all__ = ["UNREACHABLE_S", "ProgressFn", "run_shard"]
 
-ProgressFn = Callable[[Recorder, float], None]
-"""Called about twice a second with the live recorder and seconds since start."""
+ProgressFn = Callable[[Progress], None]
+"""Called about twice a second with where the run is."""
+UNREACHABLE_S = 3.0
+"""A run ends once operations have failed to connect (and none succeeded) this long."""
 _TEARDOWN_S = 2.0
+_CONNECT_BACKOFF_S = 0.1
+_PROGRESS_S = 0.5
 
 
 def error_kind(exc: BaseException) -> tuple[str, str]:
@@ -57,8 +67,6 @@ class _Run:
         self.rec.measuring = True
         self.warm = Recorder()
         self.warm.measuring = True
-        self.origin, self.path = parse_url(config.url)
-        self.headers = [(k.strip().lower().encode(), v.strip().encode()) for k, v in config.headers]
         self.ready = 0
         self.all_ready = trio.Event()
         self.go = trio.Event()
@@ -66,28 +74,45 @@ class _Run:
         self.op_clients_left = shard.clients - self.scenario.background_clients(shard.clients)
         self.ops_done = trio.Event()
         self.last_done = 0.0
+        self.start: float | None = None
+        self.failing_since: float | None = None
+        """When the current run of connect failures began (``None``: connecting works)."""
+        self.aborted: str | None = None
+
+    def progress(self) -> Progress:
+        """Where the run is now; see `scalemcp.bench.progress`."""
+        pacer, now = self.pacer, trio.current_time()
+        phase: Phase
+        if pacer is None or self.start is None:
+            phase, rec, elapsed = "connecting", self.warm, 0.0
+        elif now < pacer.measure_from:
+            phase, rec, elapsed = "warm-up", self.warm, now - self.start
+        else:
+            phase, rec, elapsed = "measuring", self.rec, now - self.start
+        p99 = max((h.percentile(99) for h in rec.ops.values()), default=None)
+        return Progress(
+            phase=phase,
+            elapsed_s=elapsed,
+            ready=self.ready,
+            clients=self.shard.clients,
+            completed=rec.completed,
+            failed=rec.failed,
+            p99_us=p99 if phase == "measuring" else None,
+        )
+
+    def connect_failed(self, detail: str) -> None:
+        now = trio.current_time()
+        if self.failing_since is None:
+            self.failing_since = now
+        elif now - self.failing_since >= UNREACHABLE_S and self.aborted is None:
+            self.aborted = f"the server refused connections for {UNREACHABLE_S:g} s: {detail}"
+            if self.pacer is not None:
+                self.pacer.stop()
 
     async def client(self, index: int) -> None:
-        config = self.config
         background = index < self.scenario.background_clients(self.shard.clients)
-        async with open_http_client(
-            self.origin, impl=config.client, http2=config.http2, insecure=config.insecure
-        ) as http:
-            if config.era == "legacy-sse":
-                async with open_legacy_client(
-                    http, self.path, headers=self.headers, timeout_s=config.timeout_s
-                ) as legacy:
-                    await self.drive(index, legacy, background)
-            else:
-                mcp = McpClient(
-                    http,
-                    self.path,
-                    era=config.era,
-                    headers=self.headers,
-                    version=config.protocol_version,
-                    capabilities={"elicitation": {}} if config.scenario == "elicit" else None,
-                )
-                await self.drive(index, mcp, background)
+        async with open_mcp_client(self.config) as mcp:
+            await self.drive(index, mcp, background)
 
     async def drive(self, index: int, mcp: McpLike, background: bool) -> None:
         ctx = ClientCtx(index, mcp, self.warm, self.config)
@@ -147,10 +172,19 @@ class _Run:
                     with trio.fail_after(timeout):
                         name = await self.scenario.op(ctx)
                 except Exception as exc:  # counted, not fatal: one odd answer must not end a run
-                    rec.fail(*error_kind(exc))
+                    kind, detail = error_kind(exc)
+                    rec.fail(kind, detail)
+                    if kind == "connect":
+                        self.connect_failed(detail)
+                        if not open_loop:  # as a real client would, not thousands a second
+                            await trio.sleep(_CONNECT_BACKOFF_S)
+                    # An operation that fails before any I/O never yields: without this,
+                    # a closed loop of instant failures starves every other task.
+                    await trio.lowlevel.checkpoint()
                 else:
                     now = trio.current_time()
                     rec.ok(name, now - intended)
+                    self.failing_since = None
                     if measured:
                         self.last_done = now
         finally:
@@ -172,18 +206,18 @@ async def run_shard(
     async with trio.open_nursery() as nursery:
         for index in range(shard.clients):
             nursery.start_soon(run.client, index)
+        if on_progress is not None:
+            nursery.start_soon(_report_progress, run, on_progress)
         with trio.fail_after(config.timeout_s + 5):
             await run.all_ready.wait()
         if on_ready is not None:
             await on_ready()
-        start = trio.current_time()
+        start = run.start = trio.current_time()
         measure_from = start + config.warmup_s
         end = measure_from + config.duration_s if config.duration_s is not None else None
         run.pacer = Pacer(
             start=start, measure_from=measure_from, end=end, rate=shard.rate, budget=shard.budget
         )
-        if on_progress is not None:
-            nursery.start_soon(_report_progress, run, on_progress, start)
         run.go.set()
         await trio.sleep_until(measure_from)
         cpu0, mono0, trio0 = time.process_time(), time.monotonic(), trio.current_time()
@@ -198,10 +232,11 @@ async def run_shard(
         window=(mono0, mono1),
         cpu_s=cpu1 - cpu0,
         cpu_total_s=time.process_time() - cpu_start,
+        aborted=run.aborted,
     )
 
 
-async def _report_progress(run: _Run, on_progress: ProgressFn, start: float) -> None:
+async def _report_progress(run: _Run, on_progress: ProgressFn) -> None:
     while True:
-        await trio.sleep(0.5)
-        on_progress(run.rec, trio.current_time() - start)
+        await trio.sleep(_PROGRESS_S)
+        on_progress(run.progress())

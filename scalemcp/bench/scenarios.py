@@ -11,39 +11,21 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import trio
+from msgspec import UNSET
 
-from . import jsonrpc
+from . import messages
 from .client import McpClient
+from .clients import McpLike
 from .config import BenchConfig
 from .errors import McpError
-from .jsonrpc import Message
+from .messages import Message, ProgressParams, ToolResultHead
 from .stats import Recorder
 
 __all__ = ["ClientCtx", "Scenario", "make_scenario"]
-
-
-class McpLike(Protocol):
-    """What scenarios need from a client; `McpClient` and the legacy client have it."""
-
-    @property
-    def is_open(self) -> bool: ...
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def request(
-        self,
-        method: str,
-        params: dict[str, Any] | None = None,
-        *,
-        on_message: Any = None,
-        on_request: Any = None,
-    ) -> Message: ...
 
 
 class ClientCtx:
@@ -94,13 +76,11 @@ class Scenario:
             await ctx.mcp.open()
 
 
-def check_tool_result(message: Message) -> jsonrpc.ToolResultHead:
-    if not message.result:
+def check_tool_result(message: Message) -> ToolResultHead:
+    """The checked head of a tools/call result; ``isError`` raises `McpError` ``tool_error``."""
+    if message.result is UNSET:
         raise McpError("no_result", "response without result")
-    try:
-        head = jsonrpc.decode_tool_head(message.result)
-    except msgspec.DecodeError as exc:
-        raise McpError("decode", str(exc)) from exc
+    head = messages.decode_part(ToolResultHead, message.result, "tools/call result")
     if head.is_error:
         raise McpError("tool_error", bytes(message.result)[:200].decode(errors="replace"))
     return head
@@ -131,9 +111,10 @@ class ProgressScenario(Scenario):
 
         async def on_message(message: Message, _event_id: str | None) -> None:
             nonlocal seen
-            if message.method != "notifications/progress" or not message.params:
+            if message.method != "notifications/progress":
                 return
-            if jsonrpc.decode_progress(message.params).progress_token == token:
+            progress = messages.decode_part(ProgressParams, message.params, "progress")
+            if progress.progress_token == token:
                 seen += 1
 
         params = {"name": self.tool, "arguments": self.args, "_meta": {"progressToken": token}}

@@ -53,6 +53,10 @@ class Pacer:
     def exhausted(self) -> bool:
         return self._exhausted
 
+    def stop(self) -> None:
+        """Hand out no more slots (the run is being cut short)."""
+        self._exhausted = True
+
     def due(self, slot: int) -> float:
         """When open-loop slot ``slot`` is due."""
         assert self.rate is not None

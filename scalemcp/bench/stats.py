@@ -35,6 +35,8 @@ class ProcResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     counters: dict[str, int]
     extra_hists: dict[str, HistogramWire]
     """Histograms that are not request latencies (schedule lag, listen fan-out)."""
+    aborted: str | None = None
+    """Why the run was cut short, if it was (the server stopped accepting connections)."""
 
 
 class Recorder:
@@ -88,6 +90,7 @@ class Recorder:
         window: tuple[float, float],
         cpu_s: float,
         cpu_total_s: float,
+        aborted: str | None = None,
     ) -> ProcResult:
         return ProcResult(
             clients=clients,
@@ -100,6 +103,7 @@ class Recorder:
             error_samples=dict(self.error_samples),
             counters=dict(self.counters),
             extra_hists={name: hist.to_wire() for name, hist in self.extra.items()},
+            aborted=aborted,
         )
 
 
@@ -140,4 +144,5 @@ def merge_results(results: list[ProcResult]) -> ProcResult:
         error_samples=samples,
         counters=dict(counters),
         extra_hists={name: hist.to_wire() for name, hist in extra.items()},
+        aborted=next((r.aborted for r in results if r.aborted), None),
     )

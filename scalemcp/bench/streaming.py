@@ -3,11 +3,15 @@
 - ``resume`` (session era): call a slow streaming tool, drop the SSE response
   after ``drop_after`` events, reconnect with GET + ``Last-Event-ID`` and read
   to the response; progress values seen twice are duplicates, values never
-  seen are lost.
-- ``elicit``: a tool asks the client for input. Session era: the
-  ``elicitation/create`` request arrives on the POST's SSE stream and the
-  client POSTs the answer. Modern era: the result is ``input_required`` and the
-  client retries with ``inputResponses`` and the echoed ``requestState``.
+  seen are lost. How many to expect: the tool's ``steps`` argument (the bench
+  targets' ``progress`` tool), else the ``total`` the notifications announce
+  when they count 1, 2, ... total; with neither only duplicates are counted.
+  A call that fails is reported as its error, never as lost events.
+- ``elicit``: a tool asks the client for input, answered from the requested
+  schema (`scalemcp.bench.answers`). Session era: the ``elicitation/create``
+  request arrives on the POST's SSE stream and the client POSTs the answer.
+  Modern era: the result is ``input_required`` and the client retries with
+  ``inputResponses`` and the echoed ``requestState``.
 - ``listen``: all clients but one per process hold a notification stream
   (modern: ``subscriptions/listen``; session: the GET stream); the last one
   calls a tool (``touch``) that changes the tool list. An operation is one
@@ -22,13 +26,16 @@ from __future__ import annotations
 from contextlib import aclosing
 from typing import Any
 
+import msgspec
 import trio
+from msgspec import UNSET
 
-from . import jsonrpc
-from .client import McpClient, read_messages
+from . import messages
+from .answers import elicitation_result
+from .client import McpClient, check_response, read_messages
 from .errors import McpError
 from .http import Response
-from .jsonrpc import Message
+from .messages import Message, ProgressParams
 from .scenarios import ClientCtx, Scenario, check_tool_result
 
 __all__ = ["ElicitScenario", "ListenScenario", "ResumeScenario"]
@@ -36,7 +43,6 @@ __all__ = ["ElicitScenario", "ListenScenario", "ResumeScenario"]
 _MAX_RECONNECTS = 5
 _MAX_ROUNDS = 5
 _ROUND_LIMIT_S = 5.0
-ELICIT_ANSWER: dict[str, Any] = {"action": "accept", "content": {"answer": "bench"}}
 
 
 def _session_client(ctx: ClientCtx) -> McpClient:
@@ -66,18 +72,21 @@ class ResumeScenario(Scenario):
         req_id = mcp.next_id()
         params = {"name": self.tool, "arguments": self.args, "_meta": {"progressToken": token}}
         seen: dict[float, int] = {}
+        totals: set[float] = set()
         state: dict[str, Any] = {"last_id": None, "final": None}
 
         async def consume(response: Response, limit: int | None) -> None:
             events = 0
-            async with aclosing(read_messages(response)) as messages:
-                async for message, event_id in messages:
+            async with aclosing(read_messages(response)) as stream:
+                async for message, event_id in stream:
                     state["last_id"] = event_id or state["last_id"]
-                    if message.method == "notifications/progress" and message.params:
-                        progress = jsonrpc.decode_progress(message.params)
+                    if message.method == "notifications/progress":
+                        progress = messages.decode_part(ProgressParams, message.params, "progress")
                         if progress.progress_token == token:
                             seen[progress.progress] = seen.get(progress.progress, 0) + 1
-                    elif message.method is None and message.id == req_id:
+                            if progress.total is not None:
+                                totals.add(progress.total)
+                    elif message.is_response and message.id == req_id:
                         state["final"] = message
                         return
                     events += 1
@@ -101,23 +110,42 @@ class ResumeScenario(Scenario):
             finally:
                 await response.aclose()
         ctx.rec.count("resume_reconnects", reconnects)
-        self._account(ctx, seen)
-        final: Message = state["final"]
-        if final.error is not None:
-            raise McpError(f"jsonrpc_{final.error.code}", final.error.message)
-        check_tool_result(final)
+        check_tool_result(check_response(state["final"]))
+        self._account(ctx, seen, self._expected(seen, totals))
         return "tools/call+resume"
 
-    def _account(self, ctx: ClientCtx, seen: dict[float, int]) -> None:
+    def _expected(self, seen: dict[float, int], totals: set[float]) -> int | None:
+        """How many progress notifications the call should have sent; see the module doc."""
+        steps = self.args.get("steps")
+        if isinstance(steps, int):
+            return steps
+        if len(totals) != 1:
+            return None
+        total = totals.pop()
+        counting = all(v.is_integer() and 1 <= v <= total for v in seen)
+        return int(total) if total.is_integer() and counting else None
+
+    def _account(self, ctx: ClientCtx, seen: dict[float, int], expected: int | None) -> None:
         duplicated = sum(n - 1 for n in seen.values())
-        lost = max(0, int(self.args.get("steps", self.config.steps)) - len(seen))
+        lost = max(0, expected - len(seen)) if expected is not None else 0
         ctx.rec.count("progress_notifications", sum(seen.values()))
         ctx.rec.count("events_duplicated", duplicated)
         ctx.rec.count("events_lost", lost)
         if lost:
-            raise McpError("lost_events", f"{lost} progress notifications never arrived")
+            detail = f"{lost} of {expected} progress notifications never arrived"
+            raise McpError("lost_events", detail)
         if duplicated:
             raise McpError("duplicate_events", f"{duplicated} progress notifications repeated")
+
+
+def _params(message: Message) -> dict[str, Any]:
+    if message.params is UNSET:
+        return {}
+    try:
+        params = msgspec.json.decode(message.params)
+    except msgspec.DecodeError as exc:
+        raise McpError("decode", f"{message.method} params: {exc}") from exc
+    return params if isinstance(params, dict) else {}
 
 
 class ElicitScenario(Scenario):
@@ -130,7 +158,7 @@ class ElicitScenario(Scenario):
             if message.method != "elicitation/create":
                 raise McpError("unexpected_request", f"server sent {message.method}")
             ctx.rec.count("elicitations")
-            return ELICIT_ANSWER
+            return elicitation_result(_params(message))
 
         params: dict[str, Any] = {"name": self.tool, "arguments": self.args}
         for _ in range(_MAX_ROUNDS):
@@ -141,7 +169,7 @@ class ElicitScenario(Scenario):
             ctx.rec.count("input_required_rounds")
             responses: dict[str, Any] = {}
             for key, request in (head.input_requests or {}).items():
-                responses[key] = await on_request(request)
+                responses[key] = await on_request(request.as_message())
             params = {**params, "inputResponses": responses}
             if head.request_state is not None:
                 params["requestState"] = head.request_state

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import msgspec
 import trio
 from msgspec import UNSET, Raw, UnsetType
 
 from ..app.context import InputRequest
-from ..errors import InternalError, MissingClientCapability, ProtocolError
+from ..errors import InternalError, InvalidParams, MissingClientCapability, ProtocolError
 from ..protocol import jsonrpc
+from ..protocol.classify import Item
 from ..protocol.types import RequestMeta
-from ..state.base import StateBackend
+from ..state.base import ANSWER_MAILBOX, StateBackend
 
 __all__ = ["Call", "ClientRequestFailed", "InputRequired", "ModernScope", "SessionScope"]
 
 Emit = Callable[[bytes], Awaitable[None]]
+P = TypeVar("P", bound=msgspec.Struct)
 
 _CAPABILITY_FOR = {
     "elicitation/create": "elicitation",
@@ -43,11 +45,19 @@ class ClientRequestFailed(Exception):
 
 
 class Call(msgspec.Struct, kw_only=True):
-    """An incoming request: what it asks and who asks, independent of the transport."""
+    """An incoming request: what it asks and who asks, independent of the transport.
+
+    ``params`` is the method's params Struct, decoded once when the request was classified
+    (:mod:`scalemcp.protocol.classify`); handlers read it with :meth:`params_as`.
+    """
 
     request_id: int | str
     method: str
-    params: Raw | UnsetType = UNSET
+    params: Any = None
+    #: Why the params failed to decode (raised when a handler reads them).
+    params_error: InvalidParams | None = None
+    #: The params as sent: only the modern era's request digest reads them.
+    raw_params: Raw | UnsetType = UNSET
     protocol_version: str
     client_capabilities: dict[str, Any] = {}
     session_id: str | None = None
@@ -56,10 +66,27 @@ class Call(msgspec.Struct, kw_only=True):
     #: Modern era: answers to earlier input requests, verified from ``requestState``.
     input_responses: dict[str, Any] | None = None
     modern: bool = False
-    #: Modern era: digest of the original request (binds its ``requestState``).
-    digest: str = ""
     #: The caller's scopes; None when authentication is off (nothing is filtered).
     granted_scopes: frozenset[str] | None = None
+    #: Modern era: the request's headers (``Mcp-Param-*`` are checked against arguments).
+    headers: Mapping[str, str] | None = None
+
+    @classmethod
+    def of(cls, item: Item, **facts: Any) -> Call:
+        """The Call for a classified request; ``facts`` say who asks and in what version."""
+        assert item.method is not None
+        return cls(request_id=item.request_id if item.request_id is not None else 0,
+                   method=item.method, params=item.params, params_error=item.error,
+                   raw_params=item.message.params, **facts)
+
+    def params_as(self, tp: type[P]) -> P:
+        """The params, which classification decoded as ``tp``; InvalidParams if they failed."""
+        if self.params_error is not None:
+            raise self.params_error
+        if not isinstance(self.params, tp):
+            raise InternalError(f"{self.method}: params were decoded as "
+                                f"{type(self.params).__name__}, not {tp.__name__}")
+        return self.params
 
     def allows(self, required: Iterable[str]) -> bool:
         """True if the caller holds every scope in ``required``."""
@@ -140,7 +167,7 @@ class SessionScope(_Scope):
         if sid is None:
             raise InternalError("server->client requests need a session")
         request_id = f"srv-{key}-{secrets.token_hex(6)}"
-        async with self._state.open_mailbox(sid, f"r:{request_id}") as mailbox:
+        async with self._state.open_mailbox(sid, ANSWER_MAILBOX + request_id) as mailbox:
             await self._emit(jsonrpc.encode_request(request_id, method, params))
             with trio.move_on_after(self._ask_timeout_s) as timeout:
                 payload = await mailbox.receive()

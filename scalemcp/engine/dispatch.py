@@ -25,9 +25,10 @@ from ..errors import (
     MissingClientCapability,
     ProtocolError,
 )
-from ..ops.metrics import METRICS
-from ..ops.observe import observe_call
+from ..observability.calls import observe_call
+from ..observability.metrics import observe_request
 from ..protocol import jsonrpc
+from ..protocol.headers import check_param_headers
 from ..protocol.types import (
     CallToolParams,
     CompleteParams,
@@ -36,6 +37,7 @@ from ..protocol.types import (
     ReadResourceParams,
     RequestMeta,
 )
+from ..protocol.versions import features
 from .call import Call, ClientRequestFailed, InputRequired
 from .request_state import RequestStateCodec
 from .results import Results
@@ -48,18 +50,7 @@ P = TypeVar("P", bound=msgspec.Struct)
 ScopeFactory = Callable[[Call, "RequestMeta | msgspec.UnsetType"], RequestScope]
 Handler = Callable[["Engine", Call, ScopeFactory], Awaitable[Any]]
 
-_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 _EMPTY: Final = b"{}"
-
-
-def decode_params(params: Raw | msgspec.UnsetType, tp: type[P]) -> P:
-    decoder = _decoders.get(tp)
-    if decoder is None:
-        decoder = _decoders[tp] = msgspec.json.Decoder(tp)
-    try:
-        return decoder.decode(_EMPTY if params is UNSET else params)  # type: ignore[no-any-return]
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise InvalidParams(f"invalid params: {exc}") from None
 
 
 class Engine:
@@ -89,7 +80,7 @@ class Engine:
         # Unknown methods are bucketed so a client cannot blow up the label set.
         method = call.method if call.method in _HANDLERS else "other"
         outcome = "ok" if error is None else f"error{error.code}"
-        METRICS.observe_request("modern" if call.modern else "session", method, outcome,
+        observe_request("modern" if call.modern else "session", method, outcome,
                                 time.perf_counter() - started)
         return body, error
 
@@ -151,11 +142,11 @@ class Engine:
         return {}
 
     async def list_tools(self, call: Call, scopes: ScopeFactory) -> Any:
-        p = decode_params(call.params, ListParams)
+        p = call.params_as(ListParams)
         return self.results.tools_page(call, p.cursor)
 
     async def call_tool(self, call: Call, scopes: ScopeFactory) -> Any:
-        p = decode_params(call.params, CallToolParams)
+        p = call.params_as(CallToolParams)
         spec = self.app.tools.get(p.name)
         if spec is None or not call.allows(spec.scopes):  # hidden = unknown: no leak
             raise InvalidParams(f"unknown tool: {p.name!r}")
@@ -171,9 +162,11 @@ class Engine:
         try:
             arguments = spec.decode_arguments(raw)
         except InvalidParams as exc:
-            if call.protocol_version >= "2025-11-25":
+            if features(call.protocol_version).argument_errors_as_results:
                 return self.results.tool_error(exc.message)
             raise
+        if call.headers is not None and spec.header_params:  # modern: Mcp-Param-* headers
+            check_param_headers(call.headers, spec.header_params, arguments)
         ctx = Context(scopes(call, p.meta))
         try:
             return await spec.call(ctx, arguments)
@@ -186,15 +179,15 @@ class Engine:
             return self.results.tool_error(f"{type(exc).__name__}: {exc}")
 
     async def list_resources(self, call: Call, scopes: ScopeFactory) -> Any:
-        p = decode_params(call.params, ListParams)
+        p = call.params_as(ListParams)
         return self.results.resources_page(call, p.cursor)
 
     async def list_templates(self, call: Call, scopes: ScopeFactory) -> Any:
-        p = decode_params(call.params, ListParams)
+        p = call.params_as(ListParams)
         return self.results.templates_page(call, p.cursor)
 
     async def read_resource(self, call: Call, scopes: ScopeFactory) -> Any:
-        p = decode_params(call.params, ReadResourceParams)
+        p = call.params_as(ReadResourceParams)
         found = self.app.find_resource(p.uri)
         if found is None or not call.allows(found[0].scopes):
             raise self.results.not_found(call, p.uri)
@@ -208,11 +201,11 @@ class Engine:
         return result
 
     async def list_prompts(self, call: Call, scopes: ScopeFactory) -> Any:
-        p = decode_params(call.params, ListParams)
+        p = call.params_as(ListParams)
         return self.results.prompts_page(call, p.cursor)
 
     async def get_prompt(self, call: Call, scopes: ScopeFactory) -> Any:
-        p = decode_params(call.params, GetPromptParams)
+        p = call.params_as(GetPromptParams)
         spec = self.app.prompts.get(p.name)
         if spec is None or not call.allows(spec.scopes):
             raise InvalidParams(f"unknown prompt: {p.name!r}")
@@ -220,7 +213,7 @@ class Engine:
         return await spec.get(Context(scopes(call, p.meta)), arguments)
 
     async def complete(self, call: Call, scopes: ScopeFactory) -> Any:
-        p = decode_params(call.params, CompleteParams)
+        p = call.params_as(CompleteParams)
         if p.ref is None or p.argument is None:
             raise InvalidParams("completion/complete needs 'ref' and 'argument'")
         if p.ref.type == "ref/prompt":

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..errors import RateLimited
-from ..ops.metrics import RATE_LIMITED
+from ..observability.metrics import RATE_LIMITED
 
 __all__ = ["Slots"]
 

@@ -20,6 +20,7 @@ import trio
 
 from ..errors import InternalError
 from ..protocol import jsonrpc
+from ..protocol.sse import POST_STREAM
 from ..state.base import StateBackend
 
 __all__ = ["Outbox"]
@@ -82,7 +83,7 @@ class Outbox:
         self.drop_connection.set()
 
     async def _open_stream(self) -> None:
-        self.stream = "p" + secrets.token_hex(8)
+        self.stream = POST_STREAM + secrets.token_hex(8)
         self._epitaph = _epitaph(self._request_ids)
         if self._priming:
             await self._append(b"")

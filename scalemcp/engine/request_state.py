@@ -21,7 +21,7 @@ import msgspec
 
 from ..errors import InvalidParams
 
-__all__ = ["RequestStateCodec", "StatePayload", "request_digest"]
+__all__ = ["RequestStateCodec", "StatePayload", "digest_params", "request_digest"]
 
 
 class StatePayload(msgspec.Struct, frozen=True):
@@ -34,12 +34,27 @@ class StatePayload(msgspec.Struct, frozen=True):
 
 _encode = msgspec.json.Encoder(order="sorted").encode
 _decoder = msgspec.json.Decoder(StatePayload)
+_any = msgspec.json.Decoder()
 
 
 def request_digest(method: str, name: str, arguments: Any) -> str:
     """Digest of what the original request asked, independent of key order."""
     canonical = _encode([method, name, arguments])
     return hashlib.sha256(canonical).hexdigest()
+
+
+def digest_params(method: str, raw_params: bytes | None) -> str:
+    """The digest binding a ``requestState`` to the request that sent these params.
+
+    Computed only when a state is sealed or opened: the params are decoded for it (to
+    builtins, the fields of the retry left out) apart from the handler's own decode.
+    """
+    body = {} if raw_params is None else _any.decode(raw_params)
+    if not isinstance(body, dict):
+        raise InvalidParams("params must be an object")
+    for key in ("_meta", "inputResponses", "requestState"):
+        body.pop(key, None)
+    return request_digest(method, "", body)
 
 
 def _b64(data: bytes) -> str:

@@ -20,8 +20,9 @@ from ..errors import (
 )
 from ..protocol import versions
 from ..protocol.types import Prompt, Resource, ResourceTemplate, Tool
+from ..protocol.versions import features
 from .call import Call, InputRequired
-from .request_state import RequestStateCodec
+from .request_state import RequestStateCodec, digest_params
 
 __all__ = ["Results"]
 
@@ -38,7 +39,9 @@ class Results:
             raise InternalError("input_required results exist only in the modern era")
         if call.method not in ("tools/call", "prompts/get", "resources/read"):
             raise InternalError(f"{call.method} cannot ask the client for input")
-        state = self.codec.seal(call.digest, call.principal, call.input_responses or {})
+        raw = call.raw_params
+        digest = digest_params(call.method, None if raw is UNSET else bytes(raw))
+        state = self.codec.seal(digest, call.principal, call.input_responses or {})
         return {
             "resultType": "input_required",
             "inputRequests": {
@@ -59,7 +62,7 @@ class Results:
         return result
 
     def wrap(self, call: Call, result: Any) -> Any:
-        if (call.method == "tools/call" and call.protocol_version < "2025-06-18"
+        if (call.method == "tools/call" and not features(call.protocol_version).structured_output
                 and isinstance(result, dict) and "structuredContent" in result):
             # 2025-03-26 has no structured output; the text block carries the same JSON.
             result = {k: v for k, v in result.items() if k != "structuredContent"}
@@ -89,7 +92,7 @@ class Results:
 
     def server_info(self, version: str | None = None) -> dict[str, Any]:
         info: dict[str, Any] = {"name": self.app.name, "version": self.app.version}
-        if self.app.title and (version is None or version >= "2025-06-18"):
+        if self.app.title and (version is None or features(version).titles):
             info["title"] = self.app.title
         return info
 
@@ -128,17 +131,22 @@ class Results:
 
 
 def _tool_for(tool: Tool, version: str) -> Tool:
-    if version >= "2025-11-25":
-        return tool
-    if version >= "2025-06-18":
-        return msgspec.structs.replace(tool, icons=UNSET)
-    return msgspec.structs.replace(tool, title=UNSET, output_schema=UNSET, icons=UNSET, meta=UNSET)
+    has = features(version)
+    dropped: dict[str, Any] = {}
+    if not has.titles:
+        dropped["title"] = UNSET
+    if not has.structured_output:
+        dropped["output_schema"] = UNSET
+    if not has.icons:
+        dropped["icons"] = UNSET
+    if not has.tool_meta:
+        dropped["meta"] = UNSET
+    return msgspec.structs.replace(tool, **dropped) if dropped else tool
 
 
 def _untitled(item: T, version: str) -> T:
-    """``title`` (and ``icons``) arrived in 2025-06-18 (2025-11-25); older clients lack them."""
-    if version >= "2025-11-25":
-        return item
-    if version >= "2025-06-18":
-        return msgspec.structs.replace(item, icons=UNSET)
-    return msgspec.structs.replace(item, title=UNSET, icons=UNSET)
+    """``title`` and ``icons`` for the versions that have them."""
+    has = features(version)
+    dropped = {name: UNSET for name, present in (("title", has.titles), ("icons", has.icons))
+               if not present}
+    return msgspec.structs.replace(item, **dropped) if dropped else item

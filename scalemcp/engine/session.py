@@ -28,9 +28,10 @@ from ..errors import (
     InvalidRequest,
     ProtocolError,
 )
-from ..ops.metrics import SESSIONS_CREATED
+from ..observability.metrics import SESSIONS_CREATED, observe_request
 from ..protocol import jsonrpc, versions
-from ..protocol.jsonrpc import Message
+from ..protocol.changes import subscriptions_changed
+from ..protocol.classify import Item
 from ..protocol.types import (
     CancelledParams,
     InitializeParams,
@@ -38,16 +39,16 @@ from ..protocol.types import (
     SetLevelParams,
     SubscribeParams,
 )
-from ..state.base import SessionRecord, StateBackend
+from ..protocol.versions import features
+from ..state.base import ANSWER_MAILBOX, CANCEL_MAILBOX, SessionRecord, StateBackend
 from .call import Call, SessionScope
-from .dispatch import Engine, decode_params
+from .dispatch import Engine
 from .inflight import Slots
 from .outbox import Outbox
 
 __all__ = ["SessionService"]
 
 log = logging.getLogger("scalemcp.session")
-_cancelled_decoder = msgspec.json.Decoder(CancelledParams)
 _SESSION_METHODS = frozenset({"logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
 #: How long a request cut short by the server's stop may take to write its error.
 _STOPPED_WRITE_S = 2.0
@@ -62,7 +63,7 @@ class SessionService:
         self._running = 0
         self._idle = trio.Event()
         #: Requests of one session running on this worker (engine/inflight.py).
-        self.inflight = Slots(config.max_inflight_per_session, "session")
+        self.inflight = Slots(config.limits.max_inflight_per_session, "session")
 
     async def wait_finished(self) -> None:
         """Return once no request handler runs (counting those started meanwhile)."""
@@ -81,26 +82,38 @@ class SessionService:
     # -- initialize ------------------------------------------------------------------
 
     async def initialize(
-        self, message: Message, principal: str | None, session_id: str | None = None
+        self, item: Item, principal: str | None, session_id: str | None = None
     ) -> tuple[str, bytes]:
         """Initialize a new session (or the legacy one ``session_id`` names).
 
         Returns the session id and the encoded InitializeResult response.
         """
-        assert message.id is not UNSET
-        assert message.id is not None
-        params = decode_params(message.params, InitializeParams)
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self._initialize(item, principal, session_id)
+        except ProtocolError as exc:
+            outcome = f"error{exc.code}"
+            raise
+        finally:  # counted with every other request (scalemcp_requests_total)
+            observe_request("session", "initialize", outcome, time.perf_counter() - started)
+
+    async def _initialize(
+        self, item: Item, principal: str | None, session_id: str | None
+    ) -> tuple[str, bytes]:
+        assert item.request_id is not None
+        if item.error is not None:
+            raise item.error
+        params: InitializeParams = item.params
         if not params.protocol_version:
             raise InvalidParams("initialize needs params.protocolVersion")
         version = versions.negotiate(params.protocol_version)
-        if session_id is None:
-            session_id = await self.create(principal, version)
-        await self.state.update_session(
-            session_id,
-            protocol_version=version,
-            client_capabilities=params.capabilities,
-            client_info=params.client_info,
-        )
+        if session_id is None:  # one write: the session is created as initialize leaves it
+            session_id = await self.create(principal, version, params)
+        else:
+            await self.state.update_session(
+                session_id, protocol_version=version,
+                client_capabilities=params.capabilities, client_info=params.client_info)
         result: dict[str, Any] = {
             "protocolVersion": version,
             "capabilities": self.engine.app.capabilities(version),
@@ -108,14 +121,15 @@ class SessionService:
         }
         if self.engine.app.instructions:
             result["instructions"] = self.engine.app.instructions
-        return session_id, jsonrpc.encode_result(message.id, result)
+        return session_id, jsonrpc.encode_result(item.request_id, result)
 
-    async def create(self, principal: str | None, version: str) -> str:
-        """Create an empty session record; returns its id."""
+    async def create(self, principal: str | None, version: str,
+                     params: InitializeParams | None = None) -> str:
+        """Create a session record (from ``initialize``'s params, if given); returns its id."""
         if principal is not None:
             # Bounded: a principal cannot pile up sessions without end.
             count = await self.state.count_sessions(principal)
-            if count >= self.config.max_sessions_per_principal:
+            if count >= self.config.sessions.max_sessions_per_principal:
                 raise InvalidRequest("too many open sessions for this principal")
         session_id = secrets.token_urlsafe(24)
         await self.state.create_session(
@@ -124,6 +138,8 @@ class SessionService:
                 protocol_version=version,
                 principal=principal,
                 created_at=time.time(),
+                client_capabilities=params.capabilities if params else {},
+                client_info=params.client_info if params else {},
             )
         )
         SESSIONS_CREATED.labels(version).inc()  # a negotiated version: a bounded label
@@ -131,29 +147,30 @@ class SessionService:
 
     # -- messages inside a session ---------------------------------------------------
 
-    async def accept(self, session: SessionRecord, message: Message) -> None:
+    async def accept(self, session: SessionRecord, item: Item) -> None:
         """Handle a notification or a response from the client."""
         sid = session.session_id
+        message = item.message
         if message.is_response:
             if message.id is UNSET or message.id is None:
                 return
-            await self.state.deliver(sid, f"r:{message.id}", jsonrpc.encode(message))
+            await self.state.deliver(sid, f"{ANSWER_MAILBOX}{message.id}",
+                                     jsonrpc.encode(message))
             return
         if message.method == "notifications/initialized":
             if not session.initialized:
                 await self.state.update_session(sid, initialized=True)
         elif message.method == "notifications/cancelled" and message.params is not UNSET:
-            try:
-                params = _cancelled_decoder.decode(message.params)
-            except msgspec.MsgspecError:
-                return  # spec 8.2: ignore malformed cancellations
-            if params.request_id is not UNSET:  # (params: for a traceparent in _meta)
-                await self.state.deliver(sid, f"c:{params.request_id}", bytes(message.params))
+            params = item.params  # None if malformed: spec 8.2 says ignore it
+            if isinstance(params, CancelledParams) and params.request_id is not UNSET:
+                # (the raw params: a traceparent rides in their _meta)
+                await self.state.deliver(sid, f"{CANCEL_MAILBOX}{params.request_id}",
+                                         bytes(message.params))
 
     async def start(
         self,
         session: SessionRecord,
-        requests: list[Message],
+        requests: list[Item],
         stream: str | None = None,
         *,
         granted_scopes: frozenset[str] | None = None,
@@ -163,31 +180,27 @@ class SessionService:
         With ``stream`` (legacy HTTP+SSE) every answer goes to that one stream.
         ``granted_scopes`` are the caller's, from this request's credentials.
         """
-        priming = session.protocol_version >= "2025-11-25"
+        priming = features(session.protocol_version).sse_polling
         outbox = Outbox(self.state, session.session_id, expected=len(requests),
                         priming=priming, fixed_stream=stream,
-                        request_ids=[m.id for m in requests if isinstance(m.id, int | str)])
+                        request_ids=[i.request_id for i in requests if i.request_id is not None])
         if self._nursery is None:
             raise InternalError("the session service is not running")
         self.inflight.acquire(session.session_id, len(requests))  # RateLimited: HTTP 429
-        for message in requests:
-            self._nursery.start_soon(self._run, session, message, outbox, granted_scopes)
+        for item in requests:
+            self._nursery.start_soon(self._run, session, item, outbox, granted_scopes)
         return outbox
 
     async def _run(
         self,
         session: SessionRecord,
-        message: Message,
+        item: Item,
         outbox: Outbox,
         granted_scopes: frozenset[str] | None,
     ) -> None:
-        assert message.id is not UNSET
-        assert message.id is not None
-        assert message.method is not UNSET
-        call = Call(
-            request_id=message.id,
-            method=message.method,
-            params=message.params,
+        assert item.request_id is not None
+        call = Call.of(
+            item,
             protocol_version=session.protocol_version,
             client_capabilities=session.client_capabilities,
             session_id=session.session_id,
@@ -207,7 +220,7 @@ class SessionService:
             if not self._running:
                 self._idle.set()
             if not answered:  # cancelled by the server's stop (or failed): say so
-                await _finish_stopped(outbox, message.id)
+                await _finish_stopped(outbox, item.request_id)
 
     async def _answer_cancellably(
         self, session: SessionRecord, call: Call, outbox: Outbox
@@ -216,7 +229,8 @@ class SessionService:
         response: bytes | None = None
         with trio.CancelScope() as cancel_scope:
             async with (
-                self.state.open_mailbox(session.session_id, f"c:{call.request_id}") as box,
+                self.state.open_mailbox(session.session_id,
+                                        f"{CANCEL_MAILBOX}{call.request_id}") as box,
                 trio.open_nursery() as nursery,
             ):
                 nursery.start_soon(_cancel_on_message, box, cancel_scope)
@@ -239,7 +253,7 @@ class SessionService:
             return jsonrpc.encode_error(
                 call.request_id, InvalidRequest("this session is already initialized")
             )
-        timeout = self.config.client_request_timeout_s
+        timeout = self.config.sessions.client_request_timeout_s
 
         def scopes(c: Call, meta: RequestMeta | msgspec.UnsetType) -> SessionScope:
             return SessionScope(
@@ -251,18 +265,15 @@ class SessionService:
     async def _session_method(self, session: SessionRecord, call: Call) -> None:
         sid = session.session_id
         if call.method == "logging/setLevel":
-            level = decode_params(call.params, SetLevelParams).level
+            level = call.params_as(SetLevelParams).level
             await self.state.update_session(sid, log_level=level)
             return
-        uri = decode_params(call.params, SubscribeParams).uri
+        uri = call.params_as(SubscribeParams).uri
         if not uri:
             raise InvalidParams("params.uri is required")
-        current = (await self.state.load_session(sid) or session).subscriptions
-        if call.method == "resources/subscribe":
-            subs = sorted({*current, uri})
-        else:
-            subs = [u for u in current if u != uri]
-        await self.state.update_session(sid, subscriptions=subs)
+        # One atomic change in the backend: two workers subscribing at once both count.
+        await self.state.subscribe(sid, uri, call.method == "resources/subscribe")
+        await self.state.publish_change(subscriptions_changed(sid))  # for its GET streams
 
 
 async def _finish_stopped(outbox: Outbox, request_id: int | str) -> None:

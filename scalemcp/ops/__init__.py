@@ -1,8 +1,8 @@
-"""Operations: metrics, structured logs, tracing, graceful drain and the worker supervisor.
+"""Process concerns, on top of the server: graceful drain, readiness, the worker supervisor.
 
-``metrics`` (Prometheus text at ``/metrics``; ``exposition`` merges and renders snapshots,
-``metrics_dir`` shares them between the workers of a node), ``logs`` (JSON or text lines
-with request fields; URL redaction), ``tracing`` (optional OpenTelemetry spans), ``drain``
-(SIGTERM -> ``/readyz`` 503, streams closed after ``drain_timeout_s``), ``workers`` (the
-process supervisor behind ``scalemcp serve``) and ``observe`` (the hooks the server calls).
+``drain`` (SIGTERM -> ``/readyz`` 503, streams closed after ``drain_timeout_s``),
+``readiness`` (what ``/readyz`` answers), ``workers`` (the process supervisor behind
+``scalemcp serve``) and ``observe`` (the hooks the ASGI app calls around each exchange: log
+fields, trace context, drain, access log). Metrics, logs
+and traces themselves are in :mod:`scalemcp.observability`, a leaf below every layer.
 """

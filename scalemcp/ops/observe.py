@@ -4,42 +4,40 @@
 request: it binds the log fields (request id, hashed session id), continues the caller's
 trace context, makes the server's :class:`~.drain.Drain` the one streams watch, counts the
 exchange in ``scalemcp_open_streams`` while it streams (:func:`stream_opened`), and at the
-end writes the access-log line. :func:`observe_call` wraps one MCP request in the engine:
-log fields for the call and, with tracing on, its server span. Session-era handlers run in
-tasks started from the request's task, so they inherit all of it.
+end writes the access-log line. The engine's per-request hook, log fields and a span for
+each MCP request, is :func:`scalemcp.observability.calls.observe_call`; it finds the
+exchange here through :data:`~scalemcp.observability.calls.exchange_var`.
 
 :meth:`Observer.serve` runs for the server's lifetime: under ``scalemcp serve`` it shares
 this worker's metrics with its siblings, and :meth:`Observer.metrics` answers ``/metrics``
-for the whole node (see :mod:`.metrics_dir`).
+for the whole node (see :mod:`scalemcp.observability.metrics_dir`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import trio
+from prometheus_client import Gauge
 
-from . import logs, metrics_dir
+from ..observability import logs, metrics, metrics_dir
+from ..observability.calls import exchange_var
+from ..observability.logs import redact_url
+from ..observability.metrics import OPEN_STREAMS
+from ..observability.tracing import Tracing, tracing_for
 from .drain import Drain, drain_var
-from .metrics import METRICS, OPEN_STREAMS, Value
-from .tracing import Tracing, tracing_for
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
-
     from ..config import Config
-    from ..engine.call import Call
-    from ..errors import ProtocolError
 
-__all__ = ["CallObservation", "HttpExchange", "Observer", "note", "observe_call",
-           "stream_opened"]
+__all__ = ["HttpExchange", "Observer", "log_worker_started", "note", "stream_opened"]
 
 access_log = logging.getLogger("scalemcp.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -67,7 +65,7 @@ class _Exchange:
         self.transport = transport
         self._span_parent: AbstractContextManager[None] | None = None
         #: The open-streams gauge this exchange counts in while it streams.
-        self.stream: Value | None = None
+        self.stream: Gauge | None = None
 
     def __enter__(self) -> None:
         self._started = time.perf_counter()
@@ -76,7 +74,7 @@ class _Exchange:
         sid = headers.get("mcp-session-id")
         if sid:
             fields["session"] = logs.hash_id(sid)
-        self._tokens = (_current.set(self), logs.fields_var.set(fields),
+        self._tokens = (exchange_var.set(self), logs.fields_var.set(fields),
                         drain_var.set(self.observer.drain))
         if self.observer.tracing is not None:
             self._span_parent = self.observer.tracing.remote_parent(headers)
@@ -88,7 +86,7 @@ class _Exchange:
     def __exit__(self, *exc_info: object) -> None:
         try:
             if self.transport == "http" and self._req.status:
-                METRICS.observe_http(self._req.status)
+                metrics.observe_http(self._req.status)
             if self.observer.access_log and self.transport == "http":
                 _log_access(self._req, self, time.perf_counter() - self._started)
         finally:
@@ -99,24 +97,29 @@ class _Exchange:
             current, fields, drain = self._tokens
             drain_var.reset(drain)
             logs.fields_var.reset(fields)
-            _current.reset(current)
+            exchange_var.reset(current)
+
+    @property
+    def tracing(self) -> Tracing | None:
+        return self.observer.tracing
 
 
-_current: ContextVar[_Exchange | None] = ContextVar("scalemcp_exchange", default=None)
+def _current() -> _Exchange | None:
+    return cast("_Exchange | None", exchange_var.get())
 
 
 class Observer:
     """Logs, traces and drain for one server (an :class:`~scalemcp.transport.asgi.ASGIApp`)."""
 
     def __init__(self, config: Config) -> None:
-        self.access_log = config.access_log
-        self.tracing = tracing_for(config)
-        self.drain = Drain(config.drain_timeout_s)
-        self._eras = {config.sse_path: "legacy", config.messages_path: "legacy"}
-        self._endpoint = config.path
+        self.access_log = config.ops.access_log
+        self.tracing = tracing_for(config.ops.otel_enabled)
+        self.drain = Drain(config.server.drain_timeout_s)
+        self._eras = {config.server.sse_path: "legacy", config.server.messages_path: "legacy"}
+        self._endpoint = config.server.path
         spec = metrics_dir.joined()
         self.node_metrics = None if spec is None else metrics_dir.NodeMetrics(
-            METRICS, spec, config.metrics_flush_interval_s)
+            metrics.REGISTRY, metrics.refresh, spec, config.ops.metrics_flush_interval_s)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -129,7 +132,7 @@ class Observer:
     async def metrics(self) -> bytes:
         """The ``/metrics`` body: the node's figures, or this process's outside ``serve``."""
         if self.node_metrics is None:
-            return METRICS.render()
+            return metrics.render()
         return await self.node_metrics.render()
 
     def exchange(self, req: HttpExchange, transport: str = "http") -> AbstractContextManager[None]:
@@ -157,7 +160,7 @@ class _Handshake:
 
 def stream_opened() -> None:
     """Count the current exchange in ``scalemcp_open_streams`` until it ends (SSE)."""
-    current = _current.get()
+    current = _current()
     if current is not None and current.stream is None:
         current.stream = OPEN_STREAMS.labels(current.era or "session", "sse")
         current.stream.inc()
@@ -165,53 +168,12 @@ def stream_opened() -> None:
 
 def note(era: str, message: object) -> None:
     """Tell the access log this POST's era and MCP method (``batch`` for a batch)."""
-    current = _current.get()
+    current = _current()
     if current is None:
         return
     current.era = era
     method = "batch" if isinstance(message, list) else getattr(message, "method", None)
     current.mcp_method = method if isinstance(method, str) else None
-
-
-class CallObservation:
-    """The context of one MCP request (see :func:`observe_call`)."""
-
-    __slots__ = ("_call", "_span", "_span_cm", "_token")
-
-    def __init__(self, call: Call) -> None:
-        self._call = call
-        self._span: Span | None = None
-        self._span_cm: AbstractContextManager[Span] | None = None
-
-    def __enter__(self) -> CallObservation:
-        call = self._call
-        fields = {**(logs.fields_var.get() or {}), "mcp_method": call.method,
-                  "jsonrpc_id": call.request_id}
-        if call.session_id and "session" not in fields:  # else hashed from the header
-            fields["session"] = logs.hash_id(call.session_id)
-        self._token = logs.fields_var.set(fields)
-        current = _current.get()
-        if current is not None and current.observer.tracing is not None:
-            self._span_cm = current.observer.tracing.call_span(call, current.transport)
-            self._span = self._span_cm.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        try:
-            if self._span_cm is not None:
-                self._span_cm.__exit__(*exc_info)
-        finally:
-            logs.fields_var.reset(self._token)
-
-    def done(self, error: ProtocolError | None) -> None:
-        """Record the outcome (a JSON-RPC error, or None for a result)."""
-        if error is not None and self._span is not None:
-            Tracing.record_error(self._span, error)
-
-
-def observe_call(call: Call) -> CallObservation:
-    """Log fields for one MCP request and, with tracing on, its span (a context manager)."""
-    return CallObservation(call)
 
 
 def _request_id(headers: Mapping[str, str]) -> str:
@@ -231,3 +193,10 @@ def _log_access(req: HttpExchange, current: _Exchange, seconds: float) -> None:
     access_log.info("%s %s %d %.1f ms", req.method, req.path, req.status, seconds * 1000,
                     extra={"fields": fields})
 
+
+def log_worker_started(config: Config, backend: str, tracing: bool) -> None:
+    """The line each worker writes once it serves (the Redis URL without its password)."""
+    where = f" at {redact_url(config.redis.url)}" if config.redis.url else ""
+    logging.getLogger("scalemcp.server").info(
+        "worker %d ready: %s backend%s; drain %.1f s; tracing %s", os.getpid(), backend,
+        where, config.server.drain_timeout_s, "on" if tracing else "off")

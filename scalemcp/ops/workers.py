@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 from typing import Any, Protocol
@@ -38,11 +39,12 @@ from typing import Any, Protocol
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
+from hypercorn.utils import LifespanFailureError
 
-from . import metrics_dir
-from .drain import Drain
+from ..observability import metrics_dir
+from .drain import HARD_STOP_MARGIN_S, Drain
 
-__all__ = ["run_workers"]
+__all__ = ["START_FAILED", "WorkerStartError", "run_workers"]
 
 log = logging.getLogger("scalemcp.server")
 
@@ -53,10 +55,18 @@ _REPEAT_AFTER_S = 1.0
 #: Workers killed by a signal are replaced, at most this many within the window.
 _MAX_REPLACED = 10
 _CRASH_WINDOW_S = 60.0
+#: A worker that could not start exits with this, after reporting why on its report pipe.
+START_FAILED = 3
+
+
+class WorkerStartError(Exception):
+    """A worker could not start; the message is the reason, in one line."""
 
 
 class _Drainable(Protocol):
     drain: Drain
+    #: Set once the app has started (lifespan startup complete).
+    ready: trio.Event
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None: ...
 
@@ -66,12 +76,29 @@ class _Worker:
                  metrics: metrics_dir.WorkerSpec) -> None:
         self.metrics = metrics
         control, self._orders = ctx.Pipe(duplex=False)
+        self._reports: Connection
+        self._reports, report = ctx.Pipe(duplex=False)
         self.process: SpawnProcess = ctx.Process(
             target=_worker_main, kwargs={"hc": hc, "sockets": sockets, "control": control,
-                                         "metrics": metrics})
+                                         "metrics": metrics, "report": report})
+        #: Why it could not start, once it said so.
+        self.failure: str | None = None
         self.process.daemon = hc.daemon
         self.process.start()
         control.close()
+        report.close()
+
+    @property
+    def reports(self) -> Connection:
+        """Readable when the worker says it is ready or why it could not start."""
+        return self._reports
+
+    def read_report(self) -> str | None:
+        """``"ready"``, ``"failed: <why>"``, or None if nothing (more) was said."""
+        with contextlib.suppress(OSError, EOFError):
+            if self._reports.poll():
+                return str(self._reports.recv_bytes(), errors="replace")
+        return None
 
     def tell(self, order: bytes) -> None:
         with contextlib.suppress(OSError):  # it has exited already
@@ -79,21 +106,28 @@ class _Worker:
 
     def close(self) -> None:
         self._orders.close()
+        self._reports.close()
 
 
-def run_workers(hc: HypercornConfig, *, metrics_dir_path: str | None = None) -> int:
+def run_workers(hc: HypercornConfig, *, metrics_dir_path: str | None = None,
+                on_ready: Callable[[list[tuple[str, int]]], None] | None = None) -> int:
     """Serve ``hc.application_path`` with ``hc.workers`` processes; the exit code.
 
     The workers share ``metrics_dir_path`` (default: a temporary directory made and
-    removed here) for node-wide ``/metrics`` (see :mod:`.metrics_dir`).
+    removed here) for node-wide ``/metrics`` (see :mod:`.metrics_dir`). A worker that
+    cannot start stops them all: :class:`WorkerStartError` says why, once. ``on_ready``
+    is called with the bound (host, port) addresses once the first worker serves.
     """
-    supervisor = _Supervisor(hc, metrics_dir_path)
+    supervisor = _Supervisor(hc, metrics_dir_path, on_ready)
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _STOP_SIGNALS}
     try:
         supervisor.start()
         for sig in _STOP_SIGNALS:
             signal.signal(sig, supervisor.on_signal)
-        return supervisor.run()
+        code = supervisor.run()
+        if supervisor.start_failure is not None:
+            raise WorkerStartError(supervisor.start_failure)
+        return code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -101,8 +135,10 @@ def run_workers(hc: HypercornConfig, *, metrics_dir_path: str | None = None) -> 
 
 
 class _Supervisor:
-    def __init__(self, hc: HypercornConfig, metrics_dir_path: str | None = None) -> None:
+    def __init__(self, hc: HypercornConfig, metrics_dir_path: str | None = None,
+                 on_ready: Callable[[list[tuple[str, int]]], None] | None = None) -> None:
         self.hc = hc
+        self._on_ready = on_ready
         self.metrics_dir, self._made_metrics_dir = metrics_dir.prepare_dir(metrics_dir_path)
         self._started = 0
         self.sockets = hc.create_sockets()
@@ -111,6 +147,8 @@ class _Supervisor:
         self.stops = 0
         self._first_stop = 0.0
         self.exit_code = 0
+        #: Why the first worker that could not start failed.
+        self.start_failure: str | None = None
         self._replaced: list[float] = []  # when workers killed by a signal were replaced
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -132,6 +170,8 @@ class _Supervisor:
             return  # the same stop, delivered twice (e.g. to the process and its group)
         self._first_stop = self._first_stop if self.stops else now
         self.stops += 1
+        if self.stops == 2:
+            log.info("stopping now: closing open streams")
         for worker in self.workers:
             worker.tell(b"stop" if self.stops == 1 else b"now")
         with contextlib.suppress(OSError):
@@ -141,12 +181,18 @@ class _Supervisor:
         kill_at: float | None = None
         while self.workers:
             timeout = None if kill_at is None else max(0.0, kill_at - time.monotonic())
-            ready = wait([self._wake_r, *(w.process.sentinel for w in self.workers)], timeout)
+            ready = wait([self._wake_r, *(w.process.sentinel for w in self.workers),
+                          *(w.reports for w in self.workers)], timeout)
             if self._wake_r in ready:
                 os.read(self._wake_r, 64)
+            for worker in self.workers:
+                if worker.reports in ready:
+                    self._hear(worker)
             if self.stops and kill_at is None:
                 kill_at = time.monotonic() + self.hc.graceful_timeout + _KILL_MARGIN_S
-                log.info("stopping: %d worker(s) draining", len(self.workers))
+                log.info("stopping: %d worker(s) draining for up to %g s (open streams then "
+                         "end cleanly; clients resume elsewhere); Ctrl-C again to stop at once",
+                         len(self.workers), self.hc.graceful_timeout - HARD_STOP_MARGIN_S)
                 self._close_sockets()  # no worker starts any more (see _close_listeners)
             for worker in [w for w in self.workers if w.process.exitcode is not None]:
                 self._exited(worker)
@@ -158,12 +204,32 @@ class _Supervisor:
                 kill_at = math.inf  # now only wait for them to go
         return self.exit_code
 
+    def _hear(self, worker: _Worker) -> None:
+        """Read what ``worker`` reported: its start failure, or that it serves."""
+        while (report := worker.read_report()) is not None:
+            self._heard(worker, report)
+
+    def _heard(self, worker: _Worker, report: str) -> None:
+        if report.startswith("failed: "):
+            worker.failure = report.removeprefix("failed: ")
+        elif report == "ready" and self._on_ready is not None:
+            on_ready, self._on_ready = self._on_ready, None  # the first worker only
+            on_ready([sock.getsockname()[:2] for sock in (
+                *self.sockets.secure_sockets, *self.sockets.insecure_sockets)])
+
     def _exited(self, worker: _Worker) -> None:
+        self._hear(worker)
         self.workers.remove(worker)
         worker.close()
         metrics_dir.retire(self.metrics_dir, worker.metrics.worker)  # its counts stay counted
         code = worker.process.exitcode or 0
-        if self.stops:
+        if code == START_FAILED:
+            reason = worker.failure or "see the log above"
+            self.start_failure = self.start_failure or reason
+            self.exit_code = self.exit_code or code
+            if not self.stops:
+                self.on_signal()
+        elif self.stops:
             self.exit_code = self.exit_code or code
         elif code == 0:
             self.workers.append(self._spawn(worker.metrics.slot))
@@ -196,23 +262,38 @@ class _Supervisor:
 
 
 def _worker_main(hc: HypercornConfig, sockets: Sockets, control: Connection,
-                 metrics: metrics_dir.WorkerSpec | None = None) -> None:
+                 metrics: metrics_dir.WorkerSpec | None = None,
+                 report: Connection | None = None) -> None:
     if metrics is not None:
         metrics_dir.join(metrics)  # before the app (and its Observer) is built
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
         sock.listen(hc.backlog)
     module, _, attr = hc.application_path.partition(":")
+    app: _Drainable | None = None
     try:
-        app: _Drainable = getattr(importlib.import_module(module), attr)
-        trio.run(_serve_worker, app, hc, sockets, control)
-    except Exception:
+        app = getattr(importlib.import_module(module), attr)
+        trio.run(_serve_worker, app, hc, sockets, control, report)
+    except Exception as exc:
+        if report is not None and not getattr(app, "started", False):
+            # The supervisor says it once for every worker; the traceback is for debugging.
+            log.debug("worker %d could not start", os.getpid(), exc_info=True)
+            report.send_bytes(b"failed: " + _start_failure(exc).encode())
+            raise SystemExit(START_FAILED) from None
         # Through logging, so the traceback is formatted (and redacted) like every line.
         log.critical("worker %d failed", os.getpid(), exc_info=True)
         raise SystemExit(1) from None
 
 
+def _start_failure(exc: Exception) -> str:
+    if isinstance(exc, LifespanFailureError):
+        text = str(exc).partition(". ")[2].strip("'")  # "Lifespan failure in startup. '<m>'"
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return "worker could not start: " + " ".join(text.split())
+
+
 async def _serve_worker(app: _Drainable, hc: HypercornConfig, sockets: Sockets,
-                        control: Connection) -> None:
+                        control: Connection, report: Connection | None = None) -> None:
     from hypercorn.trio.run import worker_serve
     from hypercorn.utils import wrap_app
 
@@ -225,10 +306,18 @@ async def _serve_worker(app: _Drainable, hc: HypercornConfig, sockets: Sockets,
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_follow_orders, control, app.drain)
         nursery.start_soon(_close_listeners, stopped_accepting, sockets)
+        if report is not None:
+            nursery.start_soon(_report_ready, app, report)
         asgi: Any = app
         await worker_serve(wrap_app(asgi, hc.wsgi_max_body_size, "asgi"), hc, sockets=sockets,
                            shutdown_trigger=shutdown_trigger)
         nursery.cancel_scope.cancel()
+
+
+async def _report_ready(app: _Drainable, report: Connection) -> None:
+    await app.ready.wait()
+    with contextlib.suppress(OSError):  # the supervisor is gone: its pipe's end says so
+        report.send_bytes(b"ready")
 
 
 async def _close_listeners(stopped_accepting: trio.Event, sockets: Sockets) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Final
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
-from ..errors import InvalidRequest, ParseError, ProtocolError
+from ..errors import InvalidRequest, ParseError, WireError
 from .limits import JsonLimits, check_json
 
 __all__ = [
@@ -132,7 +132,7 @@ def encode_result(request_id: RequestId | None, result: Any) -> bytes:
     return _encoder.encode(_Response("2.0", request_id, result))
 
 
-def encode_error(request_id: RequestId | None, error: ProtocolError) -> bytes:
+def encode_error(request_id: RequestId | None, error: WireError) -> bytes:
     obj = ErrorObject(error.code, error.message, error.data)
     return _encoder.encode(_ErrorResponse("2.0", request_id, obj))
 

@@ -21,13 +21,12 @@ from typing import Any, Final
 
 import msgspec
 
-from ..errors import InvalidRequest, ParseError
+from ..errors import HeadersTooLarge, InvalidRequest, ParseError
 
 __all__ = [
     "MAX_EVENT_ID_CHARS",
     "MAX_SESSION_ID_CHARS",
     "HeaderLimits",
-    "HeaderProblem",
     "JsonLimits",
     "check_headers",
     "check_json",
@@ -149,17 +148,10 @@ class HeaderLimits(msgspec.Struct, frozen=True, kw_only=True):
     param_headers: int = 32
 
 
-class HeaderProblem(msgspec.Struct, frozen=True):
-    """Why a request's headers are refused: the HTTP status and the error to answer."""
-
-    status: int
-    message: str
-
-
 def check_headers(
     headers: Iterable[tuple[bytes, bytes]], limits: HeaderLimits
-) -> HeaderProblem | None:
-    """The first limit the header block breaks, or None."""
+) -> InvalidRequest | None:
+    """The error for the first limit the header block breaks, or None."""
     size = count = params = 0
     for name, value in headers:
         count += 1
@@ -167,15 +159,15 @@ def check_headers(
         if name[:10].lower() == b"mcp-param-":
             params += 1
         elif name.lower() == b"last-event-id" and len(value) > MAX_EVENT_ID_CHARS:
-            return HeaderProblem(400, f"Last-Event-ID is longer than {MAX_EVENT_ID_CHARS} "
-                                      "characters: not an event id of this server")
+            return InvalidRequest(f"Last-Event-ID is longer than {MAX_EVENT_ID_CHARS} "
+                                  "characters: not an event id of this server")
     if count > limits.count:
-        return HeaderProblem(431, f"the request has {count} headers; at most {limits.count} "
-                                  "are accepted (max_header_count)")
+        return HeadersTooLarge(f"the request has {count} headers; at most {limits.count} "
+                               "are accepted (max_header_count)")
     if size > limits.total_bytes:
-        return HeaderProblem(431, f"the request headers take {size} bytes; at most "
-                                  f"{limits.total_bytes} are accepted (max_header_bytes)")
+        return HeadersTooLarge(f"the request headers take {size} bytes; at most "
+                               f"{limits.total_bytes} are accepted (max_header_bytes)")
     if params > limits.param_headers:
-        return HeaderProblem(400, f"the request has {params} Mcp-Param-* headers; at most "
-                                  f"{limits.param_headers} are accepted (max_param_headers)")
+        return InvalidRequest(f"the request has {params} Mcp-Param-* headers; at most "
+                              f"{limits.param_headers} are accepted (max_param_headers)")
     return None

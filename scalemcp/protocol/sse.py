@@ -35,6 +35,15 @@ def format_event(
     return b"\n".join(parts) + b"\n\n"
 
 
+#: What a stream name's first letter says it is: the answer stream of one POST, a
+#: session's standalone GET stream, the stream a WebSocket connection follows, and the one
+#: stream of a legacy HTTP+SSE session. Event ids are ``<stream>:<position>``.
+POST_STREAM = "p"
+GET_STREAM = "g"
+WEBSOCKET_STREAM = "w"
+LEGACY_STREAM = "l"
+
+
 def make_event_id(stream: str, position: str) -> str:
     return f"{stream}:{position}"
 

@@ -180,6 +180,10 @@ class RequestMeta(msgspec.Struct, omit_defaults=True):
     log_level: str | UnsetType = msgspec.field(
         default=UNSET, name="io.modelcontextprotocol/logLevel"
     )
+    #: W3C trace context carried in ``_meta`` (OpenTelemetry's MCP conventions).
+    traceparent: str | UnsetType = UNSET
+    tracestate: str | UnsetType = UNSET
+    baggage: str | UnsetType = UNSET
 
 
 class _Params(_Wire):

@@ -1,18 +1,88 @@
-"""Protocol versions and the eras they belong to."""
+"""Protocol versions, their eras, and what each one has: one frozen table.
+
+Theory of operation
+-------------------
+Every difference between MCP versions that scalemcp acts on is a field of
+:class:`Features`, and :data:`FEATURES` says, once, which versions have it (as h11 keeps
+its state transitions in tables). Code asks ``features(version).structured_output``;
+it never compares version strings. A new version is one new row.
+"""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
-MODERN_VERSIONS: Final = ("2026-07-28",)
-SESSION_VERSIONS: Final = ("2025-11-25", "2025-06-18", "2025-03-26")
-LEGACY_SSE_VERSION: Final = "2024-11-05"
+import msgspec
+
+__all__ = [
+    "ALL_VERSIONS",
+    "DEFAULT_HEADER_VERSION",
+    "FEATURES",
+    "LATEST_SESSION_VERSION",
+    "LEGACY_SSE_VERSION",
+    "MODERN_VERSIONS",
+    "NEGOTIABLE_VERSIONS",
+    "SESSION_VERSIONS",
+    "Features",
+    "features",
+    "is_modern",
+    "negotiate",
+]
+
+Era = Literal["modern", "session", "legacy"]
+
+
+class Features(msgspec.Struct, frozen=True, kw_only=True):
+    """What one protocol version has."""
+
+    era: Era
+    #: JSON-RPC batches in one POST (2025-03-26 only).
+    batches: bool = False
+    #: ``message`` in ``notifications/progress``.
+    progress_message: bool = False
+    #: ``structuredContent`` and ``outputSchema`` on tools.
+    structured_output: bool = False
+    #: ``title`` on tools, resources, prompts and ``serverInfo``.
+    titles: bool = False
+    #: ``icons`` on tools, resources and prompts.
+    icons: bool = False
+    #: ``_meta`` on tool descriptors.
+    tool_meta: bool = False
+    #: ``mode`` on ``elicitation/create`` (form or URL elicitation).
+    elicitation_mode: bool = False
+    #: SSE polling: a priming event and ``retry:`` on resumable streams.
+    sse_polling: bool = False
+    #: Tool arguments that fail validation are an ``isError`` result, not a JSON-RPC error.
+    argument_errors_as_results: bool = False
+
+
+FEATURES: Final[dict[str, Features]] = {
+    "2026-07-28": Features(era="modern", progress_message=True, structured_output=True,
+                           titles=True, icons=True, tool_meta=True, elicitation_mode=True,
+                           argument_errors_as_results=True),
+    "2025-11-25": Features(era="session", progress_message=True, structured_output=True,
+                           titles=True, icons=True, tool_meta=True, elicitation_mode=True,
+                           sse_polling=True, argument_errors_as_results=True),
+    "2025-06-18": Features(era="session", progress_message=True, structured_output=True,
+                           titles=True, tool_meta=True),
+    "2025-03-26": Features(era="session", batches=True, progress_message=True),
+    "2024-11-05": Features(era="legacy"),
+}
+
+MODERN_VERSIONS: Final = tuple(v for v, f in FEATURES.items() if f.era == "modern")
+SESSION_VERSIONS: Final = tuple(v for v, f in FEATURES.items() if f.era == "session")
+LEGACY_SSE_VERSION: Final = next(v for v, f in FEATURES.items() if f.era == "legacy")
 #: Versions a session (``initialize``) may negotiate, newest first.
 NEGOTIABLE_VERSIONS: Final = (*SESSION_VERSIONS, LEGACY_SSE_VERSION)
 ALL_VERSIONS: Final = (*MODERN_VERSIONS, *NEGOTIABLE_VERSIONS)
 LATEST_SESSION_VERSION: Final = SESSION_VERSIONS[0]
 #: Assumed when a session-era request has no MCP-Protocol-Version header (spec 4.7).
 DEFAULT_HEADER_VERSION: Final = "2025-03-26"
+
+
+def features(version: str) -> Features:
+    """What ``version`` has; ``KeyError`` for a version scalemcp does not speak."""
+    return FEATURES[version]
 
 
 def negotiate(requested: str) -> str:
@@ -22,14 +92,6 @@ def negotiate(requested: str) -> str:
     return LATEST_SESSION_VERSION
 
 
-def at_least(version: str, minimum: str) -> bool:
-    """Dated versions compare correctly as strings."""
-    return version >= minimum
-
-
-def allows_batches(version: str) -> bool:
-    return version == "2025-03-26"
-
-
 def is_modern(version: str) -> bool:
-    return version in MODERN_VERSIONS
+    found = FEATURES.get(version)
+    return found is not None and found.era == "modern"

@@ -63,96 +63,98 @@ def looks_like_jwt(token: str) -> bool:
 
 def oauth_authenticator(config: Config) -> BearerAuthenticator:
     """The authenticator of ``auth = "jwt"`` (settings checked by check_oauth_config)."""
-    assert config.resource_uri is not None
+    assert config.auth.resource_uri is not None
     jwt: Authenticator | None = None
-    if config.jwt_jwks_url or config.jwt_jwks_file:
+    if config.auth.jwt_jwks_url or config.auth.jwt_jwks_file:
         from .jwks import JWKSCache, load_jwks_file, load_jwks_url
         from .jwt_auth import JWTAuthenticator  # PyJWT: checked by check_oauth_config
 
-        if config.jwt_jwks_url:
-            load, source = load_jwks_url(config.jwt_jwks_url), config.jwt_jwks_url
+        if config.auth.jwt_jwks_url:
+            load, source = load_jwks_url(config.auth.jwt_jwks_url), config.auth.jwt_jwks_url
         else:
-            assert config.jwt_jwks_file is not None
-            load, source = load_jwks_file(config.jwt_jwks_file), config.jwt_jwks_file
-        keys = JWKSCache(load, source=source, ttl_s=config.jwt_jwks_ttl_s,
-                         min_refetch_s=config.jwt_jwks_min_refetch_s)
-        assert config.jwt_issuer is not None
-        jwt = JWTAuthenticator(keys, issuer=config.jwt_issuer,
-                               resource_uri=config.resource_uri, leeway_s=config.jwt_leeway_s)
+            assert config.auth.jwt_jwks_file is not None
+            load, source = load_jwks_file(config.auth.jwt_jwks_file), config.auth.jwt_jwks_file
+        keys = JWKSCache(load, source=source, ttl_s=config.auth.jwt_jwks_ttl_s,
+                         min_refetch_s=config.auth.jwt_jwks_min_refetch_s)
+        assert config.auth.jwt_issuer is not None
+        jwt = JWTAuthenticator(keys, issuer=config.auth.jwt_issuer,
+                               resource_uri=config.auth.resource_uri,
+                               leeway_s=config.auth.jwt_leeway_s)
     introspection = None
-    if config.introspection_url:
-        assert config.introspection_client_id is not None
-        fetch = fetch_with_httpx(config.introspection_url, config.introspection_client_id,
-                                 client_secret(config), timeout_s=config.introspection_timeout_s)
+    if config.auth.introspection_url:
+        assert config.auth.introspection_client_id is not None
+        fetch = fetch_with_httpx(config.auth.introspection_url,
+                                 config.auth.introspection_client_id, client_secret(config),
+                                 timeout_s=config.auth.introspection_timeout_s)
         introspection = IntrospectionAuthenticator(
-            fetch, resource_uri=config.resource_uri, issuer=config.jwt_issuer,
-            leeway_s=config.jwt_leeway_s, cache_ttl_s=config.introspection_cache_ttl_s,
-            negative_ttl_s=config.introspection_negative_ttl_s)
+            fetch, resource_uri=config.auth.resource_uri, issuer=config.auth.jwt_issuer,
+            leeway_s=config.auth.jwt_leeway_s, cache_ttl_s=config.auth.introspection_cache_ttl_s,
+            negative_ttl_s=config.auth.introspection_negative_ttl_s)
     return BearerAuthenticator(jwt, introspection)
 
 
 def client_secret(config: Config) -> str:
     """The introspection client secret, from the setting (environment) or its file."""
-    if config.introspection_client_secret is not None:
-        return config.introspection_client_secret
-    assert config.introspection_client_secret_file is not None
-    with open(config.introspection_client_secret_file, encoding="utf-8") as f:
+    if config.auth.introspection_client_secret is not None:
+        return config.auth.introspection_client_secret
+    assert config.auth.introspection_client_secret_file is not None
+    with open(config.auth.introspection_client_secret_file, encoding="utf-8") as f:
         secret = f.read().strip()
     if not secret:
-        raise ValueError(f"{config.introspection_client_secret_file} is empty")
+        raise ValueError(f"{config.auth.introspection_client_secret_file} is empty")
     return secret
 
 
 def check_oauth_config(config: Config) -> None:
     """ValueError unless the ``auth = "jwt"`` settings can work; reads the JWKS file and the
     client secret file, so that a bad one fails at start."""
-    jwks = [f for f in ("jwt_jwks_url", "jwt_jwks_file") if getattr(config, f)]
+    jwks = [f for f in ("jwt_jwks_url", "jwt_jwks_file") if getattr(config.auth, f)]
     if len(jwks) > 1:
         raise ValueError("auth = 'jwt' takes exactly one of jwt_jwks_url and jwt_jwks_file, "
                          "not both")
-    if not jwks and not config.introspection_url:
+    if not jwks and not config.auth.introspection_url:
         raise ValueError("auth = 'jwt' needs jwt_jwks_url or jwt_jwks_file (to check JWT access "
                          "tokens), introspection_url (to introspect opaque ones), or both")
     missing = [f for f in ("jwt_issuer", "resource_uri", "authorization_servers")
-               if not getattr(config, f) and (f != "jwt_issuer" or jwks)]
+               if not getattr(config.auth, f) and (f != "jwt_issuer" or jwks)]
     if missing:
         raise ValueError(f"auth = 'jwt' needs {', '.join(missing)} (the token issuer, this "
                          "server's canonical URI as the token audience, and the authorization "
                          "servers to list in the protected resource metadata)")
-    for server in config.authorization_servers:
+    for server in config.auth.authorization_servers:
         canonical_uri(server)
     if jwks:
         _check_jwks(config)
-    if config.introspection_url:
+    if config.auth.introspection_url:
         _check_introspection(config)
     else:
-        stray = [f for f in INTROSPECTION_FIELDS if getattr(config, f)]
+        stray = [f for f in INTROSPECTION_FIELDS if getattr(config.auth, f)]
         if stray:
             raise ValueError(f"{', '.join(stray)} only apply with introspection_url")
 
 
 def _check_jwks(config: Config) -> None:
-    if config.jwt_jwks_url:
-        check_jwks_url(config.jwt_jwks_url)
+    if config.auth.jwt_jwks_url:
+        check_jwks_url(config.auth.jwt_jwks_url)
     try:
         import jwt  # noqa: F401
     except ImportError:
         raise ValueError("auth = 'jwt' needs the 'auth' extra: pip install "
                          "'scalemcp[auth]'") from None
-    if config.jwt_jwks_file:
-        with open(config.jwt_jwks_file, "rb") as f:
+    if config.auth.jwt_jwks_file:
+        with open(config.auth.jwt_jwks_file, "rb") as f:
             if not parse_jwks(f.read()):
-                raise ValueError(f"{config.jwt_jwks_file} holds no usable signature key")
+                raise ValueError(f"{config.auth.jwt_jwks_file} holds no usable signature key")
 
 
 def _check_introspection(config: Config) -> None:
-    assert config.introspection_url is not None
-    check_endpoint_url(config.introspection_url, "introspection_url")
-    if not config.introspection_client_id:
+    assert config.auth.introspection_url is not None
+    check_endpoint_url(config.auth.introspection_url, "introspection_url")
+    if not config.auth.introspection_client_id:
         raise ValueError("introspection_url needs introspection_client_id (this server's "
                          "client at the authorization server)")
     secrets = [f for f in ("introspection_client_secret", "introspection_client_secret_file")
-               if getattr(config, f) is not None]
+               if getattr(config.auth, f) is not None]
     if len(secrets) != 1:
         raise ValueError("introspection_url needs exactly one of introspection_client_secret "
                          "(e.g. SCALEMCP_INTROSPECTION_CLIENT_SECRET) and "

@@ -58,15 +58,16 @@ class AuthGate:
         check_auth_config(config, custom=authenticator is not None)
         self.app = app
         self.config = config
-        self.required = frozenset(config.required_scopes)
+        self.required = frozenset(config.auth.required_scopes)
         self.authenticator = authenticator or _from_config(config)
-        self.resource = canonical_uri(config.resource_uri) if config.resource_uri else None
+        uri = config.auth.resource_uri
+        self.resource = canonical_uri(uri) if uri else None
         self.metadata_url = (metadata_url(self.resource)
-                             if config.auth == "jwt" and self.resource else None)
+                             if config.auth.mode == "jwt" and self.resource else None)
         self._metadata_paths: frozenset[str] = frozenset()
         if self.resource and self.metadata_url:
             self._metadata_paths = frozenset({
-                WELL_KNOWN, metadata_path(config.path),
+                WELL_KNOWN, metadata_path(config.server.path),
                 metadata_path(urlsplit(self.resource).path)})
         if self.authenticator is None and declared_scopes(app):
             log.warning("some tools, resources or prompts declare scopes, but authentication "
@@ -101,7 +102,7 @@ class AuthGate:
         supported = self.required | declared_scopes(self.app)
         return msgspec.json.encode(ProtectedResourceMetadata(
             resource=self.resource,
-            authorization_servers=tuple(self.config.authorization_servers),
+            authorization_servers=tuple(self.config.auth.authorization_servers),
             scopes_supported=tuple(sorted(supported)),
             resource_name=self.app.title or self.app.name,
         ))
@@ -120,11 +121,11 @@ def declared_scopes(app: App) -> frozenset[str]:
 
 
 def _from_config(config: Config) -> Authenticator | None:
-    if config.auth == "api_key":
+    if config.auth.mode == "api_key":
         from .api_keys import APIKeyAuthenticator
 
-        return APIKeyAuthenticator(load_api_keys(config.api_keys_file, config.api_keys))
-    if config.auth == "jwt":  # JWTs and/or token introspection
+        return APIKeyAuthenticator(load_api_keys(config.auth.api_keys_file, config.auth.api_keys))
+    if config.auth.mode == "jwt":  # JWTs and/or token introspection
         return oauth_authenticator(config)
     return None
 
@@ -132,19 +133,19 @@ def _from_config(config: Config) -> Authenticator | None:
 def check_auth_config(config: Config, *, custom: bool = False) -> None:
     """Refuse settings that cannot work together, saying why (ValueError); also read the
     API keys and a JWKS file, so that a bad one fails at start, with its line."""
-    mode = config.auth
-    stray = [f for f in (*_JWT_FIELDS, *_KEY_FIELDS, "required_scopes") if getattr(config, f)
+    mode = config.auth.mode
+    stray = [f for f in (*_JWT_FIELDS, *_KEY_FIELDS, "required_scopes") if getattr(config.auth, f)
              and not (f in _JWT_FIELDS and mode == "jwt")
              and not (f in _KEY_FIELDS and mode == "api_key")
              and not (f == "required_scopes" and (mode != "none" or custom))]
     if stray:
         raise ValueError(f"{', '.join(stray)} only apply with a matching auth mode "
                          f"(auth is {mode!r})")
-    if config.resource_uri:
-        canonical_uri(config.resource_uri)  # raises ValueError if not absolute
+    if config.auth.resource_uri:
+        canonical_uri(config.auth.resource_uri)  # raises ValueError if not absolute
     if mode == "api_key":
-        if not (config.api_keys_file or config.api_keys):
+        if not (config.auth.api_keys_file or config.auth.api_keys):
             raise ValueError("auth = 'api_key' needs api_keys_file or api_keys")
-        load_api_keys(config.api_keys_file, config.api_keys)
+        load_api_keys(config.auth.api_keys_file, config.auth.api_keys)
     if mode == "jwt":
         check_oauth_config(config)

@@ -33,15 +33,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import msgspec
 import trio
-from msgspec import UNSET
 
 from ..app.app import App
 from ..config import Config
 from ..errors import BackendUnavailable, RateLimited
-from ..ops.metrics import RATE_LIMITED
-from ..protocol.jsonrpc import Message
+from ..observability.metrics import RATE_LIMITED
+from ..protocol.classify import Item
 from ..state.base import StateBackend, Throttled, TokenBucket
 
 __all__ = ["RateLimits", "parse_tool_rates", "subject"]
@@ -49,13 +47,6 @@ __all__ = ["RateLimits", "parse_tool_rates", "subject"]
 log = logging.getLogger("scalemcp.security")
 _WARN_EVERY_S = 60.0
 _PRINCIPAL = "p"
-
-
-class _ToolName(msgspec.Struct):
-    name: str = ""
-
-
-_tool_name = msgspec.json.Decoder(_ToolName)
 
 
 def subject(principal: str | None, scope: Mapping[str, Any]) -> str:
@@ -88,10 +79,10 @@ class RateLimits:
     def __init__(self, config: Config, app: App, state: StateBackend) -> None:
         self.app = app
         self.state = state
-        self.principal_rps = config.rate_limit_per_principal_rps
-        self.tool_rps = config.rate_limit_per_tool_rps
-        self.tool_rates = parse_tool_rates(config.rate_limit_tools)
-        self.burst_s = config.rate_limit_burst_s
+        self.principal_rps = config.limits.rate_limit_per_principal_rps
+        self.tool_rps = config.limits.rate_limit_per_tool_rps
+        self.tool_rates = parse_tool_rates(config.limits.rate_limit_tools)
+        self.burst_s = config.limits.rate_limit_burst_s
         self._warned_at = -math.inf
         self._active = (-1, False)  # (number of tools when computed, active)
 
@@ -106,10 +97,10 @@ class RateLimits:
         return active
 
     async def check(
-        self, who: str, messages: Message | list[Message], scopes: frozenset[str] | None
+        self, who: str, items: Sequence[Item], scopes: frozenset[str] | None
     ) -> None:
-        """Take the tokens ``messages`` cost ``who``; raises RateLimited if they are short."""
-        buckets = self.buckets(messages, scopes)
+        """Take the tokens ``items`` cost ``who``; raises RateLimited if they are short."""
+        buckets = self.buckets(items, scopes)
         if not buckets:
             return
         try:
@@ -124,20 +115,19 @@ class RateLimits:
         if refused is not None:
             raise self._refusal(refused, buckets)
 
-    def buckets(
-        self, messages: Message | list[Message], scopes: frozenset[str] | None
-    ) -> list[TokenBucket]:
-        """The buckets (with costs) that ``messages`` take from; sans-IO."""
+    def buckets(self, items: Sequence[Item], scopes: frozenset[str] | None
+                ) -> list[TokenBucket]:
+        """The buckets (with costs) that ``items`` take from; sans-IO."""
         if not self.active:
             return []
         requests = 0
         calls: dict[str, int] = {}
-        for message in messages if isinstance(messages, list) else [messages]:
-            if not message.is_request:
+        for item in items:
+            if not item.message.is_request:
                 continue
             requests += 1
-            if message.method == "tools/call":
-                name = self._visible_tool(message, scopes)
+            if item.method == "tools/call":
+                name = self._visible_tool(item.target, scopes)
                 if name is not None:
                     calls[name] = calls.get(name, 0) + 1
         out: list[TokenBucket] = []
@@ -168,13 +158,9 @@ class RateLimits:
                               limit=limit, retry_after_s=capacity / rate)
         return TokenBucket(name, rate_per_s=rate, capacity=capacity, cost=float(cost))
 
-    def _visible_tool(self, message: Message, scopes: frozenset[str] | None) -> str | None:
-        if message.params is UNSET:
-            return None
-        try:
-            name = _tool_name.decode(message.params).name
-        except msgspec.MsgspecError:
-            return None  # the engine answers the bad params
+    def _visible_tool(self, name: str | None, scopes: frozenset[str] | None) -> str | None:
+        if name is None:
+            return None  # no name, or bad params: the engine answers them
         spec = self.app.tools.get(name)
         if spec is None or (scopes is not None and not scopes.issuperset(spec.scopes)):
             return None

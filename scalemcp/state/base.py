@@ -35,7 +35,11 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
+from ..protocol.changes import Change
+
 __all__ = [
+    "ANSWER_MAILBOX",
+    "CANCEL_MAILBOX",
     "SessionRecord",
     "StateBackend",
     "StateStatistics",
@@ -44,6 +48,12 @@ __all__ = [
     "Throttled",
     "TokenBucket",
 ]
+
+
+#: Mailbox keys: ``ANSWER_MAILBOX + <id>`` receives the client's answer to the server's
+#: request ``<id>``; ``CANCEL_MAILBOX + <id>`` the client's cancellation of its request.
+ANSWER_MAILBOX = "r:"
+CANCEL_MAILBOX = "c:"
 
 
 class SessionRecord(msgspec.Struct, kw_only=True):
@@ -109,6 +119,9 @@ class StateBackend(Protocol):
 
     async def update_session(self, session_id: str, **changes: Any) -> None: ...
 
+    async def subscribe(self, session_id: str, uri: str, subscribed: bool) -> None:
+        """Add (or remove) one resource subscription of a session, atomically."""
+
     async def delete_session(self, session_id: str) -> bool:
         """Delete the session and its streams; open streams end. False if unknown."""
 
@@ -149,10 +162,13 @@ class StateBackend(Protocol):
 
     async def publish_change(self, payload: bytes) -> None: ...
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]: ...
+    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]: ...
 
     async def ready(self) -> bool: ...
 
     def statistics(self) -> StateStatistics: ...
 
-    async def aclose(self) -> None: ...
+    def running(self) -> AbstractAsyncContextManager[None]:
+        """The backend's lifetime: its background work (stream readers, upkeep) runs for
+        the duration of the block, and it is closed at its end. Outside it, operations may
+        fail with :class:`~scalemcp.errors.BackendUnavailable`."""

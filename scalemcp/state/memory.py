@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import trio
 
+from ..protocol.changes import Change
 from .base import SessionRecord, StateStatistics, StreamEvent, StreamRead, Throttled, TokenBucket
 from .buckets import MemoryBuckets
 from .hub import ChangeHub
@@ -83,6 +84,13 @@ class MemoryBackend:
         session = self._live(session_id)
         if session is not None:
             session.record = msgspec.structs.replace(session.record, **changes)
+
+    async def subscribe(self, session_id: str, uri: str, subscribed: bool) -> None:
+        session = self._live(session_id)
+        if session is not None:
+            current = set(session.record.subscriptions) - {uri}
+            subs = sorted(current | {uri} if subscribed else current)
+            session.record = msgspec.structs.replace(session.record, subscriptions=subs)
 
     async def delete_session(self, session_id: str) -> bool:
         session = self._sessions.pop(session_id, None)
@@ -207,7 +215,7 @@ class MemoryBackend:
     async def publish_change(self, payload: bytes) -> None:
         self._changes.publish(payload)
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]:
+    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]:
         return self._changes.subscribe()
 
     # -- health ----------------------------------------------------------------------
@@ -224,5 +232,10 @@ class MemoryBackend:
             healthy=True,
         )
 
-    async def aclose(self) -> None:
-        self._sessions.clear()
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Nothing runs in the background: the block's end forgets every session."""
+        try:
+            yield
+        finally:
+            self._sessions.clear()

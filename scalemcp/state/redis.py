@@ -18,7 +18,7 @@ See :mod:`scalemcp.state.redis_router`: ``r:`` mailboxes are owned (``key -> wor
 in Redis, delivered through the owner's inbox stream); ``c:`` mailboxes (cancellations)
 stay local and are reached by a broadcast, keeping round trips off every request.
 
-Each worker runs ONE background XREAD loop (:meth:`RedisBackend.serve`) over its inbox,
+Each worker runs ONE background XREAD loop (in :meth:`RedisBackend.running`) over its inbox,
 the broadcast stream (changes, deletions, cancellations) and the streams it follows for
 readers parked on other workers' streams.
 
@@ -60,6 +60,7 @@ from coredis.tokens import PureToken
 
 from ..config import Config
 from ..errors import BackendUnavailable
+from ..protocol.changes import Change
 from .base import SessionRecord, StateStatistics, StreamRead, Throttled, TokenBucket
 from .redis_buckets import TAKE_TOKENS, bucket_key, take_args, throttled
 from .redis_connect import ClientOptions, RedisClient, open_client, parse_url
@@ -71,6 +72,7 @@ from .redis_layout import (
     PUSH,
     READ,
     RELEASE_MAILBOX,
+    SUBSCRIBE,
     UPDATE_SESSION,
     Id,
     Keys,
@@ -96,7 +98,7 @@ _SWEEP_BATCH = 500
 class RedisBackend:
     """The :class:`~scalemcp.state.base.StateBackend` for many workers, over Redis.
 
-    Run :meth:`serve` (the ASGI lifespan does) or use ``async with backend.open():``;
+    Use ``async with backend.running():`` (the ASGI lifespan does);
     operations raise :class:`~scalemcp.errors.BackendUnavailable` while Redis cannot be
     reached or the backend is not running.
     """
@@ -137,6 +139,8 @@ class RedisBackend:
         self.max_sessions = max_sessions
         self.mailbox_ttl_ms = max(1, int(mailbox_ttl_s * 1000))
         self._connect_timeout_s = connect_timeout_s
+        #: How often reachability is checked, to log when Redis goes away and comes back.
+        self._health_check_s = max(1.0, 2 * connect_timeout_s)
         #: This process's identity: mailbox owner records and inbox name use it.
         self.worker_id = secrets.token_hex(8)
         self._options = ClientOptions(
@@ -146,13 +150,13 @@ class RedisBackend:
             tls_check_hostname=tls_check_hostname, client_name=f"scalemcp-{self.worker_id}",
         )
         self._link = Link({
-            "load": LOAD_SESSION, "update": UPDATE_SESSION, "append": APPEND, "read": READ,
+            "load": LOAD_SESSION, "update": UPDATE_SESSION, "subscribe": SUBSCRIBE,
+            "append": APPEND, "read": READ,
             "delete": DELETE_INFO, "release": RELEASE_MAILBOX, "push": PUSH, "bury": BURY,
             "take": TAKE_TOKENS,
         })
         self._redis = self._link.redis
         self._script = self._link.script
-        self._serve_scope: trio.CancelScope | None = None
         if self.target.mode == "cluster":
             # A lane holds a connection of its node while it blocks: leave most for requests.
             self._follower = Follower(block_s=block_s, slot_of=hash_slot,
@@ -170,30 +174,32 @@ class RedisBackend:
 
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:
-        if not config.redis_url:
+        if not config.redis.url:
             raise ValueError("the Redis backend needs redis_url")
         return cls(
-            config.redis_url,
-            idle_ttl_s=config.session_idle_ttl_s,
-            stream_maxlen=config.stream_maxlen,
-            stream_ttl_s=config.stream_ttl_s,
-            max_sessions=config.max_sessions,
-            mailbox_ttl_s=config.client_request_timeout_s + 60.0,
-            connect_timeout_s=config.redis_connect_timeout_s,
-            command_timeout_s=config.redis_socket_timeout_s,
-            max_connections=config.redis_max_connections,
-            pool_timeout_s=config.redis_pool_timeout_s,
-            ca_file=config.redis_ca_file,
-            cert_file=config.redis_cert_file,
-            key_file=config.redis_key_file,
-            tls_check_hostname=config.redis_tls_check_hostname,
+            config.redis.url,
+            key_prefix=config.redis.key_prefix,
+            idle_ttl_s=config.sessions.session_idle_ttl_s,
+            stream_maxlen=config.sse.stream_maxlen,
+            stream_ttl_s=config.sse.stream_ttl_s,
+            max_sessions=config.sessions.max_sessions,
+            mailbox_ttl_s=config.sessions.client_request_timeout_s + 60.0,
+            connect_timeout_s=config.redis.connect_timeout_s,
+            command_timeout_s=config.redis.socket_timeout_s,
+            max_connections=config.redis.max_connections,
+            pool_timeout_s=config.redis.pool_timeout_s,
+            ca_file=config.redis.ca_file,
+            cert_file=config.redis.cert_file,
+            key_file=config.redis.key_file,
+            tls_check_hostname=config.redis.tls_check_hostname,
             # A dead worker's streams end within 3 keep-alive intervals (redis_liveness).
-            worker_ttl_s=max(3.0, 2 * config.sse_keepalive_s),
+            worker_ttl_s=max(3.0, 2 * config.sse.keepalive_s),
         )
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                     ) -> None:
         """Connect and run the worker's stream reader and upkeep, until cancelled.
 
         Reports started once the client exists, or after a first failed attempt to create
@@ -202,54 +208,49 @@ class RedisBackend:
         """
         started = False
         backoff = 0.1
-        with trio.CancelScope() as scope:
-            self._serve_scope = scope
-            async with trio.open_nursery() as upkeep:
-                upkeep.start_soon(self._upkeep)
-                while True:
-                    try:
-                        async with open_client(self.target, self._options) as client:
-                            self._link.client = client
-                            self._link.down_reason = None
-                            try:
-                                async with trio.open_nursery() as nursery:
-                                    nursery.start_soon(
-                                        self._follower.run, self._xread, self._cursors,
-                                        self._router.on_message, ERRORS, self._xread_many)
-                                    await nursery.start(self._liveness.run)
-                                    if not started:
-                                        started = True
-                                        if not self._follower.fixed:
-                                            with trio.move_on_after(2 * self._connect_timeout_s):
-                                                await self._follower.tried.wait()
-                                        task_status.started()
-                                    await trio.sleep_forever()
-                            finally:
-                                self._link.client = None
-                    except ERRORS as exc:
-                        reason = exc or type(exc).__name__
-                        self._link.down_reason = f"Redis is unavailable: {reason}"
-                        log.warning("cannot connect to Redis at %s (retrying): %s",
-                                    self.target, exc)
-                    if not started:
-                        started = True
-                        task_status.started()
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+        async with trio.open_nursery() as upkeep:
+            upkeep.start_soon(self._upkeep)
+            upkeep.start_soon(self._watch_health)
+            while True:
+                try:
+                    async with open_client(self.target, self._options) as client:
+                        self._link.client = client
+                        self._link.down_reason = None
+                        try:
+                            async with trio.open_nursery() as nursery:
+                                nursery.start_soon(
+                                    self._follower.run, self._xread, self._cursors,
+                                    self._router.on_message, ERRORS, self._xread_many)
+                                await nursery.start(self._liveness.run)
+                                if not started:
+                                    started = True
+                                    if not self._follower.fixed:
+                                        with trio.move_on_after(2 * self._connect_timeout_s):
+                                            await self._follower.tried.wait()
+                                    task_status.started()
+                                await trio.sleep_forever()
+                        finally:
+                            self._link.client = None
+                except ERRORS as exc:
+                    reason = exc or type(exc).__name__
+                    self._link.down_reason = f"Redis is unavailable: {reason}"
+                    log.warning("cannot connect to Redis at %s (retrying): %s",
+                                self.target, exc)
+                if not started:
+                    started = True
+                    task_status.started()
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[RedisBackend]:
-        """Run :meth:`serve` for the duration of the block (tests, scripts)."""
+    async def running(self) -> AsyncIterator[None]:
+        """Connect and run the stream reader and upkeep for the duration of the block."""
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.serve)
+            await nursery.start(self._serve)
             try:
-                yield self
+                yield
             finally:
                 nursery.cancel_scope.cancel()
-
-    async def aclose(self) -> None:
-        if self._serve_scope is not None:
-            self._serve_scope.cancel()
 
     # -- sessions --------------------------------------------------------------------
 
@@ -287,6 +288,11 @@ class RedisBackend:
             args += (name, value)
         with self._redis() as client:
             await self._script(client, "update", [self.keys.session(session_id)], args)
+
+    async def subscribe(self, session_id: str, uri: str, subscribed: bool) -> None:
+        with self._redis() as client:
+            await self._script(client, "subscribe", [self.keys.session(session_id)],
+                               [uri, "1" if subscribed else ""])
 
     async def delete_session(self, session_id: str) -> bool:
         key, names_key = self.keys.session(session_id), self.keys.stream_set(session_id)
@@ -457,7 +463,7 @@ class RedisBackend:
     async def publish_change(self, payload: bytes) -> None:
         await self._router.publish_change(payload)
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]:
+    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]:
         return self._router.open_changes()
 
     async def claim_once(self, key: str, ttl_s: float) -> bool:
@@ -534,13 +540,38 @@ class RedisBackend:
     # -- health ----------------------------------------------------------------------
 
     async def ready(self) -> bool:
+        return await self._unreachable() is None
+
+    async def _unreachable(self) -> str | None:
+        """Why Redis does not answer a PING now, or None if it does."""
         try:
             with (self._redis() as client, trio.fail_after(self._connect_timeout_s),
                   self._link.timed("ping")):
                 await client.ping()
-        except (BackendUnavailable, trio.TooSlowError):
-            return False
-        return True
+        except BackendUnavailable as exc:
+            return str(exc)
+        except trio.TooSlowError:
+            return f"no answer to PING within {self._connect_timeout_s:g} s"
+        return None
+
+    async def _watch_health(self) -> None:
+        """Say when Redis becomes unreachable (why, and what happens meanwhile) and when
+        it answers again: otherwise a worker that cannot reach it at start is silent."""
+        every = self._health_check_s
+        down_since: float | None = None
+        while True:
+            reason = await self._unreachable()
+            now = trio.current_time()
+            if reason is not None and down_since is None:
+                down_since = now
+                log.warning("Redis at %s is unreachable (%s); checking again every %g s; "
+                            "until it answers, /readyz and session-era requests get 503",
+                            self.target, reason, every)
+            elif reason is None and down_since is not None:
+                log.warning("Redis at %s answers again after %.1f s", self.target,
+                            now - down_since)
+                down_since = None
+            await trio.sleep(every)
 
     def statistics(self) -> StateStatistics:
         return StateStatistics(

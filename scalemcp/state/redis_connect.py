@@ -30,14 +30,16 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import coredis
 import coredis.exceptions
 import trio
 from coredis.connection import TCPLocation
+
+from .redis_url import RedisTarget, parse_url
 
 __all__ = [
     "ERRORS",
@@ -62,102 +64,6 @@ ERRORS: tuple[type[BaseException], ...] = (
     anyio.ClosedResourceError,
     anyio.EndOfStream,
 )
-
-_SCHEMES = {
-    "redis": ("standalone", False), "rediss": ("standalone", True),
-    "unix": ("standalone", False),
-    "redis+sentinel": ("sentinel", False), "rediss+sentinel": ("sentinel", True),
-    "redis+cluster": ("cluster", False), "rediss+cluster": ("cluster", True),
-}
-
-
-@dataclass(frozen=True)
-class RedisTarget:
-    """What a Redis URL names."""
-
-    mode: Literal["standalone", "sentinel", "cluster"]
-    url: str
-    tls: bool = False
-    #: Sentinels (sentinel) or seed nodes (cluster); empty for standalone.
-    hosts: tuple[tuple[str, int], ...] = ()
-    username: str | None = None
-    password: str | None = None
-    db: int = 0
-    #: The Sentinel service (master) name.
-    master: str | None = None
-
-    def __str__(self) -> str:
-        """The URL without its password (for logs and errors)."""
-        return _redact(self.url)
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return url.replace(parts.netloc, f"{user}:***@{hostinfo}", 1)
-
-
-def _host_port(item: str, default_port: int, url: str) -> tuple[str, int]:
-    item = item.strip()
-    if item.startswith("["):  # [ipv6]:port
-        host, _, rest = item[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    else:
-        host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
-    if not host:
-        raise ValueError(f"Redis URL {_redact(url)!r}: empty host in {item!r}")
-    try:
-        port = int(port_text) if port_text else default_port
-    except ValueError:
-        raise ValueError(f"Redis URL {_redact(url)!r}: bad port in {item!r}") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"Redis URL {_redact(url)!r}: bad port in {item!r}")
-    return unquote(host), port
-
-
-def parse_url(url: str) -> RedisTarget:
-    """The deployment ``url`` names; ValueError (saying why) if it names none."""
-    scheme, sep, rest = url.partition("://")
-    kind = _SCHEMES.get(scheme.lower()) if sep else None
-    if kind is None:
-        raise ValueError(
-            f"unsupported Redis URL {_redact(url)!r}: use redis://, rediss://, unix://, "
-            "redis[s]+sentinel://host:port,.../<master>/<db> or "
-            "redis[s]+cluster://host:port,...")
-    mode, tls = kind
-    if mode == "standalone":
-        return RedisTarget("standalone", url, tls=tls)
-    netloc, _, path = rest.partition("/")
-    path, _, _query = path.partition("?")
-    userinfo, at, hostlist = netloc.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, pw = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(pw) if colon else None
-    default_port = 26379 if mode == "sentinel" else 6379
-    hosts = tuple(_host_port(h, default_port, url) for h in hostlist.split(",") if h.strip())
-    if not hosts:
-        raise ValueError(f"Redis URL {_redact(url)!r} names no {mode} hosts")
-    segments = [unquote(s) for s in path.split("/") if s]
-    if mode == "sentinel":
-        if not segments or len(segments) > 2:
-            raise ValueError(f"Redis Sentinel URL {_redact(url)!r} must end in /<master>[/<db>]")
-        master = segments[0]
-        try:
-            db = int(segments[1]) if len(segments) == 2 else 0
-        except ValueError:
-            raise ValueError(f"Redis Sentinel URL {_redact(url)!r}: bad database number") from None
-        return RedisTarget("sentinel", url, tls=tls, hosts=hosts, username=username,
-                           password=password, db=db, master=master)
-    if segments not in ([], ["0"]):
-        raise ValueError(f"Redis Cluster URL {_redact(url)!r}: a cluster has only database 0")
-    return RedisTarget("cluster", url, tls=tls, hosts=hosts, username=username,
-                       password=password)
-
 
 @dataclass(frozen=True)
 class ClientOptions:

@@ -211,6 +211,24 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
+#: KEYS: session. ARGV: uri, '1' to subscribe ('' to unsubscribe). Adds or removes one
+#: subscription in place (the list is msgpack, as every record field), so two workers
+#: changing subscriptions of one session at once both count. 0 if the session is gone.
+SUBSCRIBE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local packed = redis.call('HGET', KEYS[1], 'subscriptions')
+local subs = {}
+if packed then subs = cmsgpack.unpack(packed) end
+local out = {}
+for _, uri in ipairs(subs) do
+  if uri ~= ARGV[1] then table.insert(out, uri) end
+end
+if ARGV[2] == '1' then table.insert(out, ARGV[1]) end
+table.sort(out)
+redis.call('HSET', KEYS[1], 'subscriptions', cmsgpack.pack(out))
+return 1
+"""
+
 #: KEYS: session, stream, stream set, epitaph. ARGV: data, final ('1' or ''), maxlen,
 #: stream TTL ms, stream name, epitaph ('' for none), worker. Returns {previous last id,
 #: new id}; {last id} if the stream has ended (nothing is appended after its final

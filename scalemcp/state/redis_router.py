@@ -16,7 +16,7 @@ Changes are handed to this worker's listeners at once and broadcast to the other
 Observability: :class:`Link` times every script (``scalemcp_redis_round_trip_seconds``)
 and counts the failures it maps (``scalemcp_redis_errors_total``); routed messages are
 counted both ways, and while tracing is on they carry a W3C ``traceparent`` (entry field
-``tp``; an owner record is then ``<worker> <traceparent>``), see ``ops.tracing``.
+``tp``; an owner record is then ``<worker> <traceparent>``), see ``observability.tracing``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,17 @@ import trio
 from coredis.tokens import PureToken
 
 from ..errors import BackendUnavailable
-from ..ops import tracing
-from ..ops.metrics import REDIS_ERRORS, REDIS_ROUND_TRIP, ROUTED_RECEIVED, ROUTED_SENT
+from ..observability import tracing
+from ..observability.metrics import (
+    REDIS_ERRORS,
+    REDIS_ROUND_TRIP,
+    ROUTED_RECEIVED,
+    ROUTED_SENT,
+    Timer,
+    timed,
+)
+from ..protocol.changes import Change
+from .base import CANCEL_MAILBOX
 from .hub import ChangeHub
 from .redis_connect import ERRORS, RedisClient, forget_connections
 from .redis_layout import Keys
@@ -57,6 +66,11 @@ _SENT = {kind: ROUTED_SENT.labels(kind) for kind in ("response", "cancel")}
 _RECEIVED = {kind: ROUTED_RECEIVED.labels(kind) for kind in ("response", "cancel")}
 _NO_FIELDS: dict[str, bytes] = {}
 _UNTRACED = nullcontext(_NO_FIELDS)  # stateless: shared by every untraced route
+
+
+#: Scripts that change nothing a second run would change again (loading a session renews
+#: its TTL, which a second run only renews again).
+_READ_ONLY = frozenset({"load", "read"})
 
 
 class Link:
@@ -107,6 +121,14 @@ class Link:
         except coredis.exceptions.NoScriptError:
             await client.script_load(self._sources[name])
             return await client.evalsha(self._shas[name], keys=keys, args=args)
+        except coredis.exceptions.ConnectionError:
+            if name not in _READ_ONLY:
+                raise
+            # A pooled connection the server had closed (after a Sentinel failover the
+            # demoted master drops its clients): a read-only script is safe to send once
+            # more, on another connection, instead of failing the request.
+            REDIS_ERRORS.labels("connection").inc()
+            return await client.evalsha(self._shas[name], keys=keys, args=args)
         finally:
             self._round_trips[name].observe(time.perf_counter() - started)
 
@@ -116,10 +138,10 @@ class Link:
         REDIS_ERRORS.labels(error_kind(exc)).inc()
 
     @staticmethod
-    def timed(operation: str) -> Any:
+    def timed(operation: str) -> Timer:
         """``with link.timed("op"):`` around one command, or first in ``async with
         link.timed("op"), client.pipeline() as pipe:``: the round trip it takes."""
-        return REDIS_ROUND_TRIP.labels(operation).time()
+        return timed(REDIS_ROUND_TRIP.labels(operation))
 
 
 _KINDS: dict[type[BaseException], str] = {}
@@ -166,7 +188,7 @@ class Router:
         self, session_id: str, key: str
     ) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
         send, receive = trio.open_memory_channel[bytes](64)
-        owned = not key.startswith("c:")
+        owned = not key.startswith(CANCEL_MAILBOX)
         self.mailboxes[(session_id, key)] = send
         record = self._worker
         hooks = tracing.routing
@@ -210,7 +232,7 @@ class Router:
         if (session_id, key) in self.mailboxes:
             return self.deliver_local(session_id, key, payload)
         with self._link.redis() as client:
-            if key.startswith("c:"):
+            if key.startswith(CANCEL_MAILBOX):
                 with _route("cancel", payload, b"", "broadcast") as extra:
                     await self.push(client, self._keys.broadcast, BROADCAST_MAXLEN, 0, b"x",
                                     s=session_id.encode(), k=key.encode(), p=payload, **extra)
@@ -238,7 +260,7 @@ class Router:
     def _local_change(self, payload: bytes) -> None:
         self._changes.publish(payload)
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]:
+    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]:
         return self._changes.subscribe()
 
     # -- the inbox and the broadcast stream ------------------------------------------

@@ -11,32 +11,37 @@ import trio
 from ..app.app import App
 from ..config import Config
 from ..engine.dispatch import Engine
-from ..engine.modern import ModernService, modern_version
+from ..engine.modern import ModernService
 from ..engine.request_state import RequestStateCodec
 from ..engine.session import SessionService
 from ..errors import (
     AuthError,
     BackendUnavailable,
     InternalError,
-    InvalidRequest,
-    ProtocolError,
+    MethodNotAllowed,
+    NotAcceptable,
+    OriginNotAllowed,
+    UnsupportedMediaType,
     UnsupportedVersion,
+    WireError,
 )
-from ..ops.logs import log_worker_started
-from ..ops.metrics import METRICS
-from ..ops.observe import Observer, note
-from ..protocol import jsonrpc, versions
+from ..observability.metrics import CLIENT_GONE, SESSIONS, STREAMS, read_at_scrape
+from ..ops.observe import Observer, log_worker_started, note
+from ..ops.readiness import Readiness
+from ..protocol import versions
+from ..protocol.classify import classify_post
 from ..protocol.limits import check_headers
 from ..security.cors import SECURITY_HEADERS, CorsPolicy
 from ..security.gate import AuthGate, Identity
 from ..security.origin import HostPolicy, OriginPolicy
 from ..security.principal import Authenticator
 from ..security.ratelimit import RateLimits, subject
+from ..state import make_state
 from ..state.base import StateBackend
-from ..state.memory import MemoryBackend
-from .http import BodyTooLarge, Request, accepts, is_json_content
+from .discovery import server_document
+from .http import ClientGone, Request, accepts, is_json_content
 from .legacy_sse import LegacyTransport
-from .limits import header_limits, json_limits, refuse_headers
+from .limits import check_request_headers, header_limits, json_limits
 from .modern import ModernTransport
 from .streamable import SessionTransport
 from .websocket import WebSocketTransport
@@ -46,6 +51,11 @@ __all__ = ["ASGIApp"]
 log = logging.getLogger("scalemcp.transport")
 #: A refused request's body is read (and dropped) up to this size, to keep the connection.
 _DRAIN_BYTES = 64 * 1024
+
+
+def _local_port(scope: dict[str, Any]) -> int | None:
+    server = scope.get("server")
+    return server[1] if server and len(server) > 1 else None
 
 
 class ASGIApp:
@@ -61,15 +71,10 @@ class ASGIApp:
         self.app = app
         self.config = config
         self.auth = AuthGate(app, config, authenticator)
-        self.state: StateBackend = state or MemoryBackend(
-            idle_ttl_s=config.session_idle_ttl_s,
-            stream_maxlen=config.stream_maxlen,
-            stream_ttl_s=config.stream_ttl_s,
-            max_sessions=config.max_sessions,
-        )
-        codec = RequestStateCodec(config.state_keys or [secrets.token_hex(32)],
-                                  config.request_state_ttl_s)
-        self.engine = Engine(app, codec, request_timeout_s=config.request_timeout_s)
+        self.state: StateBackend = state or make_state(config)
+        codec = RequestStateCodec(config.request_state.keys or [secrets.token_hex(32)],
+                                  config.request_state.ttl_s)
+        self.engine = Engine(app, codec, request_timeout_s=config.server.request_timeout_s)
         self.json_limits = json_limits(config)
         self.header_limits = header_limits(config)
         self.sessions = SessionService(self.engine, self.state, config)
@@ -80,28 +85,37 @@ class ASGIApp:
         self.modern = ModernTransport(
             ModernService(self.engine, self.state, config, codec), self.state, config
         )
-        self.origins = OriginPolicy([*config.allowed_origins, *config.cors_allowed_origins])
-        self.cors = CorsPolicy(config.cors_allowed_origins)
-        self.hosts = HostPolicy(config.allowed_hosts, bound_to=config.host)
+        self.origins = OriginPolicy([*config.server.allowed_origins,
+                                     *config.server.cors_allowed_origins])
+        self.cors = CorsPolicy(config.server.cors_allowed_origins)
+        self.hosts = HostPolicy(config.server.allowed_hosts, bound_to=config.server.host)
         self.websocket = WebSocketTransport(self.sessions, self.state, config, self.origins,
                                             self.limits)
         self.running = False
+        #: Set once startup completed (a worker that fails before it is a start failure).
+        self.started = False
+        #: Set with ``started``: the worker supervisor waits on it (``ops.workers``).
+        self.ready = trio.Event()
         self.observer = Observer(config)
+        self._info_document = server_document(app, config)
+        self.readiness = Readiness(config.server.ready_backend_grace_s)
+        server = config.server
+        #: Served on the metrics port when there is one, else next to the MCP endpoint.
+        self._ops_paths = frozenset({"/metrics", *server.liveness_paths,
+                                     *server.readiness_paths})
         #: Begun by the worker supervisor on SIGTERM (``scalemcp.ops.drain``).
         self.drain = self.observer.drain
-        METRICS.gauge("scalemcp_sessions", "Live sessions (Redis: the fleet's, as last seen)",
-                      read=lambda: self.state.statistics().sessions, merge="max")
-        METRICS.gauge("scalemcp_streams", "Streams this worker keeps state for (Redis: follows)",
-                      read=lambda: self.state.statistics().streams)
+        read_at_scrape(SESSIONS, lambda: self.state.statistics().sessions)
+        read_at_scrape(STREAMS, lambda: self.state.statistics().streams)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             req = Request(scope, receive, send)
-            req.send_timeout_s = self.config.sse_send_timeout_s
+            req.send_timeout_s = self.config.sse.send_timeout_s
             with self.observer.exchange(req):
                 await self._http(req)
         elif scope["type"] == "websocket":
-            if scope["path"] == self.config.path and not self.config.stateless_only:
+            if scope["path"] == self.config.server.path and not self.config.server.stateless_only:
                 with self.observer.websocket(scope):
                     await self._websocket(scope, receive, send)
             else:
@@ -113,99 +127,130 @@ class ASGIApp:
     async def _lifespan(self, receive: Any, send: Any) -> None:
         await receive()  # lifespan.startup
         try:
-            async with trio.open_nursery() as nursery:
+            async with self.state.running(), trio.open_nursery() as nursery:
                 await nursery.start(self.observer.serve)  # node-wide /metrics (workers)
-                if hasattr(self.state, "serve"):  # e.g. the Redis backend's reader task
-                    await nursery.start(self.state.serve)
                 await nursery.start(self.sessions.serve)
                 await nursery.start(self.app.serve_background, self.state)  # skills watcher
-                self.running = True
+                self.running = self.started = True
                 await send({"type": "lifespan.startup.complete"})
-                log_worker_started(self.config, self.state.name, self.observer.tracing is not None)
+                self.ready.set()
+                log_worker_started(self.config, self.state.name,
+                                   self.observer.tracing is not None)
                 await receive()  # lifespan.shutdown
                 self.running = False
                 # Draining: session-era requests run on until done or the hard stop.
                 await self.drain.run_down(self.sessions.wait_finished)
                 nursery.cancel_scope.cancel()
-        finally:
-            await self.state.aclose()
+        except Exception as exc:
+            if self.started:
+                raise
+            log.debug("startup failed", exc_info=True)  # the server says why, once
+            await send({"type": "lifespan.startup.failed",
+                        "message": f"{type(exc).__name__}: {exc}"})
+            return
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, req: Request) -> None:
         try:
             await self._route(req)  # (the exchange counts the response's status)
-        except BackendUnavailable as exc:
-            await req.respond_error(
-                503, InternalError(str(exc)),
-                headers=[(b"retry-after", str(exc.retry_after_s).encode())],
-            )
+        except WireError as exc:  # every refusal, rendered here and only here
+            await self._refuse(req, exc)
         except AuthError as exc:  # raised before the body is read
-            await req.drain(min(self.config.max_body_bytes, _DRAIN_BYTES))
+            await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
             await req.respond_json(*self.auth.refusal(exc))
-        except trio.BusyResourceError:
-            # A client that hangs up as its answer ends: Hypercorn's reader closes the
-            # socket while the answer's last write is under way, which then fails so.
-            log.info("client went away while %s %s was answered", req.method, req.path)
+        except (ClientGone, trio.BusyResourceError, trio.BrokenResourceError,
+                trio.ClosedResourceError) as exc:
+            # A client that hangs up mid-request, or as its answer ends (Hypercorn's reader
+            # closes the socket while the answer's last write is under way): an event of
+            # the client's, counted, never a server error.
+            CLIENT_GONE.inc()
+            log.debug("client went away while %s %s was served: %s", req.method, req.path,
+                      type(exc).__name__)
         except Exception:
             log.exception("unhandled error serving %s %s", req.method, req.path)
             if not req.started:
                 await req.respond_error(500, InternalError("internal server error"))
 
+    async def _refuse(self, req: Request, exc: WireError) -> None:
+        """Answer a refused request: the error's status, headers and JSON-RPC error (with the
+        request's id once it is known). An unread body is read first (up to a bound), so
+        the connection stays usable."""
+        if req.started:  # the answer had begun: nothing more can be said on it
+            log.info("%s %s failed after its answer began: %s", req.method, req.path, exc)
+            return
+        if not req.body_read:
+            await req.drain(min(self.config.limits.max_body_bytes, _DRAIN_BYTES))
+        await req.respond_error(exc.http_status, exc, req.rpc_id)
+
     async def _route(self, req: Request) -> None:
         path = req.path
         origin = req.header("origin")
         req.extra_headers = [*SECURITY_HEADERS, *self.cors.headers(origin)]
-        if await refuse_headers(req, self.header_limits):
-            return
+        check_request_headers(req.scope["headers"], self.header_limits)
         if req.method == "OPTIONS":
             headers = self.cors.preflight(origin, req.header("access-control-request-headers"))
             await req.respond(204 if headers else 403, headers=headers)
             return
-        if path == "/healthz":
-            await req.respond_json(200, b'{"status":"ok"}')
+        server = self.config.server
+        # With metrics_port set, its listener serves these paths and nothing else.
+        ops_port = self.config.ops.metrics_port
+        on_ops_port = ops_port is not None and _local_port(req.scope) == ops_port
+        if path in self._ops_paths and (ops_port is None or on_ops_port):
+            await self._ops(req)
             return
-        if path == "/metrics":
-            await req.respond(200, await self.observer.metrics(),
-                              content_type="text/plain; version=0.0.4; charset=utf-8")
-            return
-        if path == "/readyz":
-            ready = self.running and not self.drain.draining and await self.state.ready()
-            await req.respond_json(200 if ready else 503,
-                                   b'{"status":"ready"}' if ready else b'{"status":"unready"}')
+        if on_ops_port:
+            await req.respond_json(404, b'{"error":"not found"}')
             return
         if self.auth.is_metadata_path(path):
             await self._metadata(req)
             return
-        legacy = path in (self.config.sse_path, self.config.messages_path)
-        if path != self.config.path and not legacy:
+        legacy = path in (server.sse_path, server.messages_path)
+        info = bool(server.info_path) and path == server.info_path
+        if path != server.path and not legacy and not info:
             await req.respond_json(404, b'{"error":"not found"}')
             return
         if not self.origins.permits(req.header("origin")) or not self.hosts.permits(
             req.header("host")
         ):
-            await req.drain(self.config.max_body_bytes)
-            await req.respond_error(403, InvalidRequest("Origin or Host not allowed"))
-            return
+            raise OriginNotAllowed("Origin or Host not allowed")
         who = await self.auth.identify(req.headers)  # AuthError: answered in _http
-        if legacy:
+        if info:
+            await self._info(req)
+        elif legacy:
             await self._legacy(req, who)
         elif req.method == "POST":
             await self._post(req, who)
-        elif self.config.stateless_only:
-            await req.respond(405, headers=[(b"allow", b"POST")])
+        elif server.stateless_only:
+            raise MethodNotAllowed("this server speaks only the stateless protocol: POST",
+                                   allow="POST")
         elif req.method == "GET":
             await self.session_transport.get(req, who.principal)
         elif req.method == "DELETE":
             await self.session_transport.delete(req, who.principal)
         else:
-            await req.drain(min(self.config.max_body_bytes, _DRAIN_BYTES))
-            await req.respond(405, headers=[(b"allow", b"GET, POST, DELETE")])
+            raise MethodNotAllowed(f"{req.method} is not served here", allow="GET, POST, DELETE")
+
+    async def _info(self, req: Request) -> None:
+        """What clients and monitors written for other MCP servers read at ``GET /``."""
+        if req.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{req.method} is not served here", allow="GET, HEAD")
+        await req.respond_json(200, self._info_document)
+
+    async def _ops(self, req: Request) -> None:
+        """Liveness (the worker answers), readiness (and its backend does), /metrics."""
+        if req.path in self.config.server.liveness_paths:
+            await req.respond_json(200, b'{"status":"ok"}')
+        elif req.path == "/metrics":
+            await req.respond(200, await self.observer.metrics(),
+                              content_type="text/plain; version=0.0.4; charset=utf-8")
+        else:
+            serving = self.running and not self.drain.draining
+            await req.respond_json(*self.readiness.judge(serving, await self.state.ready()))
 
     async def _metadata(self, req: Request) -> None:
         """RFC 9728 protected resource metadata: public, no Origin check, any origin."""
         if req.method != "GET":
-            await req.respond(405, headers=[(b"allow", b"GET")])
-            return
+            raise MethodNotAllowed(f"{req.method} is not served here", allow="GET")
         await req.respond_json(200, self.auth.metadata(), [
             (b"access-control-allow-origin", b"*"), (b"cache-control", b"max-age=300")])
 
@@ -235,60 +280,36 @@ class ASGIApp:
         await self.websocket.serve(scope, receive, send, who.principal, who.scopes)
 
     async def _legacy(self, req: Request, who: Identity) -> None:
-        if self.config.stateless_only:
+        if self.config.server.stateless_only:
             await req.respond_json(404, b'{"error":"not found"}')
-        elif req.path == self.config.sse_path and req.method == "GET":
+        elif req.path == self.config.server.sse_path and req.method == "GET":
             await self.legacy.get(req, who.principal)
-        elif req.path == self.config.messages_path and req.method == "POST":
-            try:
-                await self.legacy.post(req, who.principal, who.scopes)
-            except BodyTooLarge:
-                await req.respond_error(413, InvalidRequest("request body too large"))
-            except ProtocolError as exc:
-                await req.respond_error(max(exc.http_status, 400), exc)
+        elif req.path == self.config.server.messages_path and req.method == "POST":
+            await self.legacy.post(req, who.principal, who.scopes)
         else:
-            await req.respond(405, headers=[(b"allow", b"GET" if req.path ==
-                                             self.config.sse_path else b"POST")])
+            allow = "GET" if req.path == self.config.server.sse_path else "POST"
+            raise MethodNotAllowed(f"{req.method} is not served here", allow=allow)
 
     async def _post(self, req: Request, who: Identity) -> None:
-        refused = not accepts(req.header("accept"), "application/json", "text/event-stream") \
-            or not is_json_content(req.header("content-type"))
-        if refused:  # answered unread, the body would end the connection (no Connection: close)
-            await req.drain(min(self.config.max_body_bytes, _DRAIN_BYTES))
         if not accepts(req.header("accept"), "application/json", "text/event-stream"):
-            await req.respond_error(406, InvalidRequest(
-                "Accept must list both application/json and text/event-stream"))
-            return
+            raise NotAcceptable("Accept must list both application/json and text/event-stream")
         if not is_json_content(req.header("content-type")):
-            await req.respond_error(415, InvalidRequest("Content-Type must be application/json"))
-            return
-        version = req.header("mcp-protocol-version")
+            raise UnsupportedMediaType("Content-Type must be application/json")
+        body = await req.body(self.config.limits.max_body_bytes)
+        post = classify_post(body, req.header("mcp-protocol-version"), self.json_limits)
+        single = post.single
+        req.rpc_id = single.request_id if single is not None else None
         try:
-            body = await req.body(self.config.max_body_bytes)
-        except BodyTooLarge:
-            await req.respond_error(413, InvalidRequest(
-                f"request body exceeds {self.config.max_body_bytes} bytes"))
-            return
-        decoded: jsonrpc.Message | list[jsonrpc.Message] | None = None
-        try:
-            decoded = jsonrpc.decode_body(body, self.json_limits)
-            await self.limits.check(subject(who.principal, req.scope), decoded, who.scopes)
-            if isinstance(decoded, jsonrpc.Message) and modern_version(decoded, version):
-                note("modern", decoded)
-                await self.modern.post(req, decoded, who.principal, who.scopes)
-            elif self.config.stateless_only:
+            await self.limits.check(subject(who.principal, req.scope), post.items, who.scopes)
+            if post.era == "modern" and single is not None:
+                note("modern", single.message)
+                await self.modern.post(req, single, who.principal, who.scopes)
+            elif self.config.server.stateless_only:
                 raise UnsupportedVersion(
                     "this server speaks only the stateless protocol",
-                    {"supported": list(versions.MODERN_VERSIONS),
-                     "requested": version or versions.DEFAULT_HEADER_VERSION},
-                )
+                    {"supported": list(versions.MODERN_VERSIONS), "requested": post.version})
             else:
-                note("session", decoded)
-                await self.session_transport.post(req, decoded, who.principal, who.scopes)
+                note("session", single.message if single else [i.message for i in post.items])
+                await self.session_transport.post(req, post, who.principal, who.scopes)
         except AuthError as exc:  # modern era: the target needs scopes the caller lacks
             await req.respond_json(*self.auth.refusal(exc))
-        except ProtocolError as exc:
-            request_id = None
-            if isinstance(decoded, jsonrpc.Message) and isinstance(decoded.id, int | str):
-                request_id = decoded.id
-            await req.respond_error(max(exc.http_status, 400), exc, request_id)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import trio
-from msgspec import UNSET
 
-from ..protocol import jsonrpc
+from ..protocol.changes import SUBSCRIPTIONS_CHANGED, wanted_on_session
 from ..state.base import SessionRecord, StateBackend
 from .http import Request
 from .sse_response import follow_stream
@@ -35,17 +34,19 @@ async def serve_get_stream(
 
 
 async def _feed_changes(state: StateBackend, session: SessionRecord, stream: str) -> None:
+    """Append the changes this session wants to its GET stream.
+
+    Changes arrive decoded (once per worker); the session's subscriptions are kept here and
+    read again only when they change (a subscribe or unsubscribe on any worker publishes
+    SUBSCRIPTIONS_CHANGED), not for every change.
+    """
     sid = session.session_id
+    subscriptions = frozenset(session.subscriptions)
     async with state.open_changes() as changes:
-        async for payload in changes:
-            if await _wanted(state, sid, payload):
-                await state.append(sid, stream, payload)
-
-
-async def _wanted(state: StateBackend, session_id: str, payload: bytes) -> bool:
-    message = jsonrpc.decode_body(payload)
-    if isinstance(message, list) or message.method != "notifications/resources/updated":
-        return True
-    params = {} if message.params is UNSET else jsonrpc.decode_any(message.params)
-    record = await state.load_session(session_id)
-    return record is not None and params.get("uri") in record.subscriptions
+        async for change in changes:
+            if change.method == SUBSCRIPTIONS_CHANGED:
+                if change.session_id == sid:
+                    record = await state.load_session(sid)
+                    subscriptions = frozenset(record.subscriptions if record else ())
+            elif wanted_on_session(change, subscriptions):
+                await state.append(sid, stream, change.payload)

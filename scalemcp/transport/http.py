@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequest, ProtocolError
+from ..errors import InvalidRequest, PayloadTooLarge, WireError
 from ..protocol import jsonrpc
 
 if TYPE_CHECKING:
@@ -15,13 +15,14 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 
-class BodyTooLarge(Exception):
-    pass
+class ClientGone(Exception):
+    """The client hung up mid-request: nothing can be answered, nothing is wrong here."""
 
 
 class Request:
     __slots__ = (
         "_send",
+        "body_read",
         "extra_headers",
         "guard",
         "headers",
@@ -29,10 +30,11 @@ class Request:
         "path",
         "query",
         "receive",
+        "rpc_id",
         "scope",
         "send_timeout_s",
         "started",
-        "status"
+        "status",
     )
 
     def __init__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -41,6 +43,10 @@ class Request:
         self._send = send
         self.started = False
         self.status = 0
+        #: The body has been read (or reading it failed): nothing is left to drain.
+        self.body_read = False
+        #: The JSON-RPC id of the request this POST carries, once known (for errors).
+        self.rpc_id: int | str | None = None
         #: Added to the response start (security headers, CORS).
         self.extra_headers: list[tuple[bytes, bytes]] = []
         #: SSE streams: how long the client may take to accept 64 KiB (0: no limit), and
@@ -77,34 +83,36 @@ class Request:
         return self.headers.get(name)
 
     async def body(self, limit: int) -> bytes:
+        """The whole body; :class:`PayloadTooLarge` past ``limit`` bytes."""
+        self.body_read = True
         length = self.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            raise self._too_large()
+            raise self._too_large(limit)
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                raise InvalidRequest("client disconnected before sending the body")
+                raise ClientGone("the client disconnected before sending the whole body")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise self._too_large()
+                raise self._too_large(limit)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _too_large(self) -> BodyTooLarge:
+    def _too_large(self, limit: int) -> PayloadTooLarge:
         # The rest of the body stays unread, so the connection cannot carry another
-        # request: say so, or a client reusing it gets no answer to its next one.
-        self.extra_headers.append((b"connection", b"close"))
-        return BodyTooLarge()
+        # request: the error says so (Connection: close), or a client reusing it would
+        # get no answer to its next one.
+        return PayloadTooLarge(f"request body exceeds {limit} bytes")
 
     async def drain(self, limit: int) -> None:
         """Read and discard the body, so an early answer leaves the connection clean."""
         if self.method in ("GET", "HEAD", "DELETE"):
             return
-        with contextlib.suppress(BodyTooLarge, InvalidRequest):
+        with contextlib.suppress(PayloadTooLarge, InvalidRequest, ClientGone):
             await self.body(limit)
 
     async def respond(
@@ -130,7 +138,7 @@ class Request:
     async def respond_error(
         self,
         status: int,
-        error: ProtocolError,
+        error: WireError,
         request_id: int | str | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:

@@ -15,11 +15,11 @@ from urllib.parse import parse_qs
 
 from ..config import Config
 from ..engine.session import SessionService
-from ..errors import InvalidRequest, RateLimited
+from ..errors import NotAcceptable, RateLimited, SessionNotFound
 from ..protocol import jsonrpc, versions
-from ..protocol.jsonrpc import Message
+from ..protocol.classify import Item, classify_post
 from ..protocol.limits import MAX_SESSION_ID_CHARS
-from ..protocol.sse import format_event
+from ..protocol.sse import LEGACY_STREAM, format_event
 from ..security.ratelimit import RateLimits, subject
 from ..state.base import SessionRecord, StateBackend
 from .http import Request, accepts
@@ -28,7 +28,7 @@ from .sse_response import follow_stream, send_chunk, start_sse
 
 __all__ = ["LegacyTransport"]
 
-STREAM = "l"
+STREAM = LEGACY_STREAM
 
 
 class LegacyTransport:
@@ -41,17 +41,16 @@ class LegacyTransport:
 
     async def get(self, req: Request, principal: str | None) -> None:
         if not accepts(req.header("accept") or "text/event-stream", "text/event-stream"):
-            await req.respond_error(406, InvalidRequest("GET needs Accept: text/event-stream"))
-            return
+            raise NotAcceptable("GET needs Accept: text/event-stream")
         sid = await self.service.create(principal, versions.LEGACY_SSE_VERSION)
         await self.state.append(sid, STREAM, b"")  # opens the stream; never sent
         root = req.scope.get("root_path", "")
-        endpoint = f"{root}{self.config.messages_path}?sessionId={sid}"
+        endpoint = f"{root}{self.config.server.messages_path}?sessionId={sid}"
         await start_sse(req)
         await send_chunk(req, format_event(endpoint.encode(), event="endpoint"))
         try:
             await follow_stream(req, self.state, sid, STREAM, None,
-                                keepalive_s=self.config.sse_keepalive_s, retry_ms=None,
+                                keepalive_s=self.config.sse.keepalive_s, retry_ms=None,
                                 with_ids=False)
         finally:
             await self.state.delete_session(sid)
@@ -63,39 +62,40 @@ class LegacyTransport:
         known = 0 < len(sid) <= MAX_SESSION_ID_CHARS
         session = await self.state.load_session(sid) if known else None
         if session is None or session.principal != principal:
-            await req.drain(self.config.max_body_bytes)
-            await req.respond_error(404, InvalidRequest("unknown or closed SSE session"))
-            return
-        body = await req.body(self.config.max_body_bytes)
-        decoded = jsonrpc.decode_body(body, json_limits(self.config))
-        messages = decoded if isinstance(decoded, list) else [decoded]
+            raise SessionNotFound("unknown or closed SSE session")
+        body = await req.body(self.config.limits.max_body_bytes)
+        items = list(classify_post(body, None, json_limits(self.config)).items)
         try:
             if self.limits is not None:
-                await self.limits.check(subject(principal, req.scope), messages, granted_scopes)
+                await self.limits.check(subject(principal, req.scope), items, granted_scopes)
         except RateLimited as exc:
-            await self._refuse(sid, messages, exc)
+            await self._refuse(sid, items, exc)
         else:
-            await self._handle(sid, session, messages, principal, granted_scopes)
+            await self._handle(sid, session, items, principal, granted_scopes)
         await req.respond(202, b"Accepted", content_type="text/plain")
 
-    async def _refuse(self, sid: str, messages: list[Message], error: RateLimited) -> None:
-        for message in messages:
-            if message.is_request and isinstance(message.id, int | str):
-                await self.state.append(sid, STREAM, jsonrpc.encode_error(message.id, error))
+    async def _refuse(self, sid: str, items: list[Item], error: RateLimited) -> None:
+        for item in items:
+            if item.message.is_request and item.request_id is not None:
+                await self.state.append(sid, STREAM, jsonrpc.encode_error(item.request_id, error))
 
-    async def _handle(self, sid: str, session: SessionRecord, messages: list[Message],
+    async def _handle(self, sid: str, session: SessionRecord, items: list[Item],
                       principal: str | None, granted_scopes: frozenset[str] | None) -> None:
         requests = []
-        for message in messages:
+        initialized = False
+        for item in items:
+            message = item.message
             if message.method == "initialize" and message.is_request:
-                _, answer = await self.service.initialize(message, principal, session_id=sid)
+                _, answer = await self.service.initialize(item, principal, session_id=sid)
                 await self.state.append(sid, STREAM, answer)
+                initialized = True
             elif message.is_request:
-                requests.append(message)
+                requests.append(item)
             else:
-                await self.service.accept(session, message)
+                await self.service.accept(session, item)
         if requests:
-            session = await self.state.load_session(sid) or session
+            if initialized:  # the record changed: its version and capabilities
+                session = await self.state.load_session(sid) or session
             try:
                 await self.service.start(session, requests, stream=STREAM,
                                          granted_scopes=granted_scopes)

@@ -6,42 +6,29 @@ stream, the handler is cancelled and nothing more is sent for it (spec 5.2).
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 import trio
-from msgspec import UNSET
 
 from ..config import Config
 from ..engine.call import Call
-from ..engine.dispatch import decode_params
 from ..engine.inflight import Slots
 from ..engine.modern import ModernService
-from ..errors import InvalidRequest, ProtocolError
+from ..errors import InvalidRequest, ProtocolError, answer_status
 from ..ops.drain import when_closing
 from ..protocol import jsonrpc
-from ..protocol.jsonrpc import Message
+from ..protocol.changes import Change, wanted_by_listener
+from ..protocol.classify import Item
 from ..protocol.sse import KEEPALIVE, format_event
-from ..protocol.types import ListenParams
+from ..protocol.types import ListenNotifications, ListenParams
 from ..security.ratelimit import subject
 from ..state.base import StateBackend
 from .http import Request
 from .send_guard import guard_sends
 from .sse_response import cancel_on_disconnect, end_body, send_chunk, start_sse
 
-__all__ = ["ModernTransport", "status_for"]
+__all__ = ["ModernTransport"]
 
-_STATUS = {-32601: 404, -32020: 400, -32021: 400, -32022: 400}
-_LIST_CHANGED = {
-    "notifications/tools/list_changed": "tools_list_changed",
-    "notifications/prompts/list_changed": "prompts_list_changed",
-    "notifications/resources/list_changed": "resources_list_changed",
-}
 SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
-
-
-def status_for(error: ProtocolError | None) -> int:
-    return 200 if error is None else _STATUS.get(error.code, 200)
 
 
 class _LiveResponse:
@@ -71,21 +58,21 @@ class ModernTransport:
         self.state = state
         self.config = config
         #: Requests of one principal running on this worker (listen streams included).
-        self.inflight = Slots(config.max_inflight_per_principal, "principal")
+        self.inflight = Slots(config.limits.max_inflight_per_principal, "principal")
 
     async def post(
         self,
         req: Request,
-        message: Message,
+        item: Item,
         principal: str | None,
         granted_scopes: frozenset[str] | None = None,
     ) -> None:
-        if message.is_response:
+        if item.message.is_response:
             raise InvalidRequest("in 2026-07-28 clients do not send JSON-RPC responses")
-        if message.is_notification:
+        if item.message.is_notification:
             await req.respond(202)
             return
-        call = await self.service.prepare(message, req.headers, principal, granted_scopes)
+        call = await self.service.prepare(item, req.headers, principal, granted_scopes)
         with self.inflight.hold(subject(principal, req.scope)):  # RateLimited: HTTP 429
             await self._run(req, call)
 
@@ -102,10 +89,10 @@ class ModernTransport:
                 nursery.cancel_scope.cancel()
             if answer is not None:
                 body, error = answer
-                await live.finish(body, status_for(error))
+                await live.finish(body, answer_status(error, "modern"))
 
     async def _listen(self, req: Request, call: Call) -> None:
-        wanted = decode_params(call.params, ListenParams).notifications
+        wanted = call.params_as(ListenParams).notifications
         request_id = call.request_id
         ack = {
             "notifications": msgspec.to_builtins(wanted),
@@ -120,13 +107,13 @@ class ModernTransport:
             nursery.start_soon(when_closing, nursery.cancel_scope.cancel)  # server drains
             async with self.state.open_changes() as changes:
                 while True:
-                    payload = None
-                    with trio.move_on_after(self.config.sse_keepalive_s):
-                        payload = await changes.receive()
-                    if payload is None:
+                    change = None
+                    with trio.move_on_after(self.config.sse.keepalive_s):
+                        change = await changes.receive()
+                    if change is None:
                         await send_chunk(req, KEEPALIVE)
                         continue
-                    tagged = _tag(payload, wanted, request_id)
+                    tagged = _tag(change, wanted, request_id)
                     if tagged is not None:
                         await send_chunk(req, format_event(tagged, event="message"))
         if not guard.tripped:
@@ -134,21 +121,11 @@ class ModernTransport:
                 await end_body(req)
 
 
-def _tag(payload: bytes, wanted: Any, subscription_id: int | str) -> bytes | None:
+def _tag(change: Change, wanted: ListenNotifications, subscription_id: int | str
+         ) -> bytes | None:
     """The change re-addressed to one listen stream, or None if it did not ask for it."""
-    message = jsonrpc.decode_body(payload)
-    if isinstance(message, list) or message.method is UNSET:
+    if not wanted_by_listener(change, wanted):
         return None
-    params: dict[str, Any] = {} if message.params is UNSET else jsonrpc.decode_any(message.params)
-    flag = _LIST_CHANGED.get(message.method)
-    if flag is not None:
-        if not getattr(wanted, flag):
-            return None
-    elif message.method == "notifications/resources/updated":
-        if params.get("uri") not in wanted.resource_subscriptions:
-            return None
-    else:
-        return None
+    params = dict(change.params)  # the change is shared by every stream: copy, then tag
     params["_meta"] = {**params.get("_meta", {}), SUBSCRIPTION_ID: subscription_id}
-    return jsonrpc.encode_notification(message.method, params)
-
+    return jsonrpc.encode_notification(change.method, params)

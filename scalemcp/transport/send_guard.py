@@ -29,7 +29,7 @@ from typing import Any
 
 import trio
 
-from ..ops.metrics import METRICS
+from ..observability.metrics import SLOW_CONSUMERS
 from . import h2_backpressure
 
 __all__ = ["PIECE_BYTES", "SendGuard", "guard_sends"]
@@ -42,11 +42,6 @@ PIECE_BYTES = 64 * 1024
 _ABORT_TIMEOUT_S = 5.0
 
 h2_backpressure.install()  # so that HTTP/2 sends block, and can be timed, too
-
-SLOW_CONSUMERS = METRICS.counter(
-    "scalemcp_sse_slow_consumers_total",
-    "SSE connections closed because the client did not read within sse_send_timeout_s")
-
 
 class SendGuard:
     """The send deadline of one response; see the module docstring.

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import trio
 
+from ..observability.metrics import SSE_REPLAYED_EVENTS, SSE_RESUMES
 from ..ops.drain import when_closing
-from ..ops.metrics import SSE_REPLAYED_EVENTS, SSE_RESUMES
 from ..ops.observe import stream_opened
-from ..protocol.sse import KEEPALIVE, format_event, make_event_id
+from ..protocol.sse import GET_STREAM, KEEPALIVE, POST_STREAM, format_event, make_event_id
 from ..state.base import StateBackend, StreamEvent
 from .http import Request
 from .send_guard import guard_sends
@@ -63,7 +63,8 @@ async def follow_stream(
     waiting: list[trio.CancelScope] = []
     # A resume (Last-Event-ID): the first read, without waiting, is the replay.
     replaying = after is not None
-    kind = "get" if stream.startswith("g") else "post" if stream.startswith("p") else "other"
+    kind = ("get" if stream.startswith(GET_STREAM) else "post" if stream.startswith(POST_STREAM)
+            else "other")
     if replaying:
         SSE_RESUMES.labels(kind).inc()
     async with guard_sends(req) as guard, trio.open_nursery() as nursery:

@@ -22,6 +22,8 @@ from ..engine.session import SessionService
 from ..errors import InvalidRequest, ProtocolError, RateLimited
 from ..ops.drain import when_closing
 from ..protocol import jsonrpc
+from ..protocol.classify import classify_post
+from ..protocol.sse import WEBSOCKET_STREAM
 from ..security.origin import OriginPolicy
 from ..security.ratelimit import RateLimits, subject
 from ..state.base import SessionRecord, StateBackend
@@ -40,7 +42,7 @@ class _Connection:
         self.principal = principal
         self.granted_scopes = granted_scopes
         self.session: SessionRecord | None = None
-        self.stream = "w" + secrets.token_hex(8)
+        self.stream = WEBSOCKET_STREAM + secrets.token_hex(8)
         #: Whom rate limits count this connection's requests against.
         self.subject = "anonymous"
         self.closed = False  # nothing may be sent after the close frame
@@ -106,8 +108,8 @@ class WebSocketTransport:
                 await conn.close(1003, "MCP messages are JSON text frames")
                 return
             data = text.encode()
-            if len(data) > self.config.max_body_bytes:
-                await conn.close(1009, f"frame exceeds {self.config.max_body_bytes} bytes")
+            if len(data) > self.config.limits.max_body_bytes:
+                await conn.close(1009, f"frame exceeds {self.config.limits.max_body_bytes} bytes")
                 return
             try:
                 await self._handle(data, conn, nursery)
@@ -115,21 +117,21 @@ class WebSocketTransport:
                 await conn.send_text(jsonrpc.encode_error(None, exc))
 
     async def _handle(self, data: bytes, conn: _Connection, nursery: trio.Nursery) -> None:
-        decoded = jsonrpc.decode_body(data, json_limits(self.config))
-        messages = decoded if isinstance(decoded, list) else [decoded]
+        items = classify_post(data, None, json_limits(self.config)).items
         if self.limits is not None:
             try:
-                await self.limits.check(conn.subject, messages, conn.granted_scopes)
+                await self.limits.check(conn.subject, items, conn.granted_scopes)
             except RateLimited as exc:
-                for message in messages:
-                    if message.is_request and isinstance(message.id, int | str):
-                        await conn.send_text(jsonrpc.encode_error(message.id, exc))
+                for item in items:
+                    if item.message.is_request and item.request_id is not None:
+                        await conn.send_text(jsonrpc.encode_error(item.request_id, exc))
                 return
-        for message in messages:
+        for item in items:
+            message = item.message
             if message.method == "initialize" and message.is_request:
                 if conn.session is not None:
                     raise InvalidRequest("this connection's session is already initialized")
-                sid, answer = await self.service.initialize(message, conn.principal)
+                sid, answer = await self.service.initialize(item, conn.principal)
                 conn.session = await self.state.load_session(sid)
                 await self.state.append(sid, conn.stream, answer)
                 nursery.start_soon(self._follow, conn, sid)
@@ -138,19 +140,18 @@ class WebSocketTransport:
                 raise InvalidRequest("send initialize first")
             if message.is_request:
                 try:
-                    await self.service.start(conn.session, [message], stream=conn.stream,
+                    await self.service.start(conn.session, [item], stream=conn.stream,
                                              granted_scopes=conn.granted_scopes)
                 except RateLimited as exc:  # too many in flight in this session
-                    request_id = message.id if isinstance(message.id, int | str) else None
-                    await conn.send_text(jsonrpc.encode_error(request_id, exc))
+                    await conn.send_text(jsonrpc.encode_error(item.request_id, exc))
             else:
-                await self.service.accept(conn.session, message)
+                await self.service.accept(conn.session, item)
 
     async def _follow(self, conn: _Connection, session_id: str) -> None:
         after: str | None = None
         while True:
             batch = await self.state.read(session_id, conn.stream, after,
-                                          wait_s=self.config.sse_keepalive_s)
+                                          wait_s=self.config.sse.keepalive_s)
             for event in batch.events:
                 if event.data:
                     await conn.send_text(event.data)

@@ -6,8 +6,8 @@ import pytest
 import trio
 import trio.testing
 
-from scalemcp.bench.http import HttpProtocolError, Origin, h1raw
-from scalemcp.bench.http.h1raw import RawH1Client
+from scalemcp.bench.http import HttpProtocolError, Origin, h1
+from scalemcp.bench.http.h1 import H1Client
 
 ORIGIN = Origin("http", "127.0.0.1", 8000)
 
@@ -17,8 +17,8 @@ async def exchange(
 ) -> tuple[int, dict[str, str], bytes, bytes]:
     """Send one request over a memory stream whose peer writes ``answer`` in 3-byte pieces."""
     client_stream, server_stream = trio.testing.memory_stream_pair()
-    client = RawH1Client(ORIGIN)
-    conn = h1raw._Connection(client_stream)
+    client = H1Client(ORIGIN)
+    conn = h1._Connection(client_stream)
     seen = b""
 
     async def peer() -> None:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from scalemcp.config import load_config
-from tests.conftest import ROOT, ServerProcess, free_port
+from tests.harness.serve import ROOT, ServeProcess
 
 
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -42,7 +42,7 @@ def test_port_in_use() -> None:
 
 
 def test_workers_need_redis_and_keys() -> None:
-    result = _serve("examples.quickstart:app", "--workers", "2", "--port", str(free_port()))
+    result = _serve("examples.quickstart:app", "--workers", "2", "--port", "0")
     assert result.returncode == 2
     assert "needs --redis-url" in result.stderr
 
@@ -52,10 +52,10 @@ def test_config_precedence(tmp_path: pathlib.Path) -> None:
     toml.write_text('port = 9001\nlog_level = "debug"\nallowed_origins = ["https://a.example"]\n')
     env = {"SCALEMCP_PORT": "9002", "SCALEMCP_ALLOWED_HOSTS": "a.example,b.example"}
     config = load_config({"port": "9003"}, env=env, config_file=str(toml))
-    assert config.port == 9003
-    assert config.log_level == "debug"
-    assert config.allowed_hosts == ["a.example", "b.example"]
-    assert load_config({}, env=env, config_file=str(toml)).port == 9002
+    assert config.server.port == 9003
+    assert config.ops.log_level == "debug"
+    assert config.server.allowed_hosts == ["a.example", "b.example"]
+    assert load_config({}, env=env, config_file=str(toml)).server.port == 9002
     toml.write_text("prot = 1\n")
     with pytest.raises(ValueError, match="prot"):
         load_config({}, env={}, config_file=str(toml))
@@ -65,7 +65,6 @@ def test_config_precedence(tmp_path: pathlib.Path) -> None:
 
 def _self_signed(tmp_path: pathlib.Path) -> tuple[str, str]:
     """The certificate ``scalemcp dev-cert`` writes."""
-    pytest.importorskip("cryptography")
     result = subprocess.run([sys.executable, "-m", "scalemcp.cli", "dev-cert", "--out",
                              str(tmp_path / "tls")], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -76,9 +75,8 @@ def _self_signed(tmp_path: pathlib.Path) -> tuple[str, str]:
 
 
 def test_https_with_http2(tmp_path: pathlib.Path) -> None:
-    pytest.importorskip("h2")
     certfile, keyfile = _self_signed(tmp_path)
-    server = ServerProcess("examples.quickstart:app", "--certfile", certfile,
+    server = ServeProcess("examples.quickstart:app", "--certfile", certfile,
                            "--keyfile", keyfile)
     try:
         url = server.url.replace("http://", "https://")

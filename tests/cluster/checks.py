@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 
-from .conftest import Fleet
-from .wire import Event, call, progress_of, sse_events
+from tests.harness.client import tool_call
+from tests.harness.fleet import Fleet
+from tests.harness.sse import Event, progress_of, sse_events
 
 
 def served_by(response: httpx.Response) -> str:
@@ -25,7 +26,7 @@ async def whoami_spread(client: httpx.AsyncClient, fleet: Fleet, headers: dict[s
     on the node haproxy sent it to, and together they reach every node; (node, pid) each."""
     ran: list[tuple[str, int]] = []
     for rid in range(calls):
-        r = await client.post(fleet.url, json=call(rid, "whoami", {}), headers=headers)
+        r = await client.post(fleet.url, json=tool_call("whoami", {}, rid), headers=headers)
         assert r.status_code == 200, (r.status_code, r.text)
         worker = r.json()["result"]["structuredContent"]
         assert worker["node"] == served_by(r)
@@ -48,7 +49,7 @@ async def cut_and_resume(client: httpx.AsyncClient, url: str, headers: dict[str,
     """A countdown's SSE answer dropped by the client after ``keep`` events and resumed
     with GET + Last-Event-ID through the load balancer: on another node, with every event
     exactly once, in order, and the call's result at the end."""
-    body = call(rid, "countdown", {"n": n, "delay_ms": 100}, progressToken=f"t{rid}")
+    body = tool_call("countdown", {"n": n, "delay_ms": 100}, rid, progressToken=f"t{rid}")
     first: list[Event] = []
     async with client.stream("POST", url, json=body, headers=headers) as answer:
         assert answer.headers["content-type"] == "text/event-stream"
@@ -85,7 +86,7 @@ async def elicit_across(client: httpx.AsyncClient, fleet: Fleet, headers: dict[s
     to another node than the one running it. Returns (runner, answering node)."""
     seen: list[dict[str, Any]] = []
     target = ""
-    async with client.stream("POST", fleet.url, json=call(rid, "ask_name", {}),
+    async with client.stream("POST", fleet.url, json=tool_call("ask_name", {}, rid),
                              headers=headers) as answer:
         runner = served_by(answer)
         async for event in sse_events(answer):

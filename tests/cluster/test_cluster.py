@@ -20,20 +20,18 @@ import trio
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ClientMessageMetadata
 
-from .conftest import KEEPALIVE_S, Cluster, Node
-from .wire import (
-    ACCEPT,
-    INIT,
-    Event,
-    Recorder,
-    call,
-    eventually,
+from tests.harness.client import (
+    ELICITATION,
+    HEADERS,
+    initialize,
     modern_call,
-    progress_of,
-    sdk_session,
-    sse_events,
     start_session,
+    tool_call,
 )
+from tests.harness.conditions import eventually
+from tests.harness.fleet import KEEPALIVE_S, Cluster, Node
+from tests.harness.sdk import Recorder, sdk_session
+from tests.harness.sse import Event, progress_of, sse_events
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),
@@ -109,9 +107,9 @@ async def test_stream_cut_by_client_resumes_on_another_node(cluster: Cluster) ->
     n = 20
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient(timeout=10) as client:
-            headers = await start_session(client, cluster.url)
+            headers = await start_session(client, cluster.url, capabilities=ELICITATION)
             first: list[Event] = []
-            body = call(7, "countdown", {"n": n, "delay_ms": 100}, progressToken="p7")
+            body = tool_call("countdown", {"n": n, "delay_ms": 100}, 7, progressToken="p7")
             async with client.stream("POST", cluster.url, json=body, headers=headers) as answer:
                 assert answer.headers["content-type"] == "text/event-stream"
                 writer = served_by(answer)
@@ -213,10 +211,10 @@ async def test_elicitation_answer_raw_to_every_other_node(cluster: Cluster) -> N
     running the tool."""
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient(timeout=10) as client:
-            headers = await start_session(client, cluster.url)
+            headers = await start_session(client, cluster.url, capabilities=ELICITATION)
             for rid, other in enumerate(range(3), start=10):
                 seen: list[dict[str, Any]] = []
-                async with client.stream("POST", cluster.url, json=call(rid, "ask_name", {}),
+                async with client.stream("POST", cluster.url, json=tool_call("ask_name", {}, rid),
                                          headers=headers) as answer:
                     runner = served_by(answer)
                     target = cluster.nodes[other]
@@ -246,10 +244,10 @@ async def test_cancellation_lands_on_another_node(cluster: Cluster) -> None:
     tag = "cancel-me"
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient(timeout=10) as client:
-            headers = await start_session(client, cluster.url)
+            headers = await start_session(client, cluster.url, capabilities=ELICITATION)
             seen: list[dict[str, Any]] = []
             started = time.monotonic()
-            body = call(21, "slow", {"tag": tag}, progressToken="s")
+            body = tool_call("slow", {"tag": tag}, 21, progressToken="s")
             async with client.stream("POST", cluster.url, json=body, headers=headers) as answer:
                 runner = served_by(answer)
                 async for event in sse_events(answer):
@@ -278,8 +276,8 @@ async def test_cancellation_lands_on_another_node(cluster: Cluster) -> None:
 async def test_delete_on_one_node_is_404_everywhere(cluster: Cluster) -> None:
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient(timeout=10) as client:
-            headers = await start_session(client, cluster.url)
-            ok = await client.post(cluster.url, json=call(1, "whoami", {}), headers=headers)
+            headers = await start_session(client, cluster.url, capabilities=ELICITATION)
+            ok = await client.post(cluster.url, json=tool_call("whoami", {}, 1), headers=headers)
             assert ok.status_code == 200
             get_headers = {**headers, "accept": "text/event-stream"}
             ended = trio.Event()
@@ -305,11 +303,13 @@ async def test_delete_on_one_node_is_404_everywhere(cluster: Cluster) -> None:
             statuses: dict[str, list[int]] = {}
             for node in cluster.nodes:  # straight to each node, a few times (both workers)
                 for rid in range(4):
-                    r = await client.post(node.url, json=call(rid, "whoami", {}), headers=headers)
+                    r = await client.post(node.url, json=tool_call("whoami", {}, rid),
+                                          headers=headers)
                     statuses.setdefault(node.name, []).append(r.status_code)
             via_lb = []
             for rid in range(3):  # and through the load balancer (every node in turn)
-                r = await client.post(cluster.url, json=call(rid, "whoami", {}), headers=headers)
+                r = await client.post(cluster.url, json=tool_call("whoami", {}, rid),
+                                      headers=headers)
                 via_lb.append((served_by(r), r.status_code))
             again = await client.delete(cluster.url, headers=headers)
             resume = await client.get(cluster.node("n1").url, headers=get_headers)
@@ -333,7 +333,7 @@ async def test_node_killed_mid_stream_resume_replays_then_ends_visibly(cluster: 
     killed: list[tuple[str, Node, float]] = []  # (node haproxy chose, node killed, when)
 
     async def stream_and_kill(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
-        body = call(42, "countdown", {"n": n, "delay_ms": 100}, progressToken="k")
+        body = tool_call("countdown", {"n": n, "delay_ms": 100}, 42, progressToken="k")
         async with client.stream("POST", cluster.url, json=body, headers=headers) as answer:
             async for event in sse_events(answer):
                 first.append(event)
@@ -347,7 +347,7 @@ async def test_node_killed_mid_stream_resume_replays_then_ends_visibly(cluster: 
     try:
         with trio.fail_after(TIMEOUT + 10):
             async with httpx.AsyncClient(timeout=10) as client:
-                headers = await start_session(client, cluster.url)
+                headers = await start_session(client, cluster.url, capabilities=ELICITATION)
                 with pytest.raises(httpx.RemoteProtocolError):  # cut without the final chunk
                     await stream_and_kill(client, headers)
                 priming = first[0]
@@ -444,7 +444,7 @@ async def test_redis_restart(cluster: Cluster) -> None:
     assert cluster.lb is not None
     with trio.fail_after(TIMEOUT + 10):
         async with httpx.AsyncClient(timeout=10) as client:
-            headers = await start_session(client, cluster.url)
+            headers = await start_session(client, cluster.url, capabilities=ELICITATION)
             get_headers = {**headers, "accept": "text/event-stream"}
             async with client.stream("GET", cluster.url, headers=get_headers) as open_stream:
                 assert open_stream.status_code == 200
@@ -456,10 +456,12 @@ async def test_redis_restart(cluster: Cluster) -> None:
 
             down: list[tuple[str, int, str | None, Any]] = []
             for rid in range(3):
-                r = await client.post(cluster.url, json=call(rid, "whoami", {}), headers=headers)
+                r = await client.post(cluster.url, json=tool_call("whoami", {}, rid),
+                                      headers=headers)
                 down.append((served_by(r), r.status_code, r.headers.get("retry-after"),
                              r.json()["error"]["code"]))
-            init = await client.post(cluster.url, json=INIT, headers=ACCEPT)
+            init = await client.post(cluster.url, json=initialize(capabilities=ELICITATION, rid=0),
+                                     headers=HEADERS)
             resume = await client.get(cluster.url, headers={
                 **headers, "accept": "text/event-stream", "last-event-id": "p0:1-0"})
             ready = [(await client.get(n.base + "/readyz")).status_code for n in cluster.nodes]
@@ -481,7 +483,8 @@ async def test_redis_restart(cluster: Cluster) -> None:
             await eventually(all_ready, "every node ready again", 15)
             old = []
             for rid in range(3):
-                r = await client.post(cluster.url, json=call(rid, "whoami", {}), headers=headers)
+                r = await client.post(cluster.url, json=tool_call("whoami", {}, rid),
+                                      headers=headers)
                 old.append((served_by(r), r.status_code))
 
     assert stream_cut_after < 3 * KEEPALIVE_S

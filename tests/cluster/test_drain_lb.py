@@ -19,8 +19,10 @@ import httpx
 import pytest
 import trio
 
-from .conftest import DRAIN_S, Cluster, Node, http_status
-from .wire import Event, call, eventually, modern_call, progress_of, start_session
+from tests.harness.client import ELICITATION, modern_call, start_session, tool_call
+from tests.harness.conditions import eventually
+from tests.harness.fleet import DRAIN_S, Cluster, Node, http_status
+from tests.harness.sse import Event, progress_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -82,7 +84,7 @@ class Traffic:
             after_down = self.down.is_set()
             try:
                 if rid % 2:
-                    r = await client.post(url, json=call(rid, "whoami", {}), headers=headers)
+                    r = await client.post(url, json=tool_call("whoami", {}, rid), headers=headers)
                 else:
                     r = await modern_call(client, url, rid, "whoami", {})
             except httpx.TransportError as exc:
@@ -90,7 +92,7 @@ class Traffic:
                 continue
             node = r.json()["result"]["structuredContent"]["node"] if r.status_code == 200 else ""
             self.results.append((r.status_code, node, after_down))
-            await trio.sleep(0.05)
+            await trio.sleep(0.05)  # real time: steady traffic through the drain
 
 
 async def test_sigterm_mid_stream_resume_elsewhere_gets_every_event(cluster: Cluster) -> None:
@@ -102,8 +104,8 @@ async def test_sigterm_mid_stream_resume_elsewhere_gets_every_event(cluster: Clu
     try:
         with trio.fail_after(TIMEOUT):
             async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=20)) as client:
-                headers = await start_session(client, cluster.url)
-                other = await start_session(client, cluster.url)
+                headers = await start_session(client, cluster.url, capabilities=ELICITATION)
+                other = await start_session(client, cluster.url, capabilities=ELICITATION)
 
                 async def watch_drain(node: Node) -> None:
                     await eventually(lambda: _not_ready(node), f"{node.name} not ready", 10)
@@ -124,7 +126,7 @@ async def test_sigterm_mid_stream_resume_elsewhere_gets_every_event(cluster: Clu
                             nursery.start_soon(watch_drain, node)
                             nursery.start_soon(traffic.run, client, cluster.url, other)
 
-                    body = call(5, "countdown", {"n": STEPS, "delay_ms": DELAY_MS},
+                    body = tool_call("countdown", {"n": STEPS, "delay_ms": DELAY_MS}, 5,
                                 progressToken="drain")
                     async with client.stream("POST", cluster.url, json=body,
                                              headers=headers) as answer:

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import node_env
+from tests.harness.fleet import Cluster, HAProxy, running
 from tests.interop.conformance import full_suite_0_1_16
 from tests.skills.conformance import run_skill_scenarios
-
-from .conftest import Cluster, HAProxy, running
 
 
 @pytest.fixture(scope="module")

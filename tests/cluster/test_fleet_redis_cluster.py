@@ -16,11 +16,12 @@ import httpx
 import pytest
 import trio
 
-from tests.state.conftest import RedisClusterNodes
+from tests.harness.client import ELICITATION, start_session, tool_call
+from tests.harness.fleet import KEEPALIVE_S, Fleet, running
+from tests.harness.redis import RedisClusterNodes
+from tests.harness.sse import sse_events
 
 from .checks import cut_and_resume, elicit_across, served_by, whoami_spread
-from .conftest import KEEPALIVE_S, Fleet, running
-from .wire import call, sse_events, start_session
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -53,7 +54,7 @@ async def sessions_on_every_master(client: httpx.AsyncClient, fleet: Fleet,
     """New sessions through the load balancer until each master holds one; one per master."""
     by_master: dict[int, dict[str, str]] = {}
     for _ in range(40):  # a miss is 1/3 per master and try: 40 tries are plenty
-        headers = await start_session(client, fleet.url)
+        headers = await start_session(client, fleet.url, capabilities=ELICITATION)
         ports = await trio.to_thread.run_sync(holders, redis_cluster, headers)
         assert len(ports) == 1, ports
         by_master.setdefault(ports[0], headers)
@@ -88,8 +89,8 @@ async def test_delete_on_one_node_is_404_everywhere(
         fleet: Fleet, redis_cluster: RedisClusterNodes) -> None:
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient(timeout=10) as client:
-            headers = await start_session(client, fleet.url)
-            ok = await client.post(fleet.url, json=call(1, "whoami", {}), headers=headers)
+            headers = await start_session(client, fleet.url, capabilities=ELICITATION)
+            ok = await client.post(fleet.url, json=tool_call("whoami", {}, 1), headers=headers)
             assert ok.status_code == 200
             get_headers = {**headers, "accept": "text/event-stream"}
             first, holder = fleet.nodes[0], fleet.nodes[2]
@@ -104,13 +105,13 @@ async def test_delete_on_one_node_is_404_everywhere(
             for node in fleet.nodes:  # straight to each node, a few times
                 codes = []
                 for rid in range(4):
-                    r = await client.post(node.url, json=call(rid, "whoami", {}),
+                    r = await client.post(node.url, json=tool_call("whoami", {}, rid),
                                           headers=headers)
                     codes.append(r.status_code)
                 statuses[node.name] = codes
             via_lb = []
             for rid in range(3):
-                r = await client.post(fleet.url, json=call(rid, "whoami", {}), headers=headers)
+                r = await client.post(fleet.url, json=tool_call("whoami", {}, rid), headers=headers)
                 via_lb.append((served_by(r), r.status_code))
             again = await client.delete(fleet.url, headers=headers)
             resume = await client.get(fleet.url, headers=get_headers)

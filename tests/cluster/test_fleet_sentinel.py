@@ -21,22 +21,21 @@ import httpx
 import pytest
 import trio
 
-from tests.state.conftest import RedisServer, SentinelDeployment
+from tests.harness.client import (
+    ELICITATION,
+    HEADERS,
+    SESSION_VERSION,
+    initialize,
+    notification,
+    start_session,
+    tool_call,
+)
+from tests.harness.conditions import eventually
+from tests.harness.fleet import Fleet, running
+from tests.harness.redis import RedisServer, SentinelDeployment
+from tests.harness.sse import Event, progress_of, sse_events
 
 from .checks import cut_and_resume, elicit_across, whoami_spread
-from .conftest import Fleet, running
-from .wire import (
-    ACCEPT,
-    INIT,
-    INITIALIZED,
-    VERSION,
-    Event,
-    call,
-    eventually,
-    progress_of,
-    sse_events,
-    start_session,
-)
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -85,8 +84,8 @@ class Switch:
 async def probe(client: httpx.AsyncClient, url: str, headers: dict[str, str],
                 rid: int) -> Answer:
     """A whoami on the old session, or an initialize of a new one: what came back."""
-    what, body, hdrs = (("whoami", call(rid, "whoami", {}), headers) if rid % 2
-                        else ("initialize", INIT, ACCEPT))
+    what, body, hdrs = (("whoami", tool_call("whoami", {}, rid), headers) if rid % 2
+                        else ("initialize", initialize(capabilities=ELICITATION, rid=0), HEADERS))
     try:
         r = await client.post(url, json=body, headers=hdrs, timeout=10)
     except httpx.TimeoutException:
@@ -118,14 +117,16 @@ async def recovered(client: httpx.AsyncClient, fleet: Fleet, sentinel: SentinelD
     for node in fleet.nodes:
         if (await client.get(node.base + "/readyz")).status_code != 200:
             return False
-    init = await client.post(fleet.url, json=INIT, headers=ACCEPT)
+    init = await client.post(fleet.url, json=initialize(capabilities=ELICITATION, rid=0),
+                             headers=HEADERS)
     if init.status_code != 200:
         return False
-    headers = {**ACCEPT, "mcp-session-id": init.headers["mcp-session-id"],
-               "mcp-protocol-version": VERSION}
-    if (await client.post(fleet.url, json=INITIALIZED, headers=headers)).status_code != 202:
+    headers = {**HEADERS, "mcp-session-id": init.headers["mcp-session-id"],
+               "mcp-protocol-version": SESSION_VERSION}
+    initialized = notification("notifications/initialized")
+    if (await client.post(fleet.url, json=initialized, headers=headers)).status_code != 202:
         return False
-    r = await client.post(fleet.url, json=call(1, "whoami", {}), headers=headers)
+    r = await client.post(fleet.url, json=tool_call("whoami", {}, 1), headers=headers)
     return r.status_code == 200
 
 
@@ -140,7 +141,7 @@ async def fail_over_while_streaming(client: httpx.AsyncClient, fleet: Fleet,
     old_port = sentinel.master_port()
 
     async def stream() -> None:
-        body = call(2, "countdown", {"n": STEPS, "delay_ms": 100}, progressToken="through")
+        body = tool_call("countdown", {"n": STEPS, "delay_ms": 100}, 2, progressToken="through")
         try:
             async with client.stream("POST", fleet.url, json=body, headers=headers) as r:
                 async for event in sse_events(r):
@@ -171,7 +172,7 @@ async def fail_over_while_streaming(client: httpx.AsyncClient, fleet: Fleet,
         while not switch.recovered.is_set():
             switch.answers.append(await probe(client, fleet.url, headers, rid))
             rid += 1
-            await trio.sleep(0.05)
+            await trio.sleep(0.05)  # real time: steady traffic through the failover
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream)
@@ -245,9 +246,10 @@ async def test_sentinel_failover_under_the_fleet(sentinel: SentinelDeployment,
                                                  fleet: Fleet) -> None:
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient(timeout=10) as client:
-            headers = await start_session(client, fleet.url)  # before, and replicated
+            # Before the failover, and replicated.
+            headers = await start_session(client, fleet.url, capabilities=ELICITATION)
             await whoami_spread(client, fleet, headers, 3)
-            body = call(1, "countdown", {"n": 5, "delay_ms": 10}, progressToken="before")
+            body = tool_call("countdown", {"n": 5, "delay_ms": 10}, 1, progressToken="before")
             async with client.stream("POST", fleet.url, json=body, headers=headers) as r:
                 before = [event async for event in sse_events(r)]
             await trio.to_thread.run_sync(sentinel.wait_replicated)
@@ -260,7 +262,7 @@ async def test_sentinel_failover_under_the_fleet(sentinel: SentinelDeployment,
             crossed = [await elicit_across(client, fleet, headers, rid) for rid in (20, 21)]
             old_resumed = await cut_and_resume(client, fleet.url, headers, 22)
             # A new session.
-            new = await start_session(client, fleet.url)
+            new = await start_session(client, fleet.url, capabilities=ELICITATION)
             await whoami_spread(client, fleet, new, 3)
             new_resumed = await cut_and_resume(client, fleet.url, new, 30)
             # Streams written before the failover (replicated) and through it.

@@ -7,14 +7,13 @@ import json
 import httpx
 import trio
 
-from .conftest import Cluster
+from tests.harness.client import LEGACY_VERSION, initialize
+from tests.harness.fleet import Cluster
 
 
 async def test_legacy_sse_posts_to_every_node(cluster: Cluster) -> None:
     sse_url = cluster.url.removesuffix("/mcp") + "/sse"
-    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2024-11-05", "capabilities": {},
-        "clientInfo": {"name": "legacy", "version": "1"}}}
+    init = initialize(LEGACY_VERSION, rid=0, name="legacy")
     with trio.fail_after(20):
         async with httpx.AsyncClient(timeout=10) as client, client.stream(
             "GET", sse_url, headers={"accept": "text/event-stream"}

@@ -1,5 +1,6 @@
 """The documented load balancer configs (deploy/haproxy.cfg, deploy/nginx.conf), with only
 their listen ports and backend addresses replaced by loopback ones, and nginx run from them.
+(haproxy is run by tests/harness/fleet.py.)
 
 Each replacement must match exactly where the documented file has it, so a change to the
 file's shape fails here instead of testing something other than what the docs show.
@@ -7,8 +8,10 @@ file's shape fails here instead of testing something other than what the docs sh
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,12 +34,12 @@ def _replace(text: str, pattern: str, replacement: str, what: str) -> str:
     return new
 
 
-def haproxy_config(port: int, stats_port: int, servers: Servers) -> str:
-    """deploy/haproxy.cfg listening on loopback ``port`` and ``stats_port``, over ``servers``."""
+def haproxy_config(bind: str, stats_bind: str, servers: Servers) -> str:
+    """deploy/haproxy.cfg listening on ``bind`` and ``stats_bind`` (haproxy addresses, such
+    as ``fd@3``: a socket the harness bound), over ``servers``."""
     text = HAPROXY_CFG.read_text()
-    text = _replace(text, r"^    bind :8080$", f"    bind 127.0.0.1:{port}", "frontend bind")
-    text = _replace(text, r"^    bind 127\.0\.0\.1:8404$", f"    bind 127.0.0.1:{stats_port}",
-                    "stats bind")
+    text = _replace(text, r"^    bind :8080$", f"    bind {bind}", "frontend bind")
+    text = _replace(text, r"^    bind 127\.0\.0\.1:8404$", f"    bind {stats_bind}", "stats bind")
     lines = "".join(f"    server {name} 127.0.0.1:{p}\n" for name, p in servers)
     return _replace(text, r"^(    server \S+ \S+\n)+", lines, "server lines")
 
@@ -53,9 +56,15 @@ def nginx_site(port: int, servers: Servers) -> str:
 
 class Nginx:
     """nginx in the foreground from its own prefix directory, including the documented
-    site file; the main config around it is the test's (temp paths, logs, pid)."""
+    site file; the main config around it is the test's (temp paths, logs, pid).
 
-    def __init__(self, port: int, servers: Servers, workdir: Path) -> None:
+    It listens on ``listener``, a socket bound and listening already (see
+    tests/harness/ports.py), which nginx inherits (its ``NGINX`` variable, as in a binary
+    upgrade) instead of binding the port itself: connections queue until it serves.
+    """
+
+    def __init__(self, listener: socket.socket, servers: Servers, workdir: Path) -> None:
+        port = listener.getsockname()[1]
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(binary).exists():
             pytest.fail("nginx is not installed (scripts/test installs it)")
@@ -82,5 +91,7 @@ http {{
         assert check.returncode == 0, check.stderr
         self.log = workdir / "nginx.log"
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([*self.args, "-g", "daemon off;"], stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [*self.args, "-g", "daemon off;"], stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, pass_fds=(listener.fileno(),),
+                env={**os.environ, "NGINX": f"{listener.fileno()};"})

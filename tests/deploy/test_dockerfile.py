@@ -93,7 +93,9 @@ def test_base_image_is_an_argument_and_the_build_is_multi_stage() -> None:
     steps = instructions()
     first_from = next(i for i, (instruction, _) in enumerate(steps) if instruction == "FROM")
     args_before = [a for instruction, a in steps[:first_from] if instruction == "ARG"]
-    assert "BASE_IMAGE=python:3.11-slim-bookworm" in args_before
+    (base,) = [a for a in args_before if a.startswith("BASE_IMAGE=")]
+    # Pinned by digest: a tag moves, a digest names exactly one image.
+    assert re.fullmatch(r"BASE_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base), base
     froms = of("FROM")
     assert len(froms) >= 2
     assert all(f.split()[0] == "${BASE_IMAGE}" for f in froms)
@@ -131,6 +133,109 @@ def test_pip_installs_use_no_cache_dir() -> None:
     assert installs
     for run in installs:
         assert "--no-cache-dir" in run, run
+
+
+def test_every_package_is_installed_from_the_hash_locked_requirements() -> None:
+    installs = [r for r in of("RUN") if re.search(r"\bpip\b[^&]*\binstall\b", r)]
+    for run in installs:
+        for command in re.split(r"&&", run):
+            if not re.search(r"\bpip\b.*\binstall\b", command) or "uninstall" in command:
+                continue
+            assert "--no-deps" in command, command  # nothing resolved at build time
+            if "-r " in command:
+                assert "--require-hashes" in command, command
+                locked = re.search(r"-r\s+(\S+)", command)
+                assert locked, command
+                assert locked.group(1).startswith("requirements/"), command
+            else:  # scalemcp's own wheel, built from the context in the same stage
+                assert "/tmp/dist/scalemcp-" in command, command
+
+
+def test_no_installer_is_left_in_the_runtime_stage() -> None:
+    build = [a for i, a in instructions()[: len(instructions()) - len(final_stage())]
+             if i == "RUN"]
+    assert any("/opt/scalemcp/bin/pip uninstall --yes --quiet setuptools pip" in r
+               for r in build), "the venv keeps pip"
+    runtime = [a for i, a in final_stage() if i == "RUN"]
+    assert any("python -m pip uninstall --yes --quiet setuptools wheel pip" in r
+               for r in runtime), "the base's pip stays"
+    assert not [r for r in runtime if re.search(r"\bpip\b[^&]*\binstall\b", r)
+                and "uninstall" not in r]
+
+
+def test_oci_labels() -> None:
+    labels = " ".join(a for i, a in final_stage() if i == "LABEL")
+    for key in ("title", "description", "licenses", "version", "revision", "created",
+                "base.name"):
+        assert f"org.opencontainers.image.{key}=" in labels, key
+    declared = {a.split("=")[0] for i, a in final_stage() if i == "ARG"}
+    assert {"BASE_IMAGE", "VERSION", "REVISION", "CREATED"} <= declared
+
+
+def locked(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of a pip-compile --generate-hashes file."""
+    text = path.read_text().replace("\\\n", " ")
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        match = re.match(r"([A-Za-z0-9_.-]+)==(\S+)\s+(.*)", line)
+        if match:
+            hashes = re.findall(r"--hash=sha256:([0-9a-f]{64})", match.group(3))
+            pins[match.group(1).lower().replace("_", "-")] = (match.group(2), hashes)
+    return pins
+
+
+def test_the_lock_pins_and_hashes_every_runtime_dependency() -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["redis"],
+              *project["optional-dependencies"]["auth"]]
+    pins = locked(ROOT / "requirements" / "image.txt")
+    assert pins
+    for version, hashes in pins.values():
+        assert hashes, f"{version}: no hash"
+    for spec in map(Requirement, wanted):
+        name = canonicalize_name(spec.name)
+        assert name in pins, f"requirements/image.txt lacks {name}: run scripts/lock-requirements"
+        assert spec.specifier.contains(pins[name][0]), (
+            f"{name}=={pins[name][0]} does not satisfy {spec}: run scripts/lock-requirements")
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    backend = locked(ROOT / "requirements" / "build.txt")
+    for spec in map(Requirement, build):
+        assert spec.specifier.contains(backend[canonicalize_name(spec.name)][0])
+
+
+def test_dependencies_have_upper_bounds() -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    for raw in [*project["dependencies"], *extras["redis"], *extras["auth"], *extras["otel"]]:
+        assert any(s.operator in ("<", "<=", "==", "~=") for s in Requirement(raw).specifier), raw
+
+
+def test_the_derived_image_recipe() -> None:
+    derived = ROOT / "examples" / "derived-image"
+    binary = hadolint_binary()
+    if binary is not None:
+        result = subprocess.run([binary, "--no-color", str(derived / "Dockerfile")],
+                                capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    text = (derived / "Dockerfile").read_text()
+    final = text[text.rindex("\nFROM "):]
+    assert "COPY --from=deps /opt/scalemcp /opt/scalemcp" in final
+    assert re.search(r"^USER 10001:10001$", final, flags=re.MULTILINE)
+    assert "pip" not in final.replace("/opt/scalemcp", "")  # no installer reaches the result
+    assert "--require-hashes --no-deps -r /tmp/requirements.txt" in text
+    pins = locked(derived / "requirements.txt")
+    assert pins
+    assert all(hashes for _, hashes in pins.values())
+    assert not dockerignore_allows("examples/derived-image/Dockerfile")  # not in the image
 
 
 def test_no_secret_is_baked_in() -> None:

@@ -13,22 +13,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
 import pytest
-
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed")
-kubernetes_validate = pytest.importorskip(
-    "kubernetes_validate", reason="kubernetes-validate is not installed"
-)
-yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
-yamllint_linter = pytest.importorskip("yamllint.linter", reason="yamllint is not installed")
-from yamllint.config import YamlLintConfig  # noqa: E402  (after the importorskip above)
+import yaml
+import yamllint.linter as yamllint_linter
+from yamllint.config import YamlLintConfig
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "scalemcp"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 # The oldest Kubernetes the chart supports and a recent one.
 KUBE_VERSIONS = ("1.29.0", "1.33.0")
 # Kinds from CRDs, which kubernetes-validate has no schema for; checked by hand below.
-CRD_KINDS = {"HTTPRoute", "ServiceMonitor"}
+CRD_KINDS = {"HTTPRoute", "PrometheusRule", "ServiceMonitor"}
+#: What Ingress and HTTPRoute route by default (values.yaml publicPaths).
+PUBLIC_PATHS = ["/mcp", "/sse", "/messages", "/.well-known/oauth-protected-resource"]
 RELEASE = "scalemcp"
 NAMESPACE = "mcp"
 
@@ -143,6 +143,7 @@ def test_every_mode_has_ci_values() -> None:
         "ingress-tls",
         "gateway",
         "stateless",
+        "autoscaling-streams",
     } <= names
 
 
@@ -192,7 +193,6 @@ def test_chart_yaml_files_pass_yamllint() -> None:
 
 @pytest.mark.parametrize("values_file", ALL_VALUES, ids=ci_id)
 def test_values_match_schema(values_file: Path | None) -> None:
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed")
     schema = json.loads((CHART / "values.schema.json").read_text())
     jsonschema.Draft7Validator.check_schema(schema)
     values = load_values(CHART / "values.yaml")
@@ -307,7 +307,8 @@ def test_httproute_turns_gateway_timeouts_off(chart: Any) -> None:
     rule = route["spec"]["rules"][0]
     assert rule["timeouts"] == {"request": "0s", "backendRequest": "0s"}
     assert rule["backendRefs"] == [{"name": RELEASE, "port": 80}]
-    assert rule["matches"][0]["path"] == {"type": "PathPrefix", "value": "/"}
+    assert [m["path"] for m in rule["matches"]] == [
+        {"type": "PathPrefix", "value": p} for p in PUBLIC_PATHS]
     assert "Ingress" not in kinds(docs)
 
 
@@ -361,15 +362,25 @@ def test_server_container_probes_and_shutdown(chart: Any) -> None:
     assert spread == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
 
 
-def test_in_pod_tls_switches_probes_to_https(chart: Any) -> None:
-    docs = render(chart, load_values(CHART / "ci" / "memory-values.yaml"))
+def test_in_pod_tls_keeps_the_metrics_port_plain(chart: Any) -> None:
+    values = load_values(CHART / "ci" / "memory-values.yaml")
+    docs = render(chart, values)
     container = server_container(docs)
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+        assert container[probe]["httpGet"]["port"] == "metrics"
+        assert "scheme" not in container[probe]["httpGet"]  # the metrics listener: HTTP
     assert "--certfile" in container["args"]
     assert "--keyfile" in container["args"]
-    test_pod = next(d for d in docs if d["kind"] == "Pod")
-    assert test_pod["spec"]["containers"][0]["command"][-1].startswith("https://")
+    mcp_url, ready_url = helm_test_command(docs)[3:5]
+    assert (mcp_url, ready_url) == (f"https://{RELEASE}:443/mcp", f"http://{RELEASE}:9090/readyz")
+    # Without a metrics port, probes go to the MCP port, over HTTPS.
+    docs = render(chart, merged(values, **{"server.metricsPort": None}))
+    container = server_container(docs)
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] == "http"
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+    assert helm_test_command(docs)[4] == f"https://{RELEASE}:443/readyz"
+    assert "SCALEMCP_METRICS_PORT" not in env_of(container)
 
 
 # Scaling -----------------------------------------------------------------------------------
@@ -481,16 +492,27 @@ def test_no_credential_is_written_into_the_deployment(chart: Any) -> None:
 
 
 @pytest.mark.parametrize("values_file", ALL_VALUES, ids=ci_id)
-def test_every_pod_gets_the_fleet_state_key_from_a_secret(
+def test_every_fleet_pod_gets_the_state_key_ring_from_a_secret(
     chart: Any, values_file: Path | None
 ) -> None:
-    env = server_container(render(chart, load_values(values_file)))["env"]
+    values = load_values(values_file)
+    env = server_container(render(chart, values))["env"]
     names = [e["name"] for e in env]
+    if values.get("backend", "memory") == "memory":
+        # One process: the server makes a key of its own; nothing to share, nothing to roll.
+        assert "SCALEMCP_STATE_KEYS" not in names
+        return
     assert "secretKeyRef" in env[names.index("SCALEMCP_STATE_KEY")]["valueFrom"]
-    # The key ring the server reads repeats the same key, expanded by Kubernetes from the
-    # variable defined before it.
-    assert env[names.index("SCALEMCP_STATE_KEYS")]["value"] == "$(SCALEMCP_STATE_KEY)"
+    # The ring the server reads: the signing key first, then the verify-only keys, expanded
+    # by Kubernetes from variables defined before it.
+    ring = env[names.index("SCALEMCP_STATE_KEYS")]["value"]
     assert names.index("SCALEMCP_STATE_KEY") < names.index("SCALEMCP_STATE_KEYS")
+    if "SCALEMCP_PREVIOUS_STATE_KEYS" in names:
+        assert ring == "$(SCALEMCP_STATE_KEY),$(SCALEMCP_PREVIOUS_STATE_KEYS)"
+        assert names.index("SCALEMCP_PREVIOUS_STATE_KEYS") < names.index("SCALEMCP_STATE_KEYS")
+        assert "secretKeyRef" in env[names.index("SCALEMCP_PREVIOUS_STATE_KEYS")]["valueFrom"]
+    else:
+        assert ring == "$(SCALEMCP_STATE_KEY)"
 
 
 def test_chart_secret_holds_what_values_give(chart: Any) -> None:
@@ -501,11 +523,15 @@ def test_chart_secret_holds_what_values_give(chart: Any) -> None:
     data = {k: base64.b64decode(v).decode() for k, v in only(docs, "Secret")["data"].items()}
     assert data["redis-url"] == values["redis"]["url"]
     assert data["api-keys"] == "".join(entry + "\n" for entry in values["auth"]["apiKeys"])
-    assert len(data["state-key"]) == 64  # generated
+    assert "state-key" not in data  # generated: in a Secret of its own, kept on uninstall
+    generated = only(docs, "Secret", f"{RELEASE}-state-key")
+    assert generated["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(base64.b64decode(generated["data"]["state-key"])) == 64
     container = server_container(docs)
     assert env_of(container)["SCALEMCP_API_KEYS_FILE"]["value"] == "/etc/scalemcp/secrets/api-keys"
     given = render(chart, merged(values, **{"auth.stateKey": "s" * 40}))
     assert base64.b64decode(only(given, "Secret")["data"]["state-key"]).decode() == "s" * 40
+    assert not [d for d in given if d["metadata"]["name"] == f"{RELEASE}-state-key"]
 
 
 def test_existing_secrets_replace_the_chart_secret(chart: Any) -> None:
@@ -531,7 +557,10 @@ def test_servicemonitor_needs_the_crd(chart: Any) -> None:
     monitor = only(docs, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["scheme"] == "http"
+    ports = {p["name"]: p for p in only(docs, "Service")["spec"]["ports"]}
+    assert ports["metrics"]["port"] == 9090
     assert monitor["spec"]["selector"]["matchLabels"] == only(docs, "Service")["spec"]["selector"]
 
 
@@ -565,26 +594,42 @@ def test_network_policy_admits_the_helm_test_pod(chart: Any) -> None:
     docs = render(chart, load_values(CHART / "ci" / "redis-standalone-values.yaml"))
     policy = only(docs, "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    peers = policy["spec"]["ingress"][0]["from"]
     test_pod = next(d for d in docs if d["kind"] == "Pod")
     labels = test_pod["metadata"]["labels"]
-    selectors = [p.get("podSelector", {}).get("matchLabels", {}) for p in peers]
-    assert any(s.items() <= labels.items() for s in selectors)
+    rules = {r["ports"][0]["port"]: r["from"] for r in policy["spec"]["ingress"]}
+    assert set(rules) == {"http", "metrics"}  # the test pod reaches both
+    for peers in rules.values():
+        selectors = [p.get("podSelector", {}).get("matchLabels", {}) for p in peers]
+        assert any(s.items() <= labels.items() for s in selectors)
+    namespaces = {port: [p["namespaceSelector"]["matchLabels"] for p in peers
+                         if "namespaceSelector" in p] for port, peers in rules.items()}
+    assert namespaces == {"http": [{"kubernetes.io/metadata.name": "ingress-nginx"}],
+                          "metrics": [{"kubernetes.io/metadata.name": "monitoring"}]}
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
-    assert {53, 6379, 26379} <= egress_ports
+    assert {53, 6379, 26379, 443} <= egress_ports
 
 
-def test_helm_test_pod_checks_healthz_with_python(chart: Any) -> None:
+def helm_test_command(docs: list[dict[str, Any]]) -> list[str]:
+    pod = next(d for d in docs if d["kind"] == "Pod")
+    command: list[str] = pod["spec"]["containers"][0]["command"]
+    return command
+
+
+def test_helm_test_pod_runs_mcp_through_the_service(chart: Any) -> None:
     docs = render(chart, {})
     pod = next(d for d in docs if d["kind"] == "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    command = pod["spec"]["containers"][0]["command"]
+    command = helm_test_command(docs)
     assert command[:2] == ["python", "-c"]
-    assert "urllib.request" in command[2]
-    assert command[-1] == f"http://{RELEASE}:80/healthz"
+    assert command[2] == (CHART / "files" / "mcp-smoke.py").read_text()
+    assert command[3:] == [f"http://{RELEASE}:80/mcp", f"http://{RELEASE}:9090/readyz",
+                           "session", '{"arguments":{"message":"helm test"},"name":"echo"}']
     assert pod["spec"]["restartPolicy"] == "Never"
     selector = only(docs, "Service")["spec"]["selector"]
     assert not selector.items() <= pod["metadata"]["labels"].items()
+    stateless_values = load_values(CHART / "ci" / "stateless-values.yaml")
+    stateless = helm_test_command(render(chart, stateless_values))
+    assert stateless[5] == "stateless"
 
 
 def test_notes_render_for_every_mode(chart: Any) -> None:

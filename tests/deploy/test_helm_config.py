@@ -2,7 +2,7 @@
 authentication, and an environment (plus config.toml) that the server itself accepts.
 
 Rendering as in test_helm.py (helm-python-sdk); the rendered environment is then fed to
-``scalemcp.config.load_config`` and ``scalemcp.server.check_config``, the checks
+``scalemcp.config.load_config`` and ``scalemcp.preflight.check_config``, the checks
 ``scalemcp serve`` runs at start, so a chart value the server would refuse fails here.
 """
 
@@ -13,12 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
-from scalemcp.config import Config, load_config
+from scalemcp.config import OPTIONS, Config, load_config
 from scalemcp.ops.drain import HARD_STOP_MARGIN_S
-from scalemcp.server import check_config
+from scalemcp.preflight import check_config
 
 from .test_helm import (
     ALL_VALUES,
@@ -39,10 +38,10 @@ from .test_helm import (
 
 __all__ = ["chart"]  # the module-scoped fixture, shared with test_helm.py
 
-FIELDS = {f.name for f in msgspec.structs.fields(Config)}
+FIELDS = {o.name for o in OPTIONS}
 #: SCALEMCP_* variables the chart sets that are no Config field: the config file path, and
-#: the state key that SCALEMCP_STATE_KEYS expands.
-NOT_FIELDS = {"SCALEMCP_CONFIG", "SCALEMCP_STATE_KEY"}
+#: the keys that SCALEMCP_STATE_KEYS expands.
+NOT_FIELDS = {"SCALEMCP_CONFIG", "SCALEMCP_STATE_KEY", "SCALEMCP_PREVIOUS_STATE_KEYS"}
 HASHED = "c871f067542d565c57ebb8b54f99afe326644dceeb5c05fc2209a8161a52875e alice tools:call"
 JWT = {"auth": {
     "mode": "jwt",
@@ -207,6 +206,11 @@ def test_auth_values_the_server_would_refuse_fail_to_render(
 # The server accepts what the chart renders --------------------------------------------------
 
 
+def _external(key: str) -> str:
+    """A value for a key of a Secret the chart does not own (an existingSecret)."""
+    return "redis://redis.example:6379/0" if "url" in key.lower() else "x" * 64
+
+
 def server_start_config(chart: Any, values: dict[str, Any], tmp: Path) -> Config:
     """The Config ``scalemcp serve`` would build in the pod: the rendered env (secrets from
     the chart's Secret, or placeholders for existing ones; ``$(VAR)`` expanded as Kubernetes
@@ -221,7 +225,7 @@ def server_start_config(chart: Any, values: dict[str, Any], tmp: Path) -> Config
             value = item["value"]
         else:
             ref = item["valueFrom"]["secretKeyRef"]
-            value = secret[ref["key"]] if ref["name"] == RELEASE else "x" * 64
+            value = secret[ref["key"]] if ref["name"] == RELEASE else _external(ref["key"])
         env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], value)
     files = {
         "SCALEMCP_CONFIG": lambda: only(docs, "ConfigMap")["data"]["config.toml"],
@@ -244,20 +248,21 @@ def test_server_accepts_the_rendered_configuration(
 ) -> None:
     values = load_values(values_file)
     config = server_start_config(chart, values, tmp_path)
-    check_config(msgspec.structs.replace(config, port=0))  # port 0: nothing is bound here
-    assert config.log_format == "json"
-    assert config.drain_timeout_s == load_values(CHART / "values.yaml")["server"][
+    # Nothing is bound here: no ports to check.
+    check_config(config.replace(port=0, metrics_port=None))
+    assert config.ops.log_format == "json"
+    assert config.server.drain_timeout_s == load_values(CHART / "values.yaml")["server"][
         "drainTimeoutSeconds"]
-    assert config.workers == values.get("server", {}).get("workers", 1)
-    assert config.auth == values.get("auth", {}).get("mode", "none")
+    assert config.server.workers == values.get("server", {}).get("workers", 1)
+    assert config.auth.mode == values.get("auth", {}).get("mode", "none")
 
 
 def test_limits_in_config_toml_reach_the_server(chart: Any, tmp_path: Path) -> None:
     config = server_start_config(
         chart, load_values(CHART / "ci" / "ingress-tls-values.yaml"), tmp_path)
-    assert config.max_body_bytes == 1048576
-    assert config.max_sessions_per_principal == 50
-    assert config.allowed_origins == ["https://app.example.com"]
-    assert config.auth == "api_key"
-    assert config.api_keys_file is not None
-    assert Path(config.api_keys_file).read_text().startswith("c871f067")
+    assert config.limits.max_body_bytes == 1048576
+    assert config.sessions.max_sessions_per_principal == 50
+    assert config.server.allowed_origins == ["https://app.example.com"]
+    assert config.auth.mode == "api_key"
+    assert config.auth.api_keys_file is not None
+    assert Path(config.auth.api_keys_file).read_text().startswith("c871f067")

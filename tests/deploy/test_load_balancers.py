@@ -22,16 +22,13 @@ import httpx
 import pytest
 import trio
 
-from tests.cluster.conftest import HAProxy, Node, Redis, http_status, stop_group, wait_until
-from tests.cluster.wire import (
-    Event,
-    call,
-    modern_call,
-    progress_of,
-    sse_events,
-    start_session,
-)
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
+from tests.harness.client import ELICITATION, modern_call, start_session, tool_call
+from tests.harness.fleet import HAProxy, Node
+from tests.harness.ports import listening_socket, port_of
+from tests.harness.redis import RedisServer
+from tests.harness.serve import stop_group
+from tests.harness.sse import Event, progress_of, sse_events
 
 from .lb import HAPROXY_CFG, NGINX_CONF, Nginx
 
@@ -46,9 +43,10 @@ class Fleet:
 
     def __init__(self, workdir: Path) -> None:
         (workdir / "marks").mkdir()
-        self.redis = Redis(workdir)
+        self.redis = RedisServer(log=workdir / "redis.log")
         key = secrets.token_hex(32)
-        self.nodes = [Node(f"n{i}", self.redis, key, workdir, workers=1) for i in range(2)]
+        self.nodes = [Node(f"n{i}", self.redis.url, key, workdir, workers=1)
+                      for i in range(2)]
         for node in self.nodes:
             node.start()
         for node in self.nodes:
@@ -57,7 +55,7 @@ class Fleet:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-        self.redis.kill()
+        self.redis.stop()
 
 
 class Proxy:
@@ -72,12 +70,10 @@ class Proxy:
             self.haproxy.wait_status({n.name: "UP" for n in fleet.nodes})
             self.names = {n.name: n.name for n in fleet.nodes}
         else:
-            port = free_port()
-            self.nginx = Nginx(port, [(n.name, n.port) for n in fleet.nodes], workdir)
+            with listening_socket() as listener:  # nginx keeps its own copy
+                self.nginx = Nginx(listener, [(n.name, n.port) for n in fleet.nodes], workdir)
+                self.url = f"http://127.0.0.1:{port_of(listener)}/mcp"
             self.proc = self.nginx.proc
-            self.url = f"http://127.0.0.1:{port}/mcp"
-            base = self.url.removesuffix("/mcp")
-            wait_until(lambda: http_status(base + "/healthz") == 200, "nginx", proc=self.proc)
             self.names = {f"127.0.0.1:{n.port}": n.name for n in fleet.nodes}
 
     def node(self, response: httpx.Response) -> str:
@@ -118,8 +114,8 @@ async def test_sse_progress_streams_and_resumes_on_the_other_node(proxy: Proxy) 
     rest: list[Event] = []
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient(timeout=10) as client:
-            headers = await start_session(client, proxy.url)
-            body = call(7, "countdown", {"n": STEPS, "delay_ms": STEP_MS}, progressToken="p")
+            headers = await start_session(client, proxy.url, capabilities=ELICITATION)
+            body = tool_call("countdown", {"n": STEPS, "delay_ms": STEP_MS}, 7, progressToken="p")
             started = time.monotonic()
             async with client.stream("POST", proxy.url, json=body, headers=headers) as answer:
                 assert answer.headers["content-type"].startswith("text/event-stream")
@@ -155,8 +151,8 @@ async def test_sse_progress_streams_and_resumes_on_the_other_node(proxy: Proxy) 
 
 async def _first_progress_after(client: httpx.AsyncClient, url: str) -> float:
     """Seconds from sending a session-era tools/call to its first progress event."""
-    headers = await start_session(client, url)
-    body = call(1, "countdown", {"n": 2, "delay_ms": 400}, progressToken="p")
+    headers = await start_session(client, url, capabilities=ELICITATION)
+    body = tool_call("countdown", {"n": 2, "delay_ms": 400}, 1, progressToken="p")
     started = time.monotonic()
     async with client.stream("POST", url, json=body, headers=headers) as answer:
         async for event in sse_events(answer):

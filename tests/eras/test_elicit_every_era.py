@@ -5,67 +5,56 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 import trio
 import trio_websocket
 
 from examples.quickstart import app
 from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
+from tests.harness.client import (
+    ELICITATION,
+    LEGACY_VERSION,
+    SESSION_VERSION,
+    Session,
+    initialize,
+    modern_headers,
+    modern_request,
+    open_legacy,
+    result,
+    tool_call,
+)
 
-ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-MODERN_META = {
-    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
-}
-CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-        "params": {"name": "ask_name", "arguments": {}}}
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
-    "clientInfo": {"name": "t", "version": "1"}}}
+CALL = tool_call("ask_name", {}, 7)
+INIT = initialize(SESSION_VERSION, ELICITATION, 1, "t")
 EXPECTED = {"content": [{"type": "text", "text": "Hello, Ada!"}]}
 
 
 def answer(request: dict[str, Any]) -> dict[str, Any]:
     assert request["method"] == "elicitation/create"
     assert request["params"]["requestedSchema"]["required"] == ["name"]
-    return {"jsonrpc": "2.0", "id": request["id"],
-            "result": {"action": "accept", "content": {"name": "Ada"}}}
+    return result(request["id"], {"action": "accept", "content": {"name": "Ada"}})
 
 
-def sse_messages(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line[6:]) for line in text.splitlines()
-            if line.startswith("data: ") and len(line) > 6]
+async def answer_result(request: dict[str, Any]) -> Any:
+    return answer(request)["result"]
 
 
 async def test_session_era() -> None:
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
-            init = await client.post(url, json=INIT, headers=ACCEPT)
-            sid = init.headers["mcp-session-id"]
-            headers = {**ACCEPT, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
-            async with client.stream("POST", url, json=CALL, headers=headers) as stream:
-                assert stream.headers["content-type"] == "text/event-stream"
-                seen: list[dict[str, Any]] = []
-                async for line in stream.aiter_lines():
-                    if not line.startswith("data: ") or len(line) == 6:
-                        continue
-                    message = json.loads(line[6:])
-                    seen.append(message)
-                    if "method" in message:
-                        reply = await client.post(url, json=answer(message), headers=headers)
-                        assert reply.status_code == 202
-                    elif message.get("id") == 7:
-                        break
+        async with open_client(app, timeout=10) as (url, http):
+            session = Session(http, url, SESSION_VERSION, capabilities=ELICITATION)
+            await session.initialize()
+            seen = await session.exchange(CALL, on_request=answer_result)
+            assert seen[-1]["id"] == 7
             assert seen[-1]["result"] == EXPECTED
 
 
 async def test_modern_era_multi_round_trip() -> None:
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
-            headers = {**ACCEPT, "mcp-protocol-version": "2026-07-28",
-                       "mcp-method": "tools/call", "mcp-name": "ask_name"}
-            call = {**CALL, "params": {**CALL["params"], "_meta": MODERN_META}}
+        async with open_client(app, timeout=10) as (url, client):
+            headers = modern_headers("tools/call", "ask_name")
+            call = modern_request("tools/call", CALL["params"], 7, ELICITATION)
             first = (await client.post(url, json=call, headers=headers)).json()["result"]
             assert first["resultType"] == "input_required"
             [(key, request)] = first["inputRequests"].items()
@@ -80,27 +69,20 @@ async def test_modern_era_multi_round_trip() -> None:
 
 async def test_legacy_http_sse() -> None:
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
-            base = url.removesuffix("/mcp")
-            async with client.stream("GET", base + "/sse") as stream:
-                lines = stream.aiter_lines()
-                assert await anext(lines) == "event: endpoint"
-                endpoint = base + (await anext(lines)).removeprefix("data: ")
-                legacy_init = {**INIT, "params": {**INIT["params"],
-                                                  "protocolVersion": "2024-11-05"}}
-                await client.post(endpoint, json=legacy_init)
-                async for line in lines:
-                    if not line.startswith("data: "):
-                        continue
-                    message = json.loads(line[6:])
-                    if message.get("id") == 1:
-                        await client.post(endpoint, json=CALL)
-                    elif "method" in message:
-                        await client.post(endpoint, json=answer(message))
-                    elif message.get("id") == 7:
-                        assert message["result"] == EXPECTED
-                        return
-    raise AssertionError("no result")
+        async with (
+            open_client(app, timeout=10) as (url, http),
+            open_legacy(http, url.removesuffix("/mcp")) as legacy,
+        ):
+            await legacy.post(initialize(LEGACY_VERSION, ELICITATION, 1, "t"))
+            while True:
+                message = await legacy.next_message()
+                if message.get("id") == 1:
+                    await legacy.post(CALL)
+                elif "method" in message:
+                    await legacy.post(answer(message))
+                elif message.get("id") == 7:
+                    assert message["result"] == EXPECTED
+                    return
 
 
 async def test_websocket() -> None:

@@ -6,30 +6,27 @@ import base64
 from typing import Any
 
 import httpx
-import msgspec
 import trio
 
 import scalemcp
 from examples.quickstart import app
-from scalemcp.testing import open_server
+from tests.harness.asgi import client_of, open_asgi, open_client
+from tests.harness.client import (
+    ELICITATION,
+    initialize,
+    modern_headers,
+    modern_meta,
+    modern_request,
+)
 
-META = {
-    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
-}
+META = modern_meta(ELICITATION)
 
 
 def request(method: str, params: dict[str, Any] | None = None, rid: int = 1) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": rid, "method": method,
-            "params": {**(params or {}), "_meta": META}}
+    return modern_request(method, params, rid, ELICITATION)
 
 
-def headers(method: str, name: str | None = None, **extra: str) -> dict[str, str]:
-    h = {"accept": "application/json, text/event-stream", "content-type": "application/json",
-         "mcp-protocol-version": "2026-07-28", "mcp-method": method, **extra}
-    if name is not None:
-        h["mcp-name"] = name
-    return h
+headers = modern_headers
 
 
 async def post(client: httpx.AsyncClient, url: str, body: Any, h: dict[str, str]) -> Any:
@@ -39,7 +36,7 @@ async def post(client: httpx.AsyncClient, url: str, body: Any, h: dict[str, str]
 
 async def test_header_rules_and_base64_sentinel() -> None:
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as c:
+        async with open_client(app, timeout=10) as (url, c):
             call = request("tools/call", {"name": "echo", "arguments": {"message": "x"}})
             status, body = await post(c, url, call, headers("tools/call", "echo"))
             assert (status, body["result"]["content"][0]["text"]) == (200, "x")
@@ -59,7 +56,7 @@ async def test_header_rules_and_base64_sentinel() -> None:
 
 async def test_versions_methods_and_meta() -> None:
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as c:
+        async with open_client(app, timeout=10) as (url, c):
             bad = request("server/discover")
             bad["params"]["_meta"] = {**META, "io.modelcontextprotocol/protocolVersion": "v9"}
             status, body = await post(c, url, bad, headers("server/discover",
@@ -98,7 +95,7 @@ async def _retry(c: httpx.AsyncClient, url: str, call: dict[str, Any], state: st
 
 async def test_request_state_tampered_replayed_foreign_expired() -> None:
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as c:
+        async with open_client(app, timeout=10) as (url, c):
             call, state = await _first_round(c, url)
             _, body = await _retry(c, url, call, state[:-2] + "AA")
             assert body["error"]["code"] == -32602
@@ -113,35 +110,35 @@ async def test_request_state_tampered_replayed_foreign_expired() -> None:
                 **other["params"], "arguments": {"message": "m"}, "requestState": state2}},
                 headers("tools/call", "echo"))
             assert "different request" in body["error"]["message"]
-        short = scalemcp.Config(request_state_ttl_s=0.01, state_keys=["k1"])
-        async with open_server(app, short) as url, httpx.AsyncClient(timeout=10) as c:
+        short = scalemcp.Config.from_options(request_state_ttl_s=0.01, state_keys=["k1" * 16])
+        async with open_client(app, short, timeout=10) as (url, c):
             call, state = await _first_round(c, url)
-            await trio.sleep(0.05)
+            await trio.sleep(0.05)  # real time: past the state's 10 ms TTL (wall clock)
             _status, body = await _retry(c, url, call, state)
             assert "expired" in body["error"]["message"]
         # A second server with another key ring cannot verify; with the key it can.
-        async with open_server(app, msgspec.structs.replace(short, request_state_ttl_s=60)
-                               ) as url_a, open_server(
-                app, scalemcp.Config(state_keys=["k2", "k1"])) as url_b, httpx.AsyncClient(
-                timeout=10) as c:
-            call, state = await _first_round(c, url_a)
-            _, body = await _retry(c, url_b, call, state)
+        ring = scalemcp.Config.from_options(state_keys=["k2" * 16, "k1" * 16])
+        async with (
+            open_asgi(app, short.replace(request_state_ttl_s=60), port=8001) as a,
+            open_asgi(app, ring, port=8002) as b,
+            client_of(a, b, timeout=10) as c,
+        ):
+            call, state = await _first_round(c, a.url)
+            _, body = await _retry(c, b.url, call, state)
             assert body["result"]["content"][0]["text"] == "Hello, Bo!"
-        async with open_server(app, scalemcp.Config(state_keys=["other"])) as url_c, \
-                httpx.AsyncClient(timeout=10) as c:
+        other = scalemcp.Config.from_options(state_keys=["other" * 8])
+        async with open_client(app, other, timeout=10) as (url_c, c):
             _, body = await _retry(c, url_c, call, state)
             assert "unknown key" in body["error"]["message"]
 
 
 async def test_stateless_only_refuses_sessions() -> None:
     with trio.fail_after(15):
-        config = scalemcp.Config(stateless_only=True)
-        async with open_server(app, config) as url, httpx.AsyncClient(timeout=10) as c:
+        config = scalemcp.Config.from_options(stateless_only=True)
+        async with open_client(app, config, timeout=10) as (url, c):
             assert (await c.get(url)).status_code == 405
             assert (await c.delete(url)).status_code == 405
-            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"}}}
+            init = initialize(name="t")
             status, body = await post(c, url, init, {
                 "accept": "application/json, text/event-stream",
                 "content-type": "application/json"})
@@ -167,7 +164,7 @@ async def test_closing_the_stream_cancels_the_handler() -> None:
         return "finished"
 
     with trio.fail_after(15):
-        async with open_server(demo) as url, httpx.AsyncClient(timeout=10) as c:
+        async with open_client(demo, timeout=10) as (url, c):
             call = request("tools/call", {"name": "slow", "arguments": {}})
             call["params"]["_meta"] = {**META, "progressToken": "p"}
             async with c.stream("POST", url, json=call,

@@ -5,7 +5,7 @@ See docs/conformance.md for what each suite checks and why its exit code is the 
 
 from __future__ import annotations
 
-from tests.conftest import ServerProcess
+from tests.harness.serve import ServeProcess
 
 from .conformance import failing as _failing
 from .conformance import full_suite_0_1_16
@@ -13,13 +13,13 @@ from .conformance import run as _run
 
 
 def test_conformance_0_1_16_full_suite(
-    conformance_server: ServerProcess, node_tools: dict[str, str]
+    conformance_server: ServeProcess, node_tools: dict[str, str]
 ) -> None:
     full_suite_0_1_16(node_tools, conformance_server.url)
 
 
 def test_conformance_0_2_required_2026_07_28(
-    conformance_server: ServerProcess, node_tools: dict[str, str]
+    conformance_server: ServeProcess, node_tools: dict[str, str]
 ) -> None:
     out = _run(node_tools, "CONFORMANCE_02", conformance_server.url,
                "--requirements", "2026-07-28")
@@ -29,7 +29,7 @@ def test_conformance_0_2_required_2026_07_28(
 
 
 def test_conformance_0_2_required_2025_11_25(
-    conformance_server: ServerProcess, node_tools: dict[str, str]
+    conformance_server: ServeProcess, node_tools: dict[str, str]
 ) -> None:
     out = _run(node_tools, "CONFORMANCE_02", conformance_server.url,
                "--requirements", "2025-11-25")

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
+import mcp
 import trio
 
-from tests.conftest import ServerProcess
+from tests.harness.serve import ServeProcess
 
 
-def _sse_url(server: ServerProcess) -> str:
+def _sse_url(server: ServeProcess) -> str:
     return server.url.removesuffix("/mcp") + "/sse"
 
 
-async def test_python_sdk_sse_client(quickstart_server: ServerProcess) -> None:
-    mcp = pytest.importorskip("mcp")
+async def test_python_sdk_sse_client(quickstart_server: ServeProcess) -> None:
     from mcp.client.sse import sse_client
 
     with trio.fail_after(20):
@@ -32,7 +31,7 @@ async def test_python_sdk_sse_client(quickstart_server: ServerProcess) -> None:
             assert read_result.contents[0].text == "Hello, ann!"
 
 
-async def test_raw_2024_11_05_exchange(quickstart_server: ServerProcess) -> None:
+async def test_raw_2024_11_05_exchange(quickstart_server: ServeProcess) -> None:
     base = quickstart_server.url.removesuffix("/mcp")
     with trio.fail_after(20):
         async with httpx.AsyncClient(base_url=base, timeout=10) as client, client.stream(

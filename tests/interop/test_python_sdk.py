@@ -25,7 +25,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ClientMessageMetadata
 
 from examples.conformance import PNG
-from tests.conftest import ServerProcess
+from tests.harness.conditions import eventually
+from tests.harness.serve import ServeProcess
 
 pytestmark = [
     # set_logging_level / the legacy handshake are flagged deprecated (as of 2026-07-28) by mcp 2.x.
@@ -80,11 +81,7 @@ async def connect(
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 3.0) -> None:
     """Notification callbacks run in spawned tasks: give them a moment to land."""
-    deadline = trio.current_time() + timeout
-    while not cond():
-        if trio.current_time() > deadline:
-            raise TimeoutError("condition not met")
-        await trio.sleep(0.01)
+    await eventually(cond, "the callbacks", timeout)
 
 
 def texts(result: types.CallToolResult | types.GetPromptResult) -> list[str]:
@@ -95,7 +92,7 @@ def texts(result: types.CallToolResult | types.GetPromptResult) -> list[str]:
     return [c.text for c in content if isinstance(c, types.TextContent)]
 
 
-async def test_initialize_session_era(quickstart_server: ServerProcess) -> None:
+async def test_initialize_session_era(quickstart_server: ServeProcess) -> None:
     """initialize negotiates 2025-11-25; session id + version headers ride on every later
     request; the standalone GET stream opens; DELETE ends the session."""
     rec = Recorder()
@@ -125,7 +122,7 @@ async def test_initialize_session_era(quickstart_server: ServerProcess) -> None:
     assert [(e.method, e.status) for e in rest if e.method == "DELETE"] == [("DELETE", 200)]
 
 
-async def test_auto_mode_default(quickstart_server: ServerProcess) -> None:
+async def test_auto_mode_default(quickstart_server: ServeProcess) -> None:
     """The SDK default (mode="auto") probes server/discover and falls back to initialize on a
     session-era server; either way the connection must work (the modern path is issue 3)."""
     with trio.fail_after(TIMEOUT):
@@ -135,7 +132,7 @@ async def test_auto_mode_default(quickstart_server: ServerProcess) -> None:
             assert result.structured_content == {"result": 42}
 
 
-async def test_list_and_call_tools(quickstart_server: ServerProcess) -> None:
+async def test_list_and_call_tools(quickstart_server: ServeProcess) -> None:
     with trio.fail_after(TIMEOUT):
         async with connect(quickstart_server.url) as client:
             listed = await client.list_tools()
@@ -154,7 +151,7 @@ async def test_list_and_call_tools(quickstart_server: ServerProcess) -> None:
             add = await client.call_tool("add", {"a": 2, "b": 3})
             assert not add.is_error
             assert add.structured_content == {"result": 5}
-            assert [json.loads(t) for t in texts(add)] == [{"result": 5}]
+            assert [json.loads(t) for t in texts(add)] == [5]  # the value, not its wrapper
 
             echo = await client.call_tool("echo", {"message": "héllo wörld ✓"})
             assert texts(echo) == ["héllo wörld ✓"]
@@ -175,7 +172,7 @@ async def test_list_and_call_tools(quickstart_server: ServerProcess) -> None:
             assert excinfo.value.code == types.INVALID_PARAMS
 
 
-async def test_progress_and_logging_callbacks(quickstart_server: ServerProcess) -> None:
+async def test_progress_and_logging_callbacks(quickstart_server: ServeProcess) -> None:
     """countdown reports progress and logs per step; logging/setLevel filters the log stream."""
     logs: list[types.LoggingMessageNotificationParams] = []
 
@@ -209,11 +206,11 @@ async def test_progress_and_logging_callbacks(quickstart_server: ServerProcess) 
             await client.set_logging_level("info")
             await client.call_tool("countdown", {"n": 1})
             await wait_until(lambda: len(logs) >= 1)
-            await trio.sleep(0.1)
+            await trio.sleep(0.1)  # real time: a moment for a log that must not come
             assert [m.data for m in logs] == ["tick 1"]
 
 
-async def test_conformance_progress_and_logging(conformance_server: ServerProcess) -> None:
+async def test_conformance_progress_and_logging(conformance_server: ServeProcess) -> None:
     logs: list[Any] = []
 
     async def on_log(params: types.LoggingMessageNotificationParams) -> None:
@@ -243,7 +240,7 @@ async def test_conformance_progress_and_logging(conformance_server: ServerProces
             ]
 
 
-async def test_resources_and_template(quickstart_server: ServerProcess) -> None:
+async def test_resources_and_template(quickstart_server: ServeProcess) -> None:
     with trio.fail_after(TIMEOUT):
         async with connect(quickstart_server.url) as client:
             listed = await client.list_resources()
@@ -270,7 +267,7 @@ async def test_resources_and_template(quickstart_server: ServerProcess) -> None:
             assert excinfo.value.code == -32002  # resource not found (session era)
 
 
-async def test_conformance_resources(conformance_server: ServerProcess) -> None:
+async def test_conformance_resources(conformance_server: ServeProcess) -> None:
     with trio.fail_after(TIMEOUT):
         async with connect(conformance_server.url) as client:
             read = await client.read_resource("test://static-binary")
@@ -287,7 +284,7 @@ async def test_conformance_resources(conformance_server: ServerProcess) -> None:
                 "id": "42", "templateTest": True, "data": "Data for ID: 42"}
 
 
-async def test_prompts(quickstart_server: ServerProcess, conformance_server: ServerProcess) -> None:
+async def test_prompts(quickstart_server: ServeProcess, conformance_server: ServeProcess) -> None:
     with trio.fail_after(TIMEOUT):
         async with connect(quickstart_server.url) as client:
             listed = await client.list_prompts()
@@ -314,7 +311,7 @@ async def test_prompts(quickstart_server: ServerProcess, conformance_server: Ser
 
 
 async def test_elicitation_callback(
-    quickstart_server: ServerProcess, conformance_server: ServerProcess
+    quickstart_server: ServeProcess, conformance_server: ServeProcess
 ) -> None:
     """The server's elicitation/create reaches the client callback; the answer reaches the tool."""
     asked: list[types.ElicitRequestParams] = []
@@ -350,7 +347,7 @@ async def test_elicitation_callback(
     assert len(asked) == 3
 
 
-async def test_sampling_callback(conformance_server: ServerProcess) -> None:
+async def test_sampling_callback(conformance_server: ServeProcess) -> None:
     """test_sampling sends sampling/createMessage; the callback's text comes back in the result."""
     asked: list[types.CreateMessageRequestParams] = []
 
@@ -379,7 +376,7 @@ async def test_sampling_callback(conformance_server: ServerProcess) -> None:
     assert message.content.text == "What is the capital of France?"
 
 
-async def test_resume_dropped_sse_stream(conformance_server: ServerProcess) -> None:
+async def test_resume_dropped_sse_stream(conformance_server: ServeProcess) -> None:
     """test_reconnection drops the POST's SSE stream mid-call; the SDK resumes with
     GET + Last-Event-ID (after the server's retry interval) and gets the result there."""
     rec = Recorder()
@@ -412,7 +409,7 @@ async def test_resume_dropped_sse_stream(conformance_server: ServerProcess) -> N
     assert elapsed >= 0.9  # the client honoured the server's `retry: 1000`
 
 
-async def test_completion(conformance_server: ServerProcess) -> None:
+async def test_completion(conformance_server: ServeProcess) -> None:
     with trio.fail_after(TIMEOUT):
         async with connect(conformance_server.url) as client:
             assert client.server_capabilities.completions is not None
@@ -427,7 +424,7 @@ async def test_completion(conformance_server: ServerProcess) -> None:
             assert done.completion.values == []
 
 
-async def test_modern_stateless(quickstart_server: ServerProcess) -> None:
+async def test_modern_stateless(quickstart_server: ServeProcess) -> None:
     """2026-07-28: no initialize, no session; logging opt-in per request, elicitation via MRTR."""
     rec = Recorder()
     logs: list[str] = []

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from examples.conformance import PNG
-from tests.conftest import ServerProcess, node_env
+from tests.conftest import node_env
+from tests.harness.serve import ServeProcess
 
 SCRIPT = pathlib.Path(__file__).with_name("ts_client.mjs")
 SESSION_ERA = "2025-11-25"
@@ -39,12 +40,12 @@ def run_ts_client(scenario: str, url: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def quickstart(quickstart_server: ServerProcess) -> dict[str, Any]:
+def quickstart(quickstart_server: ServeProcess) -> dict[str, Any]:
     return run_ts_client("quickstart", quickstart_server.url)
 
 
 @pytest.fixture(scope="module")
-def conformance(conformance_server: ServerProcess) -> dict[str, Any]:
+def conformance(conformance_server: ServeProcess) -> dict[str, Any]:
     return run_ts_client("conformance", conformance_server.url)
 
 
@@ -88,7 +89,7 @@ def test_list_and_call_tools(quickstart: dict[str, Any]) -> None:
     add = quickstart["add"]
     assert add["isError"] is False
     assert add["structured"] == {"result": 5}
-    assert [json.loads(t) for t in add["texts"]] == [{"result": 5}]
+    assert [json.loads(t) for t in add["texts"]] == [5]  # the value, not its wrapper
     assert quickstart["echo"] == {"texts": ["héllo wörld ✓"], "structured": None}
     assert quickstart["forecast"] == {
         "structured": {"city": "Paris", "temperature_c": 21.5, "conditions": "sunny"},

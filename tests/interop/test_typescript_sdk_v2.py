@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess, node_env
+from tests.conftest import node_env
+from tests.harness.serve import ServeProcess
 
 SCRIPT = pathlib.Path(__file__).with_name("ts_client_v2.mjs")
 MODERN = "2026-07-28"
@@ -29,7 +30,7 @@ TOOLS = ["add", "echo", "forecast", "countdown", "ask_name"]
 
 
 @pytest.fixture(scope="module")
-def run(quickstart_server: ServerProcess) -> dict[str, Any]:
+def run(quickstart_server: ServeProcess) -> dict[str, Any]:
     env = node_env()
     assert env.get("MCP_TS_CLIENT_V2_DIR"), (
         "MCP_TS_CLIENT_V2_DIR missing from .cache/node-tools/env.sh: run scripts/install-node-tools"
@@ -103,7 +104,7 @@ def test_list_and_call_tools(pinned: dict[str, Any]) -> None:
     add = pinned["add"]
     assert add["structured"] == {"result": 5}
     assert add["isError"] is False
-    assert [json.loads(t) for t in add["texts"]] == [{"result": 5}]
+    assert [json.loads(t) for t in add["texts"]] == [5]  # the value, not its wrapper
     assert pinned["unknownToolCode"] == -32602
     # SEP-2164: resource-not-found is -32602 in 2026 (-32002 before). v2 reports -32602 for both
     # (ResourceNotFoundError), so look at the wire as well.

@@ -11,7 +11,6 @@ import signal
 from typing import Any
 
 import httpx
-import msgspec
 import trio
 from hypercorn.trio import serve
 from trio_websocket import ConnectionClosed, open_websocket_url
@@ -19,14 +18,18 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from scalemcp.config import Config
 from scalemcp.ops.drain import HARD_STOP_MARGIN_S
 from scalemcp.server import asgi_app, hypercorn_config
+from tests.harness.client import (
+    initialize,
+    modern_headers,
+    modern_request,
+    start_session,
+    tool_call,
+)
+from tests.harness.serve import open_serve
 from tests.ops.app import app
-from tests.ops.support import HEADERS, call_tool, initialize, open_serve
 
-MODERN = {"accept": "application/json, text/event-stream", "content-type": "application/json",
-          "mcp-protocol-version": "2026-07-28", "mcp-method": "subscriptions/listen"}
-LISTEN = {"jsonrpc": "2.0", "id": 7, "method": "subscriptions/listen", "params": {"_meta": {
-    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientCapabilities": {}}}}
+MODERN = modern_headers("subscriptions/listen")
+LISTEN = modern_request("subscriptions/listen", None, 7)
 
 
 class Stream:
@@ -52,13 +55,11 @@ class Stream:
 
 
 async def _session(client: httpx.AsyncClient, url: str) -> dict[str, str]:
-    response = await client.post(url, json=initialize(), headers=HEADERS)
-    return {**HEADERS, "mcp-session-id": response.headers["mcp-session-id"],
-            "mcp-protocol-version": "2025-11-25"}
+    return await start_session(client, url)
 
 
 async def test_drain_in_process_closes_every_kind_of_stream() -> None:
-    config = msgspec.structs.replace(Config(), host="127.0.0.1", port=0, drain_timeout_s=0.5)
+    config = Config().replace(host="127.0.0.1", port=0, drain_timeout_s=0.5)
     asgi = asgi_app(app, config)
     hc = hypercorn_config(config)
     with trio.fail_after(15):
@@ -71,7 +72,7 @@ async def test_drain_in_process_closes_every_kind_of_stream() -> None:
             nursery.start_soon(streams["get"].read, client, "GET", url,
                                {**session, "accept": "text/event-stream"})
             nursery.start_soon(streams["post"].read, client, "POST", url, session,
-                               call_tool("slow", steps=200))
+                               tool_call("slow", {"steps": 200}, 2))
             nursery.start_soon(streams["legacy"].read, client, "GET", base + "/sse",
                                {"accept": "text/event-stream"})
             nursery.start_soon(streams["listen"].read, client, "POST", url, MODERN, LISTEN)
@@ -125,7 +126,7 @@ async def test_sigterm_drains_streams_and_exits_zero() -> None:
                 nursery.start_soon(get.read, client, "GET", url,
                                    {**session, "accept": "text/event-stream"})
                 nursery.start_soon(post.read, client, "POST", url, session,
-                                   call_tool("slow", steps=400))
+                                   tool_call("slow", {"steps": 400}, 2))
                 await get.open.wait()
                 await post.open.wait()
 

@@ -13,8 +13,10 @@ import httpx
 import pytest
 import trio
 
-from scalemcp.ops.logs import JsonFormatter, TextFormatter, bind, redact_text, redact_url
-from tests.ops.support import HEADERS, call_tool, initialize, open_redis, open_serve
+from scalemcp.observability.logs import JsonFormatter, TextFormatter, bind, redact_text, redact_url
+from tests.harness.client import HEADERS, initialize, tool_call
+from tests.harness.redis import open_redis_server
+from tests.harness.serve import open_serve
 
 
 @pytest.mark.parametrize(("url", "shown"), [
@@ -66,8 +68,8 @@ def test_formatters_mask_urls_and_carry_bound_fields() -> None:
 async def test_json_logs_access_log_and_no_secrets() -> None:
     password = "pw-" + secrets.token_hex(8)
     with trio.fail_after(40):
-        async with open_redis(password) as port:
-            redis_url = f"redis://:{password}@127.0.0.1:{port}/0"
+        async with open_redis_server(password=password) as redis_server:
+            redis_url = f"redis://:{password}@127.0.0.1:{redis_server.port}/0"
             async with open_serve(
                 "tests.ops.app:app", "--log-format", "json", "--access-log",
                 "--redis-url", redis_url, "--state-keys", secrets.token_hex(32),
@@ -79,7 +81,8 @@ async def test_json_logs_access_log_and_no_secrets() -> None:
                     sid = init.headers["mcp-session-id"]
                     headers = {**HEADERS, "mcp-session-id": sid, "x-request-id": "call-2",
                                "mcp-protocol-version": "2025-11-25"}
-                    call = await client.post(url, json=call_tool("whoami"), headers=headers)
+                    call = await client.post(url, json=tool_call("whoami", None, 2),
+                                             headers=headers)
                     assert call.status_code == 200, call.text
                 await served.wait_for(lambda line: "call-2" in line and "scalemcp.access" in line)
                 served.proc.send_signal(signal.SIGTERM)
@@ -93,7 +96,7 @@ async def test_json_logs_access_log_and_no_secrets() -> None:
     session = hashlib.sha256(sid.encode()).hexdigest()[:16]
 
     started = [x for x in lines if x["message"].startswith("worker ")]
-    assert f"redis backend at redis://:***@127.0.0.1:{port}/0" in started[0]["message"]
+    assert f"redis backend at redis://:***@127.0.0.1:{redis_server.port}/0" in started[0]["message"]
 
     tool = next(x for x in lines if x["logger"] == "tests.ops.app")
     assert tool["message"] == "whoami runs"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import trio
 
 from examples.quickstart import app
-from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
+from tests.harness.client import initialize
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
@@ -20,13 +20,11 @@ def _value(text: str, series: str) -> float:
 
 
 async def test_metrics_count_requests_and_sessions() -> None:
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"}}}
+    init = initialize(name="t")
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
             "params": {"name": "echo", "arguments": {"message": "m"}}}
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, timeout=10) as (url, client):
             base = url.removesuffix("/mcp")
             before = (await client.get(base + "/metrics")).text
             sid = (await client.post(url, json=init, headers=HEADERS)).headers["mcp-session-id"]
@@ -49,19 +47,15 @@ async def test_metrics_count_requests_and_sessions() -> None:
 async def test_open_streams_count_while_a_stream_is_open() -> None:
     series = 'scalemcp_open_streams{era="session",transport="sse"}'
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, timeout=10) as (url, client):
             base = url.removesuffix("/mcp")
-            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"}}}
+            init = initialize(name="t")
             sid = (await client.post(url, json=init, headers=HEADERS)).headers["mcp-session-id"]
             text = (await client.get(base + "/metrics")).text
             before = _value(text, series) if series in text else 0
             get = {"accept": "text/event-stream", "mcp-session-id": sid,
                    "mcp-protocol-version": "2025-11-25"}
-            async with httpx.AsyncClient(timeout=10) as streaming, streaming.stream(
-                "GET", url, headers=get
-            ) as response:
+            async with client.stream("GET", url, headers=get) as response:
                 assert response.status_code == 200
                 await response.aiter_raw().__anext__()  # the priming event: it is open
                 during = _value((await client.get(base + "/metrics")).text, series)

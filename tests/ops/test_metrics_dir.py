@@ -1,13 +1,16 @@
-"""Node-wide metrics from per-worker snapshots: merge rules, retirement, no double counts.
+"""Node-wide metrics from the workers' shared files: merge rules, retirement, no double counts.
 
-The multi-process run is in test_metrics_workers.py; here the pieces, with the races of
-the module's theory of operation forced deterministically.
+Stand-in workers (``tests/ops/metrics_worker.py``) are real processes writing through the
+client's multiprocess mode; this process reads their directory as a scrape would. The
+multi-process server is in test_metrics_workers.py.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,23 +18,28 @@ from pathlib import Path
 
 import pytest
 import trio
+from prometheus_client.mmap_dict import MmapedDict
 
-from scalemcp.ops import metrics_dir
-from scalemcp.ops.exposition import Snapshot, merge, render
-from scalemcp.ops.metrics import Metrics
+from scalemcp.observability import metrics, metrics_dir
+
+CALLS = 'scalemcp_requests_total{era="session",method="tools/call",outcome="ok"}'
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def _registry(requests: int, sessions: float, streams: float, waited: list[float]) -> Metrics:
-    registry = Metrics()
-    counter = registry.counter("t_requests_total", "requests", ("method",))
-    counter.labels("tools/call").inc(requests)
-    registry.gauge("t_sessions", "fleet-wide", read=lambda: sessions, merge="max")
-    registry.gauge("t_open_streams", "local", ("era",)).labels("session").set(streams)
-    registry.gauge("t_queue", "per worker", merge="worker").labels().set(streams * 10)
-    hist = registry.histogram("t_wait_seconds", "waits", buckets=(0.1, 1.0))
-    for seconds in waited:
-        hist.labels().observe(seconds)
-    return registry
+def _worker(directory: Path, worker: str, calls: int, sessions: float = 0, streams: float = 0,
+            waits: tuple[float, ...] = (), *, kill: bool = False, join: bool = True) -> None:
+    flags = [*(["--kill"] if kill else []), *([] if join else ["--no-join"])]
+    args = [str(directory), worker, str(calls), str(sessions), str(streams),
+            *map(str, waits), *flags]
+    done = subprocess.run([sys.executable, "-m", "tests.ops.metrics_worker", *args], cwd=ROOT,
+                          timeout=60, check=False)
+    assert done.returncode == (-9 if kill else 0)
+
+
+async def _scrape(directory: Path) -> str:
+    spec = metrics_dir.WorkerSpec(str(directory), "9-9", "9")  # this process reads only
+    node = metrics_dir.NodeMetrics(metrics.REGISTRY, lambda: None, spec, interval_s=3600)
+    return (await node.render()).decode()
 
 
 def _value(text: str, series: str) -> float:
@@ -40,90 +48,108 @@ def _value(text: str, series: str) -> float:
     return float(found[0])
 
 
-def _write(directory: Path, registry: Metrics, worker: str) -> Snapshot:
-    snapshot = registry.snapshot(worker, worker.split("-")[0])
-    metrics_dir._write(str(directory / f"w-{worker}.json"), snapshot)
-    return snapshot
+@pytest.fixture
+def directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv(metrics_dir.ENV, raising=False)  # prepare_dir sets it: undone after
+    path, made = metrics_dir.prepare_dir(str(tmp_path / "metrics"))
+    assert path
+    assert not made
+    return Path(path)
 
 
-def test_counters_and_histograms_add_up_gauges_follow_their_rule() -> None:
-    a = _registry(3, sessions=7, streams=2, waited=[0.05, 2.0]).snapshot("0-1", "0")
-    b = _registry(4, sessions=9, streams=5, waited=[0.5]).snapshot("1-2", "1")
-    text = render(merge([a, b])).decode()
-    assert _value(text, 't_requests_total{method="tools/call"}') == 7
-    assert _value(text, "t_sessions") == 9  # the same fleet-wide figure: not 16
-    assert _value(text, 't_open_streams{era="session"}') == 7
-    assert _value(text, 't_queue{worker="0"}') == 20
-    assert _value(text, 't_queue{worker="1"}') == 50
-    assert _value(text, 't_wait_seconds_bucket{le="0.1"}') == 1
-    assert _value(text, 't_wait_seconds_bucket{le="1"}') == 2
-    assert _value(text, 't_wait_seconds_bucket{le="+Inf"}') == 3
-    assert _value(text, "t_wait_seconds_count") == 3
-    assert _value(text, "t_wait_seconds_sum") == pytest.approx(2.55)
-    assert "# TYPE t_wait_seconds histogram" in text
+async def test_counters_and_histograms_add_up_gauges_follow_their_mode(directory: Path
+                                                                      ) -> None:
+    _worker(directory, "0-1", 3, sessions=7, streams=2, waits=(0.0003, 2.0))
+    _worker(directory, "1-2", 4, sessions=9, streams=5, waits=(0.02,), kill=True)
+    text = await _scrape(directory)
+    assert _value(text, CALLS) == 7  # the killed worker's counts were shared already
+    assert _value(text, "scalemcp_sessions") == 9  # the same fleet-wide figure: not 16
+    assert _value(text, 'scalemcp_open_streams{era="session",transport="sse"}') == 7
+    bucket = 'scalemcp_redis_round_trip_seconds_bucket{le="%s",operation="load"}'
+    assert _value(text, bucket % "0.0005") == 1
+    assert _value(text, bucket % "0.025") == 2
+    assert _value(text, bucket % "+Inf") == 3
+    assert _value(text, 'scalemcp_redis_round_trip_seconds_count{operation="load"}') == 3
+    assert _value(text, 'scalemcp_redis_round_trip_seconds_sum{operation="load"}') == \
+        pytest.approx(2.0203)
+    assert _value(text, "scalemcp_workers") == 2
+    assert _value(text, "scalemcp_worker_exits_total") == 0
+    assert set(re.findall(r'snapshot_age_seconds\{worker="(\d)"\}', text)) == {"0", "1"}
+    assert "# TYPE scalemcp_rate_limited_total counter" in text  # described before a value
+    assert not [name for name in os.listdir(directory) if "pre-" in name]  # left at join
 
 
-def test_a_retired_worker_stays_counted_once(tmp_path: Path) -> None:
-    a, b = _registry(3, 1, 1, []), _registry(4, 1, 1, [])
-    _write(tmp_path, a, "0-1")
-    own = _write(tmp_path, b, "1-2")
-
-    def total() -> float:
-        families = merge(metrics_dir.read_node(str(tmp_path), own))
-        return _value(render(families).decode(), 't_requests_total{method="tools/call"}')
-
-    assert total() == 7
-    metrics_dir.retire(str(tmp_path), "0-1")
-    assert not (tmp_path / "w-0-1.json").exists()
-    assert total() == 7
-    a2 = _registry(5, 1, 1, [])  # the replacement in slot 0 counts from zero
-    _write(tmp_path, a2, "0-3")
-    assert total() == 12
-    metrics_dir.retire(str(tmp_path), "0-3")
-    assert total() == 12
-    retired = metrics_dir._read(str(tmp_path / metrics_dir.RETIRED))
-    assert retired is not None
-    assert retired.absorbed == ["0-1", "0-3"]
-    assert retired.exits == 2
-    assert "t_sessions" not in retired.families  # a dead worker's gauges go with it
+async def test_a_retired_worker_stays_counted_once(directory: Path) -> None:
+    _worker(directory, "0-1", 3, sessions=7, streams=2)
+    _worker(directory, "1-2", 4, sessions=1, streams=5)
+    metrics_dir.retire(str(directory), "0-1")
+    assert not [name for name in os.listdir(directory) if name.endswith("_0-1.db")]
+    text = await _scrape(directory)
+    assert _value(text, CALLS) == 7
+    assert _value(text, "scalemcp_sessions") == 1  # a dead worker's gauges go with it
+    assert _value(text, 'scalemcp_open_streams{era="session",transport="sse"}') == 5
+    assert _value(text, "scalemcp_workers") == 1
+    _worker(directory, "0-3", 5)  # the replacement in slot 0 counts from zero
+    assert _value(await _scrape(directory), CALLS) == 12
+    metrics_dir.retire(str(directory), "0-3")
+    text = await _scrape(directory)
+    assert _value(text, CALLS) == 12
+    assert _value(text, "scalemcp_worker_exits_total") == 2
+    assert sorted(name for name in os.listdir(directory) if name.endswith(".db")) == [
+        "counter_1-2.db", "counter_retired.db", "gauge_liveall_1-2.db",
+        "gauge_livemax_1-2.db", "gauge_livesum_1-2.db", "histogram_1-2.db",
+        "histogram_retired.db"]  # files do not pile up
 
 
-def test_a_worker_retired_while_a_scrape_reads_is_counted_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The two races: the file read, then folded; the file listed, folded, then gone."""
-    _write(tmp_path, _registry(3, 1, 1, []), "0-1")
-    _write(tmp_path, _registry(2, 1, 1, []), "2-5")
-    own = _registry(4, 1, 1, []).snapshot("1-2", "1")
-    read = metrics_dir._read
-    listdir = os.listdir
+async def test_a_worker_that_died_before_joining_leaves_nothing_behind(directory: Path
+                                                                      ) -> None:
+    _worker(directory, "0-1", 0, join=False)
+    assert [name for name in os.listdir(directory) if "pre-" in name]
+    metrics_dir.retire(str(directory), "0-1")
+    assert not [name for name in os.listdir(directory) if "pre-" in name]
 
-    def read_then_retire(path: str) -> Snapshot | None:
-        snapshot = read(path)
-        if path.endswith("w-0-1.json"):
-            with monkeypatch.context() as patched:
-                patched.setattr(metrics_dir, "_read", read)
-                metrics_dir.retire(str(tmp_path), "0-1")  # folded right after it was read
-        return snapshot
 
-    def list_then_retire(path: str) -> list[str]:
-        names = listdir(path)
-        if "w-2-5.json" in names:
-            with monkeypatch.context() as patched:
-                patched.setattr(metrics_dir, "_read", read)
-                metrics_dir.retire(str(tmp_path), "2-5")  # gone before the reader opens it
-        return names
+def _held(directory: Path, exclusive: bool) -> bool:
+    """Whether someone holds the directory's lock so that this one can't be had now."""
+    fd = os.open(directory / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
-    monkeypatch.setattr(metrics_dir, "_read", read_then_retire)
-    monkeypatch.setattr(metrics_dir.os, "listdir", list_then_retire)
-    snapshots = metrics_dir.read_node(str(tmp_path), own)
-    text = render(merge(snapshots)).decode()
-    assert _value(text, 't_requests_total{method="tools/call"}') == 9
+
+async def test_a_scrape_and_a_retirement_never_overlap(directory: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scrape lists and reads under the shared lock; a fold reads, writes and deletes under
+    the exclusive one: so a dead worker's counts are read in its files or the retired ones."""
+    _worker(directory, "0-1", 3)
+    phase = "scrape"
+    blocked: dict[str, list[bool]] = {"scrape": [], "retire": []}
+    read = MmapedDict.read_all_values_from_file
+
+    def spy(path: str) -> object:
+        # While a scrape reads, no fold may start; while a fold reads, no scrape may.
+        blocked[phase].append(_held(directory, exclusive=phase == "scrape"))
+        return read(path)
+
+    monkeypatch.setattr(MmapedDict, "read_all_values_from_file", staticmethod(spy))
+    await _scrape(directory)
+    phase = "retire"
+    metrics_dir.retire(str(directory), "0-1")
+    assert blocked["scrape"]
+    assert blocked["retire"]
+    assert all(blocked["scrape"]), blocked
+    assert all(blocked["retire"]), blocked
+    assert not _held(directory, exclusive=True)  # and both let go
 
 
 def test_prepare_dir_clears_what_a_previous_run_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv(metrics_dir.ENV, raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -132,12 +158,13 @@ def test_prepare_dir_clears_what_a_previous_run_left(
     running = tmp_path / "tmp" / f"scalemcp-metrics-{os.getpid()}-y"
     orphan.mkdir()
     running.mkdir()
-    (tmp_path / "w-0-1.json").write_bytes(b"{}")
-    (tmp_path / metrics_dir.RETIRED).write_bytes(b"{}")
-    (tmp_path / "keep.txt").write_bytes(b"mine")
+    for name in ("counter_0-1.db", "histogram_retired.db", ".db-counter-retired.tmp",
+                 "keep.txt"):
+        (tmp_path / name).write_bytes(b"")
     path, made = metrics_dir.prepare_dir(str(tmp_path))
     assert (path, made) == (str(tmp_path), False)
-    assert sorted(os.listdir(tmp_path)) == ["keep.txt", "tmp"]
+    assert sorted(os.listdir(tmp_path)) == [".lock", "keep.txt", "tmp"]
+    assert os.environ[metrics_dir.ENV] == path  # what the workers started next will use
     made_path, made = metrics_dir.prepare_dir(None)
     assert made
     assert os.path.dirname(made_path) == str(tmp_path / "tmp")
@@ -150,31 +177,34 @@ def test_prepare_dir_clears_what_a_previous_run_left(
     assert metrics_dir.prepare_dir(str(unwritable / "sub")) == ("", False)  # serves anyway
 
 
-async def test_a_worker_writes_on_schedule_before_each_answer_and_when_it_stops(
-    tmp_path: Path,
-) -> None:
-    registry = _registry(1, 1, 1, [])
-    counter = registry.counter("t_requests_total", "requests", ("method",)).labels("tools/call")
-    spec = metrics_dir.WorkerSpec(str(tmp_path), "0-1", "0")
-    node = metrics_dir.NodeMetrics(registry, spec, interval_s=3600)
-    sibling = _registry(10, 1, 1, [])
-    _write(tmp_path, sibling, "1-2")
+async def test_a_worker_refreshes_its_read_gauges_on_schedule(
+        directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = metrics_dir.WorkerSpec(str(directory), "0-1", "0")
+    reads: list[int] = []
+    third = trio.Event()
 
-    def on_disk() -> float:
-        snapshot = metrics_dir._read(str(tmp_path / "w-0-1.json"))
-        assert snapshot is not None
-        return snapshot.families["t_requests_total"].series[0].value
+    def read() -> None:
+        reads.append(1)
+        if len(reads) == 3:
+            third.set()
 
-    with trio.fail_after(5):
+    node = metrics_dir.NodeMetrics(metrics.REGISTRY, read, spec, interval_s=0.01)
+    with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(node.serve)
-            assert on_disk() == 1
-            counter.inc()
-            text = (await node.render()).decode()
-            assert _value(text, 't_requests_total{method="tools/call"}') == 12
-            assert _value(text, "scalemcp_workers") == 2
-            assert _value(text, 'scalemcp_worker_snapshot_age_seconds{worker="0"}') < 1
-            assert on_disk() == 2  # what the answer said is on disk before it leaves
-            counter.inc()
+            assert len(reads) == 1  # before it reports started
+            await third.wait()  # then every interval
+            before = len(reads)
+            await node.render()
+            assert len(reads) > before  # and before each answer
             nursery.cancel_scope.cancel()
-    assert on_disk() == 3
+
+
+async def test_a_scrape_without_its_directory_answers_for_the_worker(
+        directory: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _worker(directory, "0-1", 3)
+    shutil.rmtree(directory)  # e.g. a cleaner emptied /tmp under a running server
+    text = await _scrape(directory)
+    assert "# TYPE scalemcp_requests_total counter" in text  # this process's own figures
+    assert "scalemcp_workers" not in text
+    assert "answers for this worker alone" in caplog.text

@@ -19,7 +19,9 @@ from typing import Any
 import httpx
 import trio
 
-from tests.ops.support import HEADERS, Served, call_tool, initialize, open_redis, open_serve
+from tests.harness.client import HEADERS, initialize, tool_call
+from tests.harness.redis import open_redis_server
+from tests.harness.serve import Served, open_serve
 
 CALLS = 'scalemcp_requests_total{era="session",method="tools/call",outcome="ok"}'
 NEW_SERIES = (
@@ -88,7 +90,7 @@ async def _calls(url: str, headers: dict[str, str], n: int) -> list[int]:
     pids = []
     for i in range(n):
         async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.post(url, json=call_tool("pid", 100 + i), headers=headers)
+            response = await client.post(url, json=tool_call("pid", None, 100 + i), headers=headers)
         assert response.status_code == 200, response.text
         pids.append(response.json()["result"]["structuredContent"]["result"])
     return pids
@@ -97,7 +99,8 @@ async def _calls(url: str, headers: dict[str, str], n: int) -> list[int]:
 async def _resume(url: str, headers: dict[str, str]) -> None:
     """A POST answered with SSE, then resumed from its first event (Last-Event-ID)."""
     async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.post(url, json=call_tool("slow", 900, steps=3), headers=headers)
+        response = await client.post(url, json=tool_call("slow", {"steps": 3}, 900),
+                                     headers=headers)
         ids = re.findall(r"^id: (\S+)$", response.text, flags=re.MULTILINE)
         assert len(ids) >= 3, response.text
         resumed = await client.get(url, headers={**headers, "accept": "text/event-stream",
@@ -117,8 +120,8 @@ async def test_metrics_count_every_worker_and_never_go_back(tmp_path: Path) -> N
             "--metrics-dir", str(tmp_path / "metrics"), "--metrics-flush-interval-s",
             str(FLUSH_S), "--sse-keepalive-s", "1"]
     with trio.fail_after(120):
-        async with open_redis("pw") as port, open_serve(
-            *args, "--redis-url", f"redis://:pw@127.0.0.1:{port}/0"
+        async with open_redis_server(password="pw") as redis_server, open_serve(
+            *args, "--redis-url", f"redis://:pw@127.0.0.1:{redis_server.port}/0"
         ) as served:
             url = served.base + "/mcp"
             scrapes = Scrapes(served.base)

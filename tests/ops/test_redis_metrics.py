@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from scalemcp.errors import BackendUnavailable
-from scalemcp.ops.metrics import REDIS_ERRORS, REDIS_ROUND_TRIP
+from scalemcp.observability.metrics import REGISTRY
 from scalemcp.state.redis_router import Link, error_kind
 
 
@@ -41,13 +41,20 @@ class _Client:
         return b"ok"
 
 
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _figures() -> tuple[float, float, float, float]:
+    return (_sample("scalemcp_redis_round_trip_seconds_count", operation="probe"),
+            _sample("scalemcp_redis_round_trip_seconds_sum", operation="probe"),
+            _sample("scalemcp_redis_errors_total", kind="unavailable"),
+            _sample("scalemcp_redis_errors_total", kind="connection"))
+
+
 async def test_scripts_are_timed_and_failures_counted() -> None:
     link = Link({"probe": "return 1"})
-    timed = REDIS_ROUND_TRIP.labels("probe")
-    before = (sum(timed.counts), timed.sum)
-    unavailable = REDIS_ERRORS.labels("unavailable")
-    refused = REDIS_ERRORS.labels("connection")
-    counts = (unavailable.value, refused.value)
+    before = _figures()
     with pytest.raises(BackendUnavailable), link.redis():
         pass  # not running: no client
     link.client = _Client(None)  # type: ignore[assignment]
@@ -56,6 +63,7 @@ async def test_scripts_are_timed_and_failures_counted() -> None:
     link.client = _Client(ce.ConnectionError("refused"))  # type: ignore[assignment]
     with pytest.raises(BackendUnavailable), link.redis() as client:
         await link.script(client, "probe", [], [])
-    assert sum(timed.counts) == before[0] + 2
-    assert timed.sum - before[1] >= 0.02
-    assert (unavailable.value, refused.value) == (counts[0] + 1, counts[1] + 1)
+    timed, seconds, unavailable, refused = _figures()
+    assert timed == before[0] + 2
+    assert seconds - before[1] >= 0.02
+    assert (unavailable, refused) == (before[2] + 1, before[3] + 1)

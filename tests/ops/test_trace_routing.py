@@ -21,8 +21,10 @@ from typing import Any
 import httpx
 import trio
 
+from tests.harness.client import HEADERS, initialize, tool_call
+from tests.harness.redis import open_redis_server
+from tests.harness.serve import open_serve
 from tests.ops.otlp import Collector, Exported, open_collector
-from tests.ops.support import HEADERS, call_tool, initialize, open_redis, open_serve
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 META_SPAN = "00f067aa0ba902b7"  # the tools/call's params._meta.traceparent
@@ -46,7 +48,7 @@ async def _messages(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
 
 
 def _traced_call(name: str, rid: int, **arguments: Any) -> dict[str, Any]:
-    body = call_tool(name, rid, **arguments)
+    body = tool_call(name, arguments, rid)
     body["params"]["_meta"] = {"traceparent": f"00-{TRACE}-{META_SPAN}-01"}
     return body
 
@@ -105,8 +107,8 @@ def _complete(spans: list[Exported]) -> bool:
 async def test_one_trace_spans_two_nodes() -> None:
     key = secrets.token_hex(32)
     with trio.fail_after(90):
-        async with open_redis("pw") as port, open_collector() as collector:
-            redis = f"redis://:pw@127.0.0.1:{port}/0"
+        async with open_redis_server(password="pw") as redis_server, open_collector() as collector:
+            redis = f"redis://:pw@127.0.0.1:{redis_server.port}/0"
 
             def env(name: str) -> dict[str, str]:
                 return {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SERVICE_NAME": name,

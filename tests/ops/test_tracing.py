@@ -9,16 +9,14 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
-import msgspec
 import pytest
 import trio
 
 from scalemcp.config import Config
-from scalemcp.testing import open_server
 from tests.conftest import ROOT
+from tests.harness.asgi import open_client
+from tests.harness.client import HEADERS, initialize, modern_headers, modern_meta, tool_call
 from tests.ops.app import app
-from tests.ops.support import HEADERS, call_tool, initialize
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -28,13 +26,12 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 HTTP_SPAN = "00f067aa0ba902b7"
 META_TRACE = "0af7651916cd43dd8448eb211c80319c"
 META_SPAN = "b7ad6b7169203331"
-TRACED = Config(otel_enabled=True)
+TRACED = Config.from_options(otel_enabled=True)
 
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Spans finished during the test (the process-wide SDK provider, made if need be)."""
-    pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed")
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -63,13 +60,13 @@ def _hex(value: int, width: int) -> str:
 
 async def test_session_span_continues_the_http_traceparent(spans: InMemorySpanExporter) -> None:
     with trio.fail_after(15):
-        async with open_server(app, TRACED) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, TRACED, timeout=10) as (url, client):
             sid = (await client.post(url, json=initialize(), headers=HEADERS)
                    ).headers["mcp-session-id"]
             headers = {**HEADERS, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25",
                        "traceparent": f"00-{TRACE}-{HTTP_SPAN}-01"}
             for rid, name in ((2, "whoami"), (3, "traced"), (4, "nope")):
-                response = await client.post(url, json=call_tool(name, rid), headers=headers)
+                response = await client.post(url, json=tool_call(name, None, rid), headers=headers)
                 assert response.status_code == 200, response.text
     from opentelemetry import trace
 
@@ -106,17 +103,16 @@ async def test_session_span_continues_the_http_traceparent(spans: InMemorySpanEx
 async def test_meta_traceparent_is_the_parent_and_http_a_link(
     spans: InMemorySpanExporter,
 ) -> None:
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "traceparent": f"00-{META_TRACE}-{META_SPAN}-01", "tracestate": "vendor=1"}
+    meta = {**modern_meta(), "traceparent": f"00-{META_TRACE}-{META_SPAN}-01",
+            "tracestate": "vendor=1"}
     body = {"jsonrpc": "2.0", "id": "r-1", "method": "tools/call",
             "params": {"name": "whoami", "arguments": {}, "_meta": meta}}
-    headers = {**HEADERS, "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call",
-               "mcp-name": "whoami", "traceparent": f"00-{TRACE}-{HTTP_SPAN}-01"}
+    headers = {**modern_headers("tools/call", "whoami"),
+               "traceparent": f"00-{TRACE}-{HTTP_SPAN}-01"}
     garbled = {"jsonrpc": "2.0", "id": "r-2", "method": "tools/call", "params": {
         "name": "traced", "arguments": {}, "_meta": {**meta, "traceparent": "00-nonsense"}}}
     with trio.fail_after(15):
-        async with open_server(app, TRACED) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, TRACED, timeout=10) as (url, client):
             response = await client.post(url, json=body, headers=headers)
             assert response.status_code == 200, response.text
             response = await client.post(url, json=garbled,
@@ -139,13 +135,13 @@ async def test_meta_traceparent_is_the_parent_and_http_a_link(
 
 
 async def test_no_span_without_tracing(spans: InMemorySpanExporter) -> None:
-    config = msgspec.structs.replace(TRACED, otel_enabled=False)
+    config = TRACED.replace(otel_enabled=False)
     with trio.fail_after(15):
-        async with open_server(app, config) as url, httpx.AsyncClient(timeout=10) as client:
+        async with open_client(app, config, timeout=10) as (url, client):
             sid = (await client.post(url, json=initialize(), headers=HEADERS)
                    ).headers["mcp-session-id"]
             headers = {**HEADERS, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
-            await client.post(url, json=call_tool("whoami"), headers=headers)
+            await client.post(url, json=tool_call("whoami", None, 2), headers=headers)
     assert [s.name for s in spans.get_finished_spans()] == []
 
 

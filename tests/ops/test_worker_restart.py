@@ -16,13 +16,11 @@ import httpx
 import trio
 
 from scalemcp.ops.workers import _MAX_REPLACED
-from tests.ops.support import open_serve
+from tests.harness.client import modern_headers, modern_request
+from tests.harness.serve import open_serve
 
-MODERN = {"accept": "application/json, text/event-stream", "content-type": "application/json",
-          "mcp-protocol-version": "2026-07-28", "mcp-method": "server/discover"}
-DISCOVER = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": {
-    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientCapabilities": {}}}}
+MODERN = modern_headers("server/discover")
+DISCOVER = modern_request("server/discover")
 
 
 def workers(supervisor: int) -> set[int]:

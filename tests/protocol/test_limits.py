@@ -13,7 +13,6 @@ from scalemcp.errors import InvalidRequest, ParseError
 from scalemcp.protocol.jsonrpc import Message, decode_body
 from scalemcp.protocol.limits import (
     HeaderLimits,
-    HeaderProblem,
     JsonLimits,
     check_headers,
     check_json,
@@ -194,8 +193,8 @@ BASE = [(b"host", b"example.com"), (b"accept", b"*/*")]
 def test_headers_over_a_limit(extra: list[tuple[bytes, bytes]], status: int,
                               fragment: str) -> None:
     problem = check_headers([*BASE, *extra], LIMITS)
-    assert isinstance(problem, HeaderProblem)
-    assert problem.status == status
+    assert isinstance(problem, InvalidRequest)
+    assert problem.http_status == status
     assert fragment in problem.message
 
 

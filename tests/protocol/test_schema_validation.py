@@ -1,9 +1,9 @@
 """Every JSON-RPC message the server emits validates against the official schema.
 
-The example apps are served for real (``open_server``) and driven with raw httpx
-requests, once per session-era protocol version. Each message the server sends, in a
-JSON body or as an SSE ``data:`` event, is checked twice against that version's
-``schema.json``:
+The example apps are served in memory (tests/harness/asgi.py) and driven with raw
+requests (tests/harness/client.py), once per session-era protocol version. Each message
+the server sends, in a JSON body or as an SSE ``data:`` event, is checked twice against
+that version's ``schema.json``:
 
 * as published: the envelope (``JSONRPCResponse``/``JSONRPCResultResponse``,
   ``JSONRPCError``/``JSONRPCErrorResponse``, ``JSONRPCNotification``, ``JSONRPCRequest``),
@@ -38,7 +38,9 @@ import scalemcp
 from examples.conformance import PNG_B64
 from examples.conformance import app as conformance_app
 from examples.quickstart import app as quickstart_app
-from scalemcp.testing import open_server
+from tests.harness import client
+from tests.harness.asgi import open_asgi
+from tests.harness.sse import Event, sse_events
 
 #: The official schemas, vendored from the spec repository (see tests/schemas/LICENSE-NOTE.txt).
 SCHEMA_DIR = pathlib.Path(os.environ.get(
@@ -49,7 +51,6 @@ DIALECTS: dict[str, type[Any]] = {
     "https://json-schema.org/draft/2020-12/schema": jsonschema.Draft202012Validator,
 }
 TIMEOUT_S = 15
-ACCEPT = "application/json, text/event-stream"
 
 #: The result definition for each request method the server answers.
 RESULT_DEFS = {
@@ -189,56 +190,28 @@ def schema_for(version: str) -> VersionSchema:
 # -- a raw client that validates everything it receives ------------------------------------
 
 
-def parse_sse(text: str) -> list[dict[str, str]]:
-    events: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    data: list[str] = []
-    for line in text.split("\n"):
-        line = line.removesuffix("\r")
-        if not line:
-            if current or data:
-                current["data"] = "\n".join(data)
-                events.append(current)
-            current, data = {}, []
-        elif not line.startswith(":"):
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "data":
-                data.append(value)
-            else:
-                current[field] = value
-    assert not current, f"SSE body ends mid-event: {text[-200:]!r}"
-    assert not data, f"SSE body ends mid-event: {text[-200:]!r}"
-    return events
-
-
 ServerRequestHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class Client:
-    """Raw JSON-RPC over Streamable HTTP; validates every message the server sends."""
+    """Raw JSON-RPC over Streamable HTTP (a harness session); validates every message the
+    server sends."""
 
-    def __init__(self, http: httpx.AsyncClient, url: str, version: str) -> None:
-        self.http = http
-        self.url = url
-        self.version = version
-        self.schema = schema_for(version)
-        self.session_id: str | None = None
-        self.next_id = 0
+    def __init__(self, session: client.Session) -> None:
+        self.session = session
+        self.session.next_id = 0
+        self.version = session.version
+        self.schema = schema_for(self.version)
         #: method of every request we sent, by id (to pick the result definition)
         self.methods: dict[int | str, str] = {}
         #: every message the server sent, validated, in order
         self.received: list[dict[str, Any]] = []
         #: SSE events as received (priming events included)
-        self.events: list[dict[str, str]] = []
+        self.events: list[Event] = []
 
-    def headers(self) -> dict[str, str]:
-        h = {"accept": ACCEPT, "content-type": "application/json"}
-        if self.session_id is not None:
-            h["mcp-session-id"] = self.session_id
-            if self.version >= "2025-06-18":
-                h["mcp-protocol-version"] = self.version
-        return h
+    @property
+    def next_id(self) -> int:
+        return self.session.next_id
 
     def validate(self, message: Any) -> None:
         s = self.schema
@@ -271,28 +244,19 @@ class Client:
         self.received.append(message)
 
     def _request(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
-        self.next_id += 1
-        self.methods[self.next_id] = method
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
-        if params is not None:
-            message["params"] = params
+        message = self.session.request(method, params)
+        self.methods[message["id"]] = method
         return message
 
     async def initialize(self, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
-        answer = await self.request("initialize", {
-            "protocolVersion": self.version,
-            "capabilities": capabilities or {},
-            "clientInfo": {"name": "schema-test", "version": "1.0"},
-        })
+        answer = await self.request(
+            "initialize", client.initialize_params(self.version, capabilities, "schema-test"))
         assert answer["result"]["protocolVersion"] == self.version
         await self.notify("notifications/initialized")
         return answer
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = params
-        r = await self.http.post(self.url, json=message, headers=self.headers())
+        r = await self.session.post(client.notification(method, params))
         assert r.status_code == 202, (r.status_code, r.text)
         assert r.content == b""
 
@@ -315,7 +279,7 @@ class Client:
 
     async def batch(self, calls: list[tuple[str, dict[str, Any] | None]]) -> list[Any]:
         body = [self._request(method, params) for method, params in calls]
-        r = await self.http.post(self.url, json=body, headers=self.headers())
+        r = await self.session.post(body)
         assert r.status_code == 200, (r.status_code, r.text)
         assert r.headers["content-type"].startswith("application/json")
         answer = r.json()
@@ -326,13 +290,11 @@ class Client:
     async def post(
         self, message: Any, *, on_request: ServerRequestHandler | None = None
     ) -> list[dict[str, Any]]:
-        async with self.http.stream(
-            "POST", self.url, json=message, headers=self.headers()
-        ) as r:
+        async with self.session.stream(message) as r:
             assert r.status_code == 200, (r.status_code, (await r.aread())[:500])
             if message.get("method") == "initialize":
-                self.session_id = r.headers["mcp-session-id"]
-            assert r.headers.get("mcp-session-id") == self.session_id
+                self.session.session_id = r.headers["mcp-session-id"]
+            assert r.headers.get("mcp-session-id") == self.session.session_id
             content_type = r.headers["content-type"]
             if content_type.startswith("application/json"):
                 body = json.loads(await r.aread())
@@ -345,38 +307,30 @@ class Client:
         self, r: httpx.Response, on_request: ServerRequestHandler | None
     ) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
-        buffer = ""
         first = True
-        async for chunk in r.aiter_text():
-            buffer += chunk
-            while "\n\n" in buffer:
-                raw, buffer = buffer.split("\n\n", 1)
-                (event,) = parse_sse(raw + "\n\n") or [{}]
-                if not event:
-                    continue  # a keep-alive comment
-                self.events.append(event)
-                assert "id" in event, f"SSE event without an id (not resumable): {event}"
-                if event["data"] == "":
-                    # The 2025-11-25 priming event: first, with an id and a retry hint.
-                    assert first, "empty SSE event that is not the priming event"
-                    assert self.version >= "2025-11-25", "priming event before 2025-11-25"
-                    assert int(event["retry"]) >= 0
-                    first = False
-                    continue
-                if first and self.version >= "2025-11-25":
-                    raise AssertionError(f"2025-11-25 SSE stream without priming event: {event}")
+        async for event in sse_events(r, complete=True):  # keep-alive comments: no event
+            self.events.append(event)
+            assert event.id is not None, f"SSE event without an id (not resumable): {event}"
+            if event.data == "":
+                # The 2025-11-25 priming event: first, with an id and a retry hint.
+                assert first, "empty SSE event that is not the priming event"
+                assert self.version >= "2025-11-25", "priming event before 2025-11-25"
+                assert event.retry is not None
+                assert event.retry >= 0
                 first = False
-                assert event.get("event", "message") == "message"
-                message = json.loads(event["data"])
-                self.validate(message)
-                messages.append(message)
-                if "method" in message and "id" in message:
-                    assert on_request is not None, f"unexpected server request: {message}"
-                    result = await on_request(message)
-                    reply = {"jsonrpc": "2.0", "id": message["id"], "result": result}
-                    answer = await self.http.post(self.url, json=reply, headers=self.headers())
-                    assert answer.status_code == 202, (answer.status_code, answer.text)
-        assert buffer.strip() == "", f"SSE body ends mid-event: {buffer!r}"
+                continue
+            if first and self.version >= "2025-11-25":
+                raise AssertionError(f"2025-11-25 SSE stream without priming event: {event}")
+            first = False
+            assert event.event in (None, "message")
+            message = json.loads(event.data)
+            self.validate(message)
+            messages.append(message)
+            if "method" in message and "id" in message:
+                assert on_request is not None, f"unexpected server request: {message}"
+                result = await on_request(message)
+                answer = await self.session.post(client.result(message["id"], result))
+                assert answer.status_code == 202, (answer.status_code, answer.text)
         assert messages, "SSE answer without any message"
         return messages
 
@@ -386,12 +340,12 @@ async def connect(
     app: scalemcp.App, version: str, capabilities: dict[str, Any] | None = None
 ) -> AsyncIterator[Client]:
     async with (
-        open_server(app, scalemcp.Config()) as url,
-        httpx.AsyncClient(timeout=TIMEOUT_S) as http,
+        open_asgi(app, scalemcp.Config()) as served,
+        served.client(timeout=TIMEOUT_S) as http,
     ):
-        client = Client(http, url, version)
-        await client.initialize(capabilities)
-        yield client
+        c = Client(client.Session(http, served.url, version))
+        await c.initialize(capabilities)
+        yield c
 
 
 def text_of(result: dict[str, Any]) -> str:
@@ -503,7 +457,7 @@ async def test_structured_output_and_bad_arguments(version: str) -> None:
                 "name": "add", "arguments": {"a": 2, "b": 3}}))["result"]
             expected = {"city": "Paris", "temperature_c": 21.5, "conditions": "sunny"}
             assert json.loads(text_of(forecast)) == expected
-            assert json.loads(text_of(added)) == {"result": 5}
+            assert json.loads(text_of(added)) == 5  # the value, not its wrapper
             if version >= "2025-06-18":
                 assert forecast["structuredContent"] == expected
                 assert added["structuredContent"] == {"result": 5}
@@ -606,7 +560,7 @@ async def test_progress_and_log_notifications_on_sse(version: str) -> None:
             assert all(n["progressToken"] == "tok-1" and n["total"] == 100 for n in notes)
             assert notes[1]["message"] == "step 50"
             if version >= "2025-11-25":
-                assert c.events[0]["data"] == "", "no priming event"
+                assert c.events[0].data == "", "no priming event"
 
             assert (await c.request("logging/setLevel", {"level": "debug"}))["result"] == {}
             before = len(c.received)
@@ -732,7 +686,7 @@ async def test_optional_descriptor_fields_follow_the_version(version: str) -> No
             (prompt,) = (await c.request("prompts/list"))["result"]["prompts"]
             called = (await c.request("tools/call", {
                 "name": "add_titled", "arguments": {"a": 1, "b": 2}}))["result"]
-            assert json.loads(text_of(called)) == {"result": 3}
+            assert json.loads(text_of(called)) == 3
             assert tool["annotations"]["readOnlyHint"] is True
             has_titles = version >= "2025-06-18"
             assert ("title" in info) is has_titles

@@ -13,23 +13,18 @@ from typing import Any
 
 import httpx
 import jwt
-import trio
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 import scalemcp
+from tests.harness import client
+from tests.harness.client import ACCEPT, SESSION_VERSION, modern_meta
 from tests.stub_server import send_json, serving
 
-ACCEPT = "application/json, text/event-stream"
-SESSION_VERSION = "2025-11-25"
-MODERN_VERSION = "2026-07-28"
 ISSUER = "https://auth.example.com"
 RESOURCE = "https://mcp.example.com/mcp"
 PRM_URL = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
-META = {
-    "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
-    "io.modelcontextprotocol/clientCapabilities": {},
-}
+META = modern_meta()
 
 
 def scoped_app() -> scalemcp.App:
@@ -123,26 +118,7 @@ async def open_jwks_server(document: dict[str, Any]) -> AsyncIterator[JWKSServer
         yield server
 
 
-@asynccontextmanager
-async def open_custom_server(
-    app: scalemcp.App, config: scalemcp.Config, authenticator: Any
-) -> AsyncIterator[str]:
-    """Like scalemcp.testing.open_server, with a custom authenticator."""
-    from hypercorn.trio import serve
-
-    from scalemcp.server import hypercorn_config
-
-    hc = hypercorn_config(config)
-    hc.bind = ["127.0.0.1:0"]
-    hc.graceful_timeout = 0.5
-    async with trio.open_nursery() as nursery:
-        asgi = scalemcp.asgi_app(app, config, authenticator=authenticator)
-        binds = await nursery.start(serve, asgi, hc)
-        yield binds[0] + config.path
-        nursery.cancel_scope.cancel()
-
-
-# -- MCP over raw HTTP -------------------------------------------------------------------
+# -- MCP over raw HTTP (tests/harness/client.py) ------------------------------------------
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -150,24 +126,14 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def rpc(method: str, params: dict[str, Any] | None = None, rid: int = 1) -> dict[str, Any]:
-    message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
-    if params is not None:
-        message["params"] = params
-    return message
+    return client.request(method, params, rid)
 
 
 async def initialize(http: httpx.AsyncClient, url: str, auth: dict[str, str]) -> str:
     """A new session-era session; returns its id."""
-    params = {"protocolVersion": SESSION_VERSION, "capabilities": {},
-              "clientInfo": {"name": "t", "version": "0"}}
-    r = await http.post(url, json=rpc("initialize", params, 0),
-                        headers={"accept": ACCEPT, **auth})
-    assert r.status_code == 200, r.text
-    sid = r.headers["mcp-session-id"]
-    r = await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                        headers=session_headers(sid, auth))
-    assert r.status_code == 202, r.text
-    return sid
+    session = client.Session(http, url, SESSION_VERSION, auth=auth, name="t")
+    await session.initialize()
+    return session.session_id
 
 
 def session_headers(sid: str, auth: dict[str, str]) -> dict[str, str]:
@@ -187,12 +153,7 @@ async def modern_call(
     http: httpx.AsyncClient, url: str, auth: dict[str, str], method: str,
     params: dict[str, Any] | None = None, name: str | None = None,
 ) -> httpx.Response:
-    headers = {"accept": ACCEPT, "mcp-protocol-version": MODERN_VERSION, "mcp-method": method,
-               **auth}
-    if name is not None:
-        headers["mcp-name"] = name
-    return await http.post(url, json=rpc(method, {**(params or {}), "_meta": META}, 9),
-                           headers=headers)
+    return await client.Stateless(http, url, auth=auth).call(method, params, name, rid=9)
 
 
 def challenge_params(value: str) -> dict[str, str]:

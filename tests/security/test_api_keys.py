@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import pathlib
 
-import httpx
 import msgspec
 import pytest
 import trio
@@ -15,7 +14,7 @@ from scalemcp.cli import main as cli_main
 from scalemcp.config import load_config
 from scalemcp.security.api_keys import APIKeyAuthenticator, load_api_keys
 from scalemcp.server import ConfigError, check_config
-from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 
 from .support import challenge_params, initialize, scoped_app, session_call
 
@@ -35,9 +34,9 @@ def keys_file(tmp_path: pathlib.Path) -> str:
 
 
 async def test_either_header_authenticates(tmp_path: pathlib.Path) -> None:
-    config = scalemcp.Config(auth="api_key", api_keys_file=keys_file(tmp_path))
+    config = scalemcp.Config.from_options(auth="api_key", api_keys_file=keys_file(tmp_path))
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config) as (url, http):
             for auth in ({"x-api-key": ALICE_KEY}, {"authorization": f"Bearer {ALICE_KEY}"},
                          {"authorization": f"bearer {ALICE_KEY}", "x-api-key": ALICE_KEY}):
                 sid = await initialize(http, url, auth)
@@ -47,7 +46,7 @@ async def test_either_header_authenticates(tmp_path: pathlib.Path) -> None:
 
 
 async def test_refusals(tmp_path: pathlib.Path) -> None:
-    config = scalemcp.Config(auth="api_key", api_keys_file=keys_file(tmp_path))
+    config = scalemcp.Config.from_options(auth="api_key", api_keys_file=keys_file(tmp_path))
     cases = {
         "no credentials": ({}, 401, None),
         "another scheme": ({"authorization": "Basic YWxpY2U6eA=="}, 401, None),
@@ -58,7 +57,7 @@ async def test_refusals(tmp_path: pathlib.Path) -> None:
         "bad token characters": ({"authorization": "Bearer a b"}, 400, "invalid_request"),
     }
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config) as (url, http):
             for case, (headers, status, error) in cases.items():
                 r = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
                                     headers={"accept": "application/json, text/event-stream",
@@ -116,8 +115,8 @@ def test_keys_from_the_environment() -> None:
            "SCALEMCP_API_KEYS": f"{sha(ALICE_KEY)} alice admin tools:call, {sha(BOB_KEY)} bob",
            "SCALEMCP_REQUIRED_SCOPES": "a,b"}
     config = load_config(env=env)
-    assert config.required_scopes == ["a", "b"]
-    entries = load_api_keys(config.api_keys_file, config.api_keys)
+    assert config.auth.required_scopes == ["a", "b"]
+    entries = load_api_keys(config.auth.api_keys_file, config.auth.api_keys)
     assert {e.principal: e.scopes for e in entries} == {
         "alice": frozenset({"admin", "tools:call"}), "bob": frozenset()}
 
@@ -131,12 +130,12 @@ def test_keys_from_the_environment() -> None:
 ])
 def test_bad_key_settings_are_refused(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        scalemcp.asgi_app(scoped_app(), scalemcp.Config(**settings))  # type: ignore[arg-type]
+        scalemcp.asgi_app(scoped_app(), scalemcp.Config.from_options(**settings))  # type: ignore[arg-type]
 
 
 def test_a_bad_keys_file_fails_at_start(tmp_path: pathlib.Path) -> None:
     bad = tmp_path / "keys.txt"
     bad.write_text(f"{sha(ALICE_KEY)} alice\n{ALICE_KEY} alice\n")
-    config = scalemcp.Config(auth="api_key", api_keys_file=str(bad), port=0)
+    config = scalemcp.Config.from_options(auth="api_key", api_keys_file=str(bad), port=0)
     with pytest.raises(ConfigError, match=r"keys.txt:2: "):
         check_config(config)

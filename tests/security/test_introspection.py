@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 import msgspec
 import pytest
 import trio
@@ -26,7 +25,7 @@ import scalemcp
 from scalemcp.errors import BackendUnavailable, InvalidCredentials
 from scalemcp.security.gate import check_auth_config
 from scalemcp.security.introspection import IntrospectionAuthenticator
-from scalemcp.testing import open_server
+from tests.harness.asgi import client_of, open_asgi, open_client
 from tests.stub_server import send_json, serving
 
 from .support import (
@@ -48,8 +47,10 @@ SECRET = "s3cr3t-never-logged"
 
 
 def answer(sub: str = "alice", scope: str = "mcp", **extra: Any) -> dict[str, Any]:
+    # TOKENS are made when the module is imported, and a slow machine may run these tests
+    # many minutes after collection: a day leaves no doubt they are still valid.
     return {"active": True, "sub": sub, "scope": scope, "aud": RESOURCE,
-            "exp": int(time.time()) + 600, **extra}
+            "exp": int(time.time()) + 86_400, **extra}
 
 
 TOKENS: dict[str, dict[str, Any]] = {
@@ -101,7 +102,7 @@ def config(url: str, **overrides: Any) -> scalemcp.Config:
         introspection_client_secret=SECRET, resource_uri=RESOURCE, authorization_servers=[AS],
         required_scopes=["mcp"], jwt_leeway_s=0.0)
     settings.update(overrides)
-    return scalemcp.Config(**settings)
+    return scalemcp.Config.from_options(**settings)
 
 
 @pytest.fixture(autouse=True)
@@ -119,8 +120,7 @@ async def test_active_inactive_audience_scope() -> None:
     with trio.fail_after(20):
         async with (
             open_endpoint() as endpoint,
-            open_server(scoped_app(), config(endpoint.url)) as url,
-            httpx.AsyncClient() as http,
+            open_client(scoped_app(), config(endpoint.url)) as (url, http),
         ):
             alice = bearer("opaque-alice")
             sid = await initialize(http, url, alice)
@@ -158,8 +158,7 @@ async def test_verdicts_are_cached() -> None:
     with trio.fail_after(20):
         async with (
             open_endpoint() as endpoint,
-            open_server(scoped_app(), config(endpoint.url)) as url,
-            httpx.AsyncClient() as http,
+            open_client(scoped_app(), config(endpoint.url)) as (url, http),
         ):
             alice = bearer("opaque-alice")
             sid = await initialize(http, url, alice)  # two requests
@@ -177,13 +176,14 @@ async def test_an_unavailable_endpoint_is_503_not_401() -> None:
         dead = endpoint.url
     with trio.fail_after(20):
         async with (
-            open_server(scoped_app(), config(dead)) as url,
+            open_asgi(scoped_app(), config(dead), port=8001) as to_dead,
             open_endpoint() as live,
-            open_server(scoped_app(), config(live.url)) as url_live,
-            open_server(scoped_app(), config(live.url, introspection_client_secret="wrong"))
-            as url_wrong_secret,
-            httpx.AsyncClient() as http,
+            open_asgi(scoped_app(), config(live.url), port=8002) as to_live,
+            open_asgi(scoped_app(), config(live.url, introspection_client_secret="wrong"),
+                      port=8003) as with_wrong_secret,
+            client_of(to_dead, to_live, with_wrong_secret) as http,
         ):
+            url, url_live, url_wrong_secret = to_dead.url, to_live.url, with_wrong_secret.url
             r = await http.post(url, json={}, headers=bearer("opaque-alice"))
             assert r.status_code == 503
             assert r.headers["retry-after"] == "1"
@@ -209,7 +209,7 @@ async def test_jwts_are_checked_locally_opaque_tokens_introspected() -> None:
         ):
             both = config(endpoint.url, jwt_jwks_url=keys.url,
                           jwt_issuer="https://auth.example.com")
-            async with open_server(scoped_app(), both) as url, httpx.AsyncClient() as http:
+            async with open_client(scoped_app(), both) as (url, http):
                 await initialize(http, url, bearer(key.token()))
                 await initialize(http, url, bearer("opaque-alice"))
                 r = await http.post(url, json={}, headers=bearer(key.token(aud="https://x.y/")))
@@ -225,7 +225,7 @@ async def test_the_client_secret_can_come_from_a_file(tmp_path: pathlib.Path) ->
         async with open_endpoint() as endpoint:
             settings = config(endpoint.url, introspection_client_secret=None,
                               introspection_client_secret_file=str(secret_file))
-            async with open_server(scoped_app(), settings) as url, httpx.AsyncClient() as http:
+            async with open_client(scoped_app(), settings) as (url, http):
                 assert await initialize(http, url, bearer("opaque-alice"))
 
 

@@ -8,13 +8,12 @@ import pathlib
 import time
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
 import scalemcp
 from scalemcp.security.gate import check_auth_config
-from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 
 from .support import (
     ISSUER,
@@ -38,7 +37,7 @@ def jwt_config(**overrides: Any) -> scalemcp.Config:
         auth="jwt", jwt_issuer=ISSUER, resource_uri=RESOURCE, authorization_servers=[AS],
         required_scopes=["mcp"], jwt_leeway_s=0.0)
     settings.update(overrides)
-    return scalemcp.Config(**settings)
+    return scalemcp.Config.from_options(**settings)
 
 
 def jwks_file(tmp_path: pathlib.Path, document: dict[str, Any]) -> str:
@@ -69,7 +68,7 @@ async def test_refusals_are_401_with_the_challenge(tmp_path: pathlib.Path) -> No
         "alg none": (none_alg, "invalid token"),
     }
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config) as (url, http):
             r = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
             assert r.status_code == 401
             params = challenge_params(r.headers["www-authenticate"])
@@ -99,7 +98,7 @@ async def test_scopes_from_scope_and_scp(tmp_path: pathlib.Path) -> None:
     key = signer("k1")
     config = jwt_config(jwt_jwks_file=jwks_file(tmp_path, jwks(key)))
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config) as (url, http):
             for claims, visible in (
                 ({"scope": "mcp"}, {"public"}),
                 ({"scope": "mcp admin"}, {"public", "admin_tool"}),
@@ -117,7 +116,7 @@ async def test_session_is_bound_to_the_token_subject(tmp_path: pathlib.Path) -> 
     config = jwt_config(jwt_jwks_file=jwks_file(tmp_path, jwks(key)))
     alice, bob = bearer(key.token(sub="alice")), bearer(key.token(sub="bob"))
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config) as (url, http):
             sid = await initialize(http, url, alice)
             r = await session_call(http, url, sid, bob, "ping")
             assert r.status_code == 404
@@ -130,7 +129,7 @@ async def test_session_is_bound_to_the_token_subject(tmp_path: pathlib.Path) -> 
 async def test_protected_resource_metadata(tmp_path: pathlib.Path) -> None:
     config = jwt_config(jwt_jwks_file=jwks_file(tmp_path, jwks(signer("k1"))))
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config) as (url, http):
             base = url.removesuffix("/mcp")
             for path in ("/.well-known/oauth-protected-resource",
                          "/.well-known/oauth-protected-resource/mcp"):
@@ -150,7 +149,7 @@ async def test_protected_resource_metadata(tmp_path: pathlib.Path) -> None:
             assert r.status_code == 405
     # Without OAuth there is no metadata to serve.
     with trio.fail_after(20):
-        async with open_server(scoped_app()) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app()) as (url, http):
             r = await http.get(url.removesuffix("/mcp") + "/.well-known/oauth-protected-resource")
             assert r.status_code == 404
 
@@ -160,7 +159,7 @@ async def test_jwks_url_is_cached_and_refetched_for_a_new_kid() -> None:
     with trio.fail_after(20):
         async with open_jwks_server(jwks(old)) as keys:
             config = jwt_config(jwt_jwks_url=keys.url, jwt_jwks_min_refetch_s=0.0)
-            async with open_server(scoped_app(), config) as url, httpx.AsyncClient() as http:
+            async with open_client(scoped_app(), config) as (url, http):
                 for _ in range(3):
                     r = await http.post(url, json={}, headers=bearer(old.token()))
                     assert r.status_code == 400  # authenticated; the body is not JSON-RPC
@@ -179,7 +178,7 @@ async def test_unknown_kids_refetch_at_most_once_per_interval() -> None:
     with trio.fail_after(20):
         async with open_jwks_server(jwks(key)) as keys:
             config = jwt_config(jwt_jwks_url=keys.url, jwt_jwks_min_refetch_s=60.0)
-            async with open_server(scoped_app(), config) as url, httpx.AsyncClient() as http:
+            async with open_client(scoped_app(), config) as (url, http):
                 r = await http.post(url, json={}, headers=bearer(key.token()))
                 assert (r.status_code, keys.hits) == (400, 1)
                 for n in range(5):
@@ -193,7 +192,7 @@ async def test_jwks_unreachable_is_503_not_401() -> None:
         dead_url = keys.url
     config = jwt_config(jwt_jwks_url=dead_url)
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config) as (url, http):
             r = await http.post(url, json={}, headers=bearer(signer("k1").token()))
             assert r.status_code == 503
             assert r.headers["retry-after"] == "30"

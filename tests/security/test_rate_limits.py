@@ -11,25 +11,26 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 import pytest
 import trio
 import trio_websocket
-from hypercorn.trio import serve
+from trio.testing import MockClock
 
 import scalemcp
-from scalemcp.ops.metrics import RATE_LIMITED
-from scalemcp.server import ConfigError, check_config, hypercorn_config
+from scalemcp.observability.metrics import REGISTRY
+from scalemcp.server import ConfigError, check_config
 from scalemcp.state.base import StateBackend
 from scalemcp.state.redis import RedisBackend
 from scalemcp.testing import open_server
 from scalemcp.transport.asgi import ASGIApp
-from tests.conftest import free_port
-from tests.state.conftest import RedisServer
+from tests.harness.asgi import InProcess, client_of, open_asgi, open_client
+from tests.harness.ports import refused_port
+from tests.harness.redis import RedisServer
 
 from .support import ACCEPT, SESSION_VERSION, initialize, modern_call, rpc, session_headers
 
@@ -93,14 +94,19 @@ def refusal(r: httpx.Response, limit: str) -> dict[str, Any]:
     return error
 
 
+def _limited(limit: str) -> float:
+    return REGISTRY.get_sample_value("scalemcp_rate_limited_total", {"limit": limit}) or 0.0
+
+
 # -- rate limits, memory backend ---------------------------------------------------------
 
 
-async def test_principal_limit_refuses_then_refills() -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=2.0)  # 2 requests at once
-    before = RATE_LIMITED.labels("principal").value
+async def test_principal_limit_refuses_then_refills(autojump_clock: MockClock) -> None:
+    """In memory, on mock time: the wait for the refill costs nothing."""
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=2.0)  # 2 requests at once
+    before = _limited("principal")
     with trio.fail_after(20):
-        async with open_server(limits_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(limits_app(), config) as (url, http):
             sid = await initialize(http, url, NO_AUTH)  # one token; notifications are free
             assert (await post(http, url, sid, call("fast", 2))).status_code == 200
             r = await post(http, url, sid, call("fast", 3))
@@ -117,25 +123,27 @@ async def test_principal_limit_refuses_then_refills() -> None:
             ok = await post(http, url, sid, call("fast", 4))
             assert ok.status_code == 200
             assert ok.json()["result"]["structuredContent"] == {"result": 0}
-    assert RATE_LIMITED.labels("principal").value == before + 1
+    assert _limited("principal") == before + 1
 
 
 async def test_principals_have_their_own_budgets() -> None:
     keys = {"alice": "smk_alice-" + "a" * 16, "bob": "smk_bob-" + "b" * 16}
     entries = [f"{hashlib.sha256(k.encode()).hexdigest()} {p}" for p, k in keys.items()]
-    config = scalemcp.Config(auth="api_key", api_keys=entries, rate_limit_per_principal_rps=1.0)
+    config = scalemcp.Config.from_options(auth="api_key", api_keys=entries,
+                                          rate_limit_per_principal_rps=1.0)
     alice, bob = ({"x-api-key": keys["alice"]}, {"x-api-key": keys["bob"]})
     with trio.fail_after(20):
-        async with open_server(limits_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(limits_app(), config) as (url, http):
             assert (await modern_call(http, url, alice, "tools/list")).status_code == 200
             refusal(await modern_call(http, url, alice, "tools/list"), "principal")
             assert (await modern_call(http, url, bob, "tools/list")).status_code == 200
 
 
 async def test_modern_era_gets_429_and_a_jsonrpc_error() -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=0.5)  # 1 at once, then 1 per 2 s
+    # 1 at once, then 1 per 2 s
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=0.5)
     with trio.fail_after(20):
-        async with open_server(limits_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(limits_app(), config) as (url, http):
             first = await modern_call(http, url, NO_AUTH, "tools/list")
             assert first.status_code == 200
             r = await modern_call(http, url, NO_AUTH, "tools/list")
@@ -145,9 +153,9 @@ async def test_modern_era_gets_429_and_a_jsonrpc_error() -> None:
 
 
 async def test_per_tool_limits_are_independent() -> None:
-    config = scalemcp.Config(rate_limit_tools=["slow=0.5", "own=0"])
+    config = scalemcp.Config.from_options(rate_limit_tools=["slow=0.5", "own=0"])
     with trio.fail_after(20):
-        async with open_server(limits_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(limits_app(), config) as (url, http):
             sid = await initialize(http, url, NO_AUTH)
             assert (await post(http, url, sid, call("slow", 2))).status_code == 200
             error = refusal(await post(http, url, sid, call("slow", 3)), "tool")
@@ -163,7 +171,7 @@ async def test_per_tool_limits_are_independent() -> None:
 
 async def test_a_tool_limit_from_the_app_api() -> None:
     with trio.fail_after(20):
-        async with open_server(limits_app()) as url, httpx.AsyncClient() as http:
+        async with open_client(limits_app()) as (url, http):
             params = {"name": "own", "arguments": {}}
             ok = await modern_call(http, url, NO_AUTH, "tools/call", params, name="own")
             assert ok.status_code == 200, ok.text
@@ -176,9 +184,9 @@ async def test_a_tool_limit_from_the_app_api() -> None:
 
 def test_bad_tool_rates_stop_the_server() -> None:
     with pytest.raises(ConfigError, match="rate_limit_tools"):
-        check_config(scalemcp.Config(port=0, rate_limit_tools=["slow:1"]))
+        check_config(scalemcp.Config.from_options(port=0, rate_limit_tools=["slow:1"]))
     with pytest.raises(ConfigError, match="rate_limit_tools"):
-        check_config(scalemcp.Config(port=0, rate_limit_tools=["slow=-1"]))
+        check_config(scalemcp.Config.from_options(port=0, rate_limit_tools=["slow=-1"]))
 
 
 # -- in-flight limits ---------------------------------------------------------------------
@@ -186,9 +194,9 @@ def test_bad_tool_rates_stop_the_server() -> None:
 
 async def test_inflight_limit_per_session() -> None:
     gate = Gate()
-    config = scalemcp.Config(max_inflight_per_session=2)
+    config = scalemcp.Config.from_options(max_inflight_per_session=2)
     with trio.fail_after(20):
-        async with open_server(limits_app(gate), config) as url, httpx.AsyncClient() as http:
+        async with open_client(limits_app(gate), config) as (url, http):
             sid = await initialize(http, url, NO_AUTH)
             answers: list[httpx.Response] = []
 
@@ -211,10 +219,10 @@ async def test_inflight_limit_per_session() -> None:
 
 async def test_inflight_limit_per_principal_for_stateless_requests() -> None:
     gate = Gate()
-    config = scalemcp.Config(max_inflight_per_principal=1)
+    config = scalemcp.Config.from_options(max_inflight_per_principal=1)
     params = {"name": "wait", "arguments": {}}
     with trio.fail_after(20):
-        async with open_server(limits_app(gate), config) as url, httpx.AsyncClient() as http:
+        async with open_client(limits_app(gate), config) as (url, http):
             held: list[httpx.Response] = []
 
             async def hold() -> None:
@@ -235,11 +243,11 @@ async def test_inflight_limit_per_principal_for_stateless_requests() -> None:
 
 
 async def test_legacy_sse_gets_the_error_on_its_stream() -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=1.0)
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=1.0)
     init = rpc("initialize", {"protocolVersion": "2024-11-05", "capabilities": {},
                               "clientInfo": {"name": "t", "version": "1"}}, 1)
     with trio.fail_after(20):
-        async with open_server(limits_app(), config) as url, httpx.AsyncClient() as http:
+        async with open_client(limits_app(), config) as (url, http):
             base = url.removesuffix("/mcp")
             async with http.stream("GET", base + "/sse") as stream:
                 lines = stream.aiter_lines()
@@ -256,7 +264,7 @@ async def test_legacy_sse_gets_the_error_on_its_stream() -> None:
 
 
 async def test_websocket_gets_an_error_frame_and_stays_open() -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=1.0)
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=1.0)
     init = rpc("initialize", {"protocolVersion": SESSION_VERSION, "capabilities": {},
                               "clientInfo": {"name": "t", "version": "1"}}, 1)
     with trio.fail_after(20):
@@ -269,6 +277,7 @@ async def test_websocket_gets_an_error_frame_and_stays_open() -> None:
                 refused = json.loads(await ws.get_message())
                 assert refused["id"] == 7
                 assert refused["error"]["code"] == CODE
+                # Real time: a real server (WebSocket) refills on the real clock.
                 await trio.sleep(refused["error"]["data"]["retryAfterSeconds"] + 0.1)
                 await ws.send_message(json.dumps(call("fast", 8)))
                 assert json.loads(await ws.get_message())["id"] == 8
@@ -284,32 +293,22 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
-@asynccontextmanager
-async def open_worker(
-    app: scalemcp.App, config: scalemcp.Config, state: StateBackend
-) -> AsyncIterator[str]:
-    """One worker serving ``app`` over ``state`` on port 0; yields its MCP URL."""
-    hc = hypercorn_config(config)
-    hc.bind = ["127.0.0.1:0"]
-    hc.graceful_timeout = 0.5
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, ASGIApp(app, config, state), hc)
-        try:
-            yield binds[0] + config.path
-        finally:
-            nursery.cancel_scope.cancel()
+def worker(app: scalemcp.App, config: scalemcp.Config, state: StateBackend,
+           port: int = 80) -> AbstractAsyncContextManager[InProcess]:
+    """One worker serving ``app`` over ``state`` (in memory)."""
+    return open_asgi(ASGIApp(app, config, state), port=port)
 
 
 async def test_two_workers_share_one_fleet_wide_budget(redis_server: RedisServer) -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=0.2, rate_limit_burst_s=20.0)
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=0.2, rate_limit_burst_s=20.0)
     prefix = f"t{secrets.token_hex(4)}:"
     one = RedisBackend(redis_server.url, key_prefix=prefix)
     two = RedisBackend(redis_server.url, key_prefix=prefix)
     app = limits_app()
     with trio.fail_after(20):
-        async with (open_worker(app, config, one) as url_one,
-                    open_worker(app, config, two) as url_two,
-                    httpx.AsyncClient() as http):
+        async with (worker(app, config, one, 8001) as a, worker(app, config, two, 8002) as b,
+                    client_of(a, b) as http):
+            url_one, url_two = a.url, b.url
             statuses = [(await modern_call(http, url, NO_AUTH, "tools/list")).status_code
                         for url in (url_one, url_two) * 3]
             assert statuses == [200, 200, 200, 200, 429, 429]  # 4 in all, not 4 per worker
@@ -317,10 +316,11 @@ async def test_two_workers_share_one_fleet_wide_budget(redis_server: RedisServer
 
 
 async def test_a_dead_redis_fails_open() -> None:
-    config = scalemcp.Config(rate_limit_per_principal_rps=1.0)
-    dead = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", connect_timeout_s=0.5)
-    with trio.fail_after(20):
-        async with open_worker(limits_app(), config, dead) as url, httpx.AsyncClient() as http:
+    config = scalemcp.Config.from_options(rate_limit_per_principal_rps=1.0)
+    with refused_port() as port, trio.fail_after(20):
+        dead = RedisBackend(f"redis://127.0.0.1:{port}/0", connect_timeout_s=0.5)
+        async with worker(limits_app(), config, dead) as served, served.client() as http:
+            url = served.url
             for _ in range(3):  # over the limit, yet served: stateless requests need no Redis
                 r = await modern_call(http, url, NO_AUTH, "tools/list")
                 assert r.status_code == 200, r.text

@@ -8,7 +8,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 import pytest
 import trio
 import trio_websocket
@@ -17,12 +16,12 @@ import scalemcp
 from scalemcp.errors import InvalidCredentials
 from scalemcp.security.principal import Principal
 from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 
 from .support import (
     challenge_params,
     initialize,
     modern_call,
-    open_custom_server,
     scoped_app,
     session_call,
 )
@@ -59,7 +58,7 @@ def key_config() -> scalemcp.Config:
     def entry(key: str, rest: str) -> str:
         return f"{hashlib.sha256(key.encode()).hexdigest()} {rest}"
 
-    return scalemcp.Config(auth="api_key", api_keys=[entry("admin-key", "root admin"),
+    return scalemcp.Config.from_options(auth="api_key", api_keys=[entry("admin-key", "root admin"),
                                                      entry("user-key", "user")])
 
 
@@ -70,7 +69,7 @@ def names(body: dict[str, Any], method: str) -> set[str]:
 
 async def test_session_era_lists_and_uses() -> None:
     with trio.fail_after(20):
-        async with open_server(scoped_app(), key_config()) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), key_config()) as (url, http):
             admin_sid = await initialize(http, url, ADMIN)
             user_sid = await initialize(http, url, USER)
             for method in LISTS:
@@ -99,7 +98,7 @@ async def test_session_era_lists_and_uses() -> None:
 
 async def test_modern_era_lists_and_403() -> None:
     with trio.fail_after(20):
-        async with open_server(scoped_app(), key_config()) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), key_config()) as (url, http):
             for method in LISTS:
                 r = await modern_call(http, url, USER, method)
                 assert names(r.json(), method) == PUBLIC[method], method
@@ -165,8 +164,8 @@ class HeaderAuthenticator:
 
 async def test_a_custom_authenticator() -> None:
     with trio.fail_after(20):
-        async with open_custom_server(scoped_app(), scalemcp.Config(),
-                                      HeaderAuthenticator()) as url, httpx.AsyncClient() as h:
+        async with open_client(scoped_app(), scalemcp.Config(),
+                               authenticator=HeaderAuthenticator()) as (url, h):
             r = await modern_call(h, url, {}, "tools/list")  # anonymous: unscoped items only
             assert names(r.json(), "tools/list") == {"public"}
             r = await modern_call(h, url, {"x-user": "eve:admin"}, "tools/list")
@@ -174,9 +173,9 @@ async def test_a_custom_authenticator() -> None:
             r = await modern_call(h, url, {"x-user": "mallory"}, "tools/list")
             assert r.status_code == 401
             assert challenge_params(r.headers["www-authenticate"])["error"] == "invalid_token"
-        config = scalemcp.Config(required_scopes=["mcp"])
-        async with open_custom_server(scoped_app(), config,
-                                      HeaderAuthenticator()) as url, httpx.AsyncClient() as h:
+        config = scalemcp.Config.from_options(required_scopes=["mcp"])
+        async with open_client(scoped_app(), config,
+                               authenticator=HeaderAuthenticator()) as (url, h):
             r = await modern_call(h, url, {}, "tools/list")
             assert r.status_code == 401
             r = await modern_call(h, url, {"x-user": "eve:admin"}, "tools/list")

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import hashlib
 
-import httpx
 import trio
 
 import scalemcp
-from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 
 from .support import ACCEPT, initialize, rpc, scoped_app, session_call
 
@@ -20,12 +19,12 @@ BOB = {"x-api-key": "bob-key"}
 def config() -> scalemcp.Config:
     entries = [f"{hashlib.sha256(k.encode()).hexdigest()} {p}"
                for k, p in (("alice-key", "alice"), ("bob-key", "bob"))]
-    return scalemcp.Config(auth="api_key", api_keys=entries)
+    return scalemcp.Config.from_options(auth="api_key", api_keys=entries)
 
 
 async def test_streamable_session_bound_to_principal() -> None:
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config()) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config()) as (url, http):
             sid = await initialize(http, url, ALICE)
             r = await session_call(http, url, sid, BOB, "ping")
             assert r.status_code == 404
@@ -42,7 +41,7 @@ async def test_streamable_session_bound_to_principal() -> None:
 
 async def test_legacy_sse_session_bound_to_principal() -> None:
     with trio.fail_after(20):
-        async with open_server(scoped_app(), config()) as url, httpx.AsyncClient() as http:
+        async with open_client(scoped_app(), config()) as (url, http):
             base = url.removesuffix("/mcp")
             async with http.stream("GET", base + "/sse", headers={
                     "accept": "text/event-stream", **ALICE}) as stream:

@@ -3,16 +3,24 @@ Redis fleet behaviours.
 
 Each test runs against every backend (``open_backend`` is parametrized); the tests at the
 end run two Redis backends ("workers") that share one redis-server or one cluster.
+
+A test about time (idle TTLs, claims) takes the ``clock`` fixture: mock time on the memory
+backend, so its sleeps cost nothing; real time on Redis, whose TTLs run on its own clock.
+A test that needs a read to be waiting before it writes waits for every task to block
+(``wait_all_tasks_blocked``) and checks that the read has not returned.
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import trio
+from trio.testing import MockClock, wait_all_tasks_blocked
 
 from scalemcp.errors import BackendUnavailable
 from scalemcp.state.base import SessionRecord, StateBackend, StreamRead
-from tests.conftest import free_port
+from tests.harness.ports import refused_port
 
 from .conftest import OpenBackend, Target
 
@@ -68,7 +76,24 @@ async def test_session_lifecycle(open_backend: OpenBackend) -> None:
             assert await state.delete_session("s1") is False
 
 
-async def test_idle_ttl_expires_and_load_renews(open_backend: OpenBackend) -> None:
+async def test_subscribe_and_unsubscribe_one_uri_at_a_time(open_backend: OpenBackend) -> None:
+    with trio.fail_after(10):
+        async with open_backend() as state:
+            await state.create_session(record("s1", subscriptions=["a://1"]))
+            await state.subscribe("s1", "c://3", True)
+            await state.subscribe("s1", "b://2", True)
+            await state.subscribe("s1", "b://2", True)  # twice: still once
+            await state.subscribe("s1", "a://1", False)
+            await state.subscribe("s1", "z://never", False)
+            loaded = await state.load_session("s1")
+            assert loaded is not None
+            assert loaded.subscriptions == ["b://2", "c://3"]
+            await state.subscribe("gone", "a://1", True)  # an unknown session: nothing
+            assert await state.load_session("gone") is None
+
+
+async def test_idle_ttl_expires_and_load_renews(open_backend: OpenBackend,
+                                               clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend(idle_ttl_s=0.5) as state:
             await state.create_session(record("kept"))
@@ -81,7 +106,8 @@ async def test_idle_ttl_expires_and_load_renews(open_backend: OpenBackend) -> No
             assert await state.load_session("idle") is None
 
 
-async def test_count_sessions_per_principal(open_backend: OpenBackend) -> None:
+async def test_count_sessions_per_principal(open_backend: OpenBackend,
+                                           clock: MockClock | None) -> None:
     with trio.fail_after(10):
         # The TTL leaves a1's renewals (every 0.25 s) ample margin on a loaded machine.
         async with open_backend(idle_ttl_s=2.0) as state:
@@ -103,7 +129,8 @@ async def test_count_sessions_per_principal(open_backend: OpenBackend) -> None:
             assert await state.count_sessions("bob") == 0
 
 
-async def test_max_sessions_evicts_the_oldest(open_backend: OpenBackend) -> None:
+async def test_max_sessions_evicts_the_oldest(open_backend: OpenBackend,
+                                             clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend(max_sessions=3) as state:
             for i in range(5):
@@ -156,14 +183,16 @@ async def test_blocking_read_woken_by_append(open_backend: OpenBackend) -> None:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.2)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 started = trio.current_time()
                 await state.append("s", "p", b"second")
             assert trio.current_time() - started < 1.0
             assert [e.data for e in result[0].events] == [b"second"]
 
 
-async def test_read_waits_then_returns_nothing(open_backend: OpenBackend) -> None:
+async def test_read_waits_then_returns_nothing(open_backend: OpenBackend,
+                                              clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend() as state:
             await state.create_session(record("s"))
@@ -188,7 +217,7 @@ async def test_concurrent_appends_are_read_once_in_order(open_backend: OpenBacke
                     data = f"{name}{i}".encode()
                     await state.append("s", "p", data)
                     written.append(data)
-                    await trio.sleep(0.001 * (i % 3))
+                    await trio.sleep(0.001 * (i % 3))  # real time: uneven interleaving
 
             async with trio.open_nursery() as nursery:
                 seen: list[bytes] = []
@@ -243,7 +272,8 @@ async def test_blocked_read_sees_the_final_event(open_backend: OpenBackend) -> N
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.1)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 await state.append("s", "p", b"done", final=True)
             assert [e.data for e in result[0].events] == [b"done"]
             assert result[0].ended
@@ -277,7 +307,8 @@ async def test_deleted_session_ends_streams(open_backend: OpenBackend) -> None:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.2)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 started = trio.current_time()
                 assert await state.delete_session("s")
             assert trio.current_time() - started < 1.0
@@ -289,7 +320,8 @@ async def test_deleted_session_ends_streams(open_backend: OpenBackend) -> None:
             assert (await state.read("s", "p", None, wait_s=0)).missing
 
 
-async def test_idle_expiry_ends_streams(open_backend: OpenBackend) -> None:
+async def test_idle_expiry_ends_streams(open_backend: OpenBackend,
+                                       clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend(idle_ttl_s=0.4) as state:
             await state.create_session(record("s"))
@@ -334,19 +366,32 @@ async def test_cancellation_mailbox(open_backend: OpenBackend) -> None:
                 assert await box.receive() == b""
 
 
+def note(method: str, **params: object) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode()
+
+
 async def test_changes_fan_out(open_backend: OpenBackend) -> None:
+    """Every listener gets each change, decoded once into a Change; what is not a
+    notification is dropped."""
+    c1 = note("notifications/resources/updated", uri="res://1")
+    c2 = note("notifications/tools/list_changed")
     with trio.fail_after(10):
         async with open_backend() as state:
-            await state.publish_change(b"before anyone listens")
+            await state.publish_change(c1)
             async with state.open_changes() as one, state.open_changes() as two:
-                await state.publish_change(b"c1")
-                await state.publish_change(b"c2")
+                await state.publish_change(c1)
+                await state.publish_change(b"not JSON-RPC")
+                await state.publish_change(c2)
                 for listener in (one, two):
-                    assert [await listener.receive(), await listener.receive()] == [b"c1", b"c2"]
-            await state.publish_change(b"after")  # nobody listens: no error
+                    first, second = await listener.receive(), await listener.receive()
+                    assert (first.payload, first.uri) == (c1, "res://1")
+                    assert (second.method, second.payload) == (
+                        "notifications/tools/list_changed", c2)
+            await state.publish_change(c2)  # nobody listens: no error
 
 
-async def test_claim_once(open_backend: OpenBackend) -> None:
+async def test_claim_once(open_backend: OpenBackend,
+                         clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend() as state:
             assert await state.claim_once("k", 0.3) is True
@@ -387,6 +432,27 @@ async def test_two_workers_mailbox(open_redis: OpenBackend) -> None:
                 assert await cancel.receive() == b""
 
 
+async def test_two_workers_subscribing_at_once_lose_nothing(open_redis: OpenBackend) -> None:
+    """Subscriptions of one session from two workers at once: every one survives (each is
+    one atomic change in Redis, not a read-modify-write of the whole list)."""
+    with trio.fail_after(20):
+        async with open_redis() as a, open_redis() as b:
+            await a.create_session(record("s"))
+            uris = [f"res://{i}" for i in range(40)]
+            async with trio.open_nursery() as nursery:
+                for i, uri in enumerate(uris):
+                    nursery.start_soon((a if i % 2 else b).subscribe, "s", uri, True)
+            loaded = await b.load_session("s")
+            assert loaded is not None
+            assert sorted(loaded.subscriptions) == sorted(uris)
+            async with trio.open_nursery() as nursery:
+                for i, uri in enumerate(uris[:20]):
+                    nursery.start_soon((b if i % 2 else a).subscribe, "s", uri, False)
+            loaded = await a.load_session("s")
+            assert loaded is not None
+            assert sorted(loaded.subscriptions) == sorted(uris[20:])
+
+
 async def test_two_workers_streams(open_redis: OpenBackend) -> None:
     with trio.fail_after(15):
         async with open_redis() as a, open_redis() as b:
@@ -397,7 +463,7 @@ async def test_two_workers_streams(open_redis: OpenBackend) -> None:
             async def produce() -> None:
                 for i in range(40):
                     await a.append("s", "p", b"%d" % i, final=i == 39)
-                    if i % 7 == 0:
+                    if i % 7 == 0:  # real time: bursts, so the reader parks in between
                         await trio.sleep(0.02)
 
             async with trio.open_nursery() as nursery:
@@ -422,12 +488,14 @@ async def test_two_workers_blocking_read_and_deletion(open_redis: OpenBackend) -
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await trio.sleep(0.3)
+                await wait_all_tasks_blocked()
+                assert not result, "the read did not wait"
                 started = trio.current_time()
                 await a.append("s", "p", b"woken")
                 await woken.wait()
                 assert trio.current_time() - started < 1.0
-                await trio.sleep(0.3)
+                await wait_all_tasks_blocked()
+                assert len(result) == 1, "the second read did not wait"
                 started = trio.current_time()
                 assert await a.delete_session("s")
             assert trio.current_time() - started < 1.0
@@ -444,11 +512,12 @@ async def test_two_workers_changes(open_redis: OpenBackend) -> None:
             b.open_changes() as two,
             a.open_changes() as own,
         ):
-            await trio.sleep(0.1)
-            await a.publish_change(b"list_changed")
-            assert await one.receive() == b"list_changed"
-            assert await two.receive() == b"list_changed"
-            assert await own.receive() == b"list_changed"
+            await wait_all_tasks_blocked()  # b's reader follows the broadcast stream
+            change = note("notifications/prompts/list_changed")
+            await a.publish_change(change)
+            assert (await one.receive()).payload == change
+            assert (await two.receive()).payload == change
+            assert (await own.receive()).payload == change
             with trio.move_on_after(0.3):
                 await own.receive()
                 pytest.fail("a worker must see its own change once")
@@ -471,9 +540,9 @@ async def test_two_workers_count_sessions(open_redis: OpenBackend) -> None:
 async def test_unreachable_redis_is_backend_unavailable(url: str) -> None:
     from scalemcp.state.redis import RedisBackend
 
-    with trio.fail_after(10):
-        state = RedisBackend(url.format(port=free_port()), connect_timeout_s=0.5)
-        async with state.open():
+    with refused_port() as port, trio.fail_after(10):
+        state = RedisBackend(url.format(port=port), connect_timeout_s=0.5)
+        async with state.running():
             assert await state.ready() is False
             with pytest.raises(BackendUnavailable):
                 await state.load_session("s")
@@ -504,7 +573,7 @@ async def test_from_config_with_an_acl_user_in_the_url(redis_target: Target) -> 
                                 "+@all") == b"+OK"
     url = redis_target.url.replace("://", "://smcp:s3c%40r%2Ft@", 1)
     with trio.fail_after(10):
-        state = RedisBackend.from_config(Config(
+        state = RedisBackend.from_config(Config.from_options(
             redis_url=url, session_idle_ttl_s=5.0, redis_max_connections=7,
             redis_connect_timeout_s=1.5, redis_socket_timeout_s=4.0,
             redis_pool_timeout_s=3.0))
@@ -513,13 +582,13 @@ async def test_from_config_with_an_acl_user_in_the_url(redis_target: Target) -> 
         assert (options.max_connections, options.connect_timeout_s, options.socket_timeout_s,
                 options.pool_timeout_s) == (7, 1.5, 4.0, 3.0)
         assert state._follower.block_s == 2.0  # half the socket timeout
-        async with state.open():
+        async with state.running():
             assert await state.ready()
             await state.create_session(record("acl-session"))
             assert await state.load_session("acl-session") is not None
             assert await state.delete_session("acl-session")
         wrong = RedisBackend(url.replace("s3c%40r", "wrong"))
-        async with wrong.open():
+        async with wrong.running():
             assert await wrong.ready() is False
             with pytest.raises(BackendUnavailable):
                 await wrong.load_session("acl-session")

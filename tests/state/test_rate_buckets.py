@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from scalemcp.errors import BackendUnavailable
 from scalemcp.state.base import TokenBucket
 from scalemcp.state.redis import RedisBackend
-from tests.conftest import free_port
+from tests.harness.ports import refused_port
 
 from .conftest import OpenBackend
 
@@ -27,7 +28,8 @@ def tool(name: str, rate: float = 2.0, capacity: float = 1.0) -> TokenBucket:
     return TokenBucket(f"t:{name}", rate_per_s=rate, capacity=capacity)
 
 
-async def test_a_bucket_empties_and_refills(open_backend: OpenBackend) -> None:
+async def test_a_bucket_empties_and_refills(open_backend: OpenBackend,
+                                           clock: MockClock | None) -> None:
     with trio.fail_after(10):
         async with open_backend() as state:
             for _ in range(3):  # a new bucket starts full
@@ -106,8 +108,8 @@ async def test_buckets_expire_once_refilled(open_redis: OpenBackend) -> None:
 
 
 async def test_a_dead_redis_raises_backend_unavailable() -> None:
-    state = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", connect_timeout_s=0.5)
-    with trio.fail_after(10):
-        async with state.open():
+    with refused_port() as port, trio.fail_after(10):
+        state = RedisBackend(f"redis://127.0.0.1:{port}/0", connect_timeout_s=0.5)
+        async with state.running():
             with pytest.raises(BackendUnavailable):
                 await state.take_tokens("alice", [PER_PRINCIPAL])

@@ -1,5 +1,5 @@
-"""Two in-process servers sharing one redis-server (or one Redis Cluster): a session moves
-freely between them.
+"""Two workers (the ASGI app in memory, tests/harness/asgi.py) sharing one redis-server (or
+one Redis Cluster): a session moves freely between them.
 
 Also measures what one request costs in Redis commands (``MONITOR``), and keeps it in
 budget.
@@ -20,72 +20,47 @@ import trio
 from examples.quickstart import app
 from scalemcp.config import Config
 from scalemcp.state.redis_layout import APPEND, LOAD_SESSION, READ, UPDATE_SESSION
-from scalemcp.testing import open_server
+from tests.harness.asgi import client_of, open_asgi
+from tests.harness.client import ELICITATION, tool_call
+from tests.harness.client import start_session as harness_start_session
+from tests.harness.redis import RedisServer
+from tests.harness.sse import Event, sse_events
 
-from .conftest import RedisServer, Target
+from .conftest import Target
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 SCRIPTS = {hashlib.sha1(source.encode()).hexdigest(): name for name, source in [
     ("load", LOAD_SESSION), ("append", APPEND), ("read", READ), ("update", UPDATE_SESSION)]}
 
-VERSION = "2025-11-25"
-ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-    "protocolVersion": VERSION, "capabilities": {"elicitation": {}},
-    "clientInfo": {"name": "t", "version": "1"}}}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-
-
-def call(request_id: int, tool: str, arguments: dict[str, Any], **meta: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {"name": tool, "arguments": arguments}
-    if meta:
-        params["_meta"] = meta
-    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
-
-
 @asynccontextmanager
-async def two_servers(redis: Target) -> AsyncIterator[tuple[str, str]]:
+async def two_servers(redis: Target) -> AsyncIterator[tuple[str, str, httpx.AsyncClient]]:
+    """Two workers over ``redis``: their URLs, and a client that reaches both."""
     assert redis.command("FLUSHALL") == b"+OK"
-    config = Config(redis_url=redis.url, sse_keepalive_s=2.0)
-    async with open_server(app, config) as a, open_server(app, config) as b:
-        yield a, b
+    config = Config.from_options(redis_url=redis.url, sse_keepalive_s=2.0)
+    async with (
+        open_asgi(app, config, port=8001) as a,
+        open_asgi(app, config, port=8002) as b,
+        client_of(a, b, timeout=10) as http,
+    ):
+        yield a.url, b.url, http
 
 
 async def start_session(client: httpx.AsyncClient, url: str) -> dict[str, str]:
-    init = await client.post(url, json=INIT, headers=ACCEPT)
-    assert init.status_code == 200, init.text
-    headers = {**ACCEPT, "mcp-session-id": init.headers["mcp-session-id"],
-               "mcp-protocol-version": VERSION}
-    assert (await client.post(url, json=INITIALIZED, headers=headers)).status_code == 202
-    return headers
-
-
-async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
-    """(event id, data) for every event of an SSE response."""
-    event_id: str | None = None
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data or event_id is not None:
-                yield event_id, "\n".join(data)
-            event_id, data = None, []
-        elif line.startswith("id:"):
-            event_id = line[3:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
+    return await harness_start_session(client, url, capabilities=ELICITATION)
 
 
 async def test_session_moves_between_workers(redis_target: Target) -> None:
     with trio.fail_after(20):
-        async with two_servers(redis_target) as (a, b), httpx.AsyncClient(timeout=10) as client:
+        async with two_servers(redis_target) as (a, b, client):
             headers = await start_session(client, a)
-            answer = await client.post(b, json=call(1, "add", {"a": 2, "b": 3}), headers=headers)
+            answer = await client.post(b, json=tool_call("add", {"a": 2, "b": 3}, 1),
+                                       headers=headers)
             assert answer.status_code == 200
             assert answer.headers["content-type"].startswith("application/json")
             assert "5" in answer.json()["result"]["content"][0]["text"]
             assert (await client.delete(b, headers=headers)).status_code == 200
-            gone = await client.post(a, json=call(2, "add", {"a": 1, "b": 1}), headers=headers)
+            gone = await client.post(a, json=tool_call("add", {"a": 1, "b": 1}, 2), headers=headers)
             assert gone.status_code == 404
 
 
@@ -94,19 +69,19 @@ async def test_resume_on_another_worker_loses_and_repeats_nothing(
 ) -> None:
     n = 8
     with trio.fail_after(20):
-        async with two_servers(redis_target) as (a, b), httpx.AsyncClient(timeout=10) as client:
+        async with two_servers(redis_target) as (a, b, client):
             headers = await start_session(client, a)
-            first: list[tuple[str | None, str]] = []
-            body = call(3, "countdown", {"n": n}, progressToken="tok")
+            first: list[Event] = []
+            body = tool_call("countdown", {"n": n}, 3, progressToken="tok")
             async with client.stream("POST", a, json=body, headers=headers) as stream:
                 assert stream.headers["content-type"] == "text/event-stream"
                 async for event in sse_events(stream):
                     first.append(event)
                     if len(first) == 3:  # priming + two messages, then the connection drops
                         break
-            last_id = first[-1][0]
+            last_id = first[-1].id
             assert last_id is not None
-            rest: list[tuple[str | None, str]] = []
+            rest: list[Event] = []
             resume = {**headers, "accept": "text/event-stream", "last-event-id": last_id}
             async with client.stream("GET", b, headers=resume) as stream:
                 assert stream.status_code == 200
@@ -114,11 +89,11 @@ async def test_resume_on_another_worker_loses_and_repeats_nothing(
                     rest.append(event)
 
             events = first + rest
-            ids = [event_id for event_id, _ in events]
+            ids = [event.id for event in events]
             assert None not in ids
             assert len(set(ids)) == len(ids)
             assert len({i.partition(":")[0] for i in ids if i}) == 1  # one stream
-            messages = [json.loads(data) for _, data in events if data]
+            messages = [json.loads(event.data) for event in events if event.data]
             progress = [m["params"]["progress"] for m in messages
                         if m.get("method") == "notifications/progress"]
             logs = [m["params"]["data"] for m in messages
@@ -131,15 +106,15 @@ async def test_resume_on_another_worker_loses_and_repeats_nothing(
 
 async def test_elicitation_answered_on_another_worker(redis_target: Target) -> None:
     with trio.fail_after(20):
-        async with two_servers(redis_target) as (a, b), httpx.AsyncClient(timeout=10) as client:
+        async with two_servers(redis_target) as (a, b, client):
             headers = await start_session(client, a)
             seen: list[dict[str, Any]] = []
-            async with client.stream("POST", a, json=call(4, "ask_name", {}),
+            async with client.stream("POST", a, json=tool_call("ask_name", {}, 4),
                                      headers=headers) as stream:
-                async for _, data in sse_events(stream):
-                    if not data:
+                async for event in sse_events(stream):
+                    if not event.data:
                         continue
-                    message = json.loads(data)
+                    message = json.loads(event.data)
                     seen.append(message)
                     if message.get("method") == "elicitation/create":
                         reply = {"jsonrpc": "2.0", "id": message["id"],
@@ -152,15 +127,15 @@ async def test_elicitation_answered_on_another_worker(redis_target: Target) -> N
 
 async def test_cancellation_sent_to_another_worker(redis_target: Target) -> None:
     with trio.fail_after(20):
-        async with two_servers(redis_target) as (a, b), httpx.AsyncClient(timeout=10) as client:
+        async with two_servers(redis_target) as (a, b, client):
             headers = await start_session(client, a)
             seen: list[dict[str, Any]] = []
-            body = call(5, "countdown", {"n": 20}, progressToken="tok")
+            body = tool_call("countdown", {"n": 20}, 5, progressToken="tok")
             async with client.stream("POST", a, json=body, headers=headers) as stream:
-                async for _, data in sse_events(stream):
-                    if not data:
+                async for event in sse_events(stream):
+                    if not event.data:
                         continue
-                    seen.append(json.loads(data))
+                    seen.append(json.loads(event.data))
                     if len(seen) == 2:
                         cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled",
                                   "params": {"requestId": 5, "reason": "changed my mind"}}
@@ -224,15 +199,17 @@ async def test_redis_commands_per_request(redis_server: RedisServer) -> None:
     monitor = Monitor()
     with trio.fail_after(20):
         async with (
-            two_servers(redis_server) as (a, _),
-            httpx.AsyncClient(timeout=10) as client,
+            two_servers(redis_server) as (a, _, client),
             trio.open_nursery() as nursery,
         ):
             await nursery.start(monitor.run, redis_server.port)
             headers = await start_session(client, a)
-            await client.post(a, json=call(1, "add", {"a": 1, "b": 2}), headers=headers)
+            await client.post(a, json=tool_call("add", {"a": 1, "b": 2}, 1), headers=headers)
 
             async def measure(body: dict[str, Any]) -> tuple[dict[str, list[str]], int]:
+                # Real time is the point of both sleeps: what the workers do in the
+                # background settles first, and commands a request causes after its
+                # answer ended are counted too.
                 await trio.sleep(0.2)
                 mark = len(monitor.lines)
                 events = 0
@@ -244,9 +221,9 @@ async def test_redis_commands_per_request(redis_server: RedisServer) -> None:
                 await trio.sleep(0.2)
                 return monitor.since(mark), events
 
-            json_answer, _ = await measure(call(2, "add", {"a": 1, "b": 2}))
+            json_answer, _ = await measure(tool_call("add", {"a": 1, "b": 2}, 2))
             sse_answer, events = await measure(
-                call(3, "countdown", {"n": 3}, progressToken="t"))
+                tool_call("countdown", {"n": 3}, 3, progressToken="t"))
             nursery.cancel_scope.cancel()
     print(f"\nRedis commands per session-era tools/call, JSON answer: {json_answer}")
     print(f"Redis commands per SSE answer ({events} events incl. priming): {sse_answer}")

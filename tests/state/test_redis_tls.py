@@ -5,10 +5,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import pathlib
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,7 +12,7 @@ import pytest
 import trio
 
 from scalemcp.errors import BackendUnavailable
-from tests.conftest import free_port
+from tests.harness.redis import RedisServer
 
 from .test_contract import record
 
@@ -33,7 +29,6 @@ class Pki:
 
 
 def _pki(tmp: pathlib.Path) -> Pki:
-    pytest.importorskip("cryptography")
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -85,33 +80,14 @@ def _pki(tmp: pathlib.Path) -> Pki:
 
 @pytest.fixture
 def tls_redis(tmp_path: pathlib.Path) -> Iterator[tuple[int, Pki]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (scripts/test installs it)")
     pki = _pki(tmp_path)
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-         "--tls-cert-file", pki.server_cert, "--tls-key-file", pki.server_key,
-         "--tls-ca-cert-file", pki.ca, "--tls-auth-clients", "yes", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    server = RedisServer(tls=(
+        "--tls-cert-file", pki.server_cert, "--tls-key-file", pki.server_key,
+        "--tls-ca-cert-file", pki.ca, "--tls-auth-clients", "yes"))
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                pytest.skip("this redis-server was built without TLS")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        yield port, pki
+        yield server.port, pki
     finally:
-        proc.terminate()
-        proc.wait(timeout=5)
+        server.stop()
 
 
 async def test_rediss_with_a_private_ca_and_a_client_certificate(
@@ -123,10 +99,10 @@ async def test_rediss_with_a_private_ca_and_a_client_certificate(
     port, pki = tls_redis
     url = f"rediss://127.0.0.1:{port}/0"
     with trio.fail_after(15):
-        state = RedisBackend.from_config(Config(
+        state = RedisBackend.from_config(Config.from_options(
             redis_url=url, redis_ca_file=pki.ca, redis_cert_file=pki.client_cert,
             redis_key_file=pki.client_key))
-        async with state.open():
+        async with state.running():
             assert await state.ready()
             await state.create_session(record("tls"))
             assert await state.load_session("tls") is not None
@@ -135,7 +111,8 @@ async def test_rediss_with_a_private_ca_and_a_client_certificate(
         # coredis' own ssl_* query arguments in a standalone URL still work (and decide).
         query = (f"?ssl_ca_certs={pki.ca}&ssl_certfile={pki.client_cert}"
                  f"&ssl_keyfile={pki.client_key}&ssl_cert_reqs=required")
-        async with RedisBackend(url + query).open() as state:
+        state = RedisBackend(url + query)
+        async with state.running():
             assert await state.load_session("tls") is not None
 
         # The server's certificate is checked: not signed by a CA the client trusts...
@@ -144,7 +121,7 @@ async def test_rediss_with_a_private_ca_and_a_client_certificate(
         # ... and the client must show one.
         anonymous = RedisBackend(url, ca_file=pki.ca, connect_timeout_s=1.0)
         for state in (untrusted, anonymous):
-            async with state.open():
+            async with state.running():
                 assert await state.ready() is False
                 with pytest.raises(BackendUnavailable):
                     await state.load_session("tls")

@@ -11,12 +11,8 @@ from __future__ import annotations
 import builtins
 import copy
 import json
-import os
 import queue
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,7 +21,7 @@ from typing import Any, NamedTuple
 import httpx
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, free_port, wait_for_port
+from tests.harness.serve import ServeProcess
 
 APP = "tests.transport.hostile_app:app"
 MAX_BODY = 256 * 1024
@@ -49,52 +45,19 @@ LEAK = re.compile(rf'Traceback|File "|\b(?:{_EXCEPTIONS})\b|msgspec\.|trio\.|hyp
 # -- the server -----------------------------------------------------------------------------
 
 
-class Server:
+class Server(ServeProcess):
     """``scalemcp serve`` (memory backend, one worker) as a real process, logging to a file."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / "server.log"
-        args = [sys.executable, "-m", "scalemcp.cli", "serve", APP, "--port", str(self.port),
-                "--max-body-bytes", str(MAX_BODY), "--sse-keepalive-s", "0.1",
-                "--client-request-timeout-s", "2", "--drain-timeout-s", "0.5",
-                "--log-level", "warning"]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        wait_for_port(self.port, self.proc)
-
-    def workers(self) -> set[int]:
-        """The pids of the supervisor's worker processes (not multiprocessing's tracker)."""
-        pid = self.proc.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        found = set()
-        for child in children:
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except FileNotFoundError:
-                continue
-            if b"spawn_main" in cmdline:
-                found.add(int(child))
-        return found
+        super().__init__(APP, "--max-body-bytes", str(MAX_BODY), "--sse-keepalive-s", "0.1",
+                         "--client-request-timeout-s", "2", "--drain-timeout-s", "0.5",
+                         "--log-level", "warning", log=workdir / "server.log")
 
     def rss_kb(self) -> int:
         """The worker's resident set size (``VmRSS`` in /proc), in kB."""
         (worker,) = self.workers()
         status = Path(f"/proc/{worker}/status").read_text()
         return int(re.search(r"^VmRSS:\s*(\d+) kB", status, re.M)[1])  # type: ignore[index]
-
-    def stop(self) -> str:
-        """Stop it (SIGTERM, then SIGKILL) and return its log."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.log.read_text(errors="replace")
 
 
 # -- answers and their checks ----------------------------------------------------------------

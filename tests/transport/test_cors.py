@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import httpx
 import trio
 
 import scalemcp
 from examples.quickstart import app
-from scalemcp.testing import open_server
+from tests.harness import client
+from tests.harness.asgi import open_client
+from tests.harness.client import initialize
 
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-11-25", "capabilities": {},
-    "clientInfo": {"name": "browser", "version": "1"}}}
-ACCEPT = {"accept": "application/json, text/event-stream"}
+INIT = initialize(name="browser")
+ACCEPT = {"accept": client.ACCEPT}
 
 
 async def test_cors_preflight_and_exposed_session_header() -> None:
-    config = scalemcp.Config(cors_allowed_origins=["https://app.example"])
+    config = scalemcp.Config.from_options(cors_allowed_origins=["https://app.example"])
     with trio.fail_after(15):
-        async with open_server(app, config) as url, httpx.AsyncClient(timeout=10) as c:
+        async with open_client(app, config, timeout=10) as (url, c):
             pre = await c.options(url, headers={
                 "origin": "https://app.example", "access-control-request-method": "POST",
                 "access-control-request-headers": "content-type, mcp-param-region"})
@@ -40,7 +39,7 @@ async def test_cors_preflight_and_exposed_session_header() -> None:
 
 async def test_no_cors_headers_by_default() -> None:
     with trio.fail_after(15):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as c:
+        async with open_client(app, timeout=10) as (url, c):
             post = await c.post(url, json=INIT, headers={**ACCEPT, "origin": "http://localhost:3000"})
             assert post.status_code == 200
             assert "access-control-allow-origin" not in post.headers

@@ -1,4 +1,4 @@
-"""Bad input at the HTTP level, through a real server.
+"""Bad input at the HTTP level, through the ASGI app (in memory: tests/harness/asgi.py).
 
 Every case checks the status and the JSON-RPC error the client gets, then that the same
 session still answers a ``tools/call``; no answer may be a 500 or carry a traceback, and
@@ -9,6 +9,7 @@ stream it names, and never another stream's events.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -22,10 +23,12 @@ import trio
 import scalemcp
 from examples.quickstart import app
 from scalemcp.testing import open_server
+from tests.harness import client
+from tests.harness.asgi import open_client
+from tests.harness.client import JSON, initialize
+from tests.harness.sse import Event, messages
 
 TIMEOUT_S = 15
-ACCEPT = "application/json, text/event-stream"
-JSON = "application/json"
 
 
 @pytest.fixture(autouse=True)
@@ -37,59 +40,13 @@ def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         f"{r.name}: {r.getMessage()}" for r in bad)
 
 
-class Session:
-    """One MCP session over raw HTTP."""
-
-    def __init__(self, http: httpx.AsyncClient, url: str, version: str) -> None:
-        self.http = http
-        self.url = url
-        self.version = version
-        self.session_id = ""
-        self.next_id = 100
-
-    def headers(self, **extra: str) -> dict[str, str]:
-        h = {"accept": ACCEPT, "content-type": JSON, "mcp-session-id": self.session_id}
-        if self.version >= "2025-06-18":
-            h["mcp-protocol-version"] = self.version
-        h.update({k.replace("_", "-"): v for k, v in extra.items()})
-        return h
-
-    async def initialize(self) -> None:
-        r = await self.http.post(self.url, headers={"accept": ACCEPT, "content-type": JSON},
-                                 json=initialize_message(self.version))
-        assert r.status_code == 200, r.text
-        self.session_id = r.headers["mcp-session-id"]
-        r = await self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        assert r.status_code == 202
+class Session(client.Session):
+    """A raw session whose every answer is checked to be clean."""
 
     async def post(self, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
-        """POST exactly these headers (httpx's defaults, like ``Accept: */*``, removed)."""
-        content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers = self.headers() if headers is None else headers
-        request = self.http.build_request("POST", self.url, content=content, headers=headers)
-        for name in ("accept", "content-type"):
-            if name not in headers:
-                request.headers.pop(name, None)
-        r = await self.http.send(request)
+        r = await super().post(body, headers)
         check_clean(r)
         return r
-
-    def request(self, method: str, params: Any = None) -> dict[str, Any]:
-        self.next_id += 1
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
-        if params is not None:
-            message["params"] = params
-        return message
-
-    async def call(self, method: str, params: Any = None) -> dict[str, Any]:
-        """A request answered with JSON (HTTP 200); returns the JSON-RPC response."""
-        message = self.request(method, params)
-        r = await self.post(message)
-        assert r.status_code == 200, r.text
-        assert r.headers["content-type"] == JSON
-        answer = r.json()
-        assert answer["id"] == message["id"]
-        return answer
 
     async def assert_works(self) -> None:
         """The session still serves a tool call after whatever came before."""
@@ -98,11 +55,7 @@ class Session:
 
 
 def initialize_message(version: str) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": version, "capabilities": {},
-                   "clientInfo": {"name": "http-errors", "version": "1"}},
-    }
+    return initialize(version, name="http-errors")
 
 
 def check_clean(r: httpx.Response) -> None:
@@ -125,13 +78,20 @@ def assert_error(r: httpx.Response, status: int, code: int, fragment: str = "") 
 
 @asynccontextmanager
 async def session(
-    version: str = "2025-06-18", config: scalemcp.Config | None = None
+    version: str = "2025-06-18", config: scalemcp.Config | None = None, *,
+    socket: bool = False,
 ) -> AsyncIterator[Session]:
-    async with (
-        open_server(app, config or scalemcp.Config()) as url,
-        httpx.AsyncClient(timeout=TIMEOUT_S) as http,
-    ):
-        s = Session(http, url, version)
+    """An initialized session with the app in memory, or (``socket``) served by Hypercorn on
+    a real port, for what only the HTTP server does."""
+    config = config or scalemcp.Config()
+    async with contextlib.AsyncExitStack() as stack:
+        if socket:
+            url = await stack.enter_async_context(open_server(app, config))
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=TIMEOUT_S))
+        else:
+            url, http = await stack.enter_async_context(
+                open_client(app, config, timeout=TIMEOUT_S))
+        s = Session(http, url, version, name="http-errors")
         await s.initialize()
         yield s
 
@@ -391,7 +351,7 @@ async def test_batches_are_accepted_in_2025_03_26() -> None:
 
 
 async def test_oversize_body_is_413() -> None:
-    config = scalemcp.Config(max_body_bytes=2048)
+    config = scalemcp.Config.from_options(max_body_bytes=2048)
     with trio.fail_after(TIMEOUT_S):
         async with session(config=config) as s:
             big = s.request("tools/call", {"name": "echo", "arguments": {"message": "x" * 4096}})
@@ -465,7 +425,7 @@ async def test_origin_is_checked(origin: str, allowed: bool) -> None:
 
 
 async def test_allowed_origins_config() -> None:
-    config = scalemcp.Config(allowed_origins=["https://app.example"])
+    config = scalemcp.Config.from_options(allowed_origins=["https://app.example"])
     with trio.fail_after(TIMEOUT_S):
         async with session(config=config) as s:
             ok = await s.post(s.request("ping"), s.headers(origin="https://app.example/"))
@@ -526,57 +486,13 @@ async def test_get_with_bad_last_event_id_is_400(last_event_id: str) -> None:
 # -- resumption --------------------------------------------------------------------------------
 
 
-class Event:
-    def __init__(self, event_id: str, data: str) -> None:
-        self.id = event_id
-        self.data = data
-        self.stream, _, position = event_id.partition(":")
-        self.position = int(position)
-        self.message: dict[str, Any] | None = json.loads(data) if data else None
-
-    def __repr__(self) -> str:
-        return f"Event({self.id!r}, {self.data[:60]!r})"
-
-
 async def read_events(r: httpx.Response, limit: int | None = None) -> list[Event]:
     """Read SSE events (ids required) until the body ends or ``limit`` events arrived."""
-    assert r.status_code == 200
-    assert r.headers["content-type"].startswith("text/event-stream")
-    events: list[Event] = []
-    buffer = ""
-    async for chunk in r.aiter_text():
-        buffer += chunk
-        while "\n\n" in buffer:
-            raw, buffer = buffer.split("\n\n", 1)
-            fields: dict[str, str] = {}
-            data: list[str] = []
-            for line in raw.split("\n"):
-                if line.startswith(":"):
-                    continue
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "data":
-                    data.append(value)
-                else:
-                    fields[name] = value
-            if not fields and not data:
-                continue
-            assert "id" in fields, raw
-            events.append(Event(fields["id"], "\n".join(data)))
-            if limit is not None and len(events) >= limit:
-                return events
-    assert buffer == "", buffer
-    return events
-
-
-def messages(events: list[Event]) -> list[dict[str, Any]]:
-    return [e.message for e in events if e.message is not None]
+    return await client.read_events(r, limit)
 
 
 async def resume(s: Session, last_event_id: str) -> list[Event]:
-    headers = {**s.headers(), "accept": "text/event-stream", "last-event-id": last_event_id}
-    async with s.http.stream("GET", s.url, headers=headers) as r:
-        return await read_events(r)
+    return await s.resume(last_event_id)
 
 
 def countdown(s: Session, n: int, token: str) -> dict[str, Any]:

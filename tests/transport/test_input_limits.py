@@ -11,7 +11,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import trio
 import trio_websocket
@@ -19,13 +18,15 @@ import trio_websocket
 import scalemcp
 from examples.quickstart import app
 from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
+from tests.harness.client import ACCEPT, MODERN_VERSION, initialize, modern_meta
 
-from .test_http_errors import ACCEPT, TIMEOUT_S, assert_error, session
+from .test_http_errors import TIMEOUT_S, assert_error, session
 
-LIMITS = scalemcp.Config(max_json_string_chars=100, max_json_items=10, max_json_depth=6)
-MODERN = "2026-07-28"
-META = {"io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {}}
+LIMITS = scalemcp.Config.from_options(max_json_string_chars=100, max_json_items=10,
+                                      max_json_depth=6)
+MODERN = MODERN_VERSION
+META = modern_meta()
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +81,7 @@ async def test_a_client_response_is_limited_too() -> None:
 
 async def test_modern_era_limits() -> None:
     with trio.fail_after(TIMEOUT_S):
-        async with open_server(app, LIMITS) as url, httpx.AsyncClient() as http:
+        async with open_client(app, LIMITS) as (url, http):
             headers = {"accept": ACCEPT, "mcp-protocol-version": MODERN,
                        "mcp-method": "tools/call", "mcp-name": "echo"}
             for arguments, status in (({"message": "x" * 101}, 400), ({"message": "ok"}, 200)):
@@ -97,8 +98,7 @@ async def test_modern_era_limits() -> None:
 async def test_legacy_sse_limits() -> None:
     with trio.fail_after(TIMEOUT_S):
         async with (
-            open_server(app, LIMITS) as url,
-            httpx.AsyncClient(base_url=url.removesuffix("/mcp"), timeout=10) as http,
+            open_client(app, LIMITS, timeout=10) as (_, http),
             http.stream("GET", "/sse", headers={"accept": "text/event-stream"}) as stream,
         ):
             lines = stream.aiter_lines()
@@ -111,9 +111,7 @@ async def test_legacy_sse_limits() -> None:
 
 
 async def test_websocket_limits() -> None:
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t",
-                                                                             "version": "1"}}}
+    init = initialize(name="t")
     with trio.fail_after(TIMEOUT_S):
         async with open_server(app, LIMITS) as url:
             ws_url = url.replace("http://", "ws://")
@@ -136,9 +134,9 @@ async def test_websocket_limits() -> None:
 
 
 async def test_too_many_headers_is_431() -> None:
-    config = scalemcp.Config(max_header_count=20)
+    config = scalemcp.Config.from_options(max_header_count=20)
     with trio.fail_after(TIMEOUT_S):
-        async with session("2025-11-25", config) as s:
+        async with session("2025-11-25", config, socket=True) as s:
             many = s.headers(**{f"x_extra_{i}": "1" for i in range(25)})
             assert_error(await s.post(s.request("ping"), many), 431, -32600, "max_header_count")
             assert (await s.http.get(s.url.removesuffix("/mcp") + "/healthz",
@@ -158,9 +156,9 @@ async def test_too_many_headers_is_431() -> None:
 
 
 async def test_a_header_block_over_max_header_bytes_is_431() -> None:
-    config = scalemcp.Config(max_header_bytes=4096)
+    config = scalemcp.Config.from_options(max_header_bytes=4096)
     with trio.fail_after(TIMEOUT_S):
-        async with session("2025-11-25", config) as s:
+        async with session("2025-11-25", config, socket=True) as s:
             r = await s.post(s.request("ping"), s.headers(x_big="b" * 5000))
             # Refused while the request is parsed (Hypercorn), before the app sees it.
             assert r.status_code == 431, r.text
@@ -172,7 +170,7 @@ async def test_a_header_block_over_max_header_bytes_is_431() -> None:
 
 async def test_mcp_headers_are_bounded() -> None:
     with trio.fail_after(TIMEOUT_S):
-        async with session("2025-11-25", scalemcp.Config(max_param_headers=4)) as s:
+        async with session("2025-11-25", scalemcp.Config.from_options(max_param_headers=4)) as s:
             params = s.headers(**{f"mcp_param_p{i}": "1" for i in range(5)})
             assert_error(await s.post(s.request("ping"), params), 400, -32600,
                          "max_param_headers")

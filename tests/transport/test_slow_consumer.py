@@ -21,7 +21,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import ServerProcess
+from tests.harness.serve import ServeProcess
 
 VERSION = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
@@ -30,8 +30,8 @@ TIMEOUT_S = 90
 
 
 @pytest.fixture
-def server() -> Iterator[ServerProcess]:
-    proc = ServerProcess("tests.transport.slow_app:app", "--sse-send-timeout-s", "1",
+def server() -> Iterator[ServeProcess]:
+    proc = ServeProcess("tests.transport.slow_app:app", "--sse-send-timeout-s", "1",
                          "--stream-maxlen", "300")
     yield proc
     log = proc.stop()
@@ -55,7 +55,7 @@ def peak_rss_bytes(pid: int) -> int:
 
 
 class Client:
-    def __init__(self, http: httpx.AsyncClient, server: ServerProcess) -> None:
+    def __init__(self, http: httpx.AsyncClient, server: ServeProcess) -> None:
         self.http = http
         self.server = server
         self.session_id = ""
@@ -152,7 +152,7 @@ def progress_of(found: list[tuple[str | None, Any]]) -> list[int]:
     return values
 
 
-async def test_a_client_that_stops_reading_is_closed_and_resumes(server: ServerProcess) -> None:
+async def test_a_client_that_stops_reading_is_closed_and_resumes(server: ServeProcess) -> None:
     count = 250  # 10 MB: much more than the socket buffers hold
     slow = "scalemcp_sse_slow_consumers_total"
     with trio.fail_after(TIMEOUT_S):
@@ -181,7 +181,7 @@ async def test_a_client_that_stops_reading_is_closed_and_resumes(server: ServerP
             assert progress == list(range(1, count + 1))  # every event, once, in order
 
 
-async def test_memory_stays_bounded_while_a_client_does_not_read(server: ServerProcess) -> None:
+async def test_memory_stays_bounded_while_a_client_does_not_read(server: ServeProcess) -> None:
     count = 2000  # 80 MB of events, of which the backend keeps the last 300 (12 MB)
     produced = count * EVENT_BYTES
     with trio.fail_after(TIMEOUT_S):

@@ -72,7 +72,7 @@ class H2Client:
 
 
 async def test_an_http2_stream_that_is_not_read_is_bounded_and_reset() -> None:
-    config = scalemcp.Config(sse_send_timeout_s=2)
+    config = scalemcp.Config.from_options(sse_send_timeout_s=2)
     with trio.fail_after(30):
         async with open_server(app, config) as url, httpx.AsyncClient() as http:
             r = await http.post(url, headers={"accept": ACCEPT}, json={

@@ -42,7 +42,7 @@ async def test_a_stalled_stateless_stream_is_closed_and_its_handler_cancelled() 
             "progressToken": "p", "io.modelcontextprotocol/protocolVersion": MODERN,
             "io.modelcontextprotocol/clientCapabilities": {}}}}).encode()
     with trio.fail_after(30):
-        async with open_server(app, scalemcp.Config(sse_send_timeout_s=1)) as url:
+        async with open_server(app, scalemcp.Config.from_options(sse_send_timeout_s=1)) as url:
             port = int(url.split(":")[-1].split("/")[0])
             sock = trio.socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

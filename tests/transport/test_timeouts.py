@@ -5,22 +5,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
-import msgspec
 import pytest
 import trio
 
 import scalemcp
 from scalemcp.engine.call import Call, ModernScope
 from scalemcp.engine.dispatch import Engine
+from scalemcp.protocol.classify import classify
+from scalemcp.protocol.jsonrpc import decode_body
 from scalemcp.state.memory import MemoryBackend
 from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
+from tests.harness.client import ACCEPT, MODERN_VERSION, modern_meta
 
-from .test_http_errors import ACCEPT, TIMEOUT_S
+from .test_http_errors import TIMEOUT_S
 
-MODERN = "2026-07-28"
-META = {"io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {}}
+MODERN = MODERN_VERSION
+META = modern_meta()
 
 
 class Stuck:
@@ -49,7 +50,7 @@ class Stuck:
 
 
 async def test_an_idle_connection_is_closed_after_keep_alive_timeout_s() -> None:
-    config = scalemcp.Config(keep_alive_timeout_s=0.5)
+    config = scalemcp.Config.from_options(keep_alive_timeout_s=0.5)
     with trio.fail_after(TIMEOUT_S):
         async with open_server(Stuck().app, config) as url:
             port = int(url.split(":")[-1].split("/")[0])
@@ -70,11 +71,9 @@ def rpc(method: str, params: dict[str, Any], rid: int = 5) -> dict[str, Any]:
 
 async def test_a_request_running_too_long_is_cancelled_with_an_error() -> None:
     target = Stuck()
-    config = scalemcp.Config(request_timeout_s=0.5)
+    config = scalemcp.Config.from_options(request_timeout_s=0.5)
     with trio.fail_after(TIMEOUT_S):
-        async with open_server(target.app, config) as url, httpx.AsyncClient(
-            timeout=TIMEOUT_S
-        ) as http:
+        async with open_client(target.app, config, timeout=TIMEOUT_S) as (url, http):
             # Session era: the handler runs in the service's nursery, apart from the POST.
             r = await http.post(url, headers={"accept": ACCEPT}, json=rpc("initialize", {
                 "protocolVersion": "2025-11-25", "capabilities": {},
@@ -109,8 +108,10 @@ async def test_request_timeout_s_in_the_engine(
     target = Stuck()
     engine = Engine(target.app, request_timeout_s=timeout_s)
     state = MemoryBackend(idle_ttl_s=60, stream_maxlen=10, stream_ttl_s=60, max_sessions=10)
-    call = Call(request_id=1, method="tools/call", protocol_version=MODERN, modern=True,
-                params=msgspec.Raw(json.dumps({"name": "stuck"}).encode()))
+    message = decode_body(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                      "params": {"name": "stuck"}}).encode())
+    assert not isinstance(message, list)
+    call = Call.of(classify(message), protocol_version=MODERN, modern=True)
 
     async def emit(data: bytes) -> None:
         raise AssertionError("nothing is emitted")

@@ -96,6 +96,7 @@ left 5 s later (scalemcp.ops.drain.HARD_STOP_MARGIN_S); the kubelet kills at the
 {{- fail (printf "scalemcp: terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + server.drainTimeoutSeconds + 5 s for the server's hard stop (%d), or pods are killed while SSE streams drain" (int $v.terminationGracePeriodSeconds) $shutdown) }}
 {{- end }}
 {{- include "scalemcp.validateAuth" . }}
+{{- include "scalemcp.validateStateKey" . }}
 {{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- fail "scalemcp: autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
@@ -104,6 +105,23 @@ left 5 s later (scalemcp.ops.drain.HARD_STOP_MARGIN_S); the kubelet kills at the
 {{- end }}
 {{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) }}
 {{- fail "scalemcp: httpRoute.enabled needs httpRoute.parentRefs (the Gateway to attach to)" }}
+{{- end }}
+{{- end }}
+
+{{/* Every pod of a fleet must sign requestState with the same key. */}}
+{{- define "scalemcp.validateStateKey" -}}
+{{- $a := .Values.auth }}
+{{- if and (ne .Values.backend "memory") (not (or $a.stateKey $a.existingSecret $a.generateStateKey)) }}
+{{- fail (printf "scalemcp: backend=%s runs workers that must share one state key (it signs requestState): set auth.stateKey (make one: python3 -c 'import secrets; print(secrets.token_hex(32))'), or auth.existingSecret, or auth.generateStateKey=true (helm install/upgrade only: under helm template, Argo CD or Flux it would change on every render)" .Values.backend) }}
+{{- end }}
+{{- if and $a.previousStateKeys (not $a.stateKey) }}
+{{- fail "scalemcp: auth.previousStateKeys needs auth.stateKey (with auth.existingSecret, put them in that Secret under auth.existingSecretPreviousStateKeysKey)" }}
+{{- end }}
+{{- if and $a.existingSecretPreviousStateKeysKey (not $a.existingSecret) }}
+{{- fail "scalemcp: auth.existingSecretPreviousStateKeysKey needs auth.existingSecret" }}
+{{- end }}
+{{- if and $a.stateKey (has $a.stateKey $a.previousStateKeys) }}
+{{- fail "scalemcp: auth.previousStateKeys repeats auth.stateKey: list only the other keys" }}
 {{- end }}
 {{- end }}
 
@@ -220,11 +238,143 @@ from a Secret, so no password is ever written into the Deployment. Empty when no
 {{- ternary "https" "http" .Values.server.tls.enabled }}
 {{- end }}
 
-{{/* A probe from values, with the scheme set to HTTPS when the server serves TLS. */}}
+{{/* A probe from values: on the metrics port unless it names a port (the MCP port when the
+server has none, then HTTPS with in-pod TLS); readiness without a backend (stateless) asks
+/healthz, as /readyz would check nothing more. */}}
 {{- define "scalemcp.probe" -}}
 {{- $probe := deepCopy .probe }}
-{{- if and .root.Values.server.tls.enabled $probe.httpGet }}
-{{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
+{{- with $probe.httpGet }}
+{{- if not (hasKey . "port") }}
+{{- $_ := set . "port" (include "scalemcp.opsPortName" $.root) }}
+{{- end }}
+{{- if and $.root.Values.server.tls.enabled (eq (toString .port) "http") }}
+{{- $_ := set . "scheme" "HTTPS" }}
+{{- end }}
+{{- if and $.readiness (eq $.root.Values.backend "stateless") (eq .path "/readyz") }}
+{{- $_ := set . "path" "/healthz" }}
+{{- end }}
 {{- end }}
 {{- toYaml $probe }}
+{{- end }}
+
+{{/* The state key ------------------------------------------------------------------------
+Where the pods' requestState key ring comes from, as JSON:
+  {"secret": NAME, "key": KEY, "previousKey": KEY or ""}   the Secret keys the pods read
+  {}                                                      none: backend=memory, one process,
+                                                          which makes a key of its own
+From auth.existingSecret; else auth.stateKey (in the chart Secret); else, with
+auth.generateStateKey, the generated key (in <fullname>-state-key). */}}
+{{- define "scalemcp.stateKeyRef" -}}
+{{- $a := .Values.auth }}
+{{- $fullname := include "scalemcp.fullname" . }}
+{{- if $a.existingSecret }}
+{{- dict "secret" $a.existingSecret "key" $a.existingSecretStateKeyKey "previousKey" $a.existingSecretPreviousStateKeysKey | toJson }}
+{{- else if or $a.stateKey $a.generateStateKey }}
+{{- $secret := ternary $fullname (printf "%s-state-key" $fullname) (not (empty $a.stateKey)) }}
+{{- dict "secret" $secret "key" "state-key" "previousKey" (ternary "previous-state-keys" "" (not (empty $a.previousStateKeys))) | toJson }}
+{{- else }}
+{{- dict | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* The generated state key: the one kept in the cluster, or a new one on a first install.
+Made once per render (kept in .Values, which every template of the chart shares), so the
+Secret and the pods' checksum see the same key. An upgrade that finds no key refuses: a new
+one would break requestState between old and new pods. */}}
+{{- define "scalemcp.generatedStateKey" -}}
+{{- if not (hasKey .Values "_scalemcpGeneratedStateKey") }}
+{{- $name := printf "%s-state-key" (include "scalemcp.fullname" .) }}
+{{- $found := lookup "v1" "Secret" .Release.Namespace $name }}
+{{- $key := dig "data" "state-key" "" $found | b64dec }}
+{{- if not $key }}
+{{- if .Release.IsUpgrade }}
+{{- fail (printf "scalemcp: auth.generateStateKey is on, but this upgrade cannot find the generated state key (Secret %s/%s, key state-key); making a new one would break requestState between pods. Either lookup cannot reach the cluster (helm template, --dry-run=client: use --dry-run=server) or the Secret was deleted. Set auth.stateKey or auth.existingSecret instead (to keep the key the pods use now: kubectl -n %s get secret %s -o jsonpath='{.data.state-key}' | base64 -d)" .Release.Namespace $name .Release.Namespace $name) }}
+{{- end }}
+{{- $key = randAlphaNum 64 }}
+{{- end }}
+{{- $_ := set .Values "_scalemcpGeneratedStateKey" $key }}
+{{- end }}
+{{- index .Values "_scalemcpGeneratedStateKey" }}
+{{- end }}
+
+{{/* The data of the chart's own Secret, as JSON (values, not base64). */}}
+{{- define "scalemcp.secretData" -}}
+{{- $data := dict }}
+{{- $auth := .Values.auth }}
+{{- if not $auth.existingSecret }}
+{{- with $auth.stateKey }}
+{{- $_ := set $data "state-key" . }}
+{{- end }}
+{{- with $auth.previousStateKeys }}
+{{- $_ := set $data "previous-state-keys" (join "," .) }}
+{{- end }}
+{{- if $auth.apiKeys }}
+{{- $_ := set $data "api-keys" (printf "%s\n" (join "\n" $auth.apiKeys)) }}
+{{- end }}
+{{- end }}
+{{- if and (eq .Values.backend "redis") (not .Values.redisDemo.enabled) }}
+{{- if .Values.redis.url }}
+{{- $_ := set $data "redis-url" .Values.redis.url }}
+{{- else if and .Values.redis.password (not .Values.redis.existingSecret) }}
+{{- $_ := set $data "redis-password" .Values.redis.password }}
+{{- end }}
+{{- end }}
+{{- $data | toJson }}
+{{- end }}
+
+{{/* What the pods read from Secrets, for the checksum that rolls them when it changes: the
+chart's Secret, the generated key, and, where `lookup` reaches the cluster (install and
+upgrade, not `helm template`), the keys the pods read from existing Secrets. */}}
+{{- define "scalemcp.secretMaterial" -}}
+{{- $material := dict "chart" (include "scalemcp.secretData" . | fromJson) }}
+{{- $a := .Values.auth }}
+{{- if and $a.generateStateKey (not $a.stateKey) (not $a.existingSecret) }}
+{{- $_ := set $material "generated" (include "scalemcp.generatedStateKey" .) }}
+{{- end }}
+{{- $r := .Values.redis }}
+{{- $refs := list (list $a.existingSecret (list $a.existingSecretStateKeyKey $a.existingSecretPreviousStateKeysKey $a.existingSecretApiKeysKey $a.existingSecretJwksKey)) }}
+{{- if eq .Values.backend "redis" }}
+{{- $refs = append $refs (list $r.existingSecret (list $r.existingSecretUrlKey $r.existingSecretPasswordKey)) }}
+{{- end }}
+{{- range $refs }}
+{{- $name := index . 0 }}
+{{- if $name }}
+{{- $found := lookup "v1" "Secret" $.Release.Namespace $name }}
+{{- range $key := index . 1 }}
+{{- if $key }}
+{{- $_ := set $material (printf "%s/%s" $name $key) (dig "data" $key "" $found) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $material | toJson }}
+{{- end }}
+
+{{/* Ports ------------------------------------------------------------------------------- */}}
+
+{{/* The port name probes use: "metrics" when the server has a metrics port. */}}
+{{- define "scalemcp.opsPortName" -}}
+{{- ternary "http" "metrics" (kindIs "invalid" .Values.server.metricsPort) }}
+{{- end }}
+
+{{/* The Redis key prefix of this release. */}}
+{{- define "scalemcp.redisKeyPrefix" -}}
+{{- .Values.redis.keyPrefix | default (printf "smcp:%s/%s:" .Release.Namespace (include "scalemcp.fullname" .)) }}
+{{- end }}
+
+{{/* TCP ports the server may open to Redis, as a JSON list: redisPorts and every port named
+in the host lists of the values. */}}
+{{- define "scalemcp.redisPorts" -}}
+{{- $r := .Values.redis }}
+{{- $ports := list }}
+{{- range .Values.networkPolicy.egress.redisPorts }}{{ $ports = append $ports (int .) }}{{ end }}
+{{- range concat $r.sentinel.hosts $r.cluster.nodes }}
+{{- $ports = append $ports (regexFind "[0-9]+$" . | int) }}
+{{- end }}
+{{- if $r.standalone.host }}{{ $ports = append $ports (int $r.standalone.port) }}{{ end }}
+{{- with $r.url }}
+{{- $hosts := regexReplaceAll "^[a-z+]+://([^@/]*@)?" . "" | splitList "/" | first }}
+{{- range regexFindAll ":[0-9]+" $hosts -1 }}{{ $ports = append $ports (trimPrefix ":" . | int) }}{{ end }}
+{{- end }}
+{{- $ports | uniq | toJson }}
 {{- end }}

@@ -1,10 +1,10 @@
-"""HTTP clients for the load generator, behind one small interface.
+"""HTTP clients for the load generator, behind one small interface (`HttpClient`).
 
 ``open_http_client`` picks the implementation: ``raw`` (the default: a
 hand-written HTTP/1.1 keep-alive pool on trio streams, the cheapest in client
-CPU; numbers in ``bench/README.md``), ``h11`` (the same pool with h11 doing
-the framing), ``httpx`` (for comparison); with ``http2`` the lean clients use
-one multiplexed h2 connection instead.
+CPU), or with ``http2`` one multiplexed h2 connection; ``httpx`` runs the same
+requests through httpx (h11 / h2 underneath), the client real MCP SDK clients
+use, as a cross-check of the lean ones (measurements in ``bench/README.md``).
 """
 
 from __future__ import annotations
@@ -14,33 +14,17 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 from ._base import (
-    ConnectError as ConnectError,
-)
-from ._base import (
-    Headers as Headers,
-)
-from ._base import (
-    HttpClient as HttpClient,
-)
-from ._base import (
-    HttpError as HttpError,
-)
-from ._base import (
-    HttpProtocolError as HttpProtocolError,
-)
-from ._base import (
-    Origin as Origin,
-)
-from ._base import (
-    Response as Response,
-)
-from ._base import (
-    parse_url as parse_url,
+    ConnectError,
+    Headers,
+    HttpClient,
+    HttpError,
+    HttpProtocolError,
+    Origin,
+    Response,
+    parse_url,
 )
 from .h1 import H1Client
-from .h1raw import RawH1Client
 from .h2client import open_h2_client
-from .httpx_client import HttpxClient
 
 __all__ = [
     "ClientImpl",
@@ -55,7 +39,7 @@ __all__ = [
     "parse_url",
 ]
 
-ClientImpl = Literal["raw", "h11", "httpx"]
+ClientImpl = Literal["raw", "httpx"]
 
 
 @asynccontextmanager
@@ -64,21 +48,16 @@ async def open_http_client(
 ) -> AsyncIterator[HttpClient]:
     """A client for ``origin``; HTTP/2 with ``http2``, else HTTP/1.1 keep-alive."""
     if impl == "httpx":
+        from .httpx_client import HttpxClient  # httpx is optional
+
         client: HttpClient = HttpxClient(origin, http2=http2, insecure=insecure)
-        try:
-            yield client
-        finally:
-            await client.aclose()
     elif http2:
         async with open_h2_client(origin, insecure=insecure) as h2client:
             yield h2client
+        return
     else:
-        client = (
-            RawH1Client(origin, insecure=insecure)
-            if impl == "raw"
-            else H1Client(origin, insecure=insecure)
-        )
-        try:
-            yield client
-        finally:
-            await client.aclose()
+        client = H1Client(origin, insecure=insecure)
+    try:
+        yield client
+    finally:
+        await client.aclose()

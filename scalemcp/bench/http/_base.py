@@ -13,6 +13,7 @@ single multiplexed connection for HTTP/2.
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Protocol
@@ -125,5 +126,18 @@ async def open_stream(
             return stream
         return await trio.open_tcp_stream(origin.host, origin.port)
     except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-        reason = str(exc) or repr(exc.__cause__ or exc)
-        raise ConnectError(f"connect to {origin.authority} failed: {reason}") from exc
+        where = f"[{origin.host}]" if ":" in origin.host else origin.host
+        raise ConnectError(f"cannot connect to {where}:{origin.port}: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The most telling part of a connect failure: "Connection refused", not trio's summary."""
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+        cause = cause.exceptions[0]
+    for err in (cause, exc):
+        if isinstance(err, ssl.SSLError):
+            return f"TLS: {err.reason or err}"
+        if isinstance(err, OSError) and err.errno:
+            return os.strerror(err.errno)
+    return str(exc) or repr(exc)

@@ -21,6 +21,7 @@ import h2.exceptions
 import h2.settings
 import trio
 
+from ..errors import single_errors
 from ._base import ConnectError, Headers, HttpProtocolError, Origin, make_ssl_context, open_stream
 
 __all__ = ["H2Client", "open_h2_client"]
@@ -212,11 +213,15 @@ async def open_h2_client(origin: Origin, *, insecure: bool = False) -> AsyncIter
         await trio.aclose_forcefully(stream)
         raise ConnectError(f"{origin.authority} did not negotiate h2 by ALPN")
     client = H2Client(origin, stream)
-    async with trio.open_nursery() as nursery:
-        await client._start()
-        nursery.start_soon(client._read_loop)
-        try:
-            yield client
-        finally:
-            nursery.cancel_scope.cancel()
-            await client.aclose()
+    with single_errors():
+        async with trio.open_nursery() as nursery:
+            await client._start()
+            nursery.start_soon(client._read_loop)
+            try:
+                yield client
+            finally:
+                # Close first: an await in the cancelled nursery would raise Cancelled,
+                # which the nursery then swallows together with the caller's error.
+                with trio.CancelScope(shield=True):
+                    await client.aclose()
+                nursery.cancel_scope.cancel()

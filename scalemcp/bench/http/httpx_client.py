@@ -1,17 +1,20 @@
-"""The same `HttpClient` interface on httpx, kept to compare against the lean clients.
+"""The `HttpClient` interface on httpx: ``--client httpx``, the cross-check of the lean clients.
 
-httpx is imported lazily; it is not a dependency of scalemcp.
+httpx is what the official Python MCP SDK's HTTP transports are built on, so
+a run with it shows what the server under test does for such clients and
+checks the hand-written HTTP/1.1 parser against h11. It costs several times
+the client CPU (``bench/README.md``). httpx is not a dependency of scalemcp:
+this module is imported only for ``--client httpx``, after the CLI checked it
+is installed.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from ._base import ConnectError, Headers, HttpProtocolError, Origin
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = ["HttpxClient"]
 
@@ -25,8 +28,6 @@ class HttpxResponse:
         self.headers: Mapping[str, str] = {k.lower(): v for k, v in response.headers.items()}
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
-        import httpx
-
         try:
             async for chunk in self._response.aiter_raw():
                 yield chunk
@@ -44,15 +45,14 @@ class HttpxClient:
     """One `httpx.AsyncClient` (its own keep-alive pool) per simulated MCP client."""
 
     def __init__(self, origin: Origin, *, http2: bool = False, insecure: bool = False) -> None:
-        import httpx
-
         self._base = f"{origin.scheme}://{origin.authority}"
-        kwargs: dict[str, Any] = {"http2": http2, "verify": not insecure, "timeout": None}
-        self._client = httpx.AsyncClient(**kwargs)
+        # http1=False makes httpx speak h2 by prior knowledge on http:// as the raw client
+        # does; with both allowed it would quietly use HTTP/1.1 there.
+        self._client = httpx.AsyncClient(
+            http1=not http2, http2=http2, verify=not insecure, timeout=None
+        )
 
     async def send(self, method: str, path: str, headers: Headers, body: bytes) -> HttpxResponse:
-        import httpx
-
         request = self._client.build_request(
             method,
             self._base + path,
@@ -62,7 +62,7 @@ class HttpxClient:
         try:
             response = await self._client.send(request, stream=True)
         except httpx.ConnectError as exc:
-            raise ConnectError(str(exc)) from exc
+            raise ConnectError(f"connect to {self._base} failed: {exc}") from exc
         except httpx.HTTPError as exc:
             raise HttpProtocolError(str(exc)) from exc
         return HttpxResponse(response)

@@ -1,6 +1,6 @@
 """Optional OpenTelemetry tracing (the ``otel`` extra): one server span per MCP request.
 
-Off unless ``otel_enabled`` is set or the standard environment asks for it
+Off unless ``otel_enabled`` (the caller's setting) is set or the standard environment asks for it
 (``OTEL_TRACES_EXPORTER`` other than ``none``, or an ``OTEL_EXPORTER_OTLP_*ENDPOINT``);
 ``OTEL_SDK_DISABLED=true`` wins. While off, nothing here imports OpenTelemetry and the
 request path pays one context-variable read per MCP request.
@@ -38,7 +38,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from msgspec import UNSET
@@ -48,12 +48,8 @@ from . import logs
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
-    from ..config import Config
-    from ..engine.call import Call
-    from ..errors import ProtocolError
-
-__all__ = ["RouteTracing", "Tracing", "current_ids", "routing", "tracing_enabled",
-           "tracing_for"]
+__all__ = ["RouteTracing", "TracedCall", "TracedError", "Tracing", "current_ids", "routing",
+           "tracing_enabled", "tracing_for"]
 
 log = logging.getLogger("scalemcp.server")
 _OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -90,11 +86,35 @@ class _Response(msgspec.Struct):
 _response_decoder = msgspec.json.Decoder(_Response)
 
 
-def tracing_enabled(config: Config, env: Mapping[str, str] | None = None) -> bool:
+class TracedCall(Protocol):
+    """What a span needs of one MCP request (the engine's ``Call``)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def protocol_version(self) -> str: ...
+    @property
+    def request_id(self) -> int | str: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def params(self) -> Any: ...
+
+
+class TracedError(Protocol):
+    """What a span records of a JSON-RPC error (``scalemcp.errors.ProtocolError``)."""
+
+    @property
+    def code(self) -> int: ...
+    @property
+    def message(self) -> str: ...
+
+
+def tracing_enabled(otel_enabled: bool, env: Mapping[str, str] | None = None) -> bool:
     env = os.environ if env is None else env
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    if config.otel_enabled:
+    if otel_enabled:
         return True
     exporters = env.get("OTEL_TRACES_EXPORTER")
     if exporters is not None:
@@ -102,9 +122,9 @@ def tracing_enabled(config: Config, env: Mapping[str, str] | None = None) -> boo
     return any(env.get(name) for name in _OTLP_ENDPOINTS)
 
 
-def tracing_for(config: Config) -> Tracing | None:
+def tracing_for(otel_enabled: bool) -> Tracing | None:
     """The server's tracing, or None while tracing is off (then nothing is imported)."""
-    if not tracing_enabled(config):
+    if not tracing_enabled(otel_enabled):
         return None
     try:
         from opentelemetry import trace
@@ -151,11 +171,11 @@ class Tracing:
             context.detach(token)
 
     @contextmanager
-    def call_span(self, call: Call, transport: str) -> Iterator[Span]:
+    def call_span(self, call: TracedCall, transport: str) -> Iterator[Span]:
         """The server span of one MCP request, current for the duration of the block."""
         from opentelemetry import propagate, trace
 
-        params = _decode(call.params)
+        params = _facts(call.params)
         parent = None
         links = []
         carrier = params.meta
@@ -176,12 +196,24 @@ class Tracing:
             yield span
 
     @staticmethod
-    def record_error(span: Span, error: ProtocolError) -> None:
+    def record_error(span: Span, error: TracedError) -> None:
         from opentelemetry.trace import Status, StatusCode
 
         span.set_attribute("error.type", str(error.code))
         span.set_attribute("rpc.response.status_code", str(error.code))
         span.set_status(Status(StatusCode.ERROR, error.message))
+
+
+def _facts(params: Any) -> _Params:
+    """What a span needs from a request's params, as classification decoded them."""
+    meta = getattr(params, "meta", None)
+    carrier = None
+    if meta is not None and meta is not UNSET:
+        values = {key: getattr(meta, key, None) for key in _PROPAGATION_KEYS}
+        carrier = _Carrier(**{k: v for k, v in values.items() if isinstance(v, str)})
+    name, uri = getattr(params, "name", None), getattr(params, "uri", None)
+    return _Params(meta=carrier, name=name if isinstance(name, str) else None,
+                   uri=uri if isinstance(uri, str) else None)
 
 
 def _decode(params: Any) -> _Params:
@@ -193,7 +225,7 @@ def _decode(params: Any) -> _Params:
         return _Params()  # a bad request: the engine answers it with an error
 
 
-def _attributes(call: Call, params: _Params, transport: str) -> dict[str, str]:
+def _attributes(call: TracedCall, params: _Params, transport: str) -> dict[str, str]:
     attributes = {
         "mcp.method.name": call.method,
         "mcp.protocol.version": call.protocol_version,

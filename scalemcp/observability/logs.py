@@ -17,19 +17,15 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
-import os
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import msgspec
-
-if TYPE_CHECKING:
-    from ..config import Config
 
 __all__ = [
     "JsonFormatter",
@@ -38,16 +34,13 @@ __all__ = [
     "configure_logging",
     "current_fields",
     "hash_id",
-    "log_worker_started",
     "redact_text",
     "redact_url",
 ]
 
-log = logging.getLogger("scalemcp.server")
-
 #: The fields bound in this context; set it directly on hot paths (see ``observe``).
 fields_var: ContextVar[dict[str, Any] | None] = ContextVar("scalemcp_log_fields", default=None)
-#: Set by :mod:`scalemcp.ops.tracing` once tracing is on: the current (trace id, span id).
+#: Set by :mod:`.tracing` once tracing is on: the current (trace id, span id).
 trace_ids: Callable[[], tuple[str, str] | None] | None = None
 _SECRET_PARAM = re.compile(r"pass|secret|token|auth|key", re.IGNORECASE)
 #: scheme://user:password@ or scheme://token@ inside free text.
@@ -156,9 +149,9 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(config: Config) -> None:
+def configure_logging(level: str, log_format: Literal["text", "json"] = "text") -> None:
     """Route every logger (scalemcp's, Hypercorn's, the app's) through one formatted handler."""
-    json = config.log_format == "json"
+    json = log_format == "json"
     handler = logging.StreamHandler(sys.stdout if json else sys.stderr)
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     handler.set_name("scalemcp")
@@ -166,14 +159,17 @@ def configure_logging(config: Config) -> None:
     for old in [h for h in root.handlers if h.get_name() == "scalemcp"]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(config.log_level.upper())
+    root.setLevel(level.upper())
+    hypercorn = logging.getLogger("hypercorn.error")
+    if not any(isinstance(f, _RunningOn) for f in hypercorn.filters):
+        hypercorn.addFilter(_RunningOn())
     for name in _CHATTY:  # their info lines (connection retries) are noise unless debugging
         logging.getLogger(name).setLevel(
-            logging.NOTSET if config.log_level == "debug" else logging.WARNING)
+            logging.NOTSET if level == "debug" else logging.WARNING)
 
 
-def log_worker_started(config: Config, backend: str, tracing: bool) -> None:
-    """The line each worker writes once it serves (the Redis URL without its password)."""
-    where = f" at {redact_url(config.redis_url)}" if config.redis_url else ""
-    log.info("worker %d ready: %s backend%s; drain %.1f s; tracing %s", os.getpid(), backend,
-             where, config.drain_timeout_s, "on" if tracing else "off")
+class _RunningOn(logging.Filter):
+    """Drops Hypercorn's per-worker "Running on ..." line: the supervisor says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Running on"))

@@ -1,0 +1,36 @@
+"""Configuration: one frozen, typed Struct of sections; flags, env vars and TOML mirror it.
+
+Precedence: CLI flag > ``SCALEMCP_<OPTION>`` environment variable > TOML file (``--config``)
+> default. Units are in the names; unknown keys are refused with their name.
+"""
+
+from .options import OPTIONS, Option, load_config, option
+from .settings import (
+    MIN_STATE_KEY_CHARS,
+    AuthSettings,
+    Config,
+    LimitSettings,
+    OpsSettings,
+    RedisSettings,
+    RequestStateSettings,
+    ServerSettings,
+    SessionSettings,
+    SseSettings,
+)
+
+__all__ = [
+    "MIN_STATE_KEY_CHARS",
+    "OPTIONS",
+    "AuthSettings",
+    "Config",
+    "LimitSettings",
+    "OpsSettings",
+    "Option",
+    "RedisSettings",
+    "RequestStateSettings",
+    "ServerSettings",
+    "SessionSettings",
+    "SseSettings",
+    "load_config",
+    "option",
+]
