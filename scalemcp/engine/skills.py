@@ -1,21 +1,21 @@
 """The skills extension's methods: ``skills/list``, ``skills/get``, ``resources/directory/read``.
 
 They answer in every era (a session-era or legacy client that calls them gets the same
-entries); the catalog they read is the app's (``app/skills``). Registered in dispatch.py.
+entries); the catalog they read is the app's (``app/skills``). Their params were decoded
+when the request was classified (``protocol/classify.py``); registered in dispatch.py.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET
 
 from ..app.pagination import decode_offset, encode_offset, paginate
 from ..app.skills import SkillRegistry
 from ..app.skills.uris import check_uri
 from ..errors import InvalidParams, MethodNotFound
-from ..protocol.types import RequestMeta
+from ..protocol.types import GetSkillParams, ListParams, ReadDirectoryParams
 from .call import Call
 
 if TYPE_CHECKING:
@@ -28,30 +28,11 @@ __all__ = ["HANDLERS"]
 PAGE_BYTES: Final = 1024 * 1024
 
 
-class _Params(msgspec.Struct):
-    meta: RequestMeta | UnsetType = msgspec.field(default=UNSET, name="_meta")
-    uri: str | UnsetType = UNSET
-    cursor: str | UnsetType = UNSET
-
-
-_decoder = msgspec.json.Decoder(_Params)
-
-
 def _registry(engine: Engine, call: Call) -> SkillRegistry:
     """The app's skills; an app without any does not declare the extension."""
     if not engine.app.skills:
         raise MethodNotFound(f"method not found: {call.method} (this server serves no skills)")
     return engine.app.skills
-
-
-def _params(call: Call, *, uri: bool) -> _Params:
-    try:
-        p = _decoder.decode(b"{}" if call.params is UNSET else call.params)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise InvalidParams(f"invalid params: {exc}") from None
-    if uri and p.uri is UNSET:
-        raise InvalidParams(f"{call.method} needs params.uri")
-    return p
 
 
 def _cacheable(engine: Engine, call: Call, result: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +44,7 @@ def _cacheable(engine: Engine, call: Call, result: dict[str, Any]) -> dict[str, 
 
 async def list_skills(engine: Engine, call: Call, scopes: ScopeFactory) -> Any:
     catalog = _registry(engine, call).catalog
-    p = _params(call, uri=False)
+    p = call.params_as(ListParams)
     start = decode_offset(p.cursor)
     if start > len(catalog.skills):
         raise InvalidParams("invalid cursor: past the end of the list")
@@ -76,18 +57,16 @@ async def list_skills(engine: Engine, call: Call, scopes: ScopeFactory) -> Any:
 
 async def get_skill(engine: Engine, call: Call, scopes: ScopeFactory) -> Any:
     registry = _registry(engine, call)
-    uri = _params(call, uri=True).uri
-    assert isinstance(uri, str)
+    uri = call.params_as(GetSkillParams).uri
     skill = registry.skill(uri)
-    if skill is None:
+    if skill is None:  # -32602 in every era (the extension's rule, not resources/read's)
         raise InvalidParams(f"No skill is served at {uri}", {"uri": uri})
     return _cacheable(engine, call, {"skill": skill.entry})
 
 
 async def read_directory(engine: Engine, call: Call, scopes: ScopeFactory) -> Any:
     catalog = _registry(engine, call).catalog
-    p = _params(call, uri=True)
-    assert isinstance(p.uri, str)
+    p = call.params_as(ReadDirectoryParams)
     check_uri(p.uri)  # InvalidParams for a traversal attempt
     children = catalog.directory(p.uri)
     if children is None:

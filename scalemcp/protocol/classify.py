@@ -31,9 +31,11 @@ from .types import (
     CompleteParams,
     EmptyParams,
     GetPromptParams,
+    GetSkillParams,
     InitializeParams,
     ListenParams,
     ListParams,
+    ReadDirectoryParams,
     ReadResourceParams,
     RequestMeta,
     SetLevelParams,
@@ -61,6 +63,10 @@ PARAMS: Final[dict[str, type[msgspec.Struct]]] = {
     "completion/complete": CompleteParams,
     "subscriptions/listen": ListenParams,
     "notifications/cancelled": CancelledParams,
+    # the skills extension (SEP-2640; engine/skills.py)
+    "skills/list": ListParams,
+    "skills/get": GetSkillParams,
+    "resources/directory/read": ReadDirectoryParams,
 }
 _PARAM_TYPES: Final[list[type[msgspec.Struct]]] = [*PARAMS.values(), EmptyParams]
 _DECODERS: Final[dict[type[msgspec.Struct], msgspec.json.Decoder[Any]]] = {

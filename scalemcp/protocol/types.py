@@ -232,6 +232,22 @@ class SetLevelParams(_Params):
     level: LogLevel = "info"
 
 
+# The skills extension (SEP-2640): ``skills/list`` takes ListParams.
+
+
+class GetSkillParams(_Params, kw_only=True):
+    """``skills/get``: the skill whose ``SKILL.md`` is at ``uri``."""
+
+    uri: str
+
+
+class ReadDirectoryParams(_Params, kw_only=True):
+    """``resources/directory/read``: the children of the directory resource ``uri``."""
+
+    uri: str
+    cursor: str | UnsetType = UNSET
+
+
 class CompletionRef(msgspec.Struct, omit_defaults=True):
     type: Literal["ref/prompt", "ref/resource"]
     name: str | UnsetType = UNSET
