@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import trio
 
 from ..protocol.types import ToolAnnotations
+from ..protocol.versions import features
 from . import skills
 from .prompts import PromptSpec
 from .resources import ResourceSpec, TemplateSpec, is_template
@@ -55,7 +56,7 @@ class App:
         self.completer: Callable[..., Any] | None = None
         self.cache_hints: dict[tuple[str, str], CacheHint] = {}
         #: Agent Skills served under ``skill://`` (:meth:`add_skills`, :meth:`add_skill`).
-        self.skills = skills.SkillRegistry()
+        self.skills = skills.SkillRegistry(taken=self.resources.__contains__)
 
     @overload
     def tool(self, fn: F) -> F: ...
@@ -138,7 +139,8 @@ class App:
     ) -> Callable[[F], F]:
         """Register a resource at ``uri``, or a template if ``uri`` holds ``{var}``.
 
-        A second resource (or template) at the same URI is refused (``ValueError``).
+        A second resource (or template) at the same URI, or one at a skill file's URI, is
+        refused (``ValueError``).
         """
 
         def register(f: F) -> F:
@@ -146,7 +148,8 @@ class App:
                 name=name, title=title, description=description, mime_type=mime_type,
                 scopes=scopes,
             )
-            if uri in self.resources or any(t.uri == uri for t in self.templates):
+            if (uri in self.resources or any(t.uri == uri for t in self.templates)
+                    or uri in self.skills.catalog.files):
                 raise ValueError(f"resource {uri!r} is already registered")
             if is_template(uri):
                 self.templates.append(TemplateSpec(f, uri, **kw))
@@ -268,8 +271,8 @@ class App:
                 return template, params
         return None
 
-    def capabilities(self, version: str | None = None) -> dict[str, Any]:
-        """The server capabilities for a client of ``version`` (None: the modern era)."""
+    def capabilities(self, version: str) -> dict[str, Any]:
+        """The server capabilities this app declares to a client of ``version``."""
         caps: dict[str, Any] = {"logging": {}}
         if self.tools:
             caps["tools"] = {"listChanged": True}
@@ -279,6 +282,6 @@ class App:
             caps["prompts"] = {"listChanged": True}
         if self.completer is not None:
             caps["completions"] = {}
-        if self.skills and (version is None or version >= skills.DECLARED_FROM):
+        if self.skills and features(version).extensions:
             caps["extensions"] = {skills.EXTENSION: {"directoryRead": True}}
         return caps

@@ -134,7 +134,7 @@ class Engine:
         return ()
 
     async def discover(self, call: Call, scopes: ScopeFactory) -> Any:
-        return self.results.discover()
+        return self.results.discover(call.protocol_version)
 
     # -- methods ---------------------------------------------------------------------
 

@@ -50,10 +50,10 @@ class Results:
             "requestState": state,
         }
 
-    def discover(self) -> dict[str, Any]:
+    def discover(self, version: str) -> dict[str, Any]:
         result: dict[str, Any] = {
             "supportedVersions": list(versions.ALL_VERSIONS),
-            "capabilities": self.app.capabilities(),
+            "capabilities": self.app.capabilities(version),
             "ttlMs": self.app.list_cache.ttl_ms,
             "cacheScope": self.app.list_cache.scope,
         }

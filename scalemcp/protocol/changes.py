@@ -17,6 +17,7 @@ from msgspec import UNSET, UnsetType
 from .types import ListenNotifications
 
 __all__ = [
+    "RESOURCES_LIST_CHANGED",
     "RESOURCE_UPDATED",
     "SUBSCRIPTIONS_CHANGED",
     "Change",
@@ -27,11 +28,12 @@ __all__ = [
 ]
 
 RESOURCE_UPDATED: Final = "notifications/resources/updated"
+RESOURCES_LIST_CHANGED: Final = "notifications/resources/list_changed"
 #: The listen stream's flag for each list_changed notification (2026-07-28).
 _LIST_CHANGED: Final = {
     "notifications/tools/list_changed": "tools_list_changed",
     "notifications/prompts/list_changed": "prompts_list_changed",
-    "notifications/resources/list_changed": "resources_list_changed",
+    RESOURCES_LIST_CHANGED: "resources_list_changed",
 }
 
 

@@ -54,15 +54,21 @@ class Features(msgspec.Struct, frozen=True, kw_only=True):
     sse_polling: bool = False
     #: Tool arguments that fail validation are an ``isError`` result, not a JSON-RPC error.
     argument_errors_as_results: bool = False
+    #: ``capabilities.extensions`` (SEP-2133), where the server declares extensions such
+    #: as skills. 2026-07-28 defines it; 2025-11-25's schema does not, but both official
+    #: SDKs and the conformance suite read it from a 2025-11-25 ``initialize`` result.
+    #: Older clients are told nothing (their schemas close ``ServerCapabilities``).
+    extensions: bool = False
 
 
 FEATURES: Final[dict[str, Features]] = {
     "2026-07-28": Features(era="modern", progress_message=True, structured_output=True,
                            titles=True, icons=True, tool_meta=True, elicitation_mode=True,
-                           argument_errors_as_results=True),
+                           argument_errors_as_results=True, extensions=True),
     "2025-11-25": Features(era="session", progress_message=True, structured_output=True,
                            titles=True, icons=True, tool_meta=True, elicitation_mode=True,
-                           sse_polling=True, argument_errors_as_results=True),
+                           sse_polling=True, argument_errors_as_results=True,
+                           extensions=True),
     "2025-06-18": Features(era="session", progress_message=True, structured_output=True,
                            titles=True, tool_meta=True),
     "2025-03-26": Features(era="session", batches=True, progress_message=True),

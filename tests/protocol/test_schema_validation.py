@@ -38,6 +38,7 @@ import scalemcp
 from examples.conformance import PNG_B64
 from examples.conformance import app as conformance_app
 from examples.quickstart import app as quickstart_app
+from scalemcp.protocol.versions import features
 from tests.harness import client
 from tests.harness.asgi import open_asgi
 from tests.harness.sse import Event, sse_events
@@ -134,11 +135,13 @@ class VersionSchema:
         self.document = document
         closed = copy.deepcopy(document)
         defs = closed[self.defs_key]
-        if version == "2025-11-25":
-            # The one field added on purpose: SEP-2133 extensions (the skills extension), which
-            # both official SDKs and the conformance suite read from a 2025-11-25 initialize
-            # result (docs/skills.md). Older versions must not carry it.
-            defs["ServerCapabilities"]["properties"]["extensions"] = {
+        capabilities = defs["ServerCapabilities"]["properties"]
+        if features(version).extensions and "extensions" not in capabilities:
+            # The one field added on purpose, where the feature table says so: SEP-2133
+            # ``capabilities.extensions`` (the skills extension), which both official SDKs
+            # and the conformance suite read from a 2025-11-25 initialize result
+            # (docs/skills.md). Older versions must not carry it.
+            capabilities["extensions"] = {
                 "type": "object", "additionalProperties": {"type": "object"}}
         for name, definition in defs.items():
             props = definition.get("properties")

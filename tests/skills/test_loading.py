@@ -170,3 +170,22 @@ def test_scalemcp_serve_refuses_to_start_and_says_which_file(tmp_path: Path) -> 
     assert proc.stderr.startswith("scalemcp: error: skills that cannot be served:")
     assert f"{skills}/Refunds/SKILL.md: 'name' is 'Refunds'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_skill_file_and_a_resource_at_one_uri_are_refused(tmp_path: Path) -> None:
+    """As the decorators refuse a second resource of one URI, either order."""
+    tree = write_tree(tmp_path / "skills", {"a/SKILL.md": skill_md("a"), "a/b.md": "b\n"})
+    app = scalemcp.App("t")
+
+    @app.resource("skill://a/b.md")
+    def shadow() -> str:
+        return "not the skill's file"
+
+    with pytest.raises(SkillError, match=r"skill://a/b\.md is already registered as a "
+                                         "resource"):
+        app.add_skills(tree, poll_interval_s=0)
+    assert not app.skills
+    app = scalemcp.App("t")
+    app.add_skills(tree, poll_interval_s=0)
+    with pytest.raises(ValueError, match=r"resource 'skill://a/b\.md' is already registered"):
+        app.resource("skill://a/b.md")(shadow)

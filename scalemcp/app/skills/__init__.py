@@ -10,7 +10,6 @@ from .catalog import MAX_BYTES, MAX_FILES, Catalog, Skill, SkillFile
 from .registry import SkillError, SkillRegistry, SkillResource
 
 __all__ = [
-    "DECLARED_FROM",
     "EXTENSION",
     "MAX_BYTES",
     "MAX_FILES",
@@ -24,7 +23,3 @@ __all__ = [
 
 #: The extension's identifier under ``capabilities.extensions``.
 EXTENSION = "io.modelcontextprotocol/skills"
-#: The oldest protocol version whose clients are told about the extension: 2025-11-25, where
-#: both official SDKs read ``capabilities.extensions`` (SEP-2133) and the conformance suite
-#: looks for it; older clients get the skill files as ordinary resources only.
-DECLARED_FROM = "2025-11-25"

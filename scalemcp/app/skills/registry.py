@@ -20,7 +20,7 @@ import base64
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from msgspec import UNSET
 
 from ...errors import BackendUnavailable, InternalError, ResourceNotFound
 from ...protocol import jsonrpc
+from ...protocol.changes import RESOURCES_LIST_CHANGED
 from ...protocol.types import (
     BlobResourceContents,
     Resource,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["SkillError", "SkillRegistry", "SkillResource"]
 
 log = logging.getLogger("scalemcp.skills")
-_LIST_CHANGED = "notifications/resources/list_changed"
 #: How long a claim to announce one change lives: far longer than any worker takes to
 #: notice it (its key names the state of the files, so a later change never collides).
 _CLAIM_TTL_S = 3600.0
@@ -77,7 +77,9 @@ class SkillResource:
 class SkillRegistry:
     """What ``App.add_skills`` / ``App.add_skill`` registered, and the catalog they make."""
 
-    def __init__(self) -> None:
+    def __init__(self, taken: Callable[[str], bool] = lambda uri: False) -> None:
+        #: True for a URI the app serves otherwise (a registered resource): refused here.
+        self._taken = taken
         self._sources: list[Source] = []
         self._scans: list[SourceScan] = []
         self._catalog = Catalog.build([])
@@ -127,8 +129,10 @@ class SkillRegistry:
     def _add(self, source: Source) -> None:
         scan = source.scan()
         catalog = Catalog.build([*self._scans, scan])
-        if catalog.errors:
-            raise SkillError("skills that cannot be served:\n  " + "\n  ".join(catalog.errors))
+        errors = [*catalog.errors, *(f"{uri} is already registered as a resource"
+                                     for uri in sorted(scan.files) if self._taken(uri))]
+        if errors:
+            raise SkillError("skills that cannot be served:\n  " + "\n  ".join(errors))
         self._sources.append(source)
         self._scans.append(scan)
         self._swap(catalog)
@@ -195,8 +199,8 @@ class SkillRegistry:
     async def _follow(self, state: StateBackend) -> None:
         """Look again at once when any worker announces a change."""
         async with state.open_changes() as changes:
-            async for payload in changes:
-                if _LIST_CHANGED.encode() in payload:
+            async for change in changes:
+                if change.method == RESOURCES_LIST_CHANGED:
                     self._wake.set()
 
     async def refresh(self, *, unwatched: bool = False) -> bool:
@@ -232,7 +236,7 @@ class SkillRegistry:
     async def _announce(self, catalog: Catalog, scans: list[SourceScan]) -> None:
         key = hashlib.sha256(
             (catalog.fingerprint + "".join(s.signature for s in scans)).encode()).hexdigest()
-        payload = jsonrpc.encode_notification(_LIST_CHANGED, UNSET)
+        payload = jsonrpc.encode_notification(RESOURCES_LIST_CHANGED, UNSET)
         for state in list(self._states):
             try:
                 if await state.claim_once(f"skills:{key[:32]}", _CLAIM_TTL_S):
