@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,8 +23,8 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port, wait_for_port  # noqa: E402
-from tests.skills.support import Modern  # noqa: E402
+from tests.harness.serve import ServeProcess  # noqa: E402
+from tests.skills.support import modern  # noqa: E402
 
 OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "tools/call refund_status (baseline)": (
@@ -57,7 +56,7 @@ def cpu_seconds(parent: int) -> float:
 async def drive(url: str, method: str, params: dict[str, Any], n: int, clients: int) -> None:
     async def client(count: int) -> None:
         async with httpx.AsyncClient(timeout=30) as http:
-            rpc = Modern(http, url)
+            rpc = modern(http, url)
             for _ in range(count):
                 await rpc.result(method, params)
 
@@ -71,14 +70,10 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=3000, help="requests per operation")
     parser.add_argument("-c", type=int, default=8, help="concurrent clients")
     args = parser.parse_args()
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "scalemcp.cli", "serve",
-                             "examples.skills_server:app", "--port", str(port),
-                             "--log-level", "warning"], cwd=ROOT)
+    server = ServeProcess("examples.skills_server:app", "--log-level", "warning")
     try:
-        wait_for_port(port, proc)
-        pid = proc.pid
-        url = f"http://127.0.0.1:{port}/mcp"
+        pid = server.proc.pid
+        url = server.url
         rows = []
         for label, (method, params) in OPERATIONS.items():
             trio.run(drive, url, method, params, min(300, args.n), args.c)  # warm-up
@@ -94,8 +89,7 @@ def main() -> None:
         for label, us, rate in rows:
             print(f"| {label} | {us:.0f} | {us / base:.2f} | {rate:.0f} |")
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ import pytest
 
 from tests.conftest import node_env
 from tests.harness.fleet import Cluster, HAProxy, running
-from tests.interop.conformance import full_suite_0_1_16
-from tests.skills.conformance import run_skill_scenarios
+from tests.interop.conformance import full_suite_0_1_16, skill_scenarios
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,7 @@ def test_skills_scenarios_through_the_load_balancer(conformance_fleet: Cluster) 
     lb = conformance_fleet.lb
     assert lb is not None
     before = requests_per_node(lb)
-    summaries = run_skill_scenarios(node_env(), conformance_fleet.url)
+    summaries = skill_scenarios(node_env(), conformance_fleet.url)
     after = requests_per_node(lb)
     spread = {name: after[name] - before.get(name, 0) for name in after}
     print(f"\nskills scenarios through haproxy: {summaries}; requests per node {spread}")

@@ -60,13 +60,16 @@ class Node:
     """``scalemcp serve`` with ``--workers 2``, in its own process group.
 
     ``redis_url`` is any ``--redis-url`` (standalone, Sentinel, Cluster...); ``app`` the
-    ``MODULE:ATTR`` it serves. Its port is known once it serves (``wait_ready``).
+    ``MODULE:ATTR`` it serves, ``env`` what its environment adds. Its port is known once
+    it serves (``wait_ready``).
     """
 
     def __init__(self, name: str, redis_url: str, state_key: str, workdir: Path,
-                 workers: int = WORKERS, app: str = APP) -> None:
+                 workers: int = WORKERS, app: str = APP,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.app = app
+        self.env = env or {}
         self.port = 0
         self.base = self.url = ""
         self.log = workdir / f"{name}.log"
@@ -84,7 +87,7 @@ class Node:
 
     def start(self) -> None:
         """Start it (on its old port if it ran before); ``wait_ready`` waits."""
-        env = {"CLUSTER_NODE": self.name, "CLUSTER_MARKS": str(self.marks)}
+        env = {**self.env, "CLUSTER_NODE": self.name, "CLUSTER_MARKS": str(self.marks)}
         self.server = ServeProcess(self.app, *self._args, env=env, log=self.log,
                                    port=self.port, wait=False)
 
@@ -162,14 +165,15 @@ class HAProxy:
 
 class Fleet:
     """``nodes`` nodes of ``workers`` workers serving ``app`` over any ``--redis-url``
-    (standalone, Sentinel, Cluster: the caller runs it), with haproxy in front."""
+    (standalone, Sentinel, Cluster: the caller runs it), with haproxy in front; ``env``
+    is added to every node's environment."""
 
     def __init__(self, workdir: Path, redis_url: str, *, app: str = APP, nodes: int = NODES,
-                 workers: int = WORKERS) -> None:
+                 workers: int = WORKERS, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         (workdir / "marks").mkdir()
         self.state_key = secrets.token_hex(32)
-        self.nodes = [Node(f"n{i}", redis_url, self.state_key, workdir, workers, app)
+        self.nodes = [Node(f"n{i}", redis_url, self.state_key, workdir, workers, app, env)
                       for i in range(nodes)]
         self.lb: HAProxy | None = None
 
@@ -235,9 +239,10 @@ class Cluster(Fleet):
     a redis-server of its own, which a test may kill and restart."""
 
     def __init__(self, workdir: Path, *, app: str = APP, nodes: int = NODES,
-                 workers: int = WORKERS) -> None:
+                 workers: int = WORKERS, env: dict[str, str] | None = None) -> None:
         self.redis = RedisServer(log=workdir / "redis.log")
-        super().__init__(workdir, self.redis.url, app=app, nodes=nodes, workers=workers)
+        super().__init__(workdir, self.redis.url, app=app, nodes=nodes, workers=workers,
+                         env=env)
 
     def stop(self) -> None:
         super().stop()

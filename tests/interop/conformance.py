@@ -34,3 +34,30 @@ def full_suite_0_1_16(env: dict[str, str], url: str) -> int:
     passed = int(m.group(1))
     assert passed >= 46, out[-6000:]  # 32 scenarios, some with several checks
     return passed
+
+
+#: The skills extension's scenarios (0.2.0-alpha.12) and how many checks each has: all
+#: must run and pass (none skipped, none warned).
+SKILL_SCENARIOS = {
+    "sep-2640-skills-directory": 7,
+    "sep-2640-skills-enumeration": 32,
+    "sep-2640-skills-manifest": 6,
+}
+#: The wires they run at: the suite's default for extension scenarios (2025-11-25, reading
+#: the extension from ``initialize``), and 2026-07-28 (``server/discover``; ``--force``,
+#: since extension scenarios sit outside the spec timeline).
+SKILL_WIRES = {"2025-11-25": (), "2026-07-28": ("--spec-version", "2026-07-28", "--force")}
+
+
+def skill_scenarios(env: dict[str, str], url: str) -> dict[str, str]:
+    """Every skills scenario at every wire against ``url``; the summary line of each."""
+    summaries = {}
+    for wire, extra in SKILL_WIRES.items():
+        for scenario, checks in SKILL_SCENARIOS.items():
+            out = run(env, "CONFORMANCE_02", url, "--scenario", scenario, *extra)
+            assert "SKIPPED" not in out, out[-6000:]
+            summary = re.search(r"Passed: (\d+)/(\d+), (\d+) failed, (\d+) warnings", out)
+            assert summary is not None, out[-6000:]
+            assert summary.groups() == (str(checks), str(checks), "0", "0"), out[-6000:]
+            summaries[f"{scenario}@{wire}"] = summary.group(0)
+    return summaries

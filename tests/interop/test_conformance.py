@@ -8,7 +8,7 @@ from __future__ import annotations
 from tests.harness.serve import ServeProcess
 
 from .conformance import failing as _failing
-from .conformance import full_suite_0_1_16
+from .conformance import full_suite_0_1_16, skill_scenarios
 from .conformance import run as _run
 
 
@@ -34,3 +34,11 @@ def test_conformance_0_2_required_2025_11_25(
     out = _run(node_tools, "CONFORMANCE_02", conformance_server.url,
                "--requirements", "2025-11-25")
     assert _failing(out) == set(), out[-6000:]
+
+
+def test_conformance_0_2_skills_extension(
+    conformance_server: ServeProcess, node_tools: dict[str, str]
+) -> None:
+    """sep-2640-skills-* at both wires: run (the extension is declared), none skipped."""
+    summaries = skill_scenarios(node_tools, conformance_server.url)
+    assert len(summaries) == 6

@@ -1,25 +1,30 @@
-"""Helpers for the skills tests: skill trees on disk, raw JSON-RPC over HTTP in the modern
-and the session era, and checking a manifest against what ``resources/read`` returns."""
+"""Helpers for the skills tests: skill trees on disk, the skills methods over the harness's
+raw clients (tests/harness/client.py) in either era, a session's GET stream followed, and
+checking a manifest against what ``resources/read`` returns."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import trio
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.harness import client
+from tests.harness.serve import ROOT
+from tests.harness.sse import sse_events
+
 EXAMPLE_SKILLS = ROOT / "examples" / "skills"
-MODERN = "2026-07-28"
-SESSION = "2025-11-25"
-ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-META = {"io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {}}
+EXTENSION = "io.modelcontextprotocol/skills"
+LIST_CHANGED = "notifications/resources/list_changed"
+#: The methods whose 2026-07-28 requests name their target in ``Mcp-Name``.
+_NAMED_BY = {"resources/read": "uri", "tools/call": "name"}
 
 
 def skill_md(name: str, description: str = "A skill for tests. Use in tests.",
@@ -57,27 +62,24 @@ def content_bytes(contents: dict[str, Any]) -> bytes:
     return base64.b64decode(contents["blob"])
 
 
-class Modern:
-    """Stateless 2026-07-28 requests: ``_meta`` in every body, Mcp-Method/Mcp-Name headers."""
+class Rpc:
+    """Requests of one era over a raw harness client, each answered with its JSON-RPC
+    message (``result`` or ``error``)."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
-        self.client = client
-        self.url = url
-        self._id = 0
+    def __init__(self, raw: client.Session | client.Stateless,
+                 initialized: dict[str, Any] | None = None) -> None:
+        self.raw = raw
+        #: The ``initialize`` result (session era).
+        self.initialized = initialized or {}
 
     async def post(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The JSON-RPC response (``result`` or ``error``)."""
-        self._id += 1
-        headers = {**ACCEPT, "mcp-protocol-version": MODERN, "mcp-method": method}
-        if method == "resources/read":
-            headers["mcp-name"] = (params or {})["uri"]
-        elif method == "tools/call":
-            headers["mcp-name"] = (params or {})["name"]
-        body = {"jsonrpc": "2.0", "id": self._id, "method": method,
-                "params": {**(params or {}), "_meta": META}}
-        response = await self.client.post(self.url, json=body, headers=headers)
-        message = _message(response)
-        assert message["id"] == self._id, message
+        if isinstance(self.raw, client.Session):
+            return await self.raw.call(method, params or {})
+        field = _NAMED_BY.get(method)
+        name = (params or {})[field] if field else None
+        answer = await self.raw.call(method, params, name)
+        assert answer.headers["content-type"] == client.JSON, answer.text
+        message: dict[str, Any] = answer.json()
         return message
 
     async def result(self, method: str, params: dict[str, Any] | None = None) -> Any:
@@ -91,48 +93,61 @@ class Modern:
         return dict(message["error"])
 
 
-class Session(Modern):
-    """Session-era requests (initialize first, then ``Mcp-Session-Id`` on each)."""
-
-    def __init__(self, client: httpx.AsyncClient, url: str, version: str = SESSION) -> None:
-        super().__init__(client, url)
-        self.version = version
-        self.headers: dict[str, str] = {}
-        self.initialize_result: dict[str, Any] = {}
-
-    async def start(self) -> Session:
-        init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": self.version, "capabilities": {},
-            "clientInfo": {"name": "skills-test", "version": "1"}}}
-        response = await self.client.post(self.url, json=init, headers=ACCEPT)
-        self.initialize_result = _message(response)["result"]
-        self.headers = {**ACCEPT, "mcp-session-id": response.headers["mcp-session-id"],
-                        "mcp-protocol-version": self.version}
-        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-        assert (await self.client.post(self.url, json=initialized,
-                                       headers=self.headers)).status_code == 202
-        return self
-
-    async def post(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        self._id += 1
-        body = {"jsonrpc": "2.0", "id": self._id, "method": method, "params": params or {}}
-        response = await self.client.post(self.url, json=body, headers=self.headers)
-        message = _message(response)
-        assert message["id"] == self._id, message
-        return message
+def modern(http: httpx.AsyncClient, url: str) -> Rpc:
+    """Stateless 2026-07-28 requests."""
+    return Rpc(client.Stateless(http, url))
 
 
-def _message(response: httpx.Response) -> dict[str, Any]:
-    """The JSON-RPC response in a JSON or an SSE answer (the last message event)."""
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
-        data = [line[5:].strip() for line in response.text.splitlines()
-                if line.startswith("data:") and line[5:].strip()]
-        messages = [json.loads(d) for d in data]
-        return next(m for m in reversed(messages) if "id" in m)
-    return dict(response.json())
+async def session(http: httpx.AsyncClient, url: str,
+                  version: str = client.SESSION_VERSION) -> Rpc:
+    """A new session of ``version`` (initialized)."""
+    raw = client.Session(http, url, version, name="skills-test")
+    return Rpc(raw, (await raw.initialize())["result"])
 
 
-async def all_skills(rpc: Modern) -> tuple[list[dict[str, Any]], int]:
+class Seen:
+    """The methods of the notifications a GET stream delivered, and a wake-up per arrival."""
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+        self.arrived = trio.Event()
+
+    def add(self, method: str) -> None:
+        self.methods.append(method)
+        self.arrived.set()
+        self.arrived = trio.Event()
+
+    def count(self, method: str) -> int:
+        return self.methods.count(method)
+
+    async def wait_for(self, method: str, count: int) -> None:
+        """Until ``count`` notifications of ``method`` arrived in all."""
+        while self.count(method) < count:
+            await self.arrived.wait()
+
+
+@asynccontextmanager
+async def notifications(rpc: Rpc) -> AsyncIterator[Seen]:
+    """Follow the GET stream of ``rpc``'s session while the block runs."""
+    assert isinstance(rpc.raw, client.Session)
+    raw = rpc.raw
+    seen = Seen()
+
+    async def follow(task_status: trio.TaskStatus[None]) -> None:
+        async with raw.listen() as stream:
+            assert stream.status_code == 200
+            task_status.started()
+            async for event in sse_events(stream):
+                if event.data:
+                    seen.add(event.message["method"])
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(follow)
+        yield seen
+        nursery.cancel_scope.cancel()
+
+
+async def all_skills(rpc: Rpc) -> tuple[list[dict[str, Any]], int]:
     """Every entry of skills/list, following nextCursor; and how many pages it took."""
     entries: list[dict[str, Any]] = []
     cursor = None
@@ -146,7 +161,7 @@ async def all_skills(rpc: Modern) -> tuple[list[dict[str, Any]], int]:
             return entries, pages
 
 
-async def verify_entry(rpc: Modern, entry: dict[str, Any]) -> dict[str, str]:
+async def verify_entry(rpc: Rpc, entry: dict[str, Any]) -> dict[str, str]:
     """Read every file of a skill entry and check it against the manifest: size and digest
     recomputed from the bytes ``resources/read`` returns, the frontmatter parsed back from
     the SKILL.md. Returns each file's MIME type."""

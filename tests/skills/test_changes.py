@@ -5,74 +5,41 @@ the worker rescan before it answers."""
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 
 import scalemcp
-from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 
-from .support import Modern, Session, content_bytes, copy_examples, sha256, skill_md
+from .support import (
+    LIST_CHANGED,
+    Rpc,
+    Seen,
+    content_bytes,
+    copy_examples,
+    modern,
+    notifications,
+    session,
+    sha256,
+    skill_md,
+)
 
-LIST_CHANGED = "notifications/resources/list_changed"
 POLL_S = 0.2
 GIT = "skill://git-workflow/SKILL.md"
-
-
-class Seen:
-    """The methods of the notifications a GET stream delivered, and a wake-up per arrival."""
-
-    def __init__(self) -> None:
-        self.methods: list[str] = []
-        self.arrived = trio.Event()
-
-    def add(self, method: str) -> None:
-        self.methods.append(method)
-        self.arrived.set()
-        self.arrived = trio.Event()
-
-    def count(self, method: str) -> int:
-        return self.methods.count(method)
-
-
-@asynccontextmanager
-async def notifications(session: Session) -> AsyncIterator[Seen]:
-    """Follow the session's GET stream while the block runs."""
-    seen = Seen()
-    ready = trio.Event()
-
-    async def follow() -> None:
-        async with session.client.stream("GET", session.url, headers={
-                **session.headers, "accept": "text/event-stream"}) as stream:
-            assert stream.status_code == 200
-            ready.set()
-            async for line in stream.aiter_lines():
-                if line.startswith("data:") and line[5:].strip():
-                    seen.add(json.loads(line[5:])["method"])
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(follow)
-        await ready.wait()
-        yield seen
-        nursery.cancel_scope.cancel()
 
 
 async def wait_for(seen: Seen, count: int, timeout: float = 10) -> None:
     """Until ``count`` list_changed arrived in all; then no further one may arrive."""
     with trio.fail_after(timeout):
-        while seen.count(LIST_CHANGED) < count:
-            await seen.arrived.wait()
+        await seen.wait_for(LIST_CHANGED, count)
     await trio.sleep(POLL_S * 5)
     assert seen.count(LIST_CHANGED) == count, seen.methods
 
 
-async def digest_of(rpc: Modern, uri: str = GIT) -> str:
+async def digest_of(rpc: Rpc, uri: str = GIT) -> str:
     entry = (await rpc.result("skills/get", {"uri": uri}))["skill"]
     return str(next(r["digest"] for r in entry["resources"] if r["uri"] == uri))
 
@@ -85,10 +52,9 @@ async def test_a_changed_skill_is_announced_once_and_served_anew(
     app.add_skills(skills, poll_interval_s=POLL_S)
     path = skills / "git-workflow" / "SKILL.md"
     with trio.fail_after(60):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as c:
-            rpc = Modern(c, url)
-            session = await Session(c, url).start()
-            async with notifications(session) as seen:
+        async with open_client(app, timeout=10) as (url, c):
+            rpc = modern(c, url)
+            async with notifications(await session(c, url)) as seen:
                 before = await digest_of(rpc)
                 path.write_text(path.read_text() + "5. Delete merged branches.\n")
                 await wait_for(seen, 1)
@@ -125,10 +91,9 @@ async def test_a_read_of_changed_bytes_rescans_first(tmp_path: Path) -> None:
     path = skills / "git-workflow" / "templates" / "commit-message.md"
     uri = "skill://git-workflow/templates/commit-message.md"
     with trio.fail_after(60):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as c:
-            rpc = Modern(c, url)
-            session = await Session(c, url).start()
-            async with notifications(session) as seen:
+        async with open_client(app, timeout=10) as (url, c):
+            rpc = modern(c, url)
+            async with notifications(await session(c, url)) as seen:
                 path.write_text("a new template\n")
                 read = await rpc.result("resources/read", {"uri": uri})
                 assert read["contents"][0]["text"] == "a new template\n"

@@ -13,10 +13,17 @@ import httpx
 import pytest
 import trio
 
-from tests.cluster.conftest import Cluster, running
+from tests.harness.fleet import Cluster, running
 
-from .support import Modern, Session, content_bytes, copy_examples, sha256
-from .test_changes import LIST_CHANGED, notifications
+from .support import (
+    LIST_CHANGED,
+    content_bytes,
+    copy_examples,
+    modern,
+    notifications,
+    session,
+    sha256,
+)
 
 POLL_S = 0.5
 GIT = "skill://git-workflow/SKILL.md"
@@ -26,17 +33,9 @@ GIT = "skill://git-workflow/SKILL.md"
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Path]]:
     workdir = tmp_path_factory.mktemp("skills-fleet")
     skills = copy_examples(workdir / "skills")
-    saved = {k: os.environ.get(k) for k in ("SKILLS_DIR", "SKILLS_POLL_S")}
-    os.environ.update(SKILLS_DIR=str(skills), SKILLS_POLL_S=str(POLL_S))  # nodes inherit it
-    try:
-        with running(Cluster(workdir, app="tests.skills.dir_app:app")) as cluster:
-            yield cluster, skills
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    env = {"SKILLS_DIR": str(skills), "SKILLS_POLL_S": str(POLL_S)}
+    with running(Cluster(workdir, app="tests.skills.dir_app:app", env=env)) as cluster:
+        yield cluster, skills
 
 
 async def digests_by_worker(urls: list[str], uri: str, want: int) -> dict[int, str]:
@@ -47,7 +46,7 @@ async def digests_by_worker(urls: list[str], uri: str, want: int) -> dict[int, s
         while len(seen) < want:
             for url in urls:
                 async with httpx.AsyncClient(timeout=10) as client:  # a new connection
-                    result = await Modern(client, url).result(
+                    result = await modern(client, url).result(
                         "tools/call", {"name": "catalog_here", "arguments": {}})
                 here = result["structuredContent"]
                 seen[here["pid"]] = here["digests"].get(uri, "")
@@ -64,9 +63,9 @@ async def test_a_change_reaches_every_worker_and_is_announced_once(
     assert set((await digests_by_worker(nodes, GIT, 6)).values()) == {old}
     with trio.fail_after(60):
         async with httpx.AsyncClient(timeout=10) as c, \
-                notifications(await Session(c, nodes[0]).start()) as seen0, \
-                notifications(await Session(c, nodes[1]).start()) as seen1, \
-                notifications(await Session(c, nodes[2]).start()) as seen2:
+                notifications(await session(c, nodes[0])) as seen0, \
+                notifications(await session(c, nodes[1])) as seen1, \
+                notifications(await session(c, nodes[2])) as seen2:
             new_bytes = path.read_bytes() + b"5. Delete merged branches.\n"
             staged = path.with_suffix(".tmp")
             staged.write_bytes(new_bytes)
@@ -74,8 +73,7 @@ async def test_a_change_reaches_every_worker_and_is_announced_once(
             os.replace(staged, path)  # atomically, as deploy tools and ConfigMaps do
             new = sha256(new_bytes)
             for seen in (seen0, seen1, seen2):
-                while seen.count(LIST_CHANGED) < 1:
-                    await seen.arrived.wait()
+                await seen.wait_for(LIST_CHANGED, 1)
             announced = time.monotonic() - changed_at
             workers = await digests_by_worker(nodes, GIT, 6)
             converged = time.monotonic() - changed_at
@@ -83,7 +81,7 @@ async def test_a_change_reaches_every_worker_and_is_announced_once(
             await trio.sleep(POLL_S * 6)  # every worker has polled several times since
             counts = [s.count(LIST_CHANGED) for s in (seen0, seen1, seen2)]
             assert counts == [1, 1, 1], counts
-            lb = Modern(c, cluster.url)
+            lb = modern(c, cluster.url)
             entry = (await lb.result("skills/get", {"uri": GIT}))["skill"]
             assert {"uri": GIT, "digest": new, "size": len(new_bytes)} in entry["resources"]
             read = await lb.result("resources/read", {"uri": GIT})

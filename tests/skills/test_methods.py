@@ -1,30 +1,31 @@
-"""skills/list, skills/get, resources/read, resources/list and resources/directory/read over
-real HTTP against a real server (scalemcp.testing.open_server), in the modern era and the
-session era; manifests checked by recomputing every digest from what the server returns."""
+"""skills/list, skills/get, resources/read, resources/list and resources/directory/read,
+the app served in memory (tests/harness/asgi.py), in the modern era and the session era;
+manifests checked by recomputing every digest from what the server returns."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 import trio
 
 import scalemcp
-from scalemcp.testing import open_server
+from scalemcp.protocol import classify
+from tests.harness.asgi import open_client
 
 from .support import (
     EXAMPLE_SKILLS,
-    Modern,
-    Session,
+    EXTENSION,
     all_skills,
+    modern,
+    session,
     sha256,
     skill_md,
     verify_entry,
     write_tree,
 )
-
-EXTENSION = "io.modelcontextprotocol/skills"
 
 
 def examples_app(**kwargs: object) -> scalemcp.App:
@@ -37,8 +38,8 @@ def examples_app(**kwargs: object) -> scalemcp.App:
 @pytest.mark.parametrize("era", ["modern", "session"])
 async def test_every_manifest_matches_what_resources_read_returns(era: str) -> None:
     with trio.fail_after(20):
-        async with open_server(examples_app()) as url, httpx.AsyncClient(timeout=10) as c:
-            rpc = Modern(c, url) if era == "modern" else await Session(c, url).start()
+        async with open_client(examples_app(), timeout=10) as (url, c):
+            rpc = modern(c, url) if era == "modern" else await session(c, url)
             entries, _ = await all_skills(rpc)
             assert [e["uri"] for e in entries] == [
                 "skill://acme/billing/refunds/SKILL.md",
@@ -69,18 +70,18 @@ async def test_every_manifest_matches_what_resources_read_returns(era: str) -> N
 
 async def test_capabilities_and_resource_listing_in_both_eras() -> None:
     with trio.fail_after(20):
-        async with open_server(examples_app()) as url, httpx.AsyncClient(timeout=10) as c:
-            modern = Modern(c, url)
-            discover = await modern.result("server/discover")
-            session = await Session(c, url).start()
-            for caps in (discover["capabilities"], session.initialize_result["capabilities"]):
+        async with open_client(examples_app(), timeout=10) as (url, c):
+            stateless = modern(c, url)
+            discover = await stateless.result("server/discover")
+            current = await session(c, url)
+            for caps in (discover["capabilities"], current.initialized["capabilities"]):
                 assert caps["extensions"] == {EXTENSION: {"directoryRead": True}}
                 assert "resources" in caps
             for older in ("2025-06-18", "2025-03-26"):  # told nothing: no such field then
-                caps = (await Session(c, url, older).start()).initialize_result["capabilities"]
+                caps = (await session(c, url, older)).initialized["capabilities"]
                 assert "extensions" not in caps
                 assert "resources" in caps
-            for rpc in (modern, session):
+            for rpc in (stateless, current):
                 listed = (await rpc.result("resources/list"))["resources"]
                 skill_mds = {r["uri"]: r for r in listed}
                 git = skill_mds["skill://git-workflow/SKILL.md"]
@@ -88,18 +89,18 @@ async def test_capabilities_and_resource_listing_in_both_eras() -> None:
                 assert git["description"].startswith("Follow this team's Git conventions")
                 assert git["mimeType"] == "text/markdown"
                 assert len(skill_mds) == 3  # SKILL.md files only; the rest by manifest
-            listed = await modern.result("skills/list")
+            listed = await stateless.result("skills/list")
             assert (listed["resultType"], listed["cacheScope"]) == ("complete", "private")
             assert "ttlMs" in listed
-            got = await modern.result("skills/get", {"uri": "skill://git-workflow/SKILL.md"})
+            got = await stateless.result("skills/get", {"uri": "skill://git-workflow/SKILL.md"})
             assert "ttlMs" in got
 
 
 @pytest.mark.parametrize("era", ["modern", "session"])
 async def test_unknown_skills_and_directories_are_invalid_params(era: str) -> None:
     with trio.fail_after(20):
-        async with open_server(examples_app()) as url, httpx.AsyncClient(timeout=10) as c:
-            rpc = Modern(c, url) if era == "modern" else await Session(c, url).start()
+        async with open_client(examples_app(), timeout=10) as (url, c):
+            rpc = modern(c, url) if era == "modern" else await session(c, url)
             for uri in ("skill://nope/SKILL.md", "skill://git-workflow",
                         "skill://git-workflow/templates/commit-message.md",
                         "https://example.com/SKILL.md"):
@@ -122,8 +123,8 @@ async def test_unknown_skills_and_directories_are_invalid_params(era: str) -> No
 
 async def test_directories_list_their_direct_children() -> None:
     with trio.fail_after(20):
-        async with open_server(examples_app()) as url, httpx.AsyncClient(timeout=10) as c:
-            rpc = Modern(c, url)
+        async with open_client(examples_app(), timeout=10) as (url, c):
+            rpc = modern(c, url)
 
             async def children(uri: str) -> list[tuple[str, str]]:
                 result = await rpc.result("resources/directory/read", {"uri": uri})
@@ -145,8 +146,8 @@ async def test_pages_never_split_an_entry(tmp_path: Path) -> None:
     app = scalemcp.App("paged", page_size=3)
     app.add_skills(write_tree(tmp_path / "skills", skills), poll_interval_s=0)
     with trio.fail_after(20):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as c:
-            rpc = Modern(c, url)
+        async with open_client(app, timeout=10) as (url, c):
+            rpc = modern(c, url)
             entries, pages = await all_skills(rpc)
             assert pages == 3
             assert [e["uri"] for e in entries] == [f"skill://s{i:02}/SKILL.md" for i in range(7)]
@@ -171,9 +172,41 @@ async def test_an_app_without_skills_does_not_answer_the_methods() -> None:
         return "x"
 
     with trio.fail_after(20):
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as c:
-            session = await Session(c, url).start()
-            assert "extensions" not in session.initialize_result["capabilities"]
+        async with open_client(app, timeout=10) as (url, c):
+            rpc = await session(c, url)
+            assert "extensions" not in rpc.initialized["capabilities"]
             for method in ("skills/list", "skills/get", "resources/directory/read"):
-                assert (await session.error(method, {"uri": "skill://a/SKILL.md"}))["code"] \
+                assert (await rpc.error(method, {"uri": "skill://a/SKILL.md"}))["code"] \
                     == -32601
+
+
+@pytest.mark.parametrize("era", ["modern", "session"])
+async def test_params_are_decoded_once_by_classification(
+    era: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each skills method's params are decoded once, into its Struct, when the request is
+    classified (protocol/classify.py); a param of the wrong type is -32602 from there."""
+    decodes: Counter[str] = Counter()
+    decode = classify.decode_params
+
+    def counted(method: str, raw: Any) -> Any:
+        decodes[method] += 1
+        return decode(method, raw)
+
+    with trio.fail_after(20):
+        async with open_client(examples_app(), timeout=10) as (url, c):
+            rpc = modern(c, url) if era == "modern" else await session(c, url)
+            monkeypatch.setattr(classify, "decode_params", counted)
+            listed = await rpc.result("skills/list", {})
+            uri = listed["skills"][0]["uri"]
+            assert (await rpc.result("skills/get", {"uri": uri}))["skill"]["uri"] == uri
+            directory = uri.removesuffix("/SKILL.md")
+            assert (await rpc.result("resources/directory/read", {"uri": directory}))
+            assert decodes == Counter({"skills/list": 1, "skills/get": 1,
+                                       "resources/directory/read": 1})
+            for method, params in (("skills/get", {"uri": 7}), ("skills/get", {}),
+                                   ("resources/directory/read", {"uri": None}),
+                                   ("skills/list", {"cursor": []})):
+                error = await rpc.error(method, params)
+                assert error["code"] == -32602, (method, error)
+                assert error["message"].startswith("invalid params: "), error

@@ -1,12 +1,13 @@
 """Existing clients read skills as ordinary resources in every era: the official Python SDK
-(2026-07-28, 2025-11-25 sessions, and the HTTP+SSE transport) and a raw 2024-11-05 client
-see the extension declared, list the SKILL.md resources and read files whose bytes match
-the manifest ``skills/list`` publishes; the skills methods answer on the legacy transport."""
+(2026-07-28, 2025-11-25 sessions, and the HTTP+SSE transport; a real server, since the SDK
+brings its own HTTP client) and a raw 2024-11-05 client (in memory) see the extension
+declared where their version has it, list the SKILL.md resources and read files whose
+bytes match the manifest ``skills/list`` publishes; the skills methods answer on the
+legacy transport."""
 
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,9 +23,11 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from scalemcp.testing import open_server
+from tests.harness import client as raw
+from tests.harness.asgi import open_client
 
-from .support import Modern, all_skills, sha256
-from .test_methods import EXTENSION, examples_app
+from .support import EXTENSION, all_skills, modern, sha256
+from .test_methods import examples_app
 
 pytestmark = [pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 
@@ -51,7 +54,7 @@ async def sdk(url: str, era: str) -> AsyncIterator[Any]:
 async def test_skill_files_are_ordinary_resources(era: str) -> None:
     with trio.fail_after(30):
         async with open_server(examples_app()) as url, httpx.AsyncClient(timeout=10) as c:
-            entries, _ = await all_skills(Modern(c, url))
+            entries, _ = await all_skills(modern(c, url))
             manifest = {r["uri"]: r for e in entries for r in e["resources"]}
             async with sdk(url, era) as (client, capabilities):
                 assert (capabilities.extensions or {}).get(EXTENSION) == {"directoryRead": True}
@@ -75,30 +78,20 @@ async def test_skill_files_are_ordinary_resources(era: str) -> None:
 
 async def test_a_2024_11_05_client_over_http_and_sse() -> None:
     with trio.fail_after(30):
-        async with open_server(examples_app()) as url, httpx.AsyncClient(
-                base_url=url.removesuffix("/mcp"), timeout=10) as c, c.stream(
-                "GET", "/sse", headers={"accept": "text/event-stream"}) as stream:
-            lines = stream.aiter_lines()
-            assert await anext(lines) == "event: endpoint"
-            endpoint = (await anext(lines)).removeprefix("data: ")
+        async with open_client(examples_app(), timeout=10) as (url, c), \
+                raw.open_legacy(c, url.removesuffix("/mcp")) as legacy:
 
             async def ask(rid: int, method: str, params: dict[str, Any]) -> Any:
-                body = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
-                assert (await c.post(endpoint, json=body)).status_code == 202
-                async for line in lines:
-                    if line.startswith("data: "):
-                        message = json.loads(line[6:])
-                        if message.get("id") == rid:
-                            return message.get("result", message.get("error"))
-                raise AssertionError("the stream ended")
+                assert (await legacy.post(raw.request(method, params, rid))).status_code == 202
+                message = await legacy.answer_to(rid)
+                return message.get("result", message.get("error"))
 
-            init = await ask(1, "initialize", {"protocolVersion": "2024-11-05",
-                                               "capabilities": {},
-                                               "clientInfo": {"name": "old", "version": "1"}})
-            assert init["protocolVersion"] == "2024-11-05"
+            init = await legacy.initialize()
+            assert init["result"]["protocolVersion"] == "2024-11-05"
             # Too old to be told about extensions; the files are ordinary resources.
-            assert "extensions" not in init["capabilities"]
-            assert "resources" in init["capabilities"]
+            capabilities = init["result"]["capabilities"]
+            assert "extensions" not in capabilities
+            assert "resources" in capabilities
             listed = await ask(2, "resources/list", {})
             assert "skill://git-workflow/SKILL.md" in [r["uri"] for r in listed["resources"]]
             read = await ask(3, "resources/read", {"uri": "skill://git-workflow/SKILL.md"})

@@ -8,15 +8,14 @@ import os
 import secrets
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 
 import scalemcp
-from scalemcp.testing import open_server
+from tests.harness.asgi import open_client
 
 from .inotify import OpenWatch
-from .support import Modern, Session, skill_md, write_tree
+from .support import modern, session, skill_md, write_tree
 
 HOSTILE = [
     "skill://docs/../../outside/secret.txt",
@@ -78,11 +77,11 @@ async def test_hostile_uris_are_invalid_params_and_nothing_outside_is_opened(
         assert files == {"skill://docs/SKILL.md", "skill://docs/guide.md",
                          "skill://docs/sub/file.md"}
         assert "a symbolic link out of the skills directory; not served" in caplog.text
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as c:
-            modern = Modern(c, url)
-            session = await Session(c, url).start()
+        async with open_client(app, timeout=10) as (url, c):
+            stateless = modern(c, url)
+            current = await session(c, url)
             bodies = []
-            for rpc in (modern, session):
+            for rpc in (stateless, current):
                 for uri in HOSTILE:
                     for method in ("resources/read", "skills/get", "resources/directory/read"):
                         message = await rpc.post(method, {"uri": uri})
@@ -92,9 +91,9 @@ async def test_hostile_uris_are_invalid_params_and_nothing_outside_is_opened(
                     message = await rpc.post("resources/read", {"uri": uri})
                     bodies.append(str(message))
                     # Not served: -32602 in 2026-07-28, "resource not found" before it.
-                    code = -32602 if rpc is modern else -32002
+                    code = -32602 if rpc is stateless else -32002
                     assert message["error"]["code"] == code, (uri, message)
-            for rpc in (modern, session):
+            for rpc in (stateless, current):
                 listing = await rpc.post("resources/directory/read", {"uri": "skill://docs"})
                 names = [r["name"] for r in listing["result"]["resources"]]
                 assert names == ["SKILL.md", "guide.md", "sub"]
@@ -109,8 +108,8 @@ async def test_links_swapped_in_after_the_scan_are_never_followed(
     skills, outside, marker = tree
     with OpenWatch(outside) as watch, trio.fail_after(30):
         app = make_app(skills)
-        async with open_server(app) as url, httpx.AsyncClient(timeout=10) as c:
-            rpc = Modern(c, url)
+        async with open_client(app, timeout=10) as (url, c):
+            rpc = modern(c, url)
             guide = await rpc.result("resources/read", {"uri": "skill://docs/guide.md"})
             assert guide["contents"][0]["text"] == "# Guide\n"
             # A file becomes a link out; a directory becomes a link to a directory out.
