@@ -129,7 +129,10 @@ class Engine:
             prompt = self.app.prompts.get(name or "")
             return None if prompt is None else prompt.scopes
         if method == "resources/read":
-            found = self.app.find_resource(name or "")
+            try:
+                found = self.app.find_resource(name or "")
+            except InvalidParams:  # a URI refused for its shape (skill://../x): like bad
+                return None        # params, answered as the request's error when it runs
             return None if found is None else found[0].scopes
         return ()
 

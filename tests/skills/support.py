@@ -78,6 +78,8 @@ class Rpc:
         field = _NAMED_BY.get(method)
         name = (params or {})[field] if field else None
         answer = await self.raw.call(method, params, name)
+        # Bad params, unknown skills, hostile URIs: answered as the request's error (200).
+        assert answer.status_code == 200, answer.text
         assert answer.headers["content-type"] == client.JSON, answer.text
         message: dict[str, Any] = answer.json()
         return message
