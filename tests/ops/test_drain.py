@@ -145,6 +145,7 @@ async def test_sigterm_drains_streams_and_exits_zero() -> None:
         assert stream.error is None, (name, stream.error)
         assert stream.ended_at is not None
         assert 1.0 <= stream.ended_at - sent < 4.0, (name, stream.ended_at - sent)
+    print(f"\nSIGTERM to exit: {stopped - sent:.1f} s (drain 1.5 s + hard stop {HARD_STOP_MARGIN_S:g} s)")
     assert stopped - sent < 1.5 + HARD_STOP_MARGIN_S + 3
     messages = [line["message"] for line in lines]
     assert any(m.startswith("stopping: 1 worker(s) draining") for m in messages), messages
