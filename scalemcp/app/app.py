@@ -193,16 +193,6 @@ class App:
         self.completer = fn
         return fn
 
-    def serve(self, **options: Any) -> None:
-        """Serve this app until interrupted, as ``scalemcp serve`` would.
-
-        ``options`` are the settings by their option names (``port=8080``,
-        ``redis_url=...``; see docs/configuration.md), over ``SCALEMCP_*`` and defaults.
-        """
-        from ..server import run
-
-        run(self, **options)
-
     def find_resource(self, uri: str) -> tuple[ResourceSpec, dict[str, str]] | None:
         """The resource (or template, with its variables) that serves ``uri``."""
         spec = self.resources.get(uri)

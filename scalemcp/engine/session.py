@@ -4,7 +4,7 @@
 must do: accept (202), answer with JSON, or stream. Requests run in the service's own
 nursery, not the HTTP request's, because a dropped connection is not a cancellation in
 this era (spec 4.3): the handler keeps running and its events stay resumable. A server
-that drains lets them run on (:meth:`SessionService.wait_finished`, ``ops.drain``); one cut
+that drains lets them run on (:meth:`SessionService.wait_finished`, ``transport.drain``); one cut
 short by the server's stop ends its answer with an error rather than leaving it open.
 """
 

@@ -32,7 +32,7 @@ from ..observability.calls import exchange_var
 from ..observability.logs import redact_url
 from ..observability.metrics import OPEN_STREAMS
 from ..observability.tracing import Tracing, tracing_for
-from .drain import Drain, drain_var
+from .drain import Drain
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -74,8 +74,7 @@ class _Exchange:
         sid = headers.get("mcp-session-id")
         if sid:
             fields["session"] = logs.hash_id(sid)
-        self._tokens = (exchange_var.set(self), logs.fields_var.set(fields),
-                        drain_var.set(self.observer.drain))
+        self._tokens = (exchange_var.set(self), logs.fields_var.set(fields))
         if self.observer.tracing is not None:
             self._span_parent = self.observer.tracing.remote_parent(headers)
             self._span_parent.__enter__()
@@ -94,8 +93,7 @@ class _Exchange:
                 self.stream.dec()
             if self._span_parent is not None:
                 self._span_parent.__exit__(None, None, None)
-            current, fields, drain = self._tokens
-            drain_var.reset(drain)
+            current, fields = self._tokens
             logs.fields_var.reset(fields)
             exchange_var.reset(current)
 
