@@ -147,7 +147,7 @@ class SessionService:
 
     # -- messages inside a session ---------------------------------------------------
 
-    async def accept(self, session: SessionRecord, item: Item) -> None:
+    async def handle_client_message(self, session: SessionRecord, item: Item) -> None:
         """Handle a notification or a response from the client."""
         sid = session.session_id
         message = item.message
@@ -255,12 +255,12 @@ class SessionService:
             )
         timeout = self.config.sessions.client_request_timeout_s
 
-        def scopes(c: Call, meta: RequestMeta | msgspec.UnsetType) -> SessionScope:
+        def make_scope(c: Call, meta: RequestMeta | msgspec.UnsetType) -> SessionScope:
             return SessionScope(
                 c, meta, outbox.emit, self.state, outbox.drop, ask_timeout_s=timeout
             )
 
-        return await self.engine.run(call, scopes)
+        return await self.engine.run(call, make_scope)
 
     async def _session_method(self, session: SessionRecord, call: Call) -> None:
         sid = session.session_id

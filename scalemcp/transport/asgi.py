@@ -41,7 +41,7 @@ from .http import ClientGone, Request, accepts, is_json_content
 from .legacy_sse import LegacyTransport
 from .limits import check_request_headers, header_limits, json_limits
 from .modern import ModernTransport
-from .observe import Observer, log_worker_started, note
+from .observe import Observer, label_exchange, log_worker_started
 from .readiness import Readiness
 from .streamable import SessionTransport
 from .websocket import WebSocketTransport
@@ -302,14 +302,15 @@ class ASGIApp:
         try:
             await self.limits.check(subject(who.principal, req.scope), post.items, who.scopes)
             if post.era == "modern" and single is not None:
-                note("modern", single.message)
+                label_exchange("modern", single.message)
                 await self.modern.post(req, single, who.principal, who.scopes)
             elif self.config.server.stateless_only:
                 raise UnsupportedVersion(
                     "this server speaks only the stateless protocol",
                     {"supported": list(versions.MODERN_VERSIONS), "requested": post.version})
             else:
-                note("session", single.message if single else [i.message for i in post.items])
+                label_exchange("session", single.message if single
+                               else [i.message for i in post.items])
                 await self.session_transport.post(req, post, who.principal, who.scopes)
         except AuthError as exc:  # modern era: the target needs scopes the caller lacks
             await req.respond_json(*self.auth.refusal(exc))

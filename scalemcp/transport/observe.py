@@ -37,7 +37,7 @@ from .drain import Drain
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["HttpExchange", "Observer", "log_worker_started", "note", "stream_opened"]
+__all__ = ["HttpExchange", "Observer", "label_exchange", "log_worker_started", "stream_opened"]
 
 access_log = logging.getLogger("scalemcp.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -137,7 +137,7 @@ class Observer:
         """Serve ``req`` (an HTTP request, or a WebSocket with ``transport="websocket"``)."""
         era = self._eras.get(req.path)
         if era is None and req.path == self._endpoint and req.method != "POST":
-            era = "session"  # GET stream, DELETE, WebSocket; POSTs say with note()
+            era = "session"  # GET stream, DELETE, WebSocket; POSTs say with label_exchange()
         return _Exchange(self, req, era, transport)
 
     def websocket(self, scope: Mapping[str, Any]) -> AbstractContextManager[None]:
@@ -164,7 +164,7 @@ def stream_opened() -> None:
         current.stream.inc()
 
 
-def note(era: str, message: object) -> None:
+def label_exchange(era: str, message: object) -> None:
     """Tell the access log this POST's era and MCP method (``batch`` for a batch)."""
     current = _current()
     if current is None:

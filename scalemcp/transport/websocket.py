@@ -147,7 +147,7 @@ class WebSocketTransport:
                 except RateLimited as exc:  # too many in flight in this session
                     await conn.send_text(jsonrpc.encode_error(item.request_id, exc))
             else:
-                await self.service.accept(conn.session, item)
+                await self.service.handle_client_message(conn.session, item)
 
     async def _follow(self, conn: _Connection, session_id: str) -> None:
         after: str | None = None
