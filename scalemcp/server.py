@@ -14,10 +14,10 @@ from .app.app import App
 from .config import Config
 from .config.options import load_config
 from .observability.logs import configure_logging
-from .ops.drain import HARD_STOP_MARGIN_S
 from .preflight import ConfigError, check_config
 from .security.principal import Authenticator
 from .transport.asgi import ASGIApp
+from .transport.drain import HARD_STOP_MARGIN_S
 
 __all__ = ["ConfigError", "asgi_app", "endpoint_url", "hypercorn_config", "load_app", "run"]
 

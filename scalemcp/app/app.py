@@ -206,16 +206,6 @@ class App:
         self.completer = fn
         return fn
 
-    def serve(self, **options: Any) -> None:
-        """Serve this app until interrupted, as ``scalemcp serve`` would.
-
-        ``options`` are the settings by their option names (``port=8080``,
-        ``redis_url=...``; see docs/configuration.md), over ``SCALEMCP_*`` and defaults.
-        """
-        from ..server import run
-
-        run(self, **options)
-
     def add_skills(
         self, path: str | os.PathLike[str], *, prefix: str = "", poll_interval_s: float = 2.0
     ) -> None:

@@ -47,8 +47,8 @@ __all__ = ["Engine"]
 
 log = logging.getLogger("scalemcp.engine")
 P = TypeVar("P", bound=msgspec.Struct)
-ScopeFactory = Callable[[Call, "RequestMeta | msgspec.UnsetType"], RequestScope]
-Handler = Callable[["Engine", Call, ScopeFactory], Awaitable[Any]]
+ScopeMaker = Callable[[Call, "RequestMeta | msgspec.UnsetType"], RequestScope]
+Handler = Callable[["Engine", Call, ScopeMaker], Awaitable[Any]]
 
 _EMPTY: Final = b"{}"
 
@@ -65,17 +65,17 @@ class Engine:
         #: (``request_timeout_s``; 0: no limit).
         self.request_timeout_s = request_timeout_s
 
-    async def run(self, call: Call, scope_factory: ScopeFactory) -> bytes:
+    async def run(self, call: Call, make_scope: ScopeMaker) -> bytes:
         """Answer one request; returns the encoded JSON-RPC response."""
-        return (await self.answer(call, scope_factory))[0]
+        return (await self.answer(call, make_scope))[0]
 
     async def answer(
-        self, call: Call, scope_factory: ScopeFactory
+        self, call: Call, make_scope: ScopeMaker
     ) -> tuple[bytes, ProtocolError | None]:
         """The encoded response, and the error it carries if it is an error."""
         started = time.perf_counter()
         with observe_call(call) as observed:  # log fields; the span when tracing
-            body, error = await self._answer(call, scope_factory)
+            body, error = await self._answer(call, make_scope)
             observed.done(error)
         # Unknown methods are bucketed so a client cannot blow up the label set.
         method = call.method if call.method in _HANDLERS else "other"
@@ -85,7 +85,7 @@ class Engine:
         return body, error
 
     async def _answer(
-        self, call: Call, scope_factory: ScopeFactory
+        self, call: Call, make_scope: ScopeMaker
     ) -> tuple[bytes, ProtocolError | None]:
         handler = _HANDLERS.get(call.method)
         try:
@@ -93,7 +93,7 @@ class Engine:
                 not call.modern and call.method == "server/discover"
             ):
                 raise MethodNotFound(f"method not found: {call.method}")
-            result = await self._run_within_timeout(handler, call, scope_factory)
+            result = await self._run_within_timeout(handler, call, make_scope)
         except InputRequired as request:
             result = self.results.input_required(call, request)
         except ProtocolError as exc:
@@ -106,12 +106,12 @@ class Engine:
         return jsonrpc.encode_result(call.request_id, self.results.wrap(call, result)), None
 
     async def _run_within_timeout(
-        self, handler: Handler, call: Call, scope_factory: ScopeFactory
+        self, handler: Handler, call: Call, make_scope: ScopeMaker
     ) -> Any:
         if self.request_timeout_s <= 0:
-            return await handler(self, call, scope_factory)
+            return await handler(self, call, make_scope)
         with trio.move_on_after(self.request_timeout_s):
-            return await handler(self, call, scope_factory)
+            return await handler(self, call, make_scope)
         log.info("%s ran longer than request_timeout_s (%g s): cancelled", call.method,
                  self.request_timeout_s)
         raise InternalError(f"{call.method} ran longer than the server's request_timeout_s "
@@ -136,19 +136,19 @@ class Engine:
             return None if found is None else found[0].scopes
         return ()
 
-    async def discover(self, call: Call, scopes: ScopeFactory) -> Any:
+    async def discover(self, call: Call, make_scope: ScopeMaker) -> Any:
         return self.results.discover(call.protocol_version)
 
     # -- methods ---------------------------------------------------------------------
 
-    async def ping(self, call: Call, scopes: ScopeFactory) -> Any:
+    async def ping(self, call: Call, make_scope: ScopeMaker) -> Any:
         return {}
 
-    async def list_tools(self, call: Call, scopes: ScopeFactory) -> Any:
+    async def list_tools(self, call: Call, make_scope: ScopeMaker) -> Any:
         p = call.params_as(ListParams)
         return self.results.tools_page(call, p.cursor)
 
-    async def call_tool(self, call: Call, scopes: ScopeFactory) -> Any:
+    async def call_tool(self, call: Call, make_scope: ScopeMaker) -> Any:
         p = call.params_as(CallToolParams)
         spec = self.app.tools.get(p.name)
         if spec is None or not call.allows(spec.scopes):  # hidden = unknown: no leak
@@ -170,7 +170,7 @@ class Engine:
             raise
         if call.headers is not None and spec.header_params:  # modern: Mcp-Param-* headers
             check_param_headers(call.headers, spec.header_params, arguments)
-        ctx = Context(scopes(call, p.meta))
+        ctx = Context(make_scope(call, p.meta))
         try:
             return await spec.call(ctx, arguments)
         except (ProtocolError, ClientRequestFailed) as exc:
@@ -181,21 +181,21 @@ class Engine:
             log.info("tool %s raised %s", p.name, type(exc).__name__, exc_info=True)
             return self.results.tool_error(f"{type(exc).__name__}: {exc}")
 
-    async def list_resources(self, call: Call, scopes: ScopeFactory) -> Any:
+    async def list_resources(self, call: Call, make_scope: ScopeMaker) -> Any:
         p = call.params_as(ListParams)
         return self.results.resources_page(call, p.cursor)
 
-    async def list_templates(self, call: Call, scopes: ScopeFactory) -> Any:
+    async def list_templates(self, call: Call, make_scope: ScopeMaker) -> Any:
         p = call.params_as(ListParams)
         return self.results.templates_page(call, p.cursor)
 
-    async def read_resource(self, call: Call, scopes: ScopeFactory) -> Any:
+    async def read_resource(self, call: Call, make_scope: ScopeMaker) -> Any:
         p = call.params_as(ReadResourceParams)
         found = self.app.find_resource(p.uri)
         if found is None or not call.allows(found[0].scopes):
             raise self.results.not_found(call, p.uri)
         spec, params = found
-        contents = await spec.read(Context(scopes(call, p.meta)), p.uri, params)
+        contents = await spec.read(Context(make_scope(call, p.meta)), p.uri, params)
         result: dict[str, Any] = {"contents": contents}
         if call.modern:
             hint = self.app.cache_hints.get(("resource", spec.uri), self.app.list_cache)
@@ -203,19 +203,19 @@ class Engine:
             result["cacheScope"] = hint.scope
         return result
 
-    async def list_prompts(self, call: Call, scopes: ScopeFactory) -> Any:
+    async def list_prompts(self, call: Call, make_scope: ScopeMaker) -> Any:
         p = call.params_as(ListParams)
         return self.results.prompts_page(call, p.cursor)
 
-    async def get_prompt(self, call: Call, scopes: ScopeFactory) -> Any:
+    async def get_prompt(self, call: Call, make_scope: ScopeMaker) -> Any:
         p = call.params_as(GetPromptParams)
         spec = self.app.prompts.get(p.name)
         if spec is None or not call.allows(spec.scopes):
             raise InvalidParams(f"unknown prompt: {p.name!r}")
         arguments = p.arguments if isinstance(p.arguments, dict) else {}
-        return await spec.get(Context(scopes(call, p.meta)), arguments)
+        return await spec.get(Context(make_scope(call, p.meta)), arguments)
 
-    async def complete(self, call: Call, scopes: ScopeFactory) -> Any:
+    async def complete(self, call: Call, make_scope: ScopeMaker) -> Any:
         p = call.params_as(CompleteParams)
         if p.ref is None or p.argument is None:
             raise InvalidParams("completion/complete needs 'ref' and 'argument'")

@@ -80,10 +80,10 @@ class ModernService:
         return call
 
     async def answer(self, call: Call, emit: Emit) -> tuple[bytes, ProtocolError | None]:
-        def scopes(c: Call, meta: RequestMeta | Any) -> ModernScope:
+        def make_scope(c: Call, meta: RequestMeta | Any) -> ModernScope:
             return ModernScope(c, meta, emit, self.state)
 
-        return await self.engine.answer(call, scopes)
+        return await self.engine.answer(call, make_scope)
 
     async def _answers(self, call: Call) -> dict[str, Any] | None:
         answers: dict[str, Any] = {}

@@ -4,7 +4,7 @@
 must do: accept (202), answer with JSON, or stream. Requests run in the service's own
 nursery, not the HTTP request's, because a dropped connection is not a cancellation in
 this era (spec 4.3): the handler keeps running and its events stay resumable. A server
-that drains lets them run on (:meth:`SessionService.wait_finished`, ``ops.drain``); one cut
+that drains lets them run on (:meth:`SessionService.wait_finished`, ``transport.drain``); one cut
 short by the server's stop ends its answer with an error rather than leaving it open.
 """
 
@@ -147,7 +147,7 @@ class SessionService:
 
     # -- messages inside a session ---------------------------------------------------
 
-    async def accept(self, session: SessionRecord, item: Item) -> None:
+    async def handle_client_message(self, session: SessionRecord, item: Item) -> None:
         """Handle a notification or a response from the client."""
         sid = session.session_id
         message = item.message
@@ -255,12 +255,12 @@ class SessionService:
             )
         timeout = self.config.sessions.client_request_timeout_s
 
-        def scopes(c: Call, meta: RequestMeta | msgspec.UnsetType) -> SessionScope:
+        def make_scope(c: Call, meta: RequestMeta | msgspec.UnsetType) -> SessionScope:
             return SessionScope(
                 c, meta, outbox.emit, self.state, outbox.drop, ask_timeout_s=timeout
             )
 
-        return await self.engine.run(call, scopes)
+        return await self.engine.run(call, make_scope)
 
     async def _session_method(self, session: SessionRecord, call: Call) -> None:
         sid = session.session_id

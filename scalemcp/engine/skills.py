@@ -19,7 +19,7 @@ from ..protocol.types import GetSkillParams, ListParams, ReadDirectoryParams
 from .call import Call
 
 if TYPE_CHECKING:
-    from .dispatch import Engine, ScopeFactory
+    from .dispatch import Engine, ScopeMaker
 
 __all__ = ["HANDLERS"]
 
@@ -42,7 +42,7 @@ def _cacheable(engine: Engine, call: Call, result: dict[str, Any]) -> dict[str, 
     return result
 
 
-async def list_skills(engine: Engine, call: Call, scopes: ScopeFactory) -> Any:
+async def list_skills(engine: Engine, call: Call, make_scope: ScopeMaker) -> Any:
     catalog = _registry(engine, call).catalog
     p = call.params_as(ListParams)
     start = decode_offset(p.cursor)
@@ -55,7 +55,7 @@ async def list_skills(engine: Engine, call: Call, scopes: ScopeFactory) -> Any:
     return _cacheable(engine, call, result)
 
 
-async def get_skill(engine: Engine, call: Call, scopes: ScopeFactory) -> Any:
+async def get_skill(engine: Engine, call: Call, make_scope: ScopeMaker) -> Any:
     registry = _registry(engine, call)
     uri = call.params_as(GetSkillParams).uri
     skill = registry.skill(uri)
@@ -64,7 +64,7 @@ async def get_skill(engine: Engine, call: Call, scopes: ScopeFactory) -> Any:
     return _cacheable(engine, call, {"skill": skill.entry})
 
 
-async def read_directory(engine: Engine, call: Call, scopes: ScopeFactory) -> Any:
+async def read_directory(engine: Engine, call: Call, make_scope: ScopeMaker) -> Any:
     catalog = _registry(engine, call).catalog
     p = call.params_as(ReadDirectoryParams)
     check_uri(p.uri)  # InvalidParams for a traversal attempt

@@ -2,7 +2,7 @@
 
 The engine wraps each request in :func:`observe_call`. What it needs of the HTTP exchange
 the request arrived in (the server's tracing, the transport's name) is in
-:data:`exchange_var`, which the server sets around each exchange (``ops.observe``);
+:data:`exchange_var`, which the server sets around each exchange (``transport.observe``);
 session-era handlers run in tasks started from the request's task, so they inherit it.
 """
 

@@ -42,7 +42,7 @@ from hypercorn.config import Sockets
 from hypercorn.utils import LifespanFailureError
 
 from ..observability import metrics_dir
-from .drain import HARD_STOP_MARGIN_S, Drain
+from ..transport.drain import HARD_STOP_MARGIN_S, Drain
 
 __all__ = ["START_FAILED", "WorkerStartError", "run_workers"]
 

@@ -26,8 +26,6 @@ from ..errors import (
     WireError,
 )
 from ..observability.metrics import CLIENT_GONE, SESSIONS, STREAMS, read_at_scrape
-from ..ops.observe import Observer, log_worker_started, note
-from ..ops.readiness import Readiness
 from ..protocol import versions
 from ..protocol.classify import classify_post
 from ..protocol.limits import check_headers
@@ -43,6 +41,8 @@ from .http import ClientGone, Request, accepts, is_json_content
 from .legacy_sse import LegacyTransport
 from .limits import check_request_headers, header_limits, json_limits
 from .modern import ModernTransport
+from .observe import Observer, label_exchange, log_worker_started
+from .readiness import Readiness
 from .streamable import SessionTransport
 from .websocket import WebSocketTransport
 
@@ -103,7 +103,7 @@ class ASGIApp:
         #: Served on the metrics port when there is one, else next to the MCP endpoint.
         self._ops_paths = frozenset({"/metrics", *server.liveness_paths,
                                      *server.readiness_paths})
-        #: Begun by the worker supervisor on SIGTERM (``scalemcp.ops.drain``).
+        #: Begun by the worker supervisor on SIGTERM (``scalemcp.ops.workers``).
         self.drain = self.observer.drain
         read_at_scrape(SESSIONS, lambda: self.state.statistics().sessions)
         read_at_scrape(STREAMS, lambda: self.state.statistics().streams)
@@ -111,6 +111,7 @@ class ASGIApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             req = Request(scope, receive, send)
+            req.closing = self.drain
             req.send_timeout_s = self.config.sse.send_timeout_s
             with self.observer.exchange(req):
                 await self._http(req)
@@ -277,7 +278,7 @@ class ASGIApp:
                             "headers": [*extra, (b"content-type", b"application/json")]})
                 await send({"type": "websocket.http.response.body", "body": body})
                 return
-        await self.websocket.serve(scope, receive, send, who.principal, who.scopes)
+        await self.websocket.serve(scope, receive, send, who.principal, who.scopes, self.drain)
 
     async def _legacy(self, req: Request, who: Identity) -> None:
         if self.config.server.stateless_only:
@@ -302,14 +303,15 @@ class ASGIApp:
         try:
             await self.limits.check(subject(who.principal, req.scope), post.items, who.scopes)
             if post.era == "modern" and single is not None:
-                note("modern", single.message)
+                label_exchange("modern", single.message)
                 await self.modern.post(req, single, who.principal, who.scopes)
             elif self.config.server.stateless_only:
                 raise UnsupportedVersion(
                     "this server speaks only the stateless protocol",
                     {"supported": list(versions.MODERN_VERSIONS), "requested": post.version})
             else:
-                note("session", single.message if single else [i.message for i in post.items])
+                label_exchange("session", single.message if single
+                               else [i.message for i in post.items])
                 await self.session_transport.post(req, post, who.principal, who.scopes)
         except AuthError as exc:  # modern era: the target needs scopes the caller lacks
             await req.respond_json(*self.auth.refusal(exc))

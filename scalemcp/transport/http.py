@@ -9,6 +9,7 @@ from ..errors import InvalidRequest, PayloadTooLarge, WireError
 from ..protocol import jsonrpc
 
 if TYPE_CHECKING:
+    from .drain import Drain
     from .send_guard import SendGuard
 
 Scope = dict[str, Any]
@@ -23,6 +24,7 @@ class Request:
     __slots__ = (
         "_send",
         "body_read",
+        "closing",
         "extra_headers",
         "guard",
         "headers",
@@ -47,6 +49,8 @@ class Request:
         self.body_read = False
         #: The JSON-RPC id of the request this POST carries, once known (for errors).
         self.rpc_id: int | str | None = None
+        #: The serving server's drain: streams end when it closes them (None: no server).
+        self.closing: Drain | None = None
         #: Added to the response start (security headers, CORS).
         self.extra_headers: list[tuple[bytes, bytes]] = []
         #: SSE streams: how long the client may take to accept 64 KiB (0: no limit), and

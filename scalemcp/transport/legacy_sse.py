@@ -92,7 +92,7 @@ class LegacyTransport:
             elif message.is_request:
                 requests.append(item)
             else:
-                await self.service.accept(session, item)
+                await self.service.handle_client_message(session, item)
         if requests:
             if initialized:  # the record changed: its version and capabilities
                 session = await self.state.load_session(sid) or session

@@ -14,7 +14,6 @@ from ..engine.call import Call
 from ..engine.inflight import Slots
 from ..engine.modern import ModernService
 from ..errors import InvalidRequest, ProtocolError, answer_status
-from ..ops.drain import when_closing
 from ..protocol import jsonrpc
 from ..protocol.changes import Change, wanted_by_listener
 from ..protocol.classify import Item
@@ -22,6 +21,7 @@ from ..protocol.sse import KEEPALIVE, format_event
 from ..protocol.types import ListenNotifications, ListenParams
 from ..security.ratelimit import subject
 from ..state.base import StateBackend
+from .drain import when_closing
 from .http import Request
 from .send_guard import guard_sends
 from .sse_response import cancel_on_disconnect, end_body, send_chunk, start_sse
@@ -104,7 +104,7 @@ class ModernTransport:
             event="message"))
         async with guard_sends(req) as guard, trio.open_nursery() as nursery:
             nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
-            nursery.start_soon(when_closing, nursery.cancel_scope.cancel)  # server drains
+            nursery.start_soon(when_closing, req.closing, nursery.cancel_scope.cancel)  # drains
             async with self.state.open_changes() as changes:
                 while True:
                     change = None

@@ -11,11 +11,11 @@ from __future__ import annotations
 import trio
 
 from ..observability.metrics import SSE_REPLAYED_EVENTS, SSE_RESUMES
-from ..ops.drain import when_closing
-from ..ops.observe import stream_opened
 from ..protocol.sse import GET_STREAM, KEEPALIVE, POST_STREAM, format_event, make_event_id
 from ..state.base import StateBackend, StreamEvent
+from .drain import when_closing
 from .http import Request
+from .observe import stream_opened
 from .send_guard import guard_sends
 
 SSE_HEADERS = [
@@ -71,7 +71,7 @@ async def follow_stream(
         nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
         nursery.start_soon(_interrupt_on_drop, drop, waiting)
         # The server drains: end, resumable.
-        nursery.start_soon(when_closing, _set_both, draining, drop)
+        nursery.start_soon(when_closing, req.closing, _set_both, draining, drop)
         while True:
             with trio.CancelScope() as wait_scope:
                 waiting.append(wait_scope)

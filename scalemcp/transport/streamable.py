@@ -68,7 +68,7 @@ class SessionTransport:
         requests = [i for i in items if i.message.is_request]
         for item in items:
             if not item.message.is_request:
-                await self.service.accept(session, item)
+                await self.service.handle_client_message(session, item)
         if not requests:
             await req.respond(202)
             return

@@ -20,13 +20,13 @@ import trio
 from ..config import Config
 from ..engine.session import SessionService
 from ..errors import InvalidRequest, ProtocolError, RateLimited
-from ..ops.drain import when_closing
 from ..protocol import jsonrpc
 from ..protocol.classify import classify_post
 from ..protocol.sse import WEBSOCKET_STREAM
 from ..security.origin import OriginPolicy
 from ..security.ratelimit import RateLimits, subject
 from ..state.base import SessionRecord, StateBackend
+from .drain import Drain, when_closing
 from .limits import json_limits
 
 __all__ = ["WebSocketTransport"]
@@ -75,6 +75,7 @@ class WebSocketTransport:
         send: Any,
         principal: str | None = None,
         granted_scopes: frozenset[str] | None = None,
+        drain: Drain | None = None,
     ) -> None:
         """Serve one connection; ``principal`` and its scopes come from the handshake."""
         if (await receive())["type"] != "websocket.connect":
@@ -90,7 +91,8 @@ class WebSocketTransport:
         conn.subject = subject(principal, scope)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(when_closing, conn.close, 1001, "server shutting down")
+                nursery.start_soon(when_closing, drain, conn.close, 1001,
+                                   "server shutting down")
                 await self._read_loop(receive, conn, nursery)
                 nursery.cancel_scope.cancel()
         finally:
@@ -145,7 +147,7 @@ class WebSocketTransport:
                 except RateLimited as exc:  # too many in flight in this session
                     await conn.send_text(jsonrpc.encode_error(item.request_id, exc))
             else:
-                await self.service.accept(conn.session, item)
+                await self.service.handle_client_message(conn.session, item)
 
     async def _follow(self, conn: _Connection, session_id: str) -> None:
         after: str | None = None

@@ -1,5 +1,5 @@
 """The public API: exactly what ``scalemcp`` exports, documented, typed, and strict about
-duplicate names; ``scalemcp.run`` / ``App.serve`` serve an App object."""
+duplicate names; ``scalemcp.run`` serves an App object."""
 
 from __future__ import annotations
 
@@ -87,8 +87,9 @@ def test_duplicate_names_are_refused() -> None:
         app.completion(lambda ref, argument, context: [])
 
 
-def test_app_serve_from_a_script(tmp_path: Path) -> None:
-    """A script that defines an App and calls app.serve(...) under __main__ serves it."""
+def test_run_from_a_script(tmp_path: Path) -> None:
+    """A script that defines an App and calls scalemcp.run(app, ...) under __main__ serves
+    it, with two worker processes that import it."""
     script = tmp_path / "demo.py"
     script.write_text(textwrap.dedent('''
         import scalemcp
@@ -100,7 +101,7 @@ def test_app_serve_from_a_script(tmp_path: Path) -> None:
             return a + b
 
         if __name__ == "__main__":
-            app.serve(port=0, workers=2, stateless_only=True, state_keys=["k" * 32])
+            scalemcp.run(app, port=0, workers=2, stateless_only=True, state_keys=["k" * 32])
     '''))
     proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

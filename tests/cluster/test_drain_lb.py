@@ -1,6 +1,6 @@
 """A node drained (SIGTERM) through haproxy while it streams a long call.
 
-What scalemcp does (``scalemcp/ops/drain.py``): on SIGTERM the node stops accepting
+What scalemcp does (``scalemcp/transport/drain.py``): on SIGTERM the node stops accepting
 connections (``/readyz`` no longer 200, haproxy marks it DOWN), SSE streams go on for
 ``--drain-timeout-s`` and then end cleanly with a ``retry:`` hint; the session-era call
 itself is not handed off: it runs on in the draining worker, writing its remaining events

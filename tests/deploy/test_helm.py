@@ -349,7 +349,7 @@ def test_server_container_probes_and_shutdown(chart: Any) -> None:
     sleep = container["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep[0] == "sleep"
     drain = float(env_of(container)["SCALEMCP_DRAIN_TIMEOUT_S"]["value"])
-    hard_stop = 5  # scalemcp.ops.drain.HARD_STOP_MARGIN_S
+    hard_stop = 5  # scalemcp.transport.drain.HARD_STOP_MARGIN_S
     assert pod["terminationGracePeriodSeconds"] > int(sleep[1]) + drain + hard_stop
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from scalemcp.config import OPTIONS, Config, load_config
-from scalemcp.ops.drain import HARD_STOP_MARGIN_S
 from scalemcp.preflight import check_config
+from scalemcp.transport.drain import HARD_STOP_MARGIN_S
 
 from .test_helm import (
     ALL_VALUES,

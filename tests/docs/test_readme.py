@@ -130,6 +130,7 @@ def test_command_one_installs_and_serves_in_a_fresh_clone(
     assert "tools: add, echo, forecast, countdown, ask_name" in out
     log = server.interrupt()
     assert "Traceback" not in log
+    assert "Ctrl-C again to stop at once" in log  # the first Ctrl-C says what a second does
     assert "stopped" in log.splitlines()[-1]
 
 

@@ -16,8 +16,8 @@ from hypercorn.trio import serve
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from scalemcp.config import Config
-from scalemcp.ops.drain import HARD_STOP_MARGIN_S
 from scalemcp.server import asgi_app, hypercorn_config
+from scalemcp.transport.drain import HARD_STOP_MARGIN_S
 from tests.harness.client import (
     initialize,
     modern_headers,
@@ -145,6 +145,8 @@ async def test_sigterm_drains_streams_and_exits_zero() -> None:
         assert stream.error is None, (name, stream.error)
         assert stream.ended_at is not None
         assert 1.0 <= stream.ended_at - sent < 4.0, (name, stream.ended_at - sent)
+    print(f"\nSIGTERM to exit: {stopped - sent:.1f} s "
+          f"(drain 1.5 s + hard stop {HARD_STOP_MARGIN_S:g} s)")
     assert stopped - sent < 1.5 + HARD_STOP_MARGIN_S + 3
     messages = [line["message"] for line in lines]
     assert any(m.startswith("stopping: 1 worker(s) draining") for m in messages), messages

@@ -16,9 +16,9 @@ import trio
 
 from examples.quickstart import app
 from scalemcp.config import Config
-from scalemcp.ops.readiness import Readiness
 from scalemcp.preflight import ConfigError, check_config
 from scalemcp.security.dev_cert import make_dev_cert
+from scalemcp.transport.readiness import Readiness
 from tests.harness.asgi import open_client
 from tests.harness.client import HEADERS, initialize, tool_call
 from tests.harness.ports import unused_port

@@ -116,10 +116,10 @@ async def test_request_timeout_s_in_the_engine(
     async def emit(data: bytes) -> None:
         raise AssertionError("nothing is emitted")
 
-    def scopes(c: Call, meta: Any) -> ModernScope:
+    def make_scope(c: Call, meta: Any) -> ModernScope:
         return ModernScope(c, meta, emit, state)
 
-    answer = json.loads(await engine.run(call, scopes))
+    answer = json.loads(await engine.run(call, make_scope))
     if outcome == "error":
         assert "request_timeout_s (60 s)" in answer["error"]["message"]
         assert target.cancelled == 1

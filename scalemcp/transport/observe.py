@@ -32,12 +32,12 @@ from ..observability.calls import exchange_var
 from ..observability.logs import redact_url
 from ..observability.metrics import OPEN_STREAMS
 from ..observability.tracing import Tracing, tracing_for
-from .drain import Drain, drain_var
+from .drain import Drain
 
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["HttpExchange", "Observer", "log_worker_started", "note", "stream_opened"]
+__all__ = ["HttpExchange", "Observer", "label_exchange", "log_worker_started", "stream_opened"]
 
 access_log = logging.getLogger("scalemcp.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -74,8 +74,7 @@ class _Exchange:
         sid = headers.get("mcp-session-id")
         if sid:
             fields["session"] = logs.hash_id(sid)
-        self._tokens = (exchange_var.set(self), logs.fields_var.set(fields),
-                        drain_var.set(self.observer.drain))
+        self._tokens = (exchange_var.set(self), logs.fields_var.set(fields))
         if self.observer.tracing is not None:
             self._span_parent = self.observer.tracing.remote_parent(headers)
             self._span_parent.__enter__()
@@ -94,8 +93,7 @@ class _Exchange:
                 self.stream.dec()
             if self._span_parent is not None:
                 self._span_parent.__exit__(None, None, None)
-            current, fields, drain = self._tokens
-            drain_var.reset(drain)
+            current, fields = self._tokens
             logs.fields_var.reset(fields)
             exchange_var.reset(current)
 
@@ -139,7 +137,7 @@ class Observer:
         """Serve ``req`` (an HTTP request, or a WebSocket with ``transport="websocket"``)."""
         era = self._eras.get(req.path)
         if era is None and req.path == self._endpoint and req.method != "POST":
-            era = "session"  # GET stream, DELETE, WebSocket; POSTs say with note()
+            era = "session"  # GET stream, DELETE, WebSocket; POSTs say with label_exchange()
         return _Exchange(self, req, era, transport)
 
     def websocket(self, scope: Mapping[str, Any]) -> AbstractContextManager[None]:
@@ -166,7 +164,7 @@ def stream_opened() -> None:
         current.stream.inc()
 
 
-def note(era: str, message: object) -> None:
+def label_exchange(era: str, message: object) -> None:
     """Tell the access log this POST's era and MCP method (``batch`` for a batch)."""
     current = _current()
     if current is None:

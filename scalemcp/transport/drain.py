@@ -11,8 +11,8 @@ SSE streams and WebSockets go on for ``drain_timeout_s``, then end cleanly: an S
 response gets its final chunk (session-era streams are resumable, so the client resumes
 elsewhere with ``Last-Event-ID``; 2025-11-25 clients get a ``retry:`` hint first), a
 WebSocket gets close code 1001. Each such stream watches the drain with
-:func:`when_closing`, started in its own nursery; the drain of the request being served is
-found in a context variable the ASGI app sets per request. Hypercorn's
+:func:`when_closing`, started in its own nursery; the server's drain is
+passed to it explicitly (each request carries it, ``Request.closing``). Hypercorn's
 ``graceful_timeout`` is ``drain_timeout_s`` + :data:`HARD_STOP_MARGIN_S`: what is still
 running then is cancelled. Session-era requests run outside any connection, so the app
 keeps them running until they finish or that same hard stop (:meth:`Drain.run_down`):
@@ -27,19 +27,16 @@ import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 
 import trio
 
-__all__ = ["HARD_STOP_MARGIN_S", "Drain", "drain_var", "when_closing"]
+__all__ = ["HARD_STOP_MARGIN_S", "Drain", "when_closing"]
 
 log = logging.getLogger("scalemcp.server")
 
 #: Time after the streams are closed before Hypercorn cancels what is left.
 HARD_STOP_MARGIN_S = 5.0
 
-#: The drain of the server serving this context (set per request, see ``observe``).
-drain_var: ContextVar[Drain | None] = ContextVar("scalemcp_drain", default=None)
 
 
 class Drain:
@@ -98,12 +95,11 @@ async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-async def when_closing(fn: Callable[..., object], *args: object) -> None:
-    """Call (or await) ``fn(*args)`` when this request's server closes its streams.
+async def when_closing(drain: Drain | None, fn: Callable[..., object], *args: object) -> None:
+    """Call (or await) ``fn(*args)`` when ``drain`` closes the server's streams.
 
-    Start it in the stream's nursery; it never returns outside a server (no drain).
+    Start it in the stream's nursery; without a drain (a bare ASGI app) it never returns.
     """
-    drain = drain_var.get()
     if drain is None:
         await trio.sleep_forever()
         return
