@@ -14,6 +14,8 @@ from ..protocol.changes import Change
 from .base import SessionRecord, StateStatistics, StreamEvent, StreamRead, Throttled, TokenBucket
 from .buckets import MemoryBuckets
 from .hub import ChangeHub
+from .tasks import TaskStore
+from .tasks_memory import MemoryTaskStore
 
 __all__ = ["MemoryBackend"]
 
@@ -65,6 +67,8 @@ class MemoryBackend:
         self._next_sweep = 0.0
         self._claims: dict[str, float] = {}
         self._buckets = MemoryBuckets()
+        #: Durable tasks (state/tasks.py), in this process.
+        self.tasks: TaskStore = MemoryTaskStore()
 
     # -- sessions --------------------------------------------------------------------
 

@@ -86,6 +86,8 @@ from .redis_layout import (
 from .redis_liveness import Liveness
 from .redis_router import ERRORS, Link, Router
 from .redis_streams import MISSING, Follower
+from .redis_tasks import TASK_SCRIPTS, RedisTaskStore
+from .tasks import TaskStore
 
 __all__ = ["RedisBackend"]
 
@@ -125,6 +127,7 @@ class RedisBackend:
         key_file: str | None = None,
         tls_check_hostname: bool = True,
         worker_ttl_s: float = 15.0,
+        task_lease_s: float = 3.0,
     ) -> None:
         self.target = parse_url(url)
         if block_s is None:
@@ -153,7 +156,7 @@ class RedisBackend:
             "load": LOAD_SESSION, "update": UPDATE_SESSION, "subscribe": SUBSCRIBE,
             "append": APPEND, "read": READ,
             "delete": DELETE_INFO, "release": RELEASE_MAILBOX, "push": PUSH, "bury": BURY,
-            "take": TAKE_TOKENS,
+            "take": TAKE_TOKENS, **TASK_SCRIPTS,
         })
         self._redis = self._link.redis
         self._script = self._link.script
@@ -171,6 +174,10 @@ class RedisBackend:
         #: Heartbeats; a stream whose writer has none ends with its epitaph (see the module).
         self._liveness = Liveness(self._link, self.keys, self.worker_id, ttl_s=worker_ttl_s)
         self._sessions_seen = 0
+        #: Durable tasks (state/tasks.py): a hash each and a Streams consumer group.
+        self.tasks: TaskStore = RedisTaskStore(self._link, key_prefix,
+                                    reclaim_idle_ms=int(task_lease_s * 1000),
+                                    block_ms=int(block_s * 1000))
 
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:

@@ -1,0 +1,191 @@
+"""The Lua scripts of the Redis task store (``state/redis_tasks.py``).
+
+Every script runs on Redis' clock (``TIME``) and touches one task's hash, the queue stream
+and the event stream: keys of one hash tag (``{<prefix>tasks}``), one Cluster slot.
+
+Hash fields: ``st`` status, ``sm`` status message, ``pr`` principal, ``rq`` request,
+``cr``/``up`` created/updated ms, ``ttl``, ``pi`` poll interval, ``ls`` lease ms, ``ma``
+max attempts, ``at`` attempts, ``tk`` fencing token, ``ow`` owner, ``lu`` lease until (ms),
+``cx`` cancel asked, ``en`` queue entry, ``rs`` result, ``er`` error, ``tw`` terminal
+writes, ``qn`` outstanding requests; ``q:<key>`` a request, ``a:<key>`` an answer.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ANSWER", "CANCEL", "CREATE", "FINISH", "GROUP", "HEARTBEAT", "PARK", "PROGRESS",
+           "RELEASE", "START"]
+
+#: Shared helpers, prepended to every script (KEYS[1] hash, KEYS[2] queue, KEYS[3] events).
+_PRELUDE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function terminal(st)
+  return st == 'completed' or st == 'failed' or st == 'cancelled'
+end
+local function event(id, st, cx)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 't', id, 's', st, 'c', cx)
+end
+local function drop(group, entry)
+  if entry and entry ~= '' then
+    redis.call('XACK', KEYS[2], group, entry)
+    redis.call('XDEL', KEYS[2], entry)
+  end
+end
+local function clear_requests()
+  local all = redis.call('HKEYS', KEYS[1])
+  for i = 1, #all do
+    if string.sub(all[i], 1, 2) == 'q:' then redis.call('HDEL', KEYS[1], all[i]) end
+  end
+  redis.call('HSET', KEYS[1], 'qn', 0)
+end
+local function finish(id, st, rs, er, sm)
+  redis.call('HSET', KEYS[1], 'st', st, 'ow', '', 'up', now)
+  if rs and rs ~= '' then redis.call('HSET', KEYS[1], 'rs', rs) end
+  if er and er ~= '' then redis.call('HSET', KEYS[1], 'er', er) end
+  if sm and sm ~= '' then redis.call('HSET', KEYS[1], 'sm', sm) end
+  redis.call('HINCRBY', KEYS[1], 'tw', 1)
+  clear_requests()
+  event(id, st, 0)
+end
+local function holds(token)
+  local f = redis.call('HMGET', KEYS[1], 'tk', 'st')
+  return f[1] and f[1] == token and f[2] == 'working'
+end
+"""
+
+#: ARGV: id, ttl ms, then field/value pairs. Returns the queue entry.
+CREATE = _PRELUDE + """
+local id, ttl = ARGV[1], tonumber(ARGV[2])
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], 'st', 'working', 'cr', now, 'up', now, 'tk', 0, 'at', 0,
+           'ow', '', 'cx', 0, 'tw', 0, 'qn', 0, unpack(fields))
+local entry = redis.call('XADD', KEYS[2], '*', 't', id)
+redis.call('HSET', KEYS[1], 'en', entry)
+redis.call('PEXPIRE', KEYS[1], ttl)
+return entry
+"""
+
+#: ARGV: id, entry, worker, group, dead-letter error. KEYS[4]: the dead-letter stream.
+#: Returns {1, token, attempt, HGETALL...} (claimed), {0} (ended or stale), {-1} (leased).
+START = _PRELUDE + """
+local id, entry, worker, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local f = redis.call('HMGET', KEYS[1], 'st', 'cx', 'ow', 'lu', 'at', 'ma', 'en', 'ls')
+if not f[1] then drop(group, entry) return {0} end
+if terminal(f[1]) or f[1] == 'input_required' or f[7] ~= entry then
+  drop(group, entry) return {0}
+end
+if f[2] == '1' then
+  finish(id, 'cancelled', nil, nil, 'cancelled')
+  drop(group, entry) return {0}
+end
+if f[3] ~= '' and tonumber(f[4] or 0) > now then return {-1} end
+if tonumber(f[5]) >= tonumber(f[6]) then
+  local attempts = f[5]
+  finish(id, 'failed', nil, ARGV[5], 'the worker running this task stopped')
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', 10000, '*', 't', id, 'a', attempts)
+  drop(group, entry) return {0}
+end
+local attempt = redis.call('HINCRBY', KEYS[1], 'at', 1)
+local token = redis.call('HINCRBY', KEYS[1], 'tk', 1)
+redis.call('HSET', KEYS[1], 'ow', worker, 'lu', now + tonumber(f[8]), 'up', now)
+return {1, token, attempt, redis.call('HGETALL', KEYS[1])}
+"""
+
+#: ARGV: token, worker, group, entry. Returns 'ok', 'cancel' or 'lost'.
+HEARTBEAT = _PRELUDE + """
+if not holds(ARGV[1]) then return 'lost' end
+local f = redis.call('HMGET', KEYS[1], 'ls', 'cx')
+redis.call('HSET', KEYS[1], 'lu', now + tonumber(f[1]))
+redis.call('XCLAIM', KEYS[2], ARGV[3], ARGV[2], 0, ARGV[4], 'JUSTID')
+if f[2] == '1' then return 'cancel' end
+return 'ok'
+"""
+
+#: ARGV: token, id, message. Returns 1, or 0 if fenced.
+PROGRESS = _PRELUDE + """
+if not holds(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'sm', ARGV[3], 'up', now)
+event(ARGV[2], 'working', 0)
+return 1
+"""
+
+#: ARGV: token, id, group, entry, then key/request pairs. Returns 1, or 0 if fenced.
+PARK = _PRELUDE + """
+if not holds(ARGV[1]) then return 0 end
+clear_requests()
+local n = 0
+for i = 5, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], 'q:' .. ARGV[i], ARGV[i + 1])
+  n = n + 1
+end
+redis.call('HSET', KEYS[1], 'st', 'input_required', 'ow', '', 'en', '', 'qn', n, 'up', now)
+drop(ARGV[3], ARGV[4])
+event(ARGV[2], 'input_required', 0)
+return 1
+"""
+
+#: ARGV: id, then key/answer pairs. Returns 0 if unknown, else 1.
+ANSWER = _PRELUDE + """
+local st = redis.call('HGET', KEYS[1], 'st')
+if not st then return 0 end
+if st ~= 'input_required' then return 1 end
+local taken = 0
+for i = 2, #ARGV, 2 do
+  if redis.call('HDEL', KEYS[1], 'q:' .. ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[1], 'a:' .. ARGV[i], ARGV[i + 1])
+    taken = taken + 1
+  end
+end
+if taken == 0 then return 1 end
+local left = redis.call('HINCRBY', KEYS[1], 'qn', -taken)
+redis.call('HSET', KEYS[1], 'up', now)
+if left <= 0 then
+  local entry = redis.call('XADD', KEYS[2], '*', 't', ARGV[1])
+  redis.call('HSET', KEYS[1], 'st', 'working', 'en', entry, 'qn', 0)
+  event(ARGV[1], 'working', 0)
+else
+  event(ARGV[1], 'input_required', 0)
+end
+return 1
+"""
+
+#: ARGV: token, id, group, entry, status, result, error, message. Returns 1 or 0 (fenced).
+FINISH = _PRELUDE + """
+if not holds(ARGV[1]) then return 0 end
+finish(ARGV[2], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+drop(ARGV[3], ARGV[4])
+return 1
+"""
+
+#: ARGV: token, id, group, entry. Hands a running task back to the queue.
+RELEASE = _PRELUDE + """
+if not holds(ARGV[1]) then return 0 end
+drop(ARGV[3], ARGV[4])
+local entry = redis.call('XADD', KEYS[2], '*', 't', ARGV[2])
+redis.call('HSET', KEYS[1], 'ow', '', 'en', entry, 'up', now)
+redis.call('HINCRBY', KEYS[1], 'at', -1)
+return 1
+"""
+
+#: ARGV: id, group. Returns 0 if unknown, else 1.
+CANCEL = _PRELUDE + """
+local f = redis.call('HMGET', KEYS[1], 'st', 'ow', 'en')
+if not f[1] then return 0 end
+if terminal(f[1]) then return 1 end
+if f[2] ~= '' then
+  redis.call('HSET', KEYS[1], 'cx', 1)
+  event(ARGV[1], f[1], 1)
+  return 1
+end
+finish(ARGV[1], 'cancelled', nil, nil, 'cancelled')
+drop(ARGV[2], f[3])
+return 1
+"""
+
+#: KEYS: the queue. ARGV: the group. Creates the consumer group (and the stream) if missing.
+GROUP = """
+local ok = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+return 1
+"""
