@@ -16,6 +16,7 @@ from .settings import (
     ServerSettings,
     SessionSettings,
     SseSettings,
+    TaskSettings,
 )
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ServerSettings",
     "SessionSettings",
     "SseSettings",
+    "TaskSettings",
     "load_config",
     "option",
 ]

@@ -201,6 +201,7 @@ class RedisBackend:
             tls_check_hostname=config.redis.tls_check_hostname,
             # A dead worker's streams end within 3 keep-alive intervals (redis_liveness).
             worker_ttl_s=max(3.0, 2 * config.sse.keepalive_s),
+            task_lease_s=config.tasks.lease_s,
         )
 
     # -- lifecycle -------------------------------------------------------------------

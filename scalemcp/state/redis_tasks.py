@@ -17,10 +17,12 @@ heartbeat renews the lease in the hash and the entry's idle time (``XCLAIM ... J
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -101,11 +103,22 @@ class RedisTaskStore:
         self.dead = f"{self._tag}:dead"
         #: An entry not renewed for this long is taken over (the default lease).
         self.reclaim_idle_ms = reclaim_idle_ms
-        self._block_ms = block_ms
+        # Between takeover checks a claim blocks at most half a lease, so a dead worker's
+        # task waits at most 1.5 leases (plus a heartbeat) for another worker.
+        self._block_ms = max(1, min(block_ms, reclaim_idle_ms // 2))
         self._group_ready = False
+        #: Entries taken over (XAUTOCLAIM) and not started yet: they are this worker's
+        #: now, so each is started as a slot frees, not left for another lease to pass.
+        self._taken: deque[tuple[str, str]] = deque()
 
     def key(self, task_id: str) -> str:
         return f"{self._tag}:t:{task_id}"
+
+    def index(self, principal: str | None) -> str:
+        """The principal's tasks (a zset), under the tasks' hash tag."""
+        owner = "-" if principal is None else hashlib.blake2b(
+            principal.encode(), digest_size=12).hexdigest()
+        return f"{self._tag}:p:{owner}"
 
     def _keys(self, task_id: str) -> list[str]:
         return [self.key(task_id), self.queue, self.events]
@@ -127,7 +140,8 @@ class RedisTaskStore:
         if record.status_message:
             fields += ["sm", record.status_message]
         await self._run("t_create", record.task_id,
-                        [record.task_id, record.ttl_ms, *fields])
+                        [record.task_id, record.ttl_ms, *fields],
+                        [self.index(record.principal)])
 
     async def get(self, task_id: str) -> TaskRecord | None:
         with self._link.redis() as client, self._link.timed("t_get"):
@@ -154,15 +168,20 @@ class RedisTaskStore:
     async def _take(self, worker: str, entries: Any) -> Claim | None:
         for entry in entries or ():
             task_id = entry.field_values.get(b"t")
-            if task_id is None:
-                continue
-            claim = await self._start(worker, task_id.decode(), entry.identifier.decode())
+            if task_id is not None:
+                self._taken.append((_s(task_id), _s(entry.identifier)))
+        while self._taken:
+            task_id, entry_id = self._taken.popleft()
+            claim = await self._start(worker, task_id, entry_id)
             if claim is not None:
                 return claim
         return None
 
     async def claim(self, worker: str, *, wait_s: float) -> Claim | None:
         await self._ensure_group()
+        claim = await self._take(worker, ())
+        if claim is not None:
+            return claim
         with self._link.redis() as client, self._link.timed("t_reclaim"):
             reclaimed = await client.xautoclaim(self.queue, _GROUP, worker, self.reclaim_idle_ms,
                                                 "0-0", count=_RECLAIM_BATCH)
@@ -218,6 +237,18 @@ class RedisTaskStore:
         if not await self._run("t_cancel", task_id, [task_id, _GROUP]):
             return None
         return await self.get(task_id)
+
+    async def list(self, principal: str | None, *, limit: int = 100) -> list[TaskRecord]:
+        index = self.index(principal)
+        with self._link.redis() as client, self._link.timed("t_list"):
+            ids = [_s(cast(bytes, i)) for i in await client.zrevrange(index, 0, limit * 2)]
+            async with client.pipeline(transaction=False) as pipe:
+                replies = [pipe.hgetall(self.key(i)) for i in ids]
+            found = [(i, dict(await reply)) for i, reply in zip(ids, replies, strict=True)]
+            gone = [i for i, fields in found if not fields]
+            if gone:
+                await client.zrem(index, gone)
+        return [decode_task(i, fields) for i, fields in found if fields][:limit]
 
     async def statistics(self) -> TaskStatistics:
         with self._link.redis() as client:

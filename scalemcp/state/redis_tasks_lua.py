@@ -54,7 +54,8 @@ local function holds(token)
 end
 """
 
-#: ARGV: id, ttl ms, then field/value pairs. Returns the queue entry.
+#: ARGV: id, ttl ms, then field/value pairs. KEYS[4]: the principal's index (a zset by
+#: creation time; members past their TTL are dropped as it is read). Returns the entry.
 CREATE = _PRELUDE + """
 local id, ttl = ARGV[1], tonumber(ARGV[2])
 local fields = {}
@@ -64,6 +65,9 @@ redis.call('HSET', KEYS[1], 'st', 'working', 'cr', now, 'up', now, 'tk', 0, 'at'
 local entry = redis.call('XADD', KEYS[2], '*', 't', id)
 redis.call('HSET', KEYS[1], 'en', entry)
 redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[4], now, id)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 86400000 * 30)
+if redis.call('PTTL', KEYS[4]) < ttl then redis.call('PEXPIRE', KEYS[4], ttl) end
 return entry
 """
 
@@ -121,6 +125,8 @@ for i = 5, #ARGV, 2 do
   n = n + 1
 end
 redis.call('HSET', KEYS[1], 'st', 'input_required', 'ow', '', 'en', '', 'qn', n, 'up', now)
+-- The run ended well (it asked): not an attempt lost to a dead worker.
+redis.call('HINCRBY', KEYS[1], 'at', -1)
 drop(ARGV[3], ARGV[4])
 event(ARGV[2], 'input_required', 0)
 return 1

@@ -13,9 +13,11 @@ that stalls past its lease, or dies, loses the task to the next ``claim`` on any
 the old worker's writes then fail, so at most one result is ever written. Terminal states
 (``completed``, ``failed``, ``cancelled``) never change.
 
-Each claim counts an *attempt*. A task whose attempts reach ``max_attempts`` and whose
-worker disappears again ends ``failed`` (a dead letter) instead of running once more; a
-tool not safe to re-run has ``max_attempts = 1``: its task fails at once when its worker dies.
+Each claim counts an *attempt*; a run that ends well without a result (it parked for
+input, or was handed back at shutdown) gives its attempt back. A task whose attempts reach
+``max_attempts`` and whose worker disappears again ends ``failed`` (a dead letter) instead
+of running once more; a tool not safe to re-run has ``max_attempts = 1``: its task fails
+at once when its worker dies.
 
 A running task that needs the client's answers is *parked* (``input_required``): its lease
 and queue entry are released, so no worker holds it while it waits. ``answer`` records
@@ -161,5 +163,8 @@ class TaskStore(Protocol):
 
     def open_events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[TaskEvent]]:
         """Every task event from now on, from every worker."""
+
+    async def list(self, principal: str | None, *, limit: int = 100) -> list[TaskRecord]:
+        """The live tasks of ``principal``, newest first (2025-11-25's ``tasks/list``)."""
 
     async def statistics(self) -> TaskStatistics: ...

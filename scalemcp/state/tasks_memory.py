@@ -60,6 +60,13 @@ class MemoryTaskStore:
         record = self._live(task_id)
         return None if record is None else msgspec.structs.replace(record)
 
+    async def list(self, principal: str | None, *, limit: int = 100) -> list[TaskRecord]:
+        await trio.lowlevel.checkpoint()
+        mine = [r for r in list(self._records.values())
+                if r.principal == principal and self._live(r.task_id) is not None]
+        mine.sort(key=lambda r: r.created_ms, reverse=True)
+        return [msgspec.structs.replace(r) for r in mine[:limit]]
+
     async def statistics(self) -> TaskStatistics:
         running = sum(1 for r in self._records.values() if r.owner)
         return TaskStatistics(queued=len(self._queue), running=running,
@@ -183,6 +190,7 @@ class MemoryTaskStore:
         record.status = "input_required"
         record.input_requests = dict(requests)
         record.owner = ""
+        record.attempts = max(0, record.attempts - 1)  # it ended well: not a lost attempt
         record.updated_ms = now_ms()
         self._lease_until.pop(claim.task_id, None)
         self._publish(record)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from ..protocol.changes import SUBSCRIPTIONS_CHANGED, wanted_on_session
+from ..protocol.changes import FOR_SESSION, SUBSCRIPTIONS_CHANGED, wanted_on_session
 from ..state.base import SessionRecord, StateBackend
 from .http import Request
 from .sse_response import follow_stream
@@ -48,5 +48,9 @@ async def _feed_changes(state: StateBackend, session: SessionRecord, stream: str
                 if change.session_id == sid:
                     record = await state.load_session(sid)
                     subscriptions = frozenset(record.subscriptions if record else ())
+            elif change.method == FOR_SESSION:
+                message = change.message
+                if change.session_id == sid and message is not None:
+                    await state.append(sid, stream, message)
             elif wanted_on_session(change, subscriptions):
                 await state.append(sid, stream, change.payload)

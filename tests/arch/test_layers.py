@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"observability"},          # metrics, logs, tracing: a leaf
     {"protocol", "config"},     # sans-IO
     {"state"},
+    {"tasks"},                  # durable tasks' runner: claims, leases, cancellation
     {"app"},
     {"engine"},
     {"security"},

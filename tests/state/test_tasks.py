@@ -219,7 +219,7 @@ async def test_park_and_answer(open_store: OpenBackend) -> None:
             assert after is not None
             assert after.status == "working"
             again = await claim(state)
-            assert (again.token, again.attempt) == (2, 2)
+            assert (again.token, again.attempt) == (2, 1)  # parking is no lost attempt
             assert again.record.answers == {"a": b'{"x":1}', "b": b'{"y":2}'}
             assert again.record.input_requests == {}
             assert await state.tasks.answer("nope", {"a": b"{}"}) is None
