@@ -1,4 +1,4 @@
-"""The Markdown report and the PNG chart of a bench/run.py result (its JSON document).
+"""The Markdown report and the PNG chart of a python -m bench.suite result (its JSON document).
 
 Ratios are against the baseline series (the floor) measured in the same run at the
 same client count: "x floor" is throughput / floor throughput (higher is better),
