@@ -159,8 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{s.name:20} {s.era:10} {s.answers:5} {s.description}{extra}")
         return
     if ns.report_only:
-        doc = json.loads(ns.report_only.read_text())
-        write_outputs(doc, ns.report_only.with_suffix(""))
+        write_outputs(json.loads(ns.report_only.read_text()), ns.report_only.with_suffix(""))
         return
     chosen = set(ns.targets.split(",")) if ns.targets else None
     unknown = (chosen or set()) - {s.name for s in SERIES}
