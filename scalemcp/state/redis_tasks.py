@@ -139,6 +139,8 @@ class RedisTaskStore:
             fields += ["pr", record.principal]
         if record.status_message:
             fields += ["sm", record.status_message]
+        for key, answer in record.answers.items():  # gathered before the task existed
+            fields += [f"a:{key}", answer]
         await self._run("t_create", record.task_id,
                         [record.task_id, record.ttl_ms, *fields],
                         [self.index(record.principal)])

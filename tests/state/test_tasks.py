@@ -196,6 +196,16 @@ async def test_a_cancelled_task_whose_worker_died_ends_cancelled(
             assert (await two.tasks.get(rec.task_id)).status == "cancelled"  # type: ignore[union-attr]
 
 
+async def test_answers_given_before_the_task_existed_are_kept(open_store: OpenBackend
+                                                               ) -> None:
+    with trio.fail_after(10):
+        async with open_store() as state:
+            rec = task(answers={"user_name": b'{"action":"accept"}'})
+            await state.tasks.create(rec)
+            held = await claim(state)
+            assert held.record.answers == {"user_name": b'{"action":"accept"}'}
+
+
 async def test_park_and_answer(open_store: OpenBackend) -> None:
     with trio.fail_after(10):
         async with open_store() as state:
