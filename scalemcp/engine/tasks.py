@@ -161,9 +161,8 @@ class TaskService:
             poll_interval_ms=max(1, int(policy.poll_interval_s * 1000)),
             lease_ms=self.lease_ms, max_attempts=policy.max_attempts,
             answers={k: _encode(v) for k, v in (call.input_responses or {}).items()})
-        await self.store.create(record)
+        stored_record = await self.store.create(record)
         TASKS_CREATED.labels("modern" if call.modern else "session").inc()
-        stored_record = await self.store.get(record.task_id) or record
         if call.modern:
             return {"resultType": "task", **self.describe(stored_record, modern=True)}
         return {"task": self.describe(stored_record, modern=False)}

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+import msgspec
 import trio
 
 from ..errors import BackendUnavailable
@@ -31,6 +32,7 @@ from .redis_router import Link
 from .redis_tasks_lua import (
     ANSWER,
     CANCEL,
+    CLAIM,
     CREATE,
     FINISH,
     GROUP,
@@ -50,7 +52,7 @@ log = logging.getLogger("scalemcp.state.redis")
 TASK_SCRIPTS = {
     "t_create": CREATE, "t_start": START, "t_beat": HEARTBEAT, "t_progress": PROGRESS,
     "t_park": PARK, "t_answer": ANSWER, "t_finish": FINISH, "t_release": RELEASE,
-    "t_cancel": CANCEL, "t_group": GROUP,
+    "t_cancel": CANCEL, "t_group": GROUP, "t_claim": CLAIM,
 }
 _GROUP = "w"
 _EVENT_BUFFER = 1000
@@ -110,6 +112,7 @@ class RedisTaskStore:
         #: Entries taken over (XAUTOCLAIM) and not started yet: they are this worker's
         #: now, so each is started as a slot frees, not left for another lease to pass.
         self._taken: deque[tuple[str, str]] = deque()
+        self._next_reclaim = 0.0
 
     def key(self, task_id: str) -> str:
         return f"{self._tag}:t:{task_id}"
@@ -131,7 +134,7 @@ class RedisTaskStore:
 
     # -- the task's life -------------------------------------------------------------
 
-    async def create(self, record: TaskRecord) -> None:
+    async def create(self, record: TaskRecord) -> TaskRecord:
         fields: list[Any] = ["rq", record.request, "ttl", record.ttl_ms,
                              "pi", record.poll_interval_ms, "ls", record.lease_ms,
                              "ma", record.max_attempts]
@@ -141,9 +144,12 @@ class RedisTaskStore:
             fields += ["sm", record.status_message]
         for key, answer in record.answers.items():  # gathered before the task existed
             fields += [f"a:{key}", answer]
-        await self._run("t_create", record.task_id,
-                        [record.task_id, record.ttl_ms, *fields],
-                        [self.index(record.principal)])
+        reply = await self._run("t_create", record.task_id,
+                                [record.task_id, record.ttl_ms, *fields],
+                                [self.index(record.principal)])
+        created = int(reply[1])
+        return msgspec.structs.replace(record, status="working", created_ms=created,
+                                       updated_ms=created, token=0, attempts=0, owner="")
 
     async def get(self, task_id: str) -> TaskRecord | None:
         with self._link.redis() as client, self._link.timed("t_get"):
@@ -161,8 +167,12 @@ class RedisTaskStore:
         reply = await self._run("t_start", task_id,
                                 [task_id, entry, worker, _GROUP, dead_worker_error()],
                                 [self.dead])
-        if int(reply[0]) != 1:
-            return None
+        return self._claimed(worker, reply) if int(reply[0]) == 1 else None
+
+    @staticmethod
+    def _claimed(worker: str, reply: Any) -> Claim:
+        """START's (or CLAIM's) reply: {1, token, attempt, HGETALL, id, entry}."""
+        task_id, entry = _s(reply[4]), _s(reply[5])
         record = decode_task(task_id, _pairs(reply[3]))
         return Claim(task_id=task_id, token=int(reply[1]), attempt=int(reply[2]),
                      worker=worker, record=record, entry=entry)
@@ -184,12 +194,23 @@ class RedisTaskStore:
         claim = await self._take(worker, ())
         if claim is not None:
             return claim
-        with self._link.redis() as client, self._link.timed("t_reclaim"):
-            reclaimed = await client.xautoclaim(self.queue, _GROUP, worker, self.reclaim_idle_ms,
-                                                "0-0", count=_RECLAIM_BATCH)
-        claim = await self._take(worker, reclaimed[1] if reclaimed else ())
-        if claim is not None:
-            return claim
+        now = trio.current_time()
+        if now >= self._next_reclaim:  # (a lease is seconds: no need to look every claim)
+            self._next_reclaim = now + self.reclaim_idle_ms / 4000
+            with self._link.redis() as client, self._link.timed("t_reclaim"):
+                reclaimed = await client.xautoclaim(self.queue, _GROUP, worker,
+                                                    self.reclaim_idle_ms, "0-0",
+                                                    count=_RECLAIM_BATCH)
+            claim = await self._take(worker, reclaimed[1] if reclaimed else ())
+            if claim is not None:
+                return claim
+        with self._link.redis() as client:  # the next new entry, started: one round trip
+            reply = await self._link.script(client, "t_claim",
+                                            [self.queue, self.events, self.dead],
+                                            [worker, _GROUP, f"{self._tag}:t:",
+                                             dead_worker_error()])
+        if int(reply[0]) == 1:
+            return self._claimed(worker, reply)
         block = max(1, int(min(wait_s, self._block_ms / 1000) * 1000))
         try:
             with self._link.redis() as client:

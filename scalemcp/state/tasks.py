@@ -125,8 +125,9 @@ class TaskStatistics(msgspec.Struct, frozen=True):
 class TaskStore(Protocol):
     """Where tasks live; one contract for every backend (``tests/state/test_tasks.py``)."""
 
-    async def create(self, record: TaskRecord) -> None:
-        """Store ``record`` (status ``working``), queue it and set its TTL, atomically."""
+    async def create(self, record: TaskRecord) -> TaskRecord:
+        """Store ``record`` (status ``working``), queue it and set its TTL, atomically;
+        the record as stored (its creation time set)."""
 
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task, or None if unknown or expired."""

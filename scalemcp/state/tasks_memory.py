@@ -89,13 +89,15 @@ class MemoryTaskStore:
         self._wakeup.set()
         self._wakeup = trio.Event()
 
-    async def create(self, record: TaskRecord) -> None:
+    async def create(self, record: TaskRecord) -> TaskRecord:
         stamp = now_ms()
         stored = msgspec.structs.replace(record, status="working", created_ms=stamp,
                                          updated_ms=stamp, token=0, attempts=0, owner="")
         self._records[record.task_id] = stored
         self._expires[record.task_id] = trio.current_time() + record.ttl_ms / 1000
         self._enqueue(record.task_id)
+        await trio.lowlevel.checkpoint()
+        return msgspec.structs.replace(stored)
 
     def _holds(self, claim: Claim) -> TaskRecord | None:
         record = self._live(claim.task_id)
