@@ -5,6 +5,9 @@ pins the server's processes to one CPU and redis-server to the other (``taskset`
 semantics, through ``sched_setaffinity``), then runs, in one run, against the same server:
 
 - ``inline``: the no-op tool called inline (2026-07-28, no tasks declared): the baseline;
+- ``create``: clients only create tasks (latency: to the CreateTaskResult); the worker
+  runs them meanwhile, and the phase ends once every one has completed (read from Redis),
+  so its CPU is a task's whole cost without polling;
 - ``poll``: each client creates a no-op task and polls ``tasks/get`` every ``--poll-ms``
   until it completes, then the next;
 - ``listen``: each client creates a task, opens ``subscriptions/listen`` for it and waits
@@ -65,6 +68,13 @@ async def inline(c: Stateless, poll_s: float) -> float:
     return time.perf_counter() - started
 
 
+async def created(c: Stateless, poll_s: float) -> float:
+    started = time.perf_counter()
+    r = await c.call("tools/call", {"name": "noop", "arguments": {}}, "noop")
+    assert r.json()["result"]["resultType"] == "task", r.text
+    return time.perf_counter() - started
+
+
 async def polled(c: Stateless, poll_s: float) -> float:
     started = time.perf_counter()
     r = await c.call("tools/call", {"name": "noop", "arguments": {}}, "noop")
@@ -100,7 +110,7 @@ async def listened(c: Stateless, poll_s: float) -> float:
     return time.perf_counter() - started
 
 
-PHASES = {"inline": inline, "poll": polled, "listen": listened}
+PHASES = {"inline": inline, "create": created, "poll": polled, "listen": listened}
 
 
 async def drive(url: str, phase: str, n: int, clients: int, poll_s: float
@@ -118,6 +128,12 @@ async def drive(url: str, phase: str, n: int, clients: int, poll_s: float
         for i in range(clients):
             nursery.start_soon(client, n // clients + (1 if i < n % clients else 0))
     return latencies
+
+
+def wait_drained(redis: RedisServer) -> None:
+    """Until the task queue is empty (every created task was claimed and finished)."""
+    while redis.command("XLEN", "smcp:{tasks}:q") not in (b":0", b""):
+        time.sleep(0.01)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -146,6 +162,8 @@ def main() -> None:
             started = time.perf_counter()
             latencies = trio.run(drive, server.url, phase, args.n, args.c,
                                  args.poll_ms / 1000)
+            if phase == "create":
+                wait_drained(redis)
             wall = time.perf_counter() - started
             s_cpu = cpu_seconds(server_pids) - s0
             r_cpu = cpu_seconds([redis.proc.pid]) - r0

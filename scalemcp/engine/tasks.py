@@ -40,6 +40,8 @@ from ..errors import (
     ProtocolError,
 )
 from ..observability.metrics import TASKS_CREATED
+from ..protocol import jsonrpc
+from ..protocol.changes import for_session
 from ..protocol.types import CallToolParams, ListParams, TaskIdParams, UpdateTaskParams
 from ..protocol.versions import features
 from ..state.base import StateBackend
@@ -101,7 +103,8 @@ class TaskService:
         self.store: TaskStore = state.tasks
         self.lease_ms = max(100, int(lease_s * 1000))
         self.runner = TaskRunner(self.store, self.execute, worker=worker,
-                                 concurrency=concurrency, run_tasks=run_tasks)
+                                 concurrency=concurrency, run_tasks=run_tasks,
+                                 on_written=self.status_changed)
         #: How long a session-era task waits for the client's answer to one request.
         self.ask_timeout_s = ask_timeout_s
 
@@ -195,6 +198,24 @@ class TaskService:
         elif record.status == "input_required":
             task["inputRequests"] = {k: Raw(v) for k, v in record.input_requests.items()}
         return task
+
+    async def status_changed(self, claim: Claim, status: str) -> None:
+        """A 2025-11-25 task's new status, pushed to its session
+        (``notifications/tasks/status``; the extension pushes on listen streams)."""
+        try:
+            stored = _STORED.decode(claim.record.request)
+        except msgspec.DecodeError:
+            return
+        if not stored.modern and stored.session_id is not None:
+            await self.push_status(stored.session_id, claim.task_id)
+
+    async def push_status(self, session_id: str, task_id: str) -> None:
+        record = await self.store.get(task_id)
+        if record is None:
+            return
+        note = jsonrpc.encode_notification("notifications/tasks/status",
+                                           self.describe(record, modern=False))
+        await self.state.publish_change(for_session(session_id, note))
 
     # -- running a task --------------------------------------------------------------
 
@@ -367,6 +388,8 @@ async def cancel_task(engine: Engine, call: Call, make_scope: ScopeMaker) -> Any
         raise InvalidParams(f"Failed to cancel task: Task not found ({task_id!r})")
     if call.modern:
         return {}
+    if after.terminal and call.session_id is not None:  # a queued or parked task: ended now
+        await service.push_status(call.session_id, task_id)
     if not after.terminal:  # 2025-11-25 answers with the task: show it as it settles
         with trio.move_on_after(1.0):
             after = await service.wait_until(call, task_id, lambda r: r.terminal)

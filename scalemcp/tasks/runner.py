@@ -49,6 +49,8 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Execute = Callable[[Claim], Awaitable[Outcome]]
+#: Told after this worker wrote a task's new status (to push it to the task's client).
+Written = Callable[[Claim, str], Awaitable[None]]
 Listener = Callable[[TaskEvent], None]
 
 
@@ -67,9 +69,10 @@ class TaskRunner:
 
     def __init__(self, store: TaskStore, execute: Execute, *, worker: str,
                  concurrency: int = 16, claim_wait_s: float = 1.0,
-                 run_tasks: bool = True) -> None:
+                 run_tasks: bool = True, on_written: Written | None = None) -> None:
         self.store = store
         self.execute = execute
+        self.on_written = on_written
         self.worker = worker
         self.run_tasks = run_tasks
         self._slots = trio.Semaphore(concurrency)
@@ -137,8 +140,9 @@ class TaskRunner:
             outcome = await self._execute(running)
             if outcome is not None and not running.lost:
                 await self._write(running, outcome)
-            elif running.cancelled and not running.lost:
-                await self.store.finish(claim, "cancelled", message="cancelled")
+            elif (running.cancelled and not running.lost
+                  and await self.store.finish(claim, "cancelled", message="cancelled")):
+                await self._told(claim, "cancelled")
             settled = True
         except BackendUnavailable as exc:
             settled = True
@@ -201,6 +205,16 @@ class TaskRunner:
         if not written:
             log.info("task %s: outcome not written (fenced: another worker holds it, or "
                      "it ended)", claim.task_id)
+            return
+        await self._told(claim, "input_required" if outcome.kind == "park" else outcome.kind)
+
+    async def _told(self, claim: Claim, status: str) -> None:
+        if self.on_written is None:
+            return
+        try:
+            await self.on_written(claim, status)
+        except BackendUnavailable as exc:  # a push lost: clients still see it by polling
+            log.info("task %s: status %s not pushed: %s", claim.task_id, status, exc)
 
     # -- events ----------------------------------------------------------------------
 

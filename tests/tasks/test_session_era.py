@@ -106,3 +106,21 @@ async def test_elicitation_inside_a_task_goes_to_the_session() -> None:
                 nursery.cancel_scope.cancel()
             assert done["content"][0]["text"] == "Hello, Grace!"
             assert asked[0]["params"]["_meta"][RELATED] == {"taskId": task["taskId"]}
+
+
+async def test_status_changes_are_pushed_to_the_session() -> None:
+    with trio.fail_after(20):
+        async with open_client(app, FAST) as (url, http):
+            s = Session(http, url)
+            await s.initialize()
+            pushed: list[dict[str, Any]] = []
+            async with s.listen() as stream:
+                task = await task_call(s, "work", {"seconds": 0.1, "label": "s3"})
+                async for event in sse_events(stream):
+                    message = json.loads(event.data) if event.data else {}
+                    if message.get("method") == "notifications/tasks/status":
+                        pushed.append(message["params"])
+                        if message["params"]["status"] == "completed":
+                            break
+            assert pushed[-1]["taskId"] == task["taskId"]
+            assert pushed[-1]["status"] == "completed"
