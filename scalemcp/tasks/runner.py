@@ -80,6 +80,7 @@ class TaskRunner:
         self._running: dict[str, _Running] = {}
         self._listeners: set[Listener] = set()
         self._stopping = False
+        self._idle = trio.Event()
 
     @property
     def running(self) -> int:
@@ -99,6 +100,12 @@ class TaskRunner:
                 nursery.start_soon(self._claim_loop, nursery)
             task_status.started()
             await trio.sleep_forever()
+
+    async def wait_idle(self) -> None:
+        """Until no task runs here."""
+        while self._running:
+            self._idle = trio.Event()
+            await self._idle.wait()
 
     def stop_claiming(self) -> None:
         """Drain: take no more tasks (running ones finish, or are handed back at exit)."""
@@ -154,6 +161,8 @@ class TaskRunner:
             TASK_RUN_SECONDS.observe(time.perf_counter() - began)
             TASKS_RUNNING.dec()
             self._running.pop(claim.task_id, None)
+            if not self._running:
+                self._idle.set()
             self._slots.release()
 
     async def _release(self, claim: Claim) -> None:

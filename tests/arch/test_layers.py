@@ -27,7 +27,8 @@ LAYERS: list[set[str]] = [
     {"security"},
     {"transport"},
     {"preflight"},
-    {"server", "testing", "ops", "_worker"},   # process concerns: supervisor, entry points
+    # process concerns: supervisor, entry points, the task-only worker
+    {"server", "testing", "ops", "_worker", "task_worker"},
     {"cli", "__init__"},
 ]
 #: The load generator behind `scalemcp bench` stands beside the server, on the protocol.
