@@ -37,7 +37,8 @@ async def run_task_worker(app: App, config: Config, *,
     worker = str(getattr(state, "worker_id", "") or secrets.token_hex(8))
     service = TaskService(engine, state, worker=worker, lease_s=config.tasks.lease_s,
                           concurrency=config.tasks.concurrency, run_tasks=True,
-                          ask_timeout_s=config.sessions.client_request_timeout_s)
+                          ask_timeout_s=config.sessions.client_request_timeout_s,
+                          max_active=config.tasks.max_active)
     engine.tasks = service
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with state.running(), trio.open_nursery() as nursery:

@@ -203,6 +203,9 @@ class TaskSettings(_Section, frozen=True):
         "dies or stalls loses its tasks to another worker after this long.")] = 3.0
     concurrency: Annotated[Positive, _about(
         "Most tasks one worker process runs at once.")] = 16
+    max_active: Annotated[NonNegative, _about(
+        "Most tasks waiting or running (fleet-wide with Redis); a tools/call that would "
+        "make one more is refused with -31429 (retry after 1 s). 0: no limit.")] = 10_000
     workers_run_tasks: Annotated[bool, _about(
         "Serving workers run tasks too; off when dedicated task workers "
         "(`scalemcp worker`) run them.", option="serve_tasks")] = True

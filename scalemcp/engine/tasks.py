@@ -38,14 +38,15 @@ from ..errors import (
     MethodNotFound,
     MissingClientCapability,
     ProtocolError,
+    RateLimited,
 )
-from ..observability.metrics import TASKS_CREATED
+from ..observability.metrics import RATE_LIMITED, TASKS_CREATED
 from ..protocol import jsonrpc
 from ..protocol.changes import for_session
 from ..protocol.types import CallToolParams, ListParams, TaskIdParams, UpdateTaskParams
 from ..protocol.versions import features
 from ..state.base import StateBackend
-from ..state.tasks import TERMINAL, Claim, TaskEvent, TaskRecord, TaskStore
+from ..state.tasks import TERMINAL, Claim, QueueFull, TaskEvent, TaskRecord, TaskStore
 from ..tasks import Outcome, TaskRunner
 from .call import Call, InputRequired
 
@@ -97,7 +98,7 @@ class TaskService:
 
     def __init__(self, engine: Engine, state: StateBackend, *, worker: str,
                  lease_s: float = 3.0, concurrency: int = 16, run_tasks: bool = True,
-                 ask_timeout_s: float = 300.0) -> None:
+                 ask_timeout_s: float = 300.0, max_active: int = 0) -> None:
         self.engine = engine
         self.state = state
         self.store: TaskStore = state.tasks
@@ -107,6 +108,8 @@ class TaskService:
                                  on_written=self.status_changed)
         #: How long a session-era task waits for the client's answer to one request.
         self.ask_timeout_s = ask_timeout_s
+        #: Most tasks waiting or running, fleet-wide (0: no limit).
+        self.max_active = max_active
 
     # -- making a task ---------------------------------------------------------------
 
@@ -164,7 +167,12 @@ class TaskService:
             poll_interval_ms=max(1, int(policy.poll_interval_s * 1000)),
             lease_ms=self.lease_ms, max_attempts=policy.max_attempts,
             answers={k: _encode(v) for k, v in (call.input_responses or {}).items()})
-        stored_record = await self.store.create(record)
+        try:
+            stored_record = await self.store.create(record, max_active=self.max_active)
+        except QueueFull:
+            RATE_LIMITED.labels("task_queue").inc()
+            raise RateLimited(f"the server holds {self.max_active} tasks already",
+                              limit="task_queue", retry_after_s=1.0) from None
         TASKS_CREATED.labels("modern" if call.modern else "session").inc()
         if call.modern:
             return {"resultType": "task", **self.describe(stored_record, modern=True)}

@@ -42,7 +42,7 @@ from .redis_tasks_lua import (
     RELEASE,
     START,
 )
-from .tasks import Beat, Claim, TaskEvent, TaskRecord, TaskStatistics, TaskStatus
+from .tasks import Beat, Claim, QueueFull, TaskEvent, TaskRecord, TaskStatistics, TaskStatus
 from .tasks_memory import dead_worker_error
 
 __all__ = ["TASK_SCRIPTS", "RedisTaskStore", "decode_task"]
@@ -134,7 +134,7 @@ class RedisTaskStore:
 
     # -- the task's life -------------------------------------------------------------
 
-    async def create(self, record: TaskRecord) -> TaskRecord:
+    async def create(self, record: TaskRecord, *, max_active: int = 0) -> TaskRecord:
         fields: list[Any] = ["rq", record.request, "ttl", record.ttl_ms,
                              "pi", record.poll_interval_ms, "ls", record.lease_ms,
                              "ma", record.max_attempts]
@@ -145,8 +145,10 @@ class RedisTaskStore:
         for key, answer in record.answers.items():  # gathered before the task existed
             fields += [f"a:{key}", answer]
         reply = await self._run("t_create", record.task_id,
-                                [record.task_id, record.ttl_ms, *fields],
+                                [record.task_id, record.ttl_ms, max_active, *fields],
                                 [self.index(record.principal)])
+        if _s(reply[0]) == "full":
+            raise QueueFull(f"{max_active} tasks are waiting or running")
         created = int(reply[1])
         return msgspec.structs.replace(record, status="working", created_ms=created,
                                        updated_ms=created, token=0, attempts=0, owner="")

@@ -56,13 +56,15 @@ end
 _PRELUDE = "local H, Q, EV = KEYS[1], KEYS[2], KEYS[3]\n" + _HELPERS
 _CLAIM_PRELUDE = "local H, Q, EV = '', KEYS[1], KEYS[2]\n" + _HELPERS
 
-#: ARGV: id, ttl ms, then field/value pairs. KEYS[4]: the principal's index (a zset by
-#: creation time; members past their TTL are dropped as it is read). Returns {entry,
-#: creation time (ms)}.
+#: ARGV: id, ttl ms, most tasks waiting or running (0: no limit), then field/value pairs.
+#: KEYS[4]: the principal's index (a zset by creation time; members past their TTL are
+#: dropped as it is read). Returns {entry, creation time (ms)}, or {'full'}.
 CREATE = _PRELUDE + """
-local id, ttl = ARGV[1], tonumber(ARGV[2])
+local id, ttl, most = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+-- The queue holds an entry per task waiting or running (a parked one has none).
+if most > 0 and redis.call('XLEN', Q) >= most then return {'full'} end
 local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', H, 'st', 'working', 'cr', now, 'up', now, 'tk', 0, 'at', 0,
            'ow', '', 'cx', 0, 'tw', 0, 'qn', 0, unpack(fields))
 local entry = redis.call('XADD', Q, '*', 't', id)

@@ -44,6 +44,7 @@ __all__ = [
     "TERMINAL",
     "Beat",
     "Claim",
+    "QueueFull",
     "TaskEvent",
     "TaskRecord",
     "TaskStatistics",
@@ -116,6 +117,10 @@ class TaskEvent(msgspec.Struct, frozen=True):
     cancel: bool = False
 
 
+class QueueFull(Exception):
+    """``create`` refused: the fleet already holds ``max_active`` tasks waiting or running."""
+
+
 class TaskStatistics(msgspec.Struct, frozen=True):
     queued: int
     running: int
@@ -125,9 +130,10 @@ class TaskStatistics(msgspec.Struct, frozen=True):
 class TaskStore(Protocol):
     """Where tasks live; one contract for every backend (``tests/state/test_tasks.py``)."""
 
-    async def create(self, record: TaskRecord) -> TaskRecord:
+    async def create(self, record: TaskRecord, *, max_active: int = 0) -> TaskRecord:
         """Store ``record`` (status ``working``), queue it and set its TTL, atomically;
-        the record as stored (its creation time set)."""
+        the record as stored (its creation time set). With ``max_active``, raises
+        :class:`QueueFull` (and stores nothing) if that many tasks wait or run already."""
 
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task, or None if unknown or expired."""

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import msgspec
 import trio
 
-from .tasks import Beat, Claim, TaskEvent, TaskRecord, TaskStatistics, TaskStatus
+from .tasks import Beat, Claim, QueueFull, TaskEvent, TaskRecord, TaskStatistics, TaskStatus
 
 __all__ = ["MemoryTaskStore", "dead_worker_error"]
 
@@ -89,7 +89,9 @@ class MemoryTaskStore:
         self._wakeup.set()
         self._wakeup = trio.Event()
 
-    async def create(self, record: TaskRecord) -> TaskRecord:
+    async def create(self, record: TaskRecord, *, max_active: int = 0) -> TaskRecord:
+        if max_active and len(self._queue) + len(self._lease_until) >= max_active:
+            raise QueueFull(f"{max_active} tasks are waiting or running")
         stamp = now_ms()
         stored = msgspec.structs.replace(record, status="working", created_ms=stamp,
                                          updated_ms=stamp, token=0, attempts=0, owner="")

@@ -80,7 +80,8 @@ class ASGIApp:
         self.tasks = self.engine.tasks = TaskService(
             self.engine, self.state, worker=str(worker), lease_s=config.tasks.lease_s,
             concurrency=config.tasks.concurrency, run_tasks=config.tasks.workers_run_tasks,
-            ask_timeout_s=config.sessions.client_request_timeout_s)
+            ask_timeout_s=config.sessions.client_request_timeout_s,
+            max_active=config.tasks.max_active)
         #: Only an app with task tools watches task events and claims tasks.
         self.has_tasks = any(t.task is not None for t in app.tools.values())
         self.json_limits = json_limits(config)

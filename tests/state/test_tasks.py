@@ -16,7 +16,7 @@ import trio
 from trio.testing import MockClock
 
 from scalemcp.state.base import StateBackend
-from scalemcp.state.tasks import Claim, TaskEvent, TaskRecord
+from scalemcp.state.tasks import Claim, QueueFull, TaskEvent, TaskRecord
 
 from .conftest import OpenBackend
 
@@ -194,6 +194,20 @@ async def test_a_cancelled_task_whose_worker_died_ends_cancelled(
             await trio.sleep(LEASE_S * 1.5)
             assert await two.tasks.claim("w2", wait_s=0.5) is None
             assert (await two.tasks.get(rec.task_id)).status == "cancelled"  # type: ignore[union-attr]
+
+
+async def test_a_full_queue_refuses_new_tasks(open_store: OpenBackend) -> None:
+    with trio.fail_after(10):
+        async with open_store() as state:
+            await state.tasks.create(task(), max_active=2)
+            held = await claim(state)  # running counts too
+            await state.tasks.create(task(), max_active=2)
+            refused = task()
+            with pytest.raises(QueueFull):
+                await state.tasks.create(refused, max_active=2)
+            assert await state.tasks.get(refused.task_id) is None  # nothing stored
+            await state.tasks.finish(held, "completed", result=b"{}")
+            await state.tasks.create(task(), max_active=2)  # room again
 
 
 async def test_answers_given_before_the_task_existed_are_kept(open_store: OpenBackend

@@ -187,3 +187,13 @@ async def test_legacy_task_param_does_not_make_a_task(tool: str) -> None:
             r = await call(c, "tools/call", {"name": tool, "arguments": {}, "task": {"ttl": 5}},
                            tool)
             assert r["result"]["resultType"] == "complete"
+
+
+async def test_too_many_tasks_are_refused() -> None:
+    with trio.fail_after(20):
+        async with open_client(app, FAST.replace(task_max_active=1)) as (url, http):
+            c = client(http, url)
+            await create(c, "work", {"seconds": 5, "label": "m5"})
+            refused = await call(c, "tools/call", {"name": "work", "arguments": {}}, "work")
+            assert refused["error"]["code"] == -31429
+            assert refused["error"]["data"]["limit"] == "task_queue"
