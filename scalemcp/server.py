@@ -116,10 +116,11 @@ def run(app: App | str, config: Config | None = None, **options: Any) -> None:
     hc.application_path = "scalemcp._worker:application"
     os.environ["SCALEMCP_APP"] = target
     os.environ["SCALEMCP_RESOLVED_CONFIG"] = _encode_config(config)
-    # Hypercorn's trio workers, draining on SIGTERM, sharing their metrics.
+    # Trio workers (scalemcp's loop or Hypercorn's), draining on SIGTERM, sharing metrics.
     try:
         exit_code = run_workers(hc, metrics_dir_path=config.ops.metrics_dir,
-                                on_ready=lambda binds: log_serving(target, config, binds))
+                                on_ready=lambda binds: log_serving(target, config, binds),
+                                loop=config.connections.serving_loop)
     except WorkerStartError as exc:
         raise ConfigError(str(exc)) from None
     log.info("stopped" + (f" (exit code {exit_code})" if exit_code else ""))

@@ -18,6 +18,7 @@ __all__ = [
     "MIN_STATE_KEY_CHARS",
     "AuthSettings",
     "Config",
+    "ConnectionSettings",
     "LimitSettings",
     "OpsSettings",
     "RedisSettings",
@@ -101,6 +102,17 @@ class ServerSettings(_Section, frozen=True):
         "cleanly (clients resume elsewhere); what still runs 5 s later is cancelled.")] = 30.0
     stateless_only: Annotated[bool, _about(
         "Refuse session-era and legacy clients; no state backend needed.")] = False
+
+
+class ConnectionSettings(_Section, frozen=True):
+    """Client connections: the loop that serves them, and what one connection may take."""
+
+    serving_loop: Annotated[Literal["scalemcp", "hypercorn"], _about(
+        "What serves connections: scalemcp's own Trio loop (Hypercorn's HTTP/1.1, HTTP/2 "
+        "and WebSocket protocols on a faster connection layer with the deadlines and limits "
+        "of this section; docs/performance.md) or hypercorn (its stock trio worker, as a "
+        "fallback: keep_alive_timeout_s applies, the rest of this section does not).")] = (
+        "scalemcp")
 
 
 class RedisSettings(_Section, frozen=True):
@@ -330,6 +342,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """
 
     server: ServerSettings = ServerSettings()
+    connections: ConnectionSettings = ConnectionSettings()
     redis: RedisSettings = RedisSettings()
     limits: LimitSettings = LimitSettings()
     sessions: SessionSettings = SessionSettings()
