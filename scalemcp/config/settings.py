@@ -102,6 +102,12 @@ class ServerSettings(_Section, frozen=True):
         "cleanly (clients resume elsewhere); what still runs 5 s later is cancelled.")] = 30.0
     stateless_only: Annotated[bool, _about(
         "Refuse session-era and legacy clients; no state backend needed.")] = False
+    gc_threshold: Annotated[NonNegative, _about(
+        "Allocations between two collections of Python's cyclic garbage collector in a "
+        "worker (the first gc.set_threshold number; CPython's own is 700, which with many "
+        "requests in flight costs a large share of each request's CPU). Objects that exist "
+        "once the worker has started are frozen out of collections. 0: leave the collector "
+        "as the interpreter set it.")] = 100_000
 
 
 class ConnectionSettings(_Section, frozen=True):

@@ -66,14 +66,22 @@ class Outbox:
             await self._append(data)
 
     async def finish(self, response: bytes) -> None:
+        if self.stream is None and not self._lock.locked():
+            # A JSON answer (the common case): nothing to await, so no lock to take.
+            self._finish_json(response)
+            return
         async with self._lock:
-            self._remaining -= 1
             if self.stream is None:
-                self._results.append(response)
-                if self._remaining <= 0:
-                    self.decided.set()
+                self._finish_json(response)
                 return
+            self._remaining -= 1
             await self._append(response, final=self._remaining <= 0 and not self._fixed)
+
+    def _finish_json(self, response: bytes) -> None:
+        self._remaining -= 1
+        self._results.append(response)
+        if self._remaining <= 0:
+            self.decided.set()
 
     async def drop(self) -> None:
         """End the HTTP connection after what is sent so far; the stream goes on."""

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -227,15 +228,11 @@ class SessionService:
     ) -> bytes:
         """The answer, or the cancellation error if the client cancels the request."""
         response: bytes | None = None
-        with trio.CancelScope() as cancel_scope:
-            async with (
-                self.state.open_mailbox(session.session_id,
-                                        f"{CANCEL_MAILBOX}{call.request_id}") as box,
-                trio.open_nursery() as nursery,
-            ):
-                nursery.start_soon(_cancel_on_message, box, cancel_scope)
-                response = await self._answer(session, call, outbox)
-                nursery.cancel_scope.cancel()
+        with trio.CancelScope() as cancel_scope, self.state.on_delivery(
+            session.session_id, f"{CANCEL_MAILBOX}{call.request_id}",
+            _canceller(cancel_scope),
+        ):
+            response = await self._answer(session, call, outbox)
         if response is None:
             response = jsonrpc.encode_error(
                 call.request_id, ProtocolError("request cancelled by the client")
@@ -286,9 +283,11 @@ async def _finish_stopped(outbox: Outbox, request_id: int | str) -> None:
         await outbox.finish(jsonrpc.encode_error(request_id, error))
 
 
-async def _cancel_on_message(
-    box: trio.MemoryReceiveChannel[bytes], scope: trio.CancelScope
-) -> None:
-    await box.receive()
-    log.debug("request cancelled by the client")
-    scope.cancel()
+def _canceller(scope: trio.CancelScope) -> Callable[[bytes], None]:
+    """The cancellation mailbox of a request: a client's notifications/cancelled cancels
+    ``scope`` (no task waits for it)."""
+    def cancel(_payload: bytes) -> None:
+        log.debug("request cancelled by the client")
+        scope.cancel()
+
+    return cancel

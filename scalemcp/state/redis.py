@@ -48,8 +48,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from typing import Any, cast
 
 import coredis
@@ -456,6 +456,11 @@ class RedisBackend:
         self, session_id: str, key: str
     ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]:
         return self._router.open_mailbox(session_id, key)
+
+    def on_delivery(
+        self, session_id: str, key: str, callback: Callable[[bytes], None]
+    ) -> AbstractContextManager[None]:
+        return self._router.on_delivery(session_id, key, callback)
 
     async def deliver(self, session_id: str, key: str, payload: bytes) -> bool:
         return await self._router.deliver(session_id, key, payload)

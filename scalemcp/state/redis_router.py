@@ -6,10 +6,10 @@ looks the owner up and XADDs the payload to that worker's inbox stream, or hands
 in memory if this worker holds the mailbox. ``deliver`` is False when nobody owns it.
 
 ``c:`` keys (cancellations) are opened for EVERY request and used rarely, so they stay
-local: no round trip to open or close one. ``deliver`` hands a cancellation over in
-memory if this worker holds the mailbox, and otherwise broadcasts it to every worker and
-returns True (whoever holds it acts; one for a finished request is ignored, as the spec
-requires of cancellations).
+local: no round trip to open or close one, and they are callbacks (``on_delivery``).
+``deliver`` hands a cancellation over in memory if this worker holds the mailbox, and
+otherwise broadcasts it to every worker and returns True (whoever holds it acts; one for
+a finished request is ignored, as the spec requires of cancellations).
 
 Changes are handed to this worker's listeners at once and broadcast to the others.
 
@@ -53,6 +53,7 @@ from ..observability.metrics import (
 from ..protocol.changes import Change
 from .base import CANCEL_MAILBOX
 from .hub import ChangeHub
+from .mailbox import Mailbox, hand_over
 from .redis_connect import ERRORS, RedisClient, forget_connections
 from .redis_layout import Keys
 
@@ -176,7 +177,7 @@ class Router:
         self.inbox = keys.inbox(worker)
         self._mailbox_ttl_ms = mailbox_ttl_ms
         self._on_deleted = on_deleted
-        self.mailboxes: dict[tuple[str, str], trio.MemorySendChannel[bytes]] = {}
+        self.mailboxes: dict[tuple[str, str], Mailbox] = {}
         #: While tracing: the span of the request waiting at each owned mailbox.
         self._waiting: dict[tuple[str, str], Any] = {}
         self._changes = ChangeHub()
@@ -218,15 +219,21 @@ class Router:
             except BackendUnavailable as exc:
                 log.debug("mailbox record left to expire: %s", exc)
 
-    def deliver_local(self, session_id: str, key: str, payload: bytes) -> bool:
-        send = self.mailboxes.get((session_id, key))
-        if send is None:
-            return False
+    @contextmanager
+    def on_delivery(
+        self, session_id: str, key: str, callback: Callable[[bytes], None]
+    ) -> Iterator[None]:
+        """A local mailbox (``c:`` keys only: nothing is recorded in Redis)."""
+        assert key.startswith(CANCEL_MAILBOX), key
+        self.mailboxes[(session_id, key)] = callback
         try:
-            send.send_nowait(payload)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
-        return True
+            yield
+        finally:
+            if self.mailboxes.get((session_id, key)) is callback:
+                del self.mailboxes[(session_id, key)]
+
+    def deliver_local(self, session_id: str, key: str, payload: bytes) -> bool:
+        return hand_over(self.mailboxes.get((session_id, key)), payload)
 
     async def deliver(self, session_id: str, key: str, payload: bytes) -> bool:
         if (session_id, key) in self.mailboxes:

@@ -37,6 +37,7 @@ from ..security.ratelimit import RateLimits, subject
 from ..state import make_state
 from ..state.base import StateBackend
 from .discovery import server_document
+from .gc_tuning import tune_gc
 from .http import ClientGone, Request, accepts, is_json_content
 from .legacy_sse import LegacyTransport
 from .limits import check_request_headers, header_limits, json_limits
@@ -133,6 +134,7 @@ class ASGIApp:
                 await nursery.start(self.sessions.serve)
                 await nursery.start(self.app.serve_background, self.state)  # skills watcher
                 self.running = self.started = True
+                tune_gc(self.config.server.gc_threshold)  # what lives on is frozen now
                 await send({"type": "lifespan.startup.complete"})
                 self.ready.set()
                 log_worker_started(self.config, self.state.name,

@@ -13,7 +13,7 @@ from ..config import Config
 from ..engine.call import Call
 from ..engine.inflight import Slots
 from ..engine.modern import ModernService
-from ..errors import InvalidRequest, ProtocolError, answer_status
+from ..errors import InvalidRequest, answer_status
 from ..protocol import jsonrpc
 from ..protocol.changes import Change, wanted_by_listener
 from ..protocol.classify import Item
@@ -23,7 +23,7 @@ from ..security.ratelimit import subject
 from ..state.base import StateBackend
 from .drain import when_closing
 from .http import Request
-from .send_guard import guard_sends
+from .send_guard import guard_in, guard_sends
 from .sse_response import cancel_on_disconnect, end_body, send_chunk, start_sse
 
 __all__ = ["ModernTransport"]
@@ -81,15 +81,14 @@ class ModernTransport:
             await self._listen(req, call)
             return
         live = _LiveResponse(req)
-        answer: tuple[bytes, ProtocolError | None] | None = None
-        async with guard_sends(req):  # a slow client: closed, the handler cancelled
-            async with trio.open_nursery() as nursery:
+        # One nursery: a disconnect, or a client too slow to read (the guard), cancels it
+        # and with it the handler (spec 5.2); nothing more is sent then.
+        async with trio.open_nursery() as nursery:
+            with guard_in(req, nursery):
                 nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
-                answer = await self.service.answer(call, live.emit)
-                nursery.cancel_scope.cancel()
-            if answer is not None:
-                body, error = answer
+                body, error = await self.service.answer(call, live.emit)
                 await live.finish(body, answer_status(error, "modern"))
+            nursery.cancel_scope.cancel()
 
     async def _listen(self, req: Request, call: Call) -> None:
         wanted = call.params_as(ListenParams).notifications
