@@ -141,6 +141,10 @@ class RedisSettings(_Section, frozen=True):
     socket_timeout_s: Annotated[PositiveFloat, _about(
         "How long a Redis reply may take; a worker's blocking stream reads wait at most "
         "half of it.")] = 10.0
+    write_retry_s: Annotated[NonNegativeFloat, _about(
+        "How long an event of a resumable stream is retried while Redis cannot be reached "
+        "or its answer is lost (a retry never appends twice); the handler waits meanwhile. "
+        "0: no retry.")] = 10.0
     ca_file: Annotated[str | None, _about(
         "rediss://: CA bundle to verify Redis servers with (default: the system's).")] = None
     cert_file: Annotated[str | None, _about(

@@ -215,6 +215,13 @@ class SessionService:
             response = await self._answer_cancellably(session, call, outbox)
             await outbox.finish(response)
             answered = True
+        except BackendUnavailable as exc:
+            # Redis stayed out longer than its writes are retried: this answer is lost (the
+            # stream ends with its epitaph if this worker is taken for dead). Never let it
+            # reach the service's nursery: that would stop every session of this worker.
+            log.warning("request %s of session %s: its answer could not be recorded: %s",
+                        item.request_id, session.session_id[:8], exc)
+            answered = True
         finally:
             self.inflight.release(session.session_id)
             self._running -= 1

@@ -40,6 +40,7 @@ __all__ = [
     "RATE_LIMITED",
     "REDIS_ERRORS",
     "REDIS_ROUND_TRIP",
+    "REDIS_WRITE_RETRIES",
     "REGISTRY",
     "REQUESTS",
     "ROUTED_RECEIVED",
@@ -118,6 +119,10 @@ REDIS_ROUND_TRIP = Histogram(
 REDIS_ERRORS = Counter(
     "scalemcp_redis_errors_total", "Redis operations that failed, by kind of failure",
     ("kind",), registry=REGISTRY)
+REDIS_WRITE_RETRIES = Counter(
+    "scalemcp_redis_write_retries_total",
+    "Stream appends sent again because Redis could not be reached or its answer was lost",
+    registry=REGISTRY)
 RATE_LIMITED = Counter(
     "scalemcp_rate_limited_total",
     "Requests refused by a limit: principal, tool (rate limits), inflight_session, "

@@ -60,6 +60,7 @@ from coredis.tokens import PureToken
 
 from ..config import Config
 from ..errors import BackendUnavailable
+from ..observability.metrics import REDIS_WRITE_RETRIES
 from ..protocol.changes import Change
 from .base import SessionRecord, StateStatistics, StreamRead, Throttled, TokenBucket
 from .redis_buckets import TAKE_TOKENS, bucket_key, take_args, throttled
@@ -88,6 +89,18 @@ from .redis_router import ERRORS, Link, Router
 from .redis_streams import MISSING, Follower
 
 __all__ = ["RedisBackend"]
+
+#: Answers of a Redis that works but refuses, for now, what a retry may get through.
+_PASSING_REFUSALS = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def _retryable(exc: BackendUnavailable) -> bool:
+    """Whether a write may succeed if sent again soon: Redis was unreachable or its answer
+    was lost (not: out of memory, a script error, or a wrong key type)."""
+    cause = exc.__cause__
+    if isinstance(cause, coredis.exceptions.ResponseError):
+        return any(word in str(cause) for word in _PASSING_REFUSALS)
+    return True
 
 log = logging.getLogger("scalemcp.state.redis")
 
@@ -125,6 +138,7 @@ class RedisBackend:
         key_file: str | None = None,
         tls_check_hostname: bool = True,
         worker_ttl_s: float = 15.0,
+        write_retry_s: float = 10.0,
     ) -> None:
         self.target = parse_url(url)
         if block_s is None:
@@ -171,6 +185,8 @@ class RedisBackend:
         #: Heartbeats; a stream whose writer has none ends with its epitaph (see the module).
         self._liveness = Liveness(self._link, self.keys, self.worker_id, ttl_s=worker_ttl_s)
         self._sessions_seen = 0
+        self._appends = 0
+        self._write_retry_s = write_retry_s
 
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:
@@ -194,6 +210,7 @@ class RedisBackend:
             tls_check_hostname=config.redis.tls_check_hostname,
             # A dead worker's streams end within 3 keep-alive intervals (redis_liveness).
             worker_ttl_s=max(3.0, 2 * config.sse.keepalive_s),
+            write_retry_s=config.redis.write_retry_s,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -375,17 +392,32 @@ class RedisBackend:
         epitaph: bytes | None = None,
     ) -> str:
         key = self.keys.stream(session_id, stream)
-        with self._redis() as client:
-            reply = await self._script(
-                client, "append",
-                [self.keys.session(session_id), key, self.keys.stream_set(session_id),
-                 self.keys.epitaph(session_id, stream)],
-                [data, b"1" if final else b"", self.stream_maxlen, self.stream_ttl_ms, stream,
-                 epitaph or b"", self._liveness.worker],
-            )
+        keys = [self.keys.session(session_id), key, self.keys.stream_set(session_id),
+                self.keys.epitaph(session_id, stream)]
+        self._appends += 1
+        token = b"%s.%x" % (self._liveness.worker, self._appends)
+        args = [data, b"1" if final else b"", self.stream_maxlen, self.stream_ttl_ms, stream,
+                epitaph or b"", self._liveness.worker, token, b""]
+        give_up = trio.current_time() + self._write_retry_s
+        backoff = 0.05
+        while True:
+            try:
+                with self._redis() as client:
+                    reply = await self._script(client, "append", keys, args)
+                break
+            except BackendUnavailable as exc:
+                # Redis unreachable, or its answer lost: the same append again, once Redis
+                # answers, so a stream loses nothing while Redis blinks. A retry finds the
+                # token of an attempt that was applied, so nothing is appended twice.
+                if not _retryable(exc) or trio.current_time() + backoff > give_up:
+                    raise
+                REDIS_WRITE_RETRIES.inc()
+                args[-1] = b"1"
+                await trio.sleep(backoff)
+                backoff = min(2 * backoff, 0.5)
         if reply is None:
             return "0"  # the session is gone: the event has nowhere to go
-        if len(reply) == 1:  # the stream has ended (e.g. with our epitaph): not appended
+        if len(reply) == 1:  # ended (e.g. with our epitaph), or appended by an earlier try
             ended_at: str = reply[0].decode()
             return ended_at
         prev, new = parse_id(reply[0]) or (0, 0), parse_id(reply[1])

@@ -5,8 +5,9 @@ live in one Redis Cluster slot and one Lua script may touch them together::
 
     <prefix>{<sid>}:s            hash: the session record, one msgpack value per field;
                                  idle TTL, renewed by every load
-    <prefix>{<sid>}:x:<stream>   stream: one SSE stream; entries {d: data[, f: 1]}, the
-                                 final entry marked with ``f``; MAXLEN ~ cap, TTL
+    <prefix>{<sid>}:x:<stream>   stream: one SSE stream; entries {d: data, n: append
+                                 token[, f: 1]}, the final entry marked with ``f``;
+                                 MAXLEN ~ cap, TTL
     <prefix>{<sid>}:xs           set: the names of the session's streams (for deletion)
     <prefix>{<sid>}:m:<key>      string: the worker that holds mailbox ``key``, with TTL
     <prefix>{<sid>}:xe:<stream>  hash: {w: the worker writing the stream, d: its epitaph},
@@ -230,9 +231,11 @@ return 1
 """
 
 #: KEYS: session, stream, stream set, epitaph. ARGV: data, final ('1' or ''), maxlen,
-#: stream TTL ms, stream name, epitaph ('' for none), worker. Returns {previous last id,
-#: new id}; {last id} if the stream has ended (nothing is appended after its final
-#: event); nil if the session is gone.
+#: stream TTL ms, stream name, epitaph ('' for none), worker, token (unique per append),
+#: '1' on a retry. Returns {previous last id, new id}; {last id} if the stream has ended
+#: (nothing is appended after its final event); {id} of the entry a retry finds already
+#: appended (a first attempt whose reply was lost: its token is the last entry's, or on
+#: a retry among the last entries); nil if the session is gone.
 APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
@@ -240,7 +243,18 @@ local prev = '0-0'
 if #last > 0 then
   prev = last[1][1]
   local f = last[1][2]
-  for i = 1, #f, 2 do if f[i] == 'f' then return {prev} end end
+  for i = 1, #f, 2 do
+    if f[i] == 'f' or (f[i] == 'n' and f[i + 1] == ARGV[8]) then return {prev} end
+  end
+end
+if ARGV[9] == '1' then
+  local recent = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 32)
+  for _, e in ipairs(recent) do
+    local f = e[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'n' and f[i + 1] == ARGV[8] then return {e[1]} end
+    end
+  end
 end
 if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[4], 'w', ARGV[7], 'd', ARGV[6])
@@ -252,9 +266,10 @@ else
 end
 local id
 if ARGV[2] == '1' then
-  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1], 'f', '1')
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1], 'n', ARGV[8],
+                  'f', '1')
 else
-  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1])
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1], 'n', ARGV[8])
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('SADD', KEYS[3], ARGV[5])
