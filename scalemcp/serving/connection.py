@@ -117,13 +117,16 @@ class Connection:
         self._forwarded_client: str | None = None
         self._send_lock = trio.Lock()
         self._fast_writes = 0
-        self._phase = Phase.HEAD
+        #: No request yet: the first head is due head_timeout after the accept.
+        self._fresh = True
+        self._phase = Phase.IDLE
         self._deadline = math.inf
         self._timer: trio.CancelScope | None = None
         self._stopped = False
 
     async def run(self) -> None:
-        # The first request's head is due head_timeout after the accept, handshake included.
+        # The first request's head is due head_timeout after the accept, handshake included;
+        # until its first byte the connection counts as idle (a stop closes it at once).
         self._move(trio.current_time() + self.timeouts.head)
         alpn_protocol = "http/1.1"
         if isinstance(self.stream, trio.SSLStream):
@@ -282,8 +285,11 @@ class Connection:
         protocol = self.protocol.protocol
         if not isinstance(protocol, seam.H11Protocol):
             return  # HTTP/2: requests are streams; idle and send deadlines apply
-        if phase == Phase.IDLE:
-            self._enter(Phase.HEAD, self.timeouts.head)  # part of a head came
+        if phase == Phase.IDLE:  # part of a head came
+            if self._fresh:
+                self._phase = Phase.HEAD  # still due head_timeout after the accept
+            else:
+                self._enter(Phase.HEAD, self.timeouts.head)
         elif protocol.connection.their_state is h11.SEND_BODY:
             if phase == Phase.BUSY:
                 self._enter(Phase.BODY, self.timeouts.body)
@@ -293,6 +299,7 @@ class Connection:
     def _set_idle(self, idle: bool) -> None:
         if not idle:
             # A request began (its head is in): the body, if any, is seen after the read.
+            self._fresh = False
             self._enter(Phase.BUSY, math.inf)
         elif self.context.terminated.is_set():
             self._phase = Phase.IDLE
@@ -322,8 +329,8 @@ class Connection:
                 return
             phase = self._phase
             if phase != Phase.BUSY and trio.current_time() >= self._deadline:
-                if self._deadline > -math.inf:
-                    _TIMED_OUT[phase].inc()
+                if self._deadline > -math.inf:  # (-inf: the worker stops)
+                    _TIMED_OUT[Phase.HEAD if self._fresh else phase].inc()
             elif not (phase == Phase.IDLE and terminated.is_set()):
                 continue  # the deadline moved, or the worker stops while a request runs
             with trio.CancelScope(shield=True):

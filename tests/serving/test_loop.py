@@ -217,12 +217,14 @@ async def test_a_stop_closes_idle_connections_at_once_and_lets_requests_finish()
             idle = await trio.open_tcp_stream("127.0.0.1", port)
             await idle.send_all(get("/first"))
             assert await read_responses(idle, 1) == [b"/first"]
+            fresh = await trio.open_tcp_stream("127.0.0.1", port)  # nothing sent yet
             busy = await trio.open_tcp_stream("127.0.0.1", port)
             await busy.send_all(get("/sleep/0.5"))
             await trio.sleep(0.1)
             stop.set()
             began = trio.current_time()
             assert await closed_by_server(idle)
+            assert await closed_by_server(fresh)
             assert trio.current_time() - began < 0.3
             assert await read_responses(busy, 1) == [b"/sleep/0.5"]
             assert await closed_by_server(busy)
