@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import trio
 from hypercorn.trio import serve as hypercorn_serve
@@ -29,8 +30,11 @@ async def open_server(app: App, config: Config | None = None) -> AsyncIterator[s
     hc = hypercorn_config(config)
     hc.graceful_timeout = 0.5
     async with trio.open_nursery() as nursery:
-        loop = serve if config.connections.serving_loop == "scalemcp" else hypercorn_serve
-        binds = await nursery.start(loop, asgi_app(app, config), hc)
+        asgi = asgi_app(app, config)
+        if config.connections.serving_loop == "scalemcp":
+            binds = await nursery.start(partial(serve, asgi, hc, settings=config.connections))
+        else:
+            binds = await nursery.start(hypercorn_serve, asgi, hc)
         base = binds[0].replace("0.0.0.0", "127.0.0.1")
         try:
             yield base + config.server.path

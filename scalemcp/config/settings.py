@@ -9,6 +9,7 @@ the section's ``prefix`` + the field name, or the field's ``option`` where the t
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -119,6 +120,35 @@ class ConnectionSettings(_Section, frozen=True):
         "of this section; docs/performance.md) or hypercorn (its stock trio worker, as a "
         "fallback: keep_alive_timeout_s applies, the rest of this section does not).")] = (
         "scalemcp")
+    head_timeout_s: Annotated[PositiveFloat, _about(
+        "Longest an HTTP/1.1 request head (request line and headers) may take to arrive, in "
+        "total, from its first byte (a new connection's first request: from the accept); "
+        "then the connection closes. A client trickling bytes is cut too (slowloris).")] = (
+        10.0)
+    body_timeout_s: Annotated[PositiveFloat, _about(
+        "Longest an HTTP/1.1 request body may take to arrive in full, from the end of its "
+        "head; then the connection closes (the request sees its client gone).")] = 60.0
+    send_timeout_s: Annotated[PositiveFloat, _about(
+        "A write the client accepts nothing of for this long closes the connection: JSON "
+        "answers, SSE streams and WebSocket messages alike, HTTP/1.1 and HTTP/2 "
+        "(sse_send_timeout_s still bounds each SSE stream on its own).")] = 30.0
+    max_connections: Annotated[Positive, _about(
+        "Most open connections per worker; more are refused at once (plain HTTP: a 503 "
+        "with Retry-After, then closed; TLS: closed).")] = 10_000
+    max_connections_per_client: Annotated[Positive, _about(
+        "Most open connections of one client address per worker (from trusted_proxies: of "
+        "the address their X-Forwarded-For names), refused the same way.")] = 1024
+    trusted_proxies: Annotated[list[str], _about(
+        "Addresses or networks (CIDR) of the reverse proxies in front of the workers: their "
+        "connections count against the client their X-Forwarded-For names (the right-most "
+        "address not in this list), not against the proxy.")] = []
+
+    def __post_init__(self) -> None:
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network (CIDR): {entry!r}") from None
 
 
 class RedisSettings(_Section, frozen=True):

@@ -33,6 +33,9 @@ from . import metrics_dir
 
 __all__ = [
     "CLIENT_GONE",
+    "CONNECTIONS",
+    "CONNECTIONS_REFUSED",
+    "CONNECTIONS_TIMED_OUT",
     "DURATIONS",
     "HTTP_RESPONSES",
     "INFLIGHT_REQUESTS",
@@ -127,6 +130,19 @@ RATE_LIMITED = Counter(
     "scalemcp_rate_limited_total",
     "Requests refused by a limit: principal, tool (rate limits), inflight_session, "
     "inflight_principal", ("limit",), registry=REGISTRY)
+
+CONNECTIONS = Gauge(
+    "scalemcp_connections", "Client connections open now (scalemcp's serving loop)",
+    registry=REGISTRY, multiprocess_mode="livesum")
+CONNECTIONS_REFUSED = Counter(
+    "scalemcp_connections_refused_total",
+    "Connections refused as they came: worker_limit (max_connections), client_limit "
+    "(max_connections_per_client)", ("reason",), registry=REGISTRY)
+CONNECTIONS_TIMED_OUT = Counter(
+    "scalemcp_connections_timed_out_total",
+    "Connections closed by a deadline, by phase: head (head_timeout_s), body "
+    "(body_timeout_s), send (send_timeout_s), idle (keep_alive_timeout_s)", ("phase",),
+    registry=REGISTRY)
 
 CLIENT_GONE = Counter(
     "scalemcp_client_disconnects_total",

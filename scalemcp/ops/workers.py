@@ -42,6 +42,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import LifespanFailureError
 
+from ..config import Config
 from ..observability import metrics_dir
 from ..transport.drain import HARD_STOP_MARGIN_S, Drain
 
@@ -68,6 +69,7 @@ class WorkerStartError(Exception):
 
 class _Drainable(Protocol):
     drain: Drain
+    config: Config
     #: Set once the app has started (lifespan startup complete).
     ready: trio.Event
 
@@ -302,12 +304,10 @@ def _start_failure(exc: Exception) -> str:
 async def _serve_worker(app: _Drainable, hc: HypercornConfig, sockets: Sockets,
                         control: Connection, report: Connection | None = None,
                         loop: ServingLoop = "scalemcp") -> None:
+    from hypercorn.trio.run import worker_serve as hypercorn_worker_serve
     from hypercorn.utils import wrap_app
 
-    if loop == "hypercorn":
-        from hypercorn.trio.run import worker_serve
-    else:
-        from ..serving import worker_serve
+    from ..serving import worker_serve
 
     stopped_accepting = trio.Event()
 
@@ -321,8 +321,13 @@ async def _serve_worker(app: _Drainable, hc: HypercornConfig, sockets: Sockets,
         if report is not None:
             nursery.start_soon(_report_ready, app, report)
         asgi: Any = app
-        await worker_serve(wrap_app(asgi, hc.wsgi_max_body_size, "asgi"), hc, sockets=sockets,
-                           shutdown_trigger=shutdown_trigger)
+        wrapped = wrap_app(asgi, hc.wsgi_max_body_size, "asgi")
+        if loop == "hypercorn":
+            await hypercorn_worker_serve(wrapped, hc, sockets=sockets,
+                                         shutdown_trigger=shutdown_trigger)
+        else:
+            await worker_serve(wrapped, hc, sockets=sockets, shutdown_trigger=shutdown_trigger,
+                               settings=app.config.connections)
         nursery.cancel_scope.cancel()
 
 

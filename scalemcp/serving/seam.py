@@ -18,6 +18,9 @@ The contract with those classes, as Hypercorn 0.18 has it:
   puts receive events in the app's inbox; ``task_group.spawn(fn, *args)`` starts a task
   (``.tasks.TaskGroup`` provides both).
 - ``handle_app(app, config, scope, receive, send, sync_spawn, call_soon)`` runs the app.
+- An HTTP/1.1 connection's protocol is an ``H11Protocol`` whose ``connection`` is its h11
+  ``Connection`` (``their_state`` is ``h11.SEND_BODY`` while a request body arrives), or
+  after a WebSocket upgrade a stand-in without that state.
 - ``context.terminated`` is set when the worker stops: idle connections close at once, busy
   ones once their request ends; ``context.mark_request()`` counts ``max_requests``.
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 from hypercorn.config import Config, Sockets
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.task_group import _handle as handle_app
 from hypercorn.trio.worker_context import WorkerContext
@@ -53,6 +57,7 @@ __all__ = [
     "Config",
     "ConnectionState",
     "Event",
+    "H11Protocol",
     "Lifespan",
     "LifespanFailureError",
     "LifespanState",

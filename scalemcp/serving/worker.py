@@ -19,8 +19,11 @@ from typing import Any
 
 import trio
 
+from ..config.settings import ConnectionSettings
+from ..observability import metrics
 from . import seam
-from .connection import Connection, ConnectionTimeouts
+from .connection import Connection, ConnectionTimeouts, Shared
+from .gate import Gate, parse_networks, refuse
 
 __all__ = ["serve", "worker_serve"]
 
@@ -38,11 +41,14 @@ async def serve(
     config: seam.Config,
     *,
     shutdown_trigger: Callable[..., Awaitable[None]] | None = None,
+    settings: ConnectionSettings | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve an ASGI ``app`` in this Trio run, as ``hypercorn.trio.serve`` does."""
+    """Serve an ASGI ``app`` in this Trio run, as ``hypercorn.trio.serve`` does;
+    ``settings``: the connections' deadlines and limits (default: the defaults)."""
     await worker_serve(seam.wrap_app(app, config.wsgi_max_body_size, "asgi"), config,
-                       shutdown_trigger=shutdown_trigger, task_status=task_status)
+                       shutdown_trigger=shutdown_trigger, settings=settings,
+                       task_status=task_status)
 
 
 async def worker_serve(
@@ -51,9 +57,15 @@ async def worker_serve(
     *,
     sockets: seam.Sockets | None = None,
     shutdown_trigger: Callable[..., Awaitable[None]] | None = None,
+    settings: ConnectionSettings | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` on ``sockets`` (or those ``config`` binds) until told to stop."""
+    """Serve ``app`` on ``sockets`` (or those ``config`` binds) until told to stop.
+
+    ``config.keep_alive_timeout`` is the idle deadline; ``settings`` the others and the
+    connection limits.
+    """
+    settings = settings or ConnectionSettings()
     lifespan_state: seam.LifespanState = {}
     lifespan = seam.Lifespan(app, config, lifespan_state)
     max_requests = None
@@ -70,26 +82,30 @@ async def worker_serve(
             sockets = config.create_sockets()
             for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
                 sock.listen(config.backlog)
-        await _serve_sockets(app, config, context, lifespan_state, sockets, own_sockets,
-                             shutdown_trigger, task_status)
+        timeouts = ConnectionTimeouts(
+            keep_alive=float(config.keep_alive_timeout), head=settings.head_timeout_s,
+            body=settings.body_timeout_s, send=settings.send_timeout_s)
+        gate = Gate(settings.max_connections, settings.max_connections_per_client,
+                    parse_networks(settings.trusted_proxies))
+        shared = Shared(app, config, context, lifespan_state, timeouts, gate)
+        await _serve_sockets(shared, sockets, own_sockets, shutdown_trigger, task_status)
 
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
 
 
 async def _serve_sockets(
-    app: seam.AppWrapper, config: seam.Config, context: seam.WorkerContext,
-    lifespan_state: seam.LifespanState, sockets: seam.Sockets, own_sockets: bool,
+    shared: Shared, sockets: seam.Sockets, own_sockets: bool,
     shutdown_trigger: Callable[..., Awaitable[None]] | None,
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
     """Accept on ``sockets`` until the trigger or ``max_requests``; the graceful end."""
-    timeouts = ConnectionTimeouts(keep_alive=float(config.keep_alive_timeout))
+    config, context = shared.config, shared.context
     async with trio.open_nursery() as server_nursery:
         if sockets.quic_sockets:
             raise ValueError("HTTP/3 (quic_bind) is served by Hypercorn's own loop only")
         ssl_context = config.create_ssl_context()
-        acceptor = _Acceptor(app, config, context, lifespan_state, timeouts, server_nursery)
+        acceptor = _Acceptor(shared, server_nursery)
         binds: list[str] = []
         listeners: list[tuple[socket.socket, ssl.SSLContext | None]] = [
             *((sock, ssl_context) for sock in sockets.secure_sockets),
@@ -128,24 +144,22 @@ async def _raise_shutdown(trigger: Callable[..., Awaitable[object]]) -> None:
 
 
 class _Acceptor:
-    """Accepts connections and starts a :class:`Connection` task for each."""
+    """Accepts connections, refuses those over a limit, serves the others."""
 
-    def __init__(self, app: seam.AppWrapper, config: seam.Config,
-                 context: seam.WorkerContext, state: seam.LifespanState,
-                 timeouts: ConnectionTimeouts, nursery: trio.Nursery) -> None:
-        self.app = app
-        self.config = config
-        self.context = context
-        self.state = state
-        self.timeouts = timeouts
+    def __init__(self, shared: Shared, nursery: trio.Nursery) -> None:
+        self.shared = shared
+        self.gate = shared.gate
         self.nursery = nursery
+        self._refused = {reason: metrics.CONNECTIONS_REFUSED.labels(reason)
+                         for reason in ("worker_limit", "client_limit")}
 
     async def accept_loop(self, listener: socket.socket,
                           ssl_context: ssl.SSLContext | None) -> None:
         listener.setblocking(False)
+        gate = self.gate
         while True:
             try:
-                sock, _ = listener.accept()
+                sock, address = listener.accept()
             except BlockingIOError:
                 try:
                     await trio.lowlevel.wait_readable(listener)
@@ -163,21 +177,32 @@ class _Acceptor:
                 if exc.errno == errno.EBADF:
                     return  # closed under us
                 raise
-            self.nursery.start_soon(self._serve, sock, ssl_context)
+            peer = address[0] if sock.family in (socket.AF_INET, socket.AF_INET6) else None
+            via_proxy = peer is not None and gate.is_proxy(peer)
+            counted = None if via_proxy else peer
+            refused = gate.admit(counted)
+            if refused is not None:
+                self._refused[refused].inc()
+                refuse(sock, plain=ssl_context is None)
+            else:
+                self.nursery.start_soon(self._serve, sock, ssl_context, counted, via_proxy)
             # Accepting a burst must not starve the connections already open.
             await trio.lowlevel.checkpoint()
 
-    async def _serve(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
+    async def _serve(self, sock: socket.socket, ssl_context: ssl.SSLContext | None,
+                     counted: str | None, via_proxy: bool) -> None:
+        metrics.CONNECTIONS.inc()
         try:
             stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
             stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
             if ssl_context is not None:
                 stream = trio.SSLStream(stream, ssl_context, server_side=True,
                                         https_compatible=True)
-            await Connection(self.app, self.config, self.context, self.state, stream, sock,
-                             self.timeouts).run()
+            await Connection(self.shared, stream, sock, via_proxy=via_proxy).run()
         except Exception:
             # A fault in one connection must not stop the worker (Hypercorn's would).
             log.exception("connection failed")
             sock.close()
-
+        finally:
+            self.gate.release(counted)
+            metrics.CONNECTIONS.dec()

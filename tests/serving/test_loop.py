@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from scalemcp.config import ConnectionSettings
 from scalemcp.serving import serve
 
 TIMEOUT_S = 20
@@ -42,6 +44,15 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             break
     if path.startswith("/sleep/"):
         await trio.sleep(float(path.removeprefix("/sleep/")))
+    if path.startswith("/big/"):  # many chunks: a client that does not read blocks them
+        chunks = int(path.removeprefix("/big/"))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % (chunks * 65536))]})
+        for _ in range(chunks):
+            await send({"type": "http.response.body", "body": b"x" * 65536,
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
     body = f"{received} {messages}".encode() if path == "/count" else path.encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", b"%d" % len(body))]})
@@ -59,9 +70,13 @@ def hc_config(**settings: Any) -> HypercornConfig:
 
 
 @asynccontextmanager
-async def served(hc: HypercornConfig, loop: Any = serve) -> AsyncIterator[int]:
+async def served(hc: HypercornConfig, loop: Any = serve,
+                 settings: ConnectionSettings | None = None) -> AsyncIterator[int]:
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(loop, bare_app, hc)
+        if settings is not None:
+            binds = await nursery.start(partial(serve, bare_app, hc, settings=settings))
+        else:
+            binds = await nursery.start(loop, bare_app, hc)
         yield int(binds[0].rsplit(":", 1)[1])
         nursery.cancel_scope.cancel()
 
@@ -202,12 +217,14 @@ async def test_a_stop_closes_idle_connections_at_once_and_lets_requests_finish()
             idle = await trio.open_tcp_stream("127.0.0.1", port)
             await idle.send_all(get("/first"))
             assert await read_responses(idle, 1) == [b"/first"]
+            fresh = await trio.open_tcp_stream("127.0.0.1", port)  # nothing sent yet
             busy = await trio.open_tcp_stream("127.0.0.1", port)
             await busy.send_all(get("/sleep/0.5"))
             await trio.sleep(0.1)
             stop.set()
             began = trio.current_time()
             assert await closed_by_server(idle)
+            assert await closed_by_server(fresh)
             assert trio.current_time() - began < 0.3
             assert await read_responses(busy, 1) == [b"/sleep/0.5"]
             assert await closed_by_server(busy)
