@@ -132,6 +132,8 @@ class ASGIApp:
             async with self.state.running(), trio.open_nursery() as nursery:
                 await nursery.start(self.observer.serve)  # node-wide /metrics (workers)
                 await nursery.start(self.sessions.serve)
+                nursery.start_soon(self.drain.watch)  # ends open streams when draining
+                await nursery.start(self.session_transport.feeder.serve)  # GET streams
                 await nursery.start(self.app.serve_background, self.state)  # skills watcher
                 self.running = self.started = True
                 tune_gc(self.config.server.gc_threshold)  # what lives on is frozen now

@@ -21,7 +21,7 @@ from ..protocol.sse import KEEPALIVE, format_event
 from ..protocol.types import ListenNotifications, ListenParams
 from ..security.ratelimit import subject
 from ..state.base import StateBackend
-from .drain import when_closing
+from .drain import closing
 from .http import Request
 from .send_guard import guard_in, guard_sends
 from .sse_response import cancel_on_disconnect, end_body, send_chunk, start_sse
@@ -101,23 +101,32 @@ class ModernTransport:
         await send_chunk(req, format_event(
             jsonrpc.encode_notification("notifications/subscriptions/acknowledged", ack),
             event="message"))
-        async with guard_sends(req) as guard, trio.open_nursery() as nursery:
-            nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
-            nursery.start_soon(when_closing, req.closing, nursery.cancel_scope.cancel)  # drains
-            async with self.state.open_changes() as changes:
-                while True:
-                    change = None
-                    with trio.move_on_after(self.config.sse.keepalive_s):
-                        change = await changes.receive()
-                    if change is None:
-                        await send_chunk(req, KEEPALIVE)
-                        continue
-                    tagged = _tag(change, wanted, request_id)
-                    if tagged is not None:
-                        await send_chunk(req, format_event(tagged, event="message"))
+        # Two tasks an idle listener: this one and its disconnect watcher (the drain
+        # reaches it through a callback; a slow client trips the guard: all cancelled).
+        async with trio.open_nursery() as nursery:
+            with guard_in(req, nursery) as guard, closing(req.closing,
+                                                          nursery.cancel_scope.cancel):
+                nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
+                await self._relay_changes(req, wanted, request_id)
         if not guard.tripped:
             async with guard_sends(req, streaming=True):
                 await end_body(req)
+
+
+    async def _relay_changes(self, req: Request, wanted: ListenNotifications,
+                             request_id: int | str) -> None:
+        """Send the changes the listener asked for, and keepalives, until cancelled."""
+        async with self.state.open_changes() as changes:
+            while True:
+                change = None
+                with trio.move_on_after(self.config.sse.keepalive_s):
+                    change = await changes.receive()
+                if change is None:
+                    await send_chunk(req, KEEPALIVE)
+                    continue
+                tagged = _tag(change, wanted, request_id)
+                if tagged is not None:
+                    await send_chunk(req, format_event(tagged, event="message"))
 
 
 def _tag(change: Change, wanted: ListenNotifications, subscription_id: int | str
