@@ -215,12 +215,16 @@ class SessionService:
             await outbox.finish(response)
             answered = True
         except BackendUnavailable as exc:
-            # Redis stayed out longer than its writes are retried: this answer is lost (the
-            # stream ends with its epitaph if this worker is taken for dead). Never let it
-            # reach the service's nursery: that would stop every session of this worker.
-            log.warning("request %s of session %s: its answer could not be recorded: %s",
-                        item.request_id, session.session_id[:8], exc)
+            # The backend refused the answer's stream (out of memory, or out for longer
+            # than writes are retried). Never let this reach the service's nursery: that
+            # would stop every session of this worker. A stream not opened yet gives way
+            # to a JSON answer; one already open stays without its end (it ends with its
+            # epitaph if this worker is taken for dead).
             answered = True
+            error = InternalError(f"the answer could not be recorded: {exc}")
+            if not outbox.answer_without_backend(jsonrpc.encode_error(item.request_id, error)):
+                log.warning("request %s of session %s: its answer could not be recorded: %s",
+                            item.request_id, session.session_id[:8], exc)
         finally:
             self.inflight.release(session.session_id)
             self._running -= 1
@@ -234,6 +238,7 @@ class SessionService:
     ) -> bytes:
         """The answer, or the cancellation error if the client cancels the request."""
         response: bytes | None = None
+        unavailable: BackendUnavailable | None = None
         with trio.CancelScope() as cancel_scope:
             async with (
                 self.state.open_mailbox(session.session_id,
@@ -241,8 +246,13 @@ class SessionService:
                 trio.open_nursery() as nursery,
             ):
                 nursery.start_soon(_cancel_on_message, box, cancel_scope)
-                response = await self._answer(session, call, outbox)
+                try:
+                    response = await self._answer(session, call, outbox)
+                except BackendUnavailable as exc:  # raised below, not as a nursery's group
+                    unavailable = exc
                 nursery.cancel_scope.cancel()
+        if unavailable is not None:
+            raise unavailable
         if response is None:
             response = jsonrpc.encode_error(
                 call.request_id, ProtocolError("request cancelled by the client")

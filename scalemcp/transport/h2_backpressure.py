@@ -13,7 +13,14 @@ to a stuck stream), Hypercorn forgets the stream but never ends or resets it, so
 waits on it for ever. :func:`install` resets it (RST_STREAM, CANCEL): the client sees the
 stream fail and resumes, as an HTTP/1.1 client sees its connection close.
 
-Both patches are idempotent and touch nothing else; a Hypercorn without these classes is
+Third, when the connection itself ends (the client hung up, or died), Hypercorn tells
+each stream's app that the client is gone but leaves the apps' sends blocked on the
+buffers of a connection that will never be written again: each stream then holds its
+task until the send deadline (30 s by default), and is counted as a slow consumer.
+:func:`install` releases those buffers when the connection closes, so the apps see the
+disconnect at once.
+
+The patches are idempotent and touch nothing else; a Hypercorn without these classes is
 left alone.
 """
 
@@ -28,6 +35,7 @@ _INSTALLED = "_scalemcp_h2_backpressure"
 
 def install() -> None:
     try:
+        from hypercorn.events import Closed
         from hypercorn.protocol import h2 as hypercorn_h2
         from hypercorn.protocol.events import StreamClosed
     except ImportError:  # pragma: no cover - Hypercorn is a dependency
@@ -49,6 +57,13 @@ def install() -> None:
         return data
 
     original_stream_send = protocol_class.stream_send
+    original_handle = protocol_class.handle
+
+    async def handle(self: Any, event: Any) -> None:
+        await original_handle(self, event)
+        if isinstance(event, Closed):
+            for buffer in list(self.stream_buffers.values()):
+                await buffer.close()  # wakes a send blocked on flow control
 
     async def stream_send(self: Any, event: Any) -> None:
         if isinstance(event, StreamClosed):
@@ -57,6 +72,7 @@ def install() -> None:
 
     buffer_class.pop = pop
     protocol_class.stream_send = stream_send
+    protocol_class.handle = handle
     setattr(buffer_class, _INSTALLED, True)
 
 
