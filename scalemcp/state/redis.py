@@ -46,6 +46,7 @@ operations raise BackendUnavailable (HTTP 503) and the backend keeps reconnectin
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -94,6 +95,20 @@ __all__ = ["RedisBackend"]
 _PASSING_REFUSALS = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
 
+def _redis_failure(raised: BaseException) -> BaseException:
+    """The Redis failure in ``raised`` (a group of them, possibly nested); anything else
+    in a group (a cancellation, a bug) is raised again."""
+    if not isinstance(raised, BaseExceptionGroup):
+        return raised
+    matched, rest = raised.split(ERRORS)
+    if rest is not None or matched is None:
+        raise raised
+    first: BaseException = matched
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
 def _retryable(exc: BackendUnavailable) -> bool:
     """Whether a write may succeed if sent again soon: Redis was unreachable or its answer
     was lost (not: out of memory, a script error, or a wrong key type)."""
@@ -105,6 +120,8 @@ def _retryable(exc: BackendUnavailable) -> bool:
 log = logging.getLogger("scalemcp.state.redis")
 
 _READ_BATCH = 1000
+#: A client that worked this long before it failed is reconnected without backing off.
+_STEADY_S = 5.0
 _SWEEP_BATCH = 500
 
 
@@ -225,6 +242,7 @@ class RedisBackend:
         """
         started = False
         backoff = 0.1
+        opened_at = math.inf
         async with trio.open_nursery() as upkeep:
             upkeep.start_soon(self._upkeep)
             upkeep.start_soon(self._watch_health)
@@ -233,6 +251,7 @@ class RedisBackend:
                     async with open_client(self.target, self._options) as client:
                         self._link.client = client
                         self._link.down_reason = None
+                        opened_at = trio.current_time()
                         try:
                             async with trio.open_nursery() as nursery:
                                 nursery.start_soon(
@@ -248,11 +267,20 @@ class RedisBackend:
                                 await trio.sleep_forever()
                         finally:
                             self._link.client = None
-                except ERRORS as exc:
-                    reason = exc or type(exc).__name__
+                except BaseException as raised:
+                    if not isinstance(raised, (*ERRORS, BaseExceptionGroup)):
+                        raise
+                    # coredis' pool runs its connections in a task group: a connection
+                    # failing there ends the whole client with the failure grouped. That
+                    # is a Redis fault like the others: reconnect, never stop the backend
+                    # (a stopped backend would answer 503 until the worker restarts).
+                    exc = _redis_failure(raised)
+                    reason = str(exc) or type(exc).__name__
                     self._link.down_reason = f"Redis is unavailable: {reason}"
-                    log.warning("cannot connect to Redis at %s (retrying): %s",
-                                self.target, exc)
+                    log.warning("lost the connection to Redis at %s (reconnecting): %s",
+                                self.target, reason)
+                    if trio.current_time() - opened_at > _STEADY_S:
+                        backoff = 0.1  # it had been working: reconnect promptly
                 if not started:
                     started = True
                     task_status.started()

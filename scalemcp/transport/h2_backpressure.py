@@ -20,6 +20,12 @@ task until the send deadline (30 s by default), and is counted as a slow consume
 :func:`install` releases those buffers when the connection closes, so the apps see the
 disconnect at once.
 
+Fourth, body data that arrives for a stream the app has already answered and closed
+(an early refusal, a 413, a shed request, while the client still uploads) made Hypercorn
+raise ``KeyError`` out of its connection handler, which stopped the whole worker: any
+client could crash an HTTP/2 worker (found by the hostile fuzz over h2c). :func:`install`
+drops such data, still crediting the connection's flow-control window.
+
 The patches are idempotent and touch nothing else; a Hypercorn without these classes is
 left alone.
 """
@@ -35,6 +41,7 @@ _INSTALLED = "_scalemcp_h2_backpressure"
 
 def install() -> None:
     try:
+        import h2.events as h2_events
         from hypercorn.events import Closed
         from hypercorn.protocol import h2 as hypercorn_h2
         from hypercorn.protocol.events import StreamClosed
@@ -70,7 +77,27 @@ def install() -> None:
             await _reset_if_unfinished(self, event.stream_id)
         await original_stream_send(self, event)
 
+    original_handle_events = protocol_class._handle_events
+
+    async def handle_events(self: Any, events: list[Any]) -> None:
+        if not any(isinstance(e, h2_events.DataReceived) for e in events):
+            await original_handle_events(self, events)
+            return
+        run: list[Any] = []  # in order: an earlier event of the batch may open the stream
+        for event in events:
+            if isinstance(event, h2_events.DataReceived) and event.stream_id not in self.streams:
+                if run:
+                    await original_handle_events(self, run)
+                    run = []
+                if event.stream_id not in self.streams:  # the stream was answered and closed
+                    self.connection.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id)
+                    continue
+            run.append(event)
+        await original_handle_events(self, run)
+
     buffer_class.pop = pop
+    protocol_class._handle_events = handle_events
     protocol_class.stream_send = stream_send
     protocol_class.handle = handle
     setattr(buffer_class, _INSTALLED, True)

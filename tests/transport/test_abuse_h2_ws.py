@@ -319,6 +319,35 @@ def test_zero_window_held_forever(target: Target) -> None:
     client.close()
 
 
+def test_body_data_after_the_answer(target: Target) -> None:
+    """A request refused before its body is read (415), whose client keeps uploading after
+    the answer: Hypercorn raised KeyError for that data and the worker stopped (found by
+    the hostile fuzz over h2c); now the data is dropped and the worker serves on."""
+    client = H2(target)
+    with attack(target, "DATA after the answer"):
+        client.conn.send_headers(1, [
+            (":method", "POST"), (":path", "/mcp"), (":scheme", client.scheme),
+            (":authority", f"127.0.0.1:{client.port}"), ("accept", ACCEPT),
+            ("content-type", "text/plain")])
+        client.flush()
+        sent = 0
+        answered = False
+        deadline = time.monotonic() + 5
+        while sent < 512 * 1024 and time.monotonic() < deadline:
+            window = min(client.conn.local_flow_control_window(1), 16384)
+            if window > 0:
+                client.conn.send_data(1, b"x" * window)
+                client.flush()
+                sent += window
+            for event in client.read_for(0.05):
+                answered = answered or isinstance(event, h2.events.ResponseReceived)
+                if isinstance(event, h2.events.StreamReset | h2.events.ConnectionTerminated):
+                    deadline = 0  # the server ended it: fine too
+        assert answered
+        assert sent > 128 * 1024  # well past what the refusal reads (64 KiB)
+    client.close()
+
+
 # -- WebSocket -------------------------------------------------------------------------------
 
 
