@@ -98,7 +98,7 @@ def _serve(argv: list[str]) -> int:
 
 
 def _bench(argv: list[str]) -> int:
-    from .bench.cli import main as bench_main
+    from .loadgen.cli import main as bench_main
 
     return bench_main(argv)
 

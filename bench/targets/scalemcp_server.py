@@ -9,9 +9,9 @@ listening; serves HTTP/1.1 and h2c (prior knowledge). ``--stateless-only``:
 the 2026-07-28 era only, no session state.
 
 The module also works with ``scalemcp serve scalemcp_server:app`` (run from this
-directory), which is how bench/run.py starts the Redis and multi-worker variants.
+directory), which is how bench/suite starts the Redis and multi-worker variants.
 ``SCALEMCP_SRC`` (a directory holding the ``scalemcp`` package) puts that copy of
-scalemcp first on the path: bench/run.py uses it to serve an export of a commit.
+scalemcp first on the path: bench/suite uses it to serve an export of a commit.
 """
 
 from __future__ import annotations

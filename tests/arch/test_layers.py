@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"cli", "__init__"},
 ]
 #: The load generator behind `scalemcp bench` stands beside the server, on the protocol.
-BESIDE = {"bench": {"_version", "errors", "protocol"}}
+BESIDE = {"loadgen": {"_version", "errors", "protocol"}}
 
 
 def layer_of(unit: str) -> int:

@@ -20,8 +20,8 @@ import mcp.server.mcpserver  # noqa: F401  (the SDK target servers run on these)
 import pytest
 import uvicorn  # noqa: F401
 
-from scalemcp.bench.cli import main, run
-from scalemcp.bench.config import BenchConfig
+from scalemcp.loadgen.cli import main, run
+from scalemcp.loadgen.config import BenchConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK_TARGET = ROOT / "bench" / "targets" / "sdk_server.py"

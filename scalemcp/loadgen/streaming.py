@@ -8,7 +8,7 @@
   when they count 1, 2, ... total; with neither only duplicates are counted.
   A call that fails is reported as its error, never as lost events.
 - ``elicit``: a tool asks the client for input, answered from the requested
-  schema (`scalemcp.bench.answers`). Session era: the ``elicitation/create``
+  schema (`scalemcp.loadgen.answers`). Session era: the ``elicitation/create``
   request arrives on the POST's SSE stream and the client POSTs the answer.
   Modern era: the result is ``input_required`` and the client retries with
   ``inputResponses`` and the echoed ``requestState``.

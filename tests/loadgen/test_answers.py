@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from scalemcp.bench.answers import elicitation_result, fill_arguments, sample_value
+from scalemcp.loadgen.answers import elicitation_result, fill_arguments, sample_value
 
 PRIMITIVES: list[dict[str, Any]] = [
     {"type": "string"},

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from scalemcp.bench.config import BenchConfig
-from scalemcp.bench.messages import ListedTool
-from scalemcp.bench.preflight import TargetError, settle
+from scalemcp.loadgen.config import BenchConfig
+from scalemcp.loadgen.messages import ListedTool
+from scalemcp.loadgen.preflight import TargetError, settle
 
 URL = "http://127.0.0.1:8000/mcp"
 

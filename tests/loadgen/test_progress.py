@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from scalemcp.bench.progress import Progress, ProgressLine, merge
+from scalemcp.loadgen.progress import Progress, ProgressLine, merge
 
 
 def snap(phase: str, elapsed: float, completed: int, **kw: int) -> Progress:

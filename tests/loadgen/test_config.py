@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from scalemcp.bench.config import BenchConfig, split
-from scalemcp.bench.hist import Histogram
-from scalemcp.bench.stats import Recorder, merge_results
+from scalemcp.loadgen.config import BenchConfig, split
+from scalemcp.loadgen.hist import Histogram
+from scalemcp.loadgen.stats import Recorder, merge_results
 
 
 def test_split_shares_clients_rate_and_budget() -> None:

@@ -81,7 +81,7 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
 
 
 class H1Response:
-    """A response on one connection; see `scalemcp.bench.http.Response`."""
+    """A response on one connection; see `scalemcp.loadgen.http.Response`."""
 
     __slots__ = (
         "_client",

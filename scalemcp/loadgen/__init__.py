@@ -3,7 +3,7 @@
 Many simulated MCP clients per process on Trio (session-era sessions, modern
 2026-07-28 stateless requests, or legacy HTTP+SSE), closed or open loop, over
 HTTP/1.1 keep-alive or HTTP/2, optionally in several processes whose
-measurements merge into one report. Entry point: `scalemcp.bench.cli.main`.
+measurements merge into one report. Entry point: `scalemcp.loadgen.cli.main`.
 """
 
 from __future__ import annotations

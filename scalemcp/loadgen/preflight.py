@@ -5,7 +5,7 @@ the tools, checks that every tool the scenario calls is there, and settles
 the arguments: ``--args`` as given; else the bench targets' defaults (``echo``
 gets a message, ``progress`` its steps) keeping only the properties the
 tool's ``inputSchema`` has, plus a sample value for each required property
-still missing (`scalemcp.bench.answers`). The settled tool and arguments go
+still missing (`scalemcp.loadgen.answers`). The settled tool and arguments go
 into the config every client (and every bench process) uses, and into the
 report.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scalemcp.bench.sse import SseDecoder, SseEvent
+from scalemcp.loadgen.sse import SseDecoder, SseEvent
 
 STREAM = (
     b": keep-alive\r\n\r\n"

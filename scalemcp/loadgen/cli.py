@@ -2,7 +2,7 @@
 
 Every failure ends in at most a few lines on stderr, never a traceback, and a
 non-zero exit status: 1 when operations failed, none ran, or the target could
-not be benchmarked (`scalemcp.bench.preflight`); 2 for bad usage (with the
+not be benchmarked (`scalemcp.loadgen.preflight`); 2 for bad usage (with the
 usage line) or a missing optional package; 130 when interrupted.
 """
 
@@ -287,7 +287,7 @@ def run(config: BenchConfig, *, show_progress: bool = False, check: bool = True)
     """Run the bench described by ``config`` and return its report.
 
     With ``check`` (the default) one client first checks the target and settles the
-    tool's arguments (`scalemcp.bench.preflight.check_target`), raising `TargetError`.
+    tool's arguments (`scalemcp.loadgen.preflight.check_target`), raising `TargetError`.
     """
     from .scenarios import make_scenario
 

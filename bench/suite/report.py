@@ -1,4 +1,4 @@
-"""The Markdown report and the PNG chart of a bench/run.py result (its JSON document).
+"""The Markdown report and the PNG chart of a python -m bench.suite result (its JSON document).
 
 Ratios are against the baseline series (the floor) measured in the same run at the
 same client count: "x floor" is throughput / floor throughput (higher is better),
@@ -59,9 +59,9 @@ def main_table(doc: dict[str, Any], clients: int = MAIN_CLIENTS, *, main_only: b
             continue
         cells = [
             f"`{s['name']}`", s["era"], s["answers"], _fmt(p["throughput_rps"]),
-            _ratio(p["throughput_rps"], base and base["throughput_rps"]),
+            _ratio(p["throughput_rps"], base["throughput_rps"] if base else None),
             _fmt(p["server_us_per_request"]),
-            _ratio(p["server_us_per_request"], base and base["server_us_per_request"]),
+            _ratio(p["server_us_per_request"], base["server_us_per_request"] if base else None),
         ]
         if full:
             cells += [

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from scalemcp.bench.schedule import Pacer
+from scalemcp.loadgen.schedule import Pacer
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from scalemcp.bench.hist import Histogram
+from scalemcp.loadgen.hist import Histogram
 
 
 def exact_percentile(values: list[int], p: float) -> int:

@@ -1,6 +1,6 @@
 """Several bench processes for one run, and the worker side of that arrangement.
 
-The parent starts ``procs`` workers (``python -m scalemcp.bench.procs``), each
+The parent starts ``procs`` workers (``python -m scalemcp.loadgen.procs``), each
 given the config and its `Shard` as one JSON line on stdin. A worker opens its
 clients, prints ``{"type": "ready"}`` and waits for a ``go`` line, so all
 processes start their clocks together; it prints ``progress`` lines (a
@@ -93,7 +93,7 @@ async def run_procs(
     send, receive = trio.open_memory_channel[int](len(shards))
     async with trio.open_nursery() as nursery:
         for shard in shards:
-            command = [sys.executable, "-m", "scalemcp.bench.procs"]
+            command = [sys.executable, "-m", "scalemcp.loadgen.procs"]
             process = await trio.lowlevel.open_process(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env()
             )

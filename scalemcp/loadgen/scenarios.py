@@ -4,7 +4,7 @@ A scenario gets a `ClientCtx` per simulated client: ``setup`` once, then
 ``op`` again and again (each call is one timed operation; it returns the name
 its latency is recorded under, and raises `McpError` on failure), then
 ``teardown``. The streaming scenarios (resume, elicit, listen) live in
-`scalemcp.bench.streaming`; this module holds the plain ones and the factory.
+`scalemcp.loadgen.streaming`; this module holds the plain ones and the factory.
 """
 
 from __future__ import annotations

@@ -202,7 +202,7 @@ async def test_help_has_plain_text_defaults_and_the_guide() -> None:
     assert "``" not in result.out
     assert "bench/README.md" in result.out
     assert "usage: scalemcp bench URL [options]" in result.out
-    from scalemcp.bench.cli import build_parser
+    from scalemcp.loadgen.cli import build_parser
 
     for action in build_parser()._actions:
         if action.dest in ("help", "url"):

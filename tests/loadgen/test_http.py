@@ -6,8 +6,8 @@ import pytest
 import trio
 import trio.testing
 
-from scalemcp.bench.http import HttpProtocolError, Origin, h1
-from scalemcp.bench.http.h1 import H1Client
+from scalemcp.loadgen.http import HttpProtocolError, Origin, h1
+from scalemcp.loadgen.http.h1 import H1Client
 
 ORIGIN = Origin("http", "127.0.0.1", 8000)
 

@@ -80,7 +80,7 @@ class _Run:
         self.aborted: str | None = None
 
     def progress(self) -> Progress:
-        """Where the run is now; see `scalemcp.bench.progress`."""
+        """Where the run is now; see `scalemcp.loadgen.progress`."""
         pacer, now = self.pacer, trio.current_time()
         phase: Phase
         if pacer is None or self.start is None:
