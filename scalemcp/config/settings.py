@@ -166,6 +166,10 @@ class LimitSettings(_Section, frozen=True):
     max_inflight_per_principal: Annotated[NonNegative, _about(
         "Stateless (2026-07-28) requests of one principal running at once on one worker; "
         "0 = no limit.")] = 0
+    max_inflight_fleet_wide: Annotated[bool, _about(
+        "With Redis, max_inflight_per_session counts a session's requests on every worker "
+        "of the fleet (two more Redis round trips per session-era request) rather than on "
+        "each worker.")] = False
     shed_max_inflight: Annotated[NonNegative, _about(
         "Load shedding: past this many HTTP requests in flight on one worker (GET streams "
         "not counted), new ones get 503 + Retry-After at once, before their body is read. "

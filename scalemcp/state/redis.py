@@ -70,6 +70,8 @@ from .redis_layout import (
     APPEND,
     BURY,
     DELETE_INFO,
+    INFLIGHT_RETURN,
+    INFLIGHT_TAKE,
     LOAD_SESSION,
     PUSH,
     READ,
@@ -184,7 +186,8 @@ class RedisBackend:
             "load": LOAD_SESSION, "update": UPDATE_SESSION, "subscribe": SUBSCRIBE,
             "append": APPEND, "read": READ,
             "delete": DELETE_INFO, "release": RELEASE_MAILBOX, "push": PUSH, "bury": BURY,
-            "take": TAKE_TOKENS,
+            "take": TAKE_TOKENS, "inflight_take": INFLIGHT_TAKE,
+            "inflight_return": INFLIGHT_RETURN,
         })
         self._redis = self._link.redis
         self._script = self._link.script
@@ -349,6 +352,7 @@ class RedisBackend:
             principal = msgspec.msgpack.decode(packed) if packed else None
             streams = [self.keys.stream(session_id, n.decode()) for n in names]
             streams += [self.keys.epitaph(session_id, n.decode()) for n in names]
+            streams.append(self.keys.inflight(session_id))
             async with self._link.timed("delete_session"), client.pipeline(
                 transaction=False
             ) as pipe:
@@ -530,6 +534,27 @@ class RedisBackend:
         with self._redis() as client, self._link.timed("claim"):
             return bool(await client.set(self.keys.claim(key), b"1", condition=PureToken.NX,
                                          px=max(1, int(ttl_s * 1000))))
+
+    async def acquire_inflight(self, session_id: str, n: int, limit: int) -> bool:
+        """One script; on a refusal, the counts of workers with no heartbeat (killed while
+        they ran requests of the session) are forgotten and the script tried once more."""
+        key = self.keys.inflight(session_id)
+        args = [self._liveness.worker, n, limit, self.idle_ttl_ms]
+        with self._redis() as client:
+            reply = await self._script(client, "inflight_take", [key], args)
+            if reply == 1:
+                return True
+            workers = [w for w in reply[::2] if w != self._liveness.worker]
+            dead = [w for w in workers if await self._liveness.gone(w)]
+            if not dead:
+                return False
+            await client.hdel(key, dead)
+            return bool(await self._script(client, "inflight_take", [key], args) == 1)
+
+    async def release_inflight(self, session_id: str, n: int) -> None:
+        with self._redis() as client:
+            await self._script(client, "inflight_return", [self.keys.inflight(session_id)],
+                               [self._liveness.worker, n])
 
     async def take_tokens(self, owner: str, buckets: Sequence[TokenBucket]) -> Throttled | None:
         """One EVALSHA over the owner's buckets (see :mod:`.redis_buckets`)."""
