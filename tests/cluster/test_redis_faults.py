@@ -46,7 +46,7 @@ ENV = {"SCALEMCP_REDIS_SOCKET_TIMEOUT_S": str(SOCKET_TIMEOUT_S),
 #: No request may take longer: one command's reply timeout and a wait for a connection,
 #: with room for a busy machine.
 DEADLINE_S = SOCKET_TIMEOUT_S + POOL_TIMEOUT_S + 2.0
-FAULT_S = 3.0
+FAULT_S = 2.5
 STEPS = 40
 STEP_MS = 100
 #: The proxy's added latency, per direction: below the reply timeout, so nothing fails.

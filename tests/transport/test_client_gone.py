@@ -57,7 +57,7 @@ async def test_initialize_without_an_id_is_a_clear_400() -> None:
 @pytest.mark.parametrize("flags", [[], ["--http2"]], ids=["http1", "h2c"])
 async def test_a_load_generator_killed_mid_run_leaves_no_error_in_the_log(
         flags: list[str]) -> None:
-    """The issue's case: load generators stopped (kill -9) while 3 x 64 clients had
+    """The issue's case: load generators stopped (kill -9) while 3 x 32 clients had
     requests in flight, in both eras, SSE answers included: no hang-up is an ERROR line
     or a traceback, every stream of the dead clients ends, the worker goes on serving."""
     with trio.fail_after(90):
@@ -67,7 +67,7 @@ async def test_a_load_generator_killed_mid_run_leaves_no_error_in_the_log(
                                   ("session", "call")):
                 loads.append(await trio.lowlevel.open_process(
                     [sys.executable, "-m", "scalemcp.cli", "bench", served.url, "--era", era,
-                     "--scenario", scenario, "-c", "64", "-d", "30", "--steps", "20",
+                     "--scenario", scenario, "-c", "32", "-d", "30", "--steps", "20",
                      "--step-delay-ms", "5", "-q", "--no-progress", *flags],
                     cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             async with httpx.AsyncClient() as http:

@@ -4,21 +4,18 @@
 The same generated bodies, mutated messages, spoiled headers and out-of-order sequences in
 every era (legacy HTTP+SSE included, its GET stream over HTTP/2 too), the same checks on
 every answer and at the end (bystander untouched, same worker, bounded memory, no error
-in the log), with a quarter of the examples each (``SCALEMCP_FUZZ_EXAMPLES`` scales them).
+in the log), with an eighth of the examples each (``SCALEMCP_FUZZ_EXAMPLES`` scales them).
 The HTTP/1.1 framing test of that module stays there.
 """
 
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.harness.redis import RedisServer
 
 from .hostile import Server
@@ -35,12 +32,12 @@ from .test_hostile_fuzz import (
 __all__ = ["test_mutated_messages", "test_out_of_order_messages", "test_random_bodies",
            "test_spoiled_headers"]
 
-VARIANT_EXAMPLES = max(5, EXAMPLES // 4)
+VARIANT_EXAMPLES = max(5, EXAMPLES // 8)
 
 
 @pytest.fixture(scope="module", params=["h2c-redis", "tls-h2"])
-def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Target]:
+def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           dev_cert: tuple[str, str]) -> Iterator[Target]:
     workdir = Path(tmp_path_factory.mktemp("hostile-" + request.param))
     if request.param == "h2c-redis":
         redis = RedisServer(log=workdir / "redis.log")
@@ -53,10 +50,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         finally:
             redis.stop()
     else:
-        subprocess.run([sys.executable, "-m", "scalemcp.cli", "dev-cert", "--out",
-                        str(workdir)], check=True, cwd=ROOT, capture_output=True)
-        server = Server(workdir, "--certfile", str(workdir / "cert.pem"),
-                        "--keyfile", str(workdir / "key.pem"),
+        server = Server(workdir, "--certfile", dev_cert[0], "--keyfile", dev_cert[1],
                         http={"http2": True, "verify": False})
         with serving(server, request.param, VARIANT_EXAMPLES) as fleet:
             yield fleet
