@@ -214,6 +214,19 @@ class LimitSettings(_Section, frozen=True):
     max_inflight_per_principal: Annotated[NonNegative, _about(
         "Stateless (2026-07-28) requests of one principal running at once on one worker; "
         "0 = no limit.")] = 0
+    max_inflight_fleet_wide: Annotated[bool, _about(
+        "With Redis, max_inflight_per_session counts a session's requests on every worker "
+        "of the fleet (two more Redis round trips per session-era request) rather than on "
+        "each worker.")] = False
+    shed_max_inflight: Annotated[NonNegative, _about(
+        "Load shedding: past this many HTTP requests in flight on one worker (GET streams "
+        "not counted), new ones get 503 + Retry-After at once, before their body is read. "
+        "Size it from a worker's measured capacity (bench/overload.py); 0 = off.")] = 0
+    shed_loop_lag_s: Annotated[NonNegativeFloat, _about(
+        "Load shedding: while a worker's event loop runs tasks this late (seconds, the worst "
+        "of the last 0.2 s), new requests get 503 + Retry-After; 0 = off.")] = 0.0
+    shed_retry_after_s: Annotated[Positive, _about(
+        "The Retry-After (seconds) of a shed request.")] = 1
     rate_limit_per_principal_rps: Annotated[NonNegativeFloat, _about(
         "JSON-RPC requests per second one principal may send (unauthenticated: one client "
         "address); 0 = no limit. Fleet-wide with Redis; over it: 429 + Retry-After.")] = 0.0

@@ -37,6 +37,7 @@ __all__ = [
     "CONNECTIONS_REFUSED",
     "CONNECTIONS_TIMED_OUT",
     "DURATIONS",
+    "EVENT_LOOP_LAG",
     "HTTP_RESPONSES",
     "INFLIGHT_REQUESTS",
     "OPEN_STREAMS",
@@ -50,6 +51,7 @@ __all__ = [
     "ROUTED_SENT",
     "SESSIONS",
     "SESSIONS_CREATED",
+    "SHED",
     "SLOW_CONSUMERS",
     "SSE_REPLAYED_EVENTS",
     "SSE_RESUMES",
@@ -126,6 +128,14 @@ REDIS_WRITE_RETRIES = Counter(
     "scalemcp_redis_write_retries_total",
     "Stream appends sent again because Redis could not be reached or its answer was lost",
     registry=REGISTRY)
+SHED = Counter(
+    "scalemcp_shed_total",
+    "Requests refused with 503 because the worker was past its capacity, by reason",
+    ("reason",), registry=REGISTRY)
+EVENT_LOOP_LAG = Gauge(
+    "scalemcp_event_loop_lag_seconds",
+    "How late the worker's event loop ran a task due to wake (worst of the last 0.2 s)",
+    registry=REGISTRY, multiprocess_mode="livemax")
 RATE_LIMITED = Counter(
     "scalemcp_rate_limited_total",
     "Requests refused by a limit: principal, tool (rate limits), inflight_session, "

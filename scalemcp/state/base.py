@@ -170,6 +170,13 @@ class StateBackend(Protocol):
         None if taken; else nothing is taken and the answer says which bucket is short.
         """
 
+    async def acquire_inflight(self, session_id: str, n: int, limit: int) -> bool:
+        """Count ``n`` more requests of the session in flight, unless that makes more than
+        ``limit`` across every process sharing the backend (then False, nothing counted)."""
+
+    async def release_inflight(self, session_id: str, n: int) -> None:
+        """Count ``n`` of the session's requests as finished."""
+
     async def publish_change(self, payload: bytes) -> None: ...
 
     def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]: ...

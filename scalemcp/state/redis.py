@@ -46,6 +46,7 @@ operations raise BackendUnavailable (HTTP 503) and the backend keeps reconnectin
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -69,6 +70,8 @@ from .redis_layout import (
     APPEND,
     BURY,
     DELETE_INFO,
+    INFLIGHT_RETURN,
+    INFLIGHT_TAKE,
     LOAD_SESSION,
     PUSH,
     READ,
@@ -94,6 +97,20 @@ __all__ = ["RedisBackend"]
 _PASSING_REFUSALS = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
 
+def _redis_failure(raised: BaseException) -> BaseException:
+    """The Redis failure in ``raised`` (a group of them, possibly nested); anything else
+    in a group (a cancellation, a bug) is raised again."""
+    if not isinstance(raised, BaseExceptionGroup):
+        return raised
+    matched, rest = raised.split(ERRORS)
+    if rest is not None or matched is None:
+        raise raised
+    first: BaseException = matched
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
 def _retryable(exc: BackendUnavailable) -> bool:
     """Whether a write may succeed if sent again soon: Redis was unreachable or its answer
     was lost (not: out of memory, a script error, or a wrong key type)."""
@@ -105,6 +122,8 @@ def _retryable(exc: BackendUnavailable) -> bool:
 log = logging.getLogger("scalemcp.state.redis")
 
 _READ_BATCH = 1000
+#: A client that worked this long before it failed is reconnected without backing off.
+_STEADY_S = 5.0
 _SWEEP_BATCH = 500
 
 
@@ -167,7 +186,8 @@ class RedisBackend:
             "load": LOAD_SESSION, "update": UPDATE_SESSION, "subscribe": SUBSCRIBE,
             "append": APPEND, "read": READ,
             "delete": DELETE_INFO, "release": RELEASE_MAILBOX, "push": PUSH, "bury": BURY,
-            "take": TAKE_TOKENS,
+            "take": TAKE_TOKENS, "inflight_take": INFLIGHT_TAKE,
+            "inflight_return": INFLIGHT_RETURN,
         })
         self._redis = self._link.redis
         self._script = self._link.script
@@ -225,6 +245,7 @@ class RedisBackend:
         """
         started = False
         backoff = 0.1
+        opened_at = math.inf
         async with trio.open_nursery() as upkeep:
             upkeep.start_soon(self._upkeep)
             upkeep.start_soon(self._watch_health)
@@ -233,6 +254,7 @@ class RedisBackend:
                     async with open_client(self.target, self._options) as client:
                         self._link.client = client
                         self._link.down_reason = None
+                        opened_at = trio.current_time()
                         try:
                             async with trio.open_nursery() as nursery:
                                 nursery.start_soon(
@@ -248,11 +270,20 @@ class RedisBackend:
                                 await trio.sleep_forever()
                         finally:
                             self._link.client = None
-                except ERRORS as exc:
-                    reason = exc or type(exc).__name__
+                except BaseException as raised:
+                    if not isinstance(raised, (*ERRORS, BaseExceptionGroup)):
+                        raise
+                    # coredis' pool runs its connections in a task group: a connection
+                    # failing there ends the whole client with the failure grouped. That
+                    # is a Redis fault like the others: reconnect, never stop the backend
+                    # (a stopped backend would answer 503 until the worker restarts).
+                    exc = _redis_failure(raised)
+                    reason = str(exc) or type(exc).__name__
                     self._link.down_reason = f"Redis is unavailable: {reason}"
-                    log.warning("cannot connect to Redis at %s (retrying): %s",
-                                self.target, exc)
+                    log.warning("lost the connection to Redis at %s (reconnecting): %s",
+                                self.target, reason)
+                    if trio.current_time() - opened_at > _STEADY_S:
+                        backoff = 0.1  # it had been working: reconnect promptly
                 if not started:
                     started = True
                     task_status.started()
@@ -321,6 +352,7 @@ class RedisBackend:
             principal = msgspec.msgpack.decode(packed) if packed else None
             streams = [self.keys.stream(session_id, n.decode()) for n in names]
             streams += [self.keys.epitaph(session_id, n.decode()) for n in names]
+            streams.append(self.keys.inflight(session_id))
             async with self._link.timed("delete_session"), client.pipeline(
                 transaction=False
             ) as pipe:
@@ -507,6 +539,27 @@ class RedisBackend:
         with self._redis() as client, self._link.timed("claim"):
             return bool(await client.set(self.keys.claim(key), b"1", condition=PureToken.NX,
                                          px=max(1, int(ttl_s * 1000))))
+
+    async def acquire_inflight(self, session_id: str, n: int, limit: int) -> bool:
+        """One script; on a refusal, the counts of workers with no heartbeat (killed while
+        they ran requests of the session) are forgotten and the script tried once more."""
+        key = self.keys.inflight(session_id)
+        args = [self._liveness.worker, n, limit, self.idle_ttl_ms]
+        with self._redis() as client:
+            reply = await self._script(client, "inflight_take", [key], args)
+            if reply == 1:
+                return True
+            workers = [w for w in reply[::2] if w != self._liveness.worker]
+            dead = [w for w in workers if await self._liveness.gone(w)]
+            if not dead:
+                return False
+            await client.hdel(key, dead)
+            return bool(await self._script(client, "inflight_take", [key], args) == 1)
+
+    async def release_inflight(self, session_id: str, n: int) -> None:
+        with self._redis() as client:
+            await self._script(client, "inflight_return", [self.keys.inflight(session_id)],
+                               [self._liveness.worker, n])
 
     async def take_tokens(self, owner: str, buckets: Sequence[TokenBucket]) -> Throttled | None:
         """One EVALSHA over the owner's buckets (see :mod:`.redis_buckets`)."""

@@ -12,6 +12,8 @@ live in one Redis Cluster slot and one Lua script may touch them together::
     <prefix>{<sid>}:m:<key>      string: the worker that holds mailbox ``key``, with TTL
     <prefix>{<sid>}:xe:<stream>  hash: {w: the worker writing the stream, d: its epitaph},
                                  from its first append to its final one; TTL as the stream
+    <prefix>{<sid>}:if           hash: worker -> the session's requests in flight there
+                                 (max_inflight_fleet_wide only); idle TTL
 
 Keys shared by the fleet (no command or script touches two of them at once)::
 
@@ -46,6 +48,8 @@ __all__ = [
     "APPEND",
     "BURY",
     "DELETE_INFO",
+    "INFLIGHT_RETURN",
+    "INFLIGHT_TAKE",
     "LOAD_SESSION",
     "PUSH",
     "READ",
@@ -129,6 +133,9 @@ class Keys:
 
     def epitaph(self, sid: str, name: str) -> str:
         return f"{self.prefix}{{{sid}}}:xe:{name}"
+
+    def inflight(self, sid: str) -> str:
+        return f"{self.prefix}{{{sid}}}:if"
 
     def worker(self, worker: str) -> str:
         return f"{self.prefix}worker:{worker}"
@@ -324,6 +331,27 @@ return {p, redis.call('SMEMBERS', KEYS[2])}
 RELEASE_MAILBOX = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+#: KEYS: the session's in-flight hash. ARGV: worker, n, limit, TTL ms. 1 if the n were
+#: counted (for this worker); else nothing is counted and the hash is returned flat
+#: (worker, count, ...), so that the caller can forget the counts of dead workers.
+INFLIGHT_TAKE = """
+local total = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
+if total + tonumber(ARGV[2]) > tonumber(ARGV[3]) then
+  return redis.call('HGETALL', KEYS[1])
+end
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+#: KEYS: the session's in-flight hash. ARGV: worker, n. The worker's count after.
+INFLIGHT_RETURN = """
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
+if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return left
 """
 
 #: KEYS: stream. ARGV: maxlen, TTL ms (0: none), field, value, ... Returns the id.

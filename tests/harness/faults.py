@@ -10,16 +10,20 @@ the soak.
 Faults (each applies to the connections open now and to new ones):
 
 * ``LATENCY``: every chunk is delivered ``latency_s`` late, in both directions (order kept).
-* ``BLACK_HOLE``: connections are accepted and everything sent either way is swallowed:
-  what a dead host or a silent network partition looks like (nothing answers, nothing
-  is refused).
+* ``BLACK_HOLE``: connections are accepted and nothing sent either way arrives: what a
+  dead host or a silent network partition looks like (nothing answers, nothing is
+  refused). As over TCP, what was sent is held, not dropped: a connection still open
+  when the fault ends delivers it then, in order (a TCP stream never loses bytes in its
+  middle; dropping some would corrupt the Redis protocol, which no network does).
 * ``RESET``: a connection that carries a command gets the first half of the chunk
   through to Redis, then both sides are reset (RST): a command cut mid-way, possibly
   applied by Redis with its reply lost.
-* ``CUT_UP`` / ``CUT_DOWN``: one direction is swallowed (to Redis / back from Redis);
-  the other still flows, so commands may be applied with their replies lost.
+* ``CUT_UP`` / ``CUT_DOWN``: one direction is held (to Redis / back from Redis); the
+  other still flows, so commands may be applied with their replies lost (the client
+  gives up on them and closes the connection).
 
-The proxy counts connections and bytes; ``reset_all()`` resets what is open now.
+The proxy counts connections, resets and bytes (forwarded, held by a fault);
+``reset_all()`` resets what is open now.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class Fault(enum.Enum):
 class Counts:
     connections: int = 0
     resets: int = 0
-    swallowed_bytes: int = 0
+    held_bytes: int = 0
     forwarded_bytes: int = 0
 
 
@@ -81,15 +85,19 @@ class FaultProxy:
         self.port = 0
         self.counts = Counts()
         self._pairs: set[_Pair] = set()
+        self._switched = trio.Event()
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def set(self, fault: Fault, *, latency_s: float = 0.0) -> None:
-        """Switch to ``fault`` (thread-safe enough: pumps read it per chunk)."""
+        """Switch to ``fault`` (in the proxy's Trio run: ThreadedFaultProxy.set from
+        elsewhere)."""
         self.latency_s = latency_s
         self.fault = fault
+        switched, self._switched = self._switched, trio.Event()
+        switched.set()  # held directions look again
         if fault is Fault.RESET:
             self.reset_all()
 
@@ -148,11 +156,11 @@ class FaultProxy:
                     if not data:
                         pair.scope.cancel()  # a side closed: close the other too
                         return
+                    if self._blocks(upstream):
+                        self.counts.held_bytes += len(data)
+                        while self._blocks(upstream):  # held (reading stops: TCP backs up)
+                            await self._switched.wait()
                     fault = self.fault
-                    if fault is Fault.BLACK_HOLE or (fault is Fault.CUT_UP and upstream) or (
-                            fault is Fault.CUT_DOWN and not upstream):
-                        self.counts.swallowed_bytes += len(data)
-                        continue
                     if fault is Fault.RESET and upstream:
                         half = data[: max(1, len(data) // 2)]
                         await sink.send_all(half)
@@ -161,6 +169,11 @@ class FaultProxy:
                     due = trio.current_time() + (self.latency_s if fault is Fault.LATENCY
                                                  else 0.0)
                     await send.send((due, data))
+
+    def _blocks(self, upstream: bool) -> bool:
+        fault = self.fault
+        return fault is Fault.BLACK_HOLE or (fault is Fault.CUT_UP and upstream) or (
+            fault is Fault.CUT_DOWN and not upstream)
 
     async def _deliver(self, receive: trio.MemoryReceiveChannel[tuple[float, bytes]],
                        sink: trio.SocketStream) -> None:
