@@ -27,6 +27,7 @@ __all__ = [
     "ServerSettings",
     "SessionSettings",
     "SseSettings",
+    "TaskSettings",
 ]
 
 #: A requestState key shorter than this (in characters) is refused: 32 hex digits = 128 bits.
@@ -257,6 +258,24 @@ class SessionSettings(_Section, frozen=True):
         "roots.")] = 300.0
 
 
+class TaskSettings(_Section, frozen=True):
+    """Durable tasks (docs/tasks.md): where they run and how fast a dead worker's is taken over."""
+
+    prefix = "task_"
+
+    lease_s: Annotated[PositiveFloat, _about(
+        "A running task's lease, renewed by its worker every third of it: a worker that "
+        "dies or stalls loses its tasks to another worker after this long.")] = 3.0
+    concurrency: Annotated[Positive, _about(
+        "Most tasks one worker process runs at once.")] = 16
+    max_active: Annotated[NonNegative, _about(
+        "Most tasks waiting or running (fleet-wide with Redis); a tools/call that would "
+        "make one more is refused with -31429 (retry after 1 s). 0: no limit.")] = 10_000
+    workers_run_tasks: Annotated[bool, _about(
+        "Serving workers run tasks too; off when dedicated task workers "
+        "(`scalemcp worker`) run them.", option="serve_tasks")] = True
+
+
 class SseSettings(_Section, frozen=True):
     """Server-Sent Event streams: retention, keepalives, slow consumers."""
 
@@ -400,6 +419,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     limits: LimitSettings = LimitSettings()
     sessions: SessionSettings = SessionSettings()
     sse: SseSettings = SseSettings()
+    tasks: TaskSettings = TaskSettings()
     request_state: RequestStateSettings = RequestStateSettings()
     auth: AuthSettings = AuthSettings()
     ops: OpsSettings = OpsSettings()

@@ -39,10 +39,12 @@ from ..protocol.types import (
     RequestMeta,
 )
 from ..protocol.versions import features
-from .call import Call, ClientRequestFailed, InputRequired
+from .call import Call, ClientRequestFailed, ContinueAsTask, InputRequired
 from .request_state import RequestStateCodec
 from .results import Results
 from .skills import HANDLERS as SKILL_HANDLERS
+from .tasks import HANDLERS as TASK_HANDLERS
+from .tasks import TaskService
 
 __all__ = ["Engine"]
 
@@ -65,6 +67,8 @@ class Engine:
         #: A handler running longer is cancelled and its request answered with an error
         #: (``request_timeout_s``; 0: no limit).
         self.request_timeout_s = request_timeout_s
+        #: Durable tasks (engine/tasks.py), once the server wires a state backend in.
+        self.tasks: TaskService | None = None
 
     async def run(self, call: Call, make_scope: ScopeMaker) -> bytes:
         """Answer one request; returns the encoded JSON-RPC response."""
@@ -173,11 +177,20 @@ class Engine:
             raise
         if call.headers is not None and spec.header_params:  # modern: Mcp-Param-* headers
             check_param_headers(call.headers, spec.header_params, arguments)
+        if (self.tasks is not None and (spec.task is not None or p.task is not UNSET)
+                and self.tasks.decide(call, p, spec)):
+            return await self.tasks.create(call, p, spec)
         ctx = Context(make_scope(call, p.meta))
         try:
             return await spec.call(ctx, arguments)
+        except ContinueAsTask:
+            if self.tasks is None:
+                raise InternalError("ctx.continue_as_task() without a task store") from None
+            return await self.tasks.create(call, p, spec)
         except (ProtocolError, ClientRequestFailed) as exc:
-            if isinstance(exc, ProtocolError) and self.results.propagates(exc):
+            # In a task, a JSON-RPC error the tool raises fails the task (status "failed").
+            if isinstance(exc, ProtocolError) and (self.results.propagates(exc)
+                                                   or call.task_id is not None):
                 raise
             return self.results.tool_error(str(exc))
         except BackendUnavailable:
@@ -252,5 +265,6 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "completion/complete": Engine.complete,
     "server/discover": Engine.discover,
     **SKILL_HANDLERS,  # the skills extension (engine/skills.py)
+    **TASK_HANDLERS,  # durable tasks (engine/tasks.py)
 }
 _SESSION_ONLY: Final = frozenset({"ping"})

@@ -158,6 +158,19 @@ CLIENT_GONE = Counter(
     "scalemcp_client_disconnects_total",
     "HTTP requests whose client hung up before its answer was sent in full",
     registry=REGISTRY)
+TASKS_CREATED = Counter(
+    "scalemcp_tasks_created_total", "Durable tasks created, by tool era (modern, session)",
+    ("era",), registry=REGISTRY)
+TASKS_RUNNING = Gauge(
+    "scalemcp_tasks_running", "Durable tasks this worker runs now", registry=REGISTRY,
+    multiprocess_mode="livesum")
+TASK_RUN_SECONDS = Histogram(
+    "scalemcp_task_run_seconds", "Time a worker held a task (one attempt, to its outcome)",
+    buckets=(*REQUEST_BUCKETS_S, 30.0, 60.0, 300.0), registry=REGISTRY)
+TASK_EVENTS = Counter(
+    "scalemcp_task_events_total",
+    "Task status changes seen (every worker sees every change), by new status",
+    ("status",), registry=REGISTRY)
 
 # -- the per-request hooks: children kept, one dict lookup each --------------------------
 

@@ -38,6 +38,7 @@ import msgspec
 import trio
 
 from ..protocol.changes import Change
+from .tasks import TaskStore
 
 __all__ = [
     "ANSWER_MAILBOX",
@@ -113,6 +114,8 @@ class StateBackend(Protocol):
     """What the transport and engine need from a state backend."""
 
     name: str
+    #: Durable tasks (:mod:`scalemcp.state.tasks`).
+    tasks: TaskStore
 
     async def create_session(self, record: SessionRecord) -> None: ...
 

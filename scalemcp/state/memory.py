@@ -15,6 +15,8 @@ from .base import SessionRecord, StateStatistics, StreamEvent, StreamRead, Throt
 from .buckets import MemoryBuckets
 from .hub import ChangeHub
 from .mailbox import Mailbox, hand_over
+from .tasks import TaskStore
+from .tasks_memory import MemoryTaskStore
 
 __all__ = ["MemoryBackend"]
 
@@ -67,6 +69,8 @@ class MemoryBackend:
         self._claims: dict[str, float] = {}
         self._buckets = MemoryBuckets()
         self._inflight: dict[str, int] = {}
+        #: Durable tasks (state/tasks.py), in this process.
+        self.tasks: TaskStore = MemoryTaskStore()
 
     # -- sessions --------------------------------------------------------------------
 

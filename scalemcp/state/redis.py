@@ -90,6 +90,8 @@ from .redis_layout import (
 from .redis_liveness import Liveness
 from .redis_router import ERRORS, Link, Router
 from .redis_streams import MISSING, Follower
+from .redis_tasks import TASK_SCRIPTS, RedisTaskStore
+from .tasks import TaskStore
 
 __all__ = ["RedisBackend"]
 
@@ -158,6 +160,7 @@ class RedisBackend:
         tls_check_hostname: bool = True,
         worker_ttl_s: float = 15.0,
         write_retry_s: float = 10.0,
+        task_lease_s: float = 3.0,
     ) -> None:
         self.target = parse_url(url)
         if block_s is None:
@@ -187,7 +190,7 @@ class RedisBackend:
             "append": APPEND, "read": READ,
             "delete": DELETE_INFO, "release": RELEASE_MAILBOX, "push": PUSH, "bury": BURY,
             "take": TAKE_TOKENS, "inflight_take": INFLIGHT_TAKE,
-            "inflight_return": INFLIGHT_RETURN,
+            "inflight_return": INFLIGHT_RETURN, **TASK_SCRIPTS,
         })
         self._redis = self._link.redis
         self._script = self._link.script
@@ -207,6 +210,10 @@ class RedisBackend:
         self._sessions_seen = 0
         self._appends = 0
         self._write_retry_s = write_retry_s
+        #: Durable tasks (state/tasks.py): a hash each and a Streams consumer group.
+        self.tasks: TaskStore = RedisTaskStore(self._link, key_prefix,
+                                    reclaim_idle_ms=int(task_lease_s * 1000),
+                                    block_ms=int(block_s * 1000))
 
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:
@@ -231,6 +238,7 @@ class RedisBackend:
             # A dead worker's streams end within 3 keep-alive intervals (redis_liveness).
             worker_ttl_s=max(3.0, 2 * config.sse.keepalive_s),
             write_retry_s=config.redis.write_retry_s,
+            task_lease_s=config.tasks.lease_s,
         )
 
     # -- lifecycle -------------------------------------------------------------------

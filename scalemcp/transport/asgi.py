@@ -14,6 +14,7 @@ from ..engine.dispatch import Engine
 from ..engine.modern import ModernService
 from ..engine.request_state import RequestStateCodec
 from ..engine.session import SessionService
+from ..engine.tasks import TaskService
 from ..errors import (
     AuthError,
     BackendUnavailable,
@@ -78,6 +79,14 @@ class ASGIApp:
         codec = RequestStateCodec(config.request_state.keys or [secrets.token_hex(32)],
                                   config.request_state.ttl_s)
         self.engine = Engine(app, codec, request_timeout_s=config.server.request_timeout_s)
+        worker = getattr(self.state, "worker_id", None) or secrets.token_hex(8)
+        self.tasks = self.engine.tasks = TaskService(
+            self.engine, self.state, worker=str(worker), lease_s=config.tasks.lease_s,
+            concurrency=config.tasks.concurrency, run_tasks=config.tasks.workers_run_tasks,
+            ask_timeout_s=config.sessions.client_request_timeout_s,
+            max_active=config.tasks.max_active)
+        #: Only an app with task tools watches task events and claims tasks.
+        self.has_tasks = any(t.task is not None for t in app.tools.values())
         self.json_limits = json_limits(config)
         self.header_limits = header_limits(config)
         self.sessions = SessionService(self.engine, self.state, config)
@@ -156,6 +165,8 @@ class ASGIApp:
                 nursery.start_soon(self.drain.watch)  # ends open streams when draining
                 await nursery.start(self.session_transport.feeder.serve)  # GET streams
                 await nursery.start(self.app.serve_background, self.state)  # skills watcher
+                if self.has_tasks:
+                    await nursery.start(self.tasks.runner.serve)
                 self.running = self.started = True
                 tune_gc(self.config.server.gc_threshold)  # what lives on is frozen now
                 await send({"type": "lifespan.startup.complete"})
@@ -164,6 +175,7 @@ class ASGIApp:
                                    self.observer.tracing is not None)
                 await receive()  # lifespan.shutdown
                 self.running = False
+                self.tasks.runner.stop_claiming()  # running tasks: handed back at exit
                 # Draining: session-era requests run on until done or the hard stop.
                 await self.drain.run_down(self.sessions.wait_finished)
                 nursery.cancel_scope.cancel()
