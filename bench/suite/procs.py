@@ -156,7 +156,9 @@ def running(s: Series, env: Env) -> Iterator[Running]:
             command = [sys.executable, "-m", "scalemcp.cli", "serve", "scalemcp_server:app",
                        "--port", str(port), "--workers", str(server.workers),
                        "--redis-url", f"redis://127.0.0.1:{redis_port}",
-                       "--state-keys", STATE_KEY, "--log-level", "warning"]
+                       "--state-keys", STATE_KEY, "--log-level", "warning",
+                       # every load-generator client comes from one address
+                       "--max-connections-per-client", "1000000"]
             proc = subprocess.Popen(command, cwd=TARGETS_DIR, env=python_env,
                                     stdout=subprocess.DEVNULL, stderr=_log(s.name),
                                     preexec_fn=_affinity(cores))

@@ -44,8 +44,11 @@ def _py(*args: str) -> Server:
 
 SCALEMCP = Server("scalemcp", ("scalemcp_server.py",))
 SERIES = [
-    Series("floor", _py("floor_server.py"), "session", "JSON",
-           "bare ASGI app on hypercorn's trio worker answering canned JSON-RPC (the baseline)"),
+    Series("floor", _py("floor_server.py", "--server", "scalemcp"), "session", "JSON",
+           "bare ASGI app on scalemcp's serving loop (Hypercorn's protocols) answering canned "
+           "JSON-RPC (the baseline)"),
+    Series("floor-stock", _py("floor_server.py", "--server", "hypercorn"), "session", "JSON",
+           "the same app on Hypercorn's stock trio worker: what scalemcp's loop replaces"),
     Series("floor-uvicorn", _py("floor_server.py", "--server", "uvicorn"), "session", "JSON",
            "the floor's ASGI app on uvicorn (asyncio, h11): the floor under the SDK and FastMCP",
            main=False, default=False),
@@ -53,7 +56,7 @@ SERIES = [
            "session", "JSON", "the floor's ASGI app on hypercorn's asyncio worker",
            main=False, default=False),
     Series("scalemcp", SCALEMCP, "session", "JSON",
-           "scalemcp, memory backend, 1 hypercorn trio worker, session era, echo"),
+           "scalemcp, memory backend, 1 worker (scalemcp's serving loop), session era, echo"),
     Series("scalemcp-sse", SCALEMCP, "session", "SSE",
            "the same, a tool that sends one progress notification then returns (SSE answer)",
            scenario="call-progress", steps=1),

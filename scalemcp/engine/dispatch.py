@@ -19,6 +19,7 @@ from ..app.app import App
 from ..app.context import Context, RequestScope
 from ..app.handlers import invoke
 from ..errors import (
+    BackendUnavailable,
     InternalError,
     InvalidParams,
     MethodNotFound,
@@ -103,6 +104,8 @@ class Engine:
         except ProtocolError as exc:
             error = self.results.error(call, exc)
             return jsonrpc.encode_error(call.request_id, error), error
+        except BackendUnavailable:
+            raise  # not a bug here: the caller answers it (503, or the request's error)
         except Exception:
             log.exception("internal error in %s", call.method)
             error = InternalError("internal error; see the server log")
@@ -190,6 +193,8 @@ class Engine:
                                                    or call.task_id is not None):
                 raise
             return self.results.tool_error(str(exc))
+        except BackendUnavailable:
+            raise  # the request fails as a whole (a 503 or its error), not as a tool result
         except Exception as exc:
             log.info("tool %s raised %s", p.name, type(exc).__name__, exc_info=True)
             return self.results.tool_error(f"{type(exc).__name__}: {exc}")

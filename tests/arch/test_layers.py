@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"_version", "errors"},
     {"observability"},          # metrics, logs, tracing: a leaf
     {"protocol", "config"},     # sans-IO
+    {"serving"},                # the connection loop under the ASGI app (on Hypercorn)
     {"state"},
     {"tasks"},                  # durable tasks' runner: claims, leases, cancellation
     {"app"},
