@@ -21,6 +21,7 @@ from .engine.dispatch import Engine
 from .engine.tasks import TaskService
 from .preflight import ConfigError
 from .state import make_state
+from .state.tasks import RunLimits
 
 __all__ = ["run_task_worker"]
 
@@ -38,7 +39,9 @@ async def run_task_worker(app: App, config: Config, *,
     service = TaskService(engine, state, worker=worker, lease_s=config.tasks.lease_s,
                           concurrency=config.tasks.concurrency, run_tasks=True,
                           ask_timeout_s=config.sessions.client_request_timeout_s,
-                          max_active=config.tasks.max_active)
+                          max_active=config.tasks.max_active,
+                          limits=RunLimits(per_principal=config.tasks.max_running_per_principal,
+                             per_tool=config.tasks.max_running_per_tool))
     engine.tasks = service
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with state.running(), trio.open_nursery() as nursery:

@@ -271,6 +271,12 @@ class TaskSettings(_Section, frozen=True):
     max_active: Annotated[NonNegative, _about(
         "Most tasks waiting or running (fleet-wide with Redis); a tools/call that would "
         "make one more is refused with -31429 (retry after 1 s). 0: no limit.")] = 10_000
+    max_running_per_principal: Annotated[NonNegative, _about(
+        "Most tasks of one principal running at once, fleet-wide; more wait queued "
+        "(the queue's limit is max_active). 0: no limit.")] = 0
+    max_running_per_tool: Annotated[NonNegative, _about(
+        "Most tasks of one tool running at once, fleet-wide; more wait queued. "
+        "0: no limit.")] = 0
     workers_run_tasks: Annotated[bool, _about(
         "Serving workers run tasks too; off when dedicated task workers "
         "(`scalemcp worker`) run them.", option="serve_tasks")] = True

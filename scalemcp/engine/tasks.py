@@ -46,7 +46,16 @@ from ..protocol.changes import for_session
 from ..protocol.types import CallToolParams, ListParams, TaskIdParams, UpdateTaskParams
 from ..protocol.versions import features
 from ..state.base import StateBackend
-from ..state.tasks import TERMINAL, Claim, QueueFull, TaskEvent, TaskRecord, TaskStore
+from ..state.tasks import (
+    NO_LIMITS,
+    TERMINAL,
+    Claim,
+    QueueFull,
+    RunLimits,
+    TaskEvent,
+    TaskRecord,
+    TaskStore,
+)
 from ..tasks import Outcome, TaskRunner
 from .call import Call, InputRequired
 
@@ -98,14 +107,15 @@ class TaskService:
 
     def __init__(self, engine: Engine, state: StateBackend, *, worker: str,
                  lease_s: float = 3.0, concurrency: int = 16, run_tasks: bool = True,
-                 ask_timeout_s: float = 300.0, max_active: int = 0) -> None:
+                 ask_timeout_s: float = 300.0, max_active: int = 0,
+                 limits: RunLimits = NO_LIMITS) -> None:
         self.engine = engine
         self.state = state
         self.store: TaskStore = state.tasks
         self.lease_ms = max(100, int(lease_s * 1000))
         self.runner = TaskRunner(self.store, self.execute, worker=worker,
                                  concurrency=concurrency, run_tasks=run_tasks,
-                                 on_written=self.status_changed)
+                                 on_written=self.status_changed, limits=limits)
         #: How long a session-era task waits for the client's answer to one request.
         self.ask_timeout_s = ask_timeout_s
         #: Most tasks waiting or running, fleet-wide (0: no limit).
@@ -165,7 +175,7 @@ class TaskService:
             task_id=secrets.token_urlsafe(32),  # 256 bits: the id is unguessable
             principal=call.principal, request=_encode(stored), ttl_ms=ttl_ms,
             poll_interval_ms=max(1, int(policy.poll_interval_s * 1000)),
-            lease_ms=self.lease_ms, max_attempts=policy.max_attempts,
+            lease_ms=self.lease_ms, max_attempts=policy.max_attempts, tool=spec.name,
             answers={k: _encode(v) for k, v in (call.input_responses or {}).items()})
         try:
             stored_record = await self.store.create(record, max_active=self.max_active)

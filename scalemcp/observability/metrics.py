@@ -167,6 +167,10 @@ TASKS_RUNNING = Gauge(
 TASK_RUN_SECONDS = Histogram(
     "scalemcp_task_run_seconds", "Time a worker held a task (one attempt, to its outcome)",
     buckets=(*REQUEST_BUCKETS_S, 30.0, 60.0, 300.0), registry=REGISTRY)
+TASKS_HELD_BACK = Counter(
+    "scalemcp_tasks_held_back_total",
+    "Claims that left a queued task waiting: its principal or its tool ran the most "
+    "tasks allowed (task_max_running_per_principal / _per_tool)", registry=REGISTRY)
 TASK_EVENTS = Counter(
     "scalemcp_task_events_total",
     "Task status changes seen (every worker sees every change), by new status",

@@ -6,6 +6,8 @@ Keys (one hash tag, so every script touches one Cluster slot)::
     <prefix>{tasks}:q        stream: the queue, entries {t: id}; consumer group ``w``
     <prefix>{tasks}:ev       stream: task events {t, s, c}, capped; every worker tails it
     <prefix>{tasks}:dead     stream: dead letters {t, a}, capped
+    <prefix>{tasks}:run:p:<principal>, <prefix>{tasks}:run:t:<tool>
+                             zsets: running tasks by lease end (the RunLimits counts)
 
 A claim is ``XAUTOCLAIM`` (entries whose consumer has not renewed them for a lease: its
 worker died or stalled) then ``XREADGROUP`` (new entries), and for each entry the START
@@ -42,7 +44,17 @@ from .redis_tasks_lua import (
     RELEASE,
     START,
 )
-from .tasks import Beat, Claim, QueueFull, TaskEvent, TaskRecord, TaskStatistics, TaskStatus
+from .tasks import (
+    NO_LIMITS,
+    Beat,
+    Claim,
+    QueueFull,
+    RunLimits,
+    TaskEvent,
+    TaskRecord,
+    TaskStatistics,
+    TaskStatus,
+)
 from .tasks_memory import dead_worker_error
 
 __all__ = ["TASK_SCRIPTS", "RedisTaskStore", "decode_task"]
@@ -57,6 +69,9 @@ TASK_SCRIPTS = {
 _GROUP = "w"
 _EVENT_BUFFER = 1000
 _RECLAIM_BATCH = 16
+#: A claim that held a task back waits this long before it looks again: the entry it put
+#: back is at once the next one to read.
+_HELD_BACK_PAUSE_S = 0.05
 
 
 def _s(value: bytes | str | None) -> str:
@@ -85,7 +100,7 @@ def decode_task(task_id: str, fields: dict[bytes, bytes]) -> TaskRecord:
         owner=_s(get(b"ow")), cancel_requested=get(b"cx") == b"1",
         result=get(b"rs"), error=get(b"er"),
         input_requests=requests, answers=answers,
-        terminal_writes=int(get(b"tw") or 0),
+        terminal_writes=int(get(b"tw") or 0), tool=_s(get(b"tl")),
     )
 
 
@@ -113,6 +128,8 @@ class RedisTaskStore:
         #: now, so each is started as a slot frees, not left for another lease to pass.
         self._taken: deque[tuple[str, str]] = deque()
         self._next_reclaim = 0.0
+        self.held_back = 0
+        self._limits = NO_LIMITS
 
     def key(self, task_id: str) -> str:
         return f"{self._tag}:t:{task_id}"
@@ -137,7 +154,7 @@ class RedisTaskStore:
     async def create(self, record: TaskRecord, *, max_active: int = 0) -> TaskRecord:
         fields: list[Any] = ["rq", record.request, "ttl", record.ttl_ms,
                              "pi", record.poll_interval_ms, "ls", record.lease_ms,
-                             "ma", record.max_attempts]
+                             "ma", record.max_attempts, "tl", record.tool]
         if record.principal is not None:
             fields += ["pr", record.principal]
         if record.status_message:
@@ -166,9 +183,13 @@ class RedisTaskStore:
         self._group_ready = True
 
     async def _start(self, worker: str, task_id: str, entry: str) -> Claim | None:
+        limits = self._limits
         reply = await self._run("t_start", task_id,
-                                [task_id, entry, worker, _GROUP, dead_worker_error()],
+                                [task_id, entry, worker, _GROUP, dead_worker_error(),
+                                 limits.per_principal, limits.per_tool],
                                 [self.dead])
+        if int(reply[0]) == -2:
+            self.held_back += 1
         return self._claimed(worker, reply) if int(reply[0]) == 1 else None
 
     @staticmethod
@@ -191,8 +212,11 @@ class RedisTaskStore:
                 return claim
         return None
 
-    async def claim(self, worker: str, *, wait_s: float) -> Claim | None:
+    async def claim(self, worker: str, *, wait_s: float,
+                    limits: RunLimits = NO_LIMITS) -> Claim | None:
         await self._ensure_group()
+        self._limits = limits
+        held = self.held_back
         claim = await self._take(worker, ())
         if claim is not None:
             return claim
@@ -210,9 +234,15 @@ class RedisTaskStore:
             reply = await self._link.script(client, "t_claim",
                                             [self.queue, self.events, self.dead],
                                             [worker, _GROUP, f"{self._tag}:t:",
-                                             dead_worker_error()])
+                                             dead_worker_error(), limits.per_principal,
+                                             limits.per_tool])
         if int(reply[0]) == 1:
             return self._claimed(worker, reply)
+        if int(reply[0]) == -2:
+            self.held_back += 1
+        if self.held_back != held:  # what it put back would be read at once: pause
+            await trio.sleep(min(wait_s, _HELD_BACK_PAUSE_S))
+            return None
         block = max(1, int(min(wait_s, self._block_ms / 1000) * 1000))
         try:
             with self._link.redis() as client:
@@ -222,11 +252,15 @@ class RedisTaskStore:
             if "NOGROUP" in str(exc):  # Redis lost its data (a restart): make it again
                 self._group_ready = False
             raise
-        return await self._take(worker, (got or {}).get(self.queue.encode(), ()))
+        claim = await self._take(worker, (got or {}).get(self.queue.encode(), ()))
+        if claim is None and self.held_back != held:
+            await trio.sleep(min(wait_s, _HELD_BACK_PAUSE_S))
+        return claim
 
     async def heartbeat(self, claim: Claim) -> Beat:
         reply = await self._run("t_beat", claim.task_id,
-                                [claim.token, claim.worker, _GROUP, claim.entry])
+                                [claim.token, claim.worker, _GROUP, claim.entry,
+                                 claim.task_id])
         beat = reply.decode() if isinstance(reply, bytes) else str(reply)
         return "cancel" if beat == "cancel" else "ok" if beat == "ok" else "lost"
 

@@ -7,7 +7,12 @@ Hash fields: ``st`` status, ``sm`` status message, ``pr`` principal, ``rq`` requ
 ``cr``/``up`` created/updated ms, ``ttl``, ``pi`` poll interval, ``ls`` lease ms, ``ma``
 max attempts, ``at`` attempts, ``tk`` fencing token, ``ow`` owner, ``lu`` lease until (ms),
 ``cx`` cancel asked, ``en`` queue entry, ``rs`` result, ``er`` error, ``tw`` terminal
-writes, ``qn`` outstanding requests; ``q:<key>`` a request, ``a:<key>`` an answer.
+writes, ``qn`` outstanding requests, ``tl`` the tool; ``q:<key>`` a request, ``a:<key>`` an
+answer.
+
+Running tasks are also members of two zsets, ``<tag>:run:p:<principal>`` and
+``<tag>:run:t:<tool>``, scored by their lease's end: the per-principal and per-tool limits
+count the members whose lease still runs (a dead worker's leave by themselves).
 """
 
 from __future__ import annotations
@@ -39,6 +44,29 @@ local function clear_requests()
   end
   redis.call('HSET', H, 'qn', 0)
 end
+local function run_keys(id)
+  local f = redis.call('HMGET', H, 'pr', 'tl')
+  local tag = string.sub(H, 1, #H - #id - 3)
+  return tag .. ':run:p:' .. (f[1] or '-'), tag .. ':run:t:' .. (f[2] or '-')
+end
+local function stop_running(id)
+  local kp, kt = run_keys(id)
+  redis.call('ZREM', kp, id)
+  redis.call('ZREM', kt, id)
+end
+local function mark_running(id, till, ls)
+  local kp, kt = run_keys(id)
+  for _, k in ipairs({kp, kt}) do
+    redis.call('ZADD', k, till, id)
+    if redis.call('PTTL', k) < ls * 3 then redis.call('PEXPIRE', k, ls * 3) end
+  end
+end
+local function over(k, limit, id)
+  if limit <= 0 then return false end
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+  redis.call('ZREM', k, id)
+  return redis.call('ZCARD', k) >= limit
+end
 local function finish(id, st, rs, er, sm)
   redis.call('HSET', H, 'st', st, 'ow', '', 'up', now)
   if rs and rs ~= '' then redis.call('HSET', H, 'rs', rs) end
@@ -46,6 +74,7 @@ local function finish(id, st, rs, er, sm)
   if sm and sm ~= '' then redis.call('HSET', H, 'sm', sm) end
   redis.call('HINCRBY', H, 'tw', 1)
   clear_requests()
+  stop_running(id)
   event(id, st, 0)
 end
 local function holds(token)
@@ -77,9 +106,11 @@ return {entry, now}
 """
 
 #: Decides on a delivered entry: run the task (a new token, an attempt counted), end it
-#: (cancelled; failed as a dead letter, recorded in ``dead``), or leave it (leased).
+#: (cancelled; failed as a dead letter, recorded in ``dead``), leave it (leased: {-1}), or
+#: hold it back ({-2}: its principal or its tool runs ``plimit`` / ``tlimit`` tasks
+#: already; it goes back to the end of the queue).
 _START_FN = """
-local function start(id, entry, worker, group, dead_error, dead)
+local function start(id, entry, worker, group, dead_error, dead, plimit, tlimit)
   local f = redis.call('HMGET', H, 'st', 'cx', 'ow', 'lu', 'at', 'ma', 'en', 'ls')
   if not f[1] then drop(group, entry) return {0} end
   if terminal(f[1]) or f[1] == 'input_required' or f[7] ~= entry then
@@ -96,47 +127,60 @@ local function start(id, entry, worker, group, dead_error, dead)
     redis.call('XADD', dead, 'MAXLEN', '~', 10000, '*', 't', id, 'a', attempts)
     drop(group, entry) return {0}
   end
+  local kp, kt = run_keys(id)
+  if over(kp, tonumber(plimit), id) or over(kt, tonumber(tlimit), id) then
+    drop(group, entry)
+    local again = redis.call('XADD', Q, '*', 't', id)
+    redis.call('HSET', H, 'en', again, 'ow', '')
+    return {-2}
+  end
   local attempt = redis.call('HINCRBY', H, 'at', 1)
   local token = redis.call('HINCRBY', H, 'tk', 1)
-  redis.call('HSET', H, 'ow', worker, 'lu', now + tonumber(f[8]), 'up', now)
+  local till = now + tonumber(f[8])
+  redis.call('HSET', H, 'ow', worker, 'lu', till, 'up', now)
+  mark_running(id, till, tonumber(f[8]))
   return {1, token, attempt, redis.call('HGETALL', H), id, entry}
 end
 """
 
-#: ARGV: id, entry, worker, group, dead-letter error. KEYS[4]: the dead-letter stream.
-#: Returns {1, token, attempt, HGETALL..., id, entry} (claimed), {0} (ended or stale),
-#: {-1} (leased).
+#: ARGV: id, entry, worker, group, dead-letter error, principal limit, tool limit (0: none).
+#: KEYS[4]: the dead-letter stream. Returns {1, token, attempt, HGETALL..., id, entry}
+#: (claimed), {0} (ended or stale), {-1} (leased), {-2} (held back).
 START = _PRELUDE + _START_FN + """
-return start(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], KEYS[4])
+return start(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], KEYS[4], ARGV[6], ARGV[7])
 """
 
 #: KEYS: the queue, the events, the dead letters. ARGV: worker, group, the prefix of task
-#: keys, dead-letter error. Takes the next new entry (XREADGROUP, not blocking) and starts
-#: it: a claim in one round trip. The task's key is made from the prefix: it shares the
-#: queue's hash tag, so it lives in the same Cluster slot. Returns as START, or {0} when
-#: nothing is queued.
+#: keys, dead-letter error, principal limit, tool limit. Takes the next new entry
+#: (XREADGROUP, not blocking) and starts it: a claim in one round trip. The task's key is
+#: made from the prefix: it shares the queue's hash tag, so it lives in the same Cluster
+#: slot. Returns as START, or {0} when nothing is queued ({-2} when the entry read was
+#: held back).
 CLAIM = _CLAIM_PRELUDE + _START_FN + """
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[1], 'COUNT', 1, 'STREAMS', Q, '>')
 if not got then return {0} end
+local last = 0
 for _, e in ipairs(got[1][2]) do
   local fields, id = e[2], nil
   for i = 1, #fields, 2 do if fields[i] == 't' then id = fields[i + 1] end end
   if id then
     H = ARGV[3] .. id
-    local r = start(id, e[1], ARGV[1], ARGV[2], ARGV[4], KEYS[3])
+    local r = start(id, e[1], ARGV[1], ARGV[2], ARGV[4], KEYS[3], ARGV[5], ARGV[6])
     if r[1] == 1 then return r end
+    last = r[1]
   else
     drop(ARGV[2], e[1])
   end
 end
-return {0}
+return {last}
 """
 
-#: ARGV: token, worker, group, entry. Returns 'ok', 'cancel' or 'lost'.
+#: ARGV: token, worker, group, entry, id. Returns 'ok', 'cancel' or 'lost'.
 HEARTBEAT = _PRELUDE + """
 if not holds(ARGV[1]) then return 'lost' end
 local f = redis.call('HMGET', H, 'ls', 'cx')
 redis.call('HSET', H, 'lu', now + tonumber(f[1]))
+mark_running(ARGV[5], now + tonumber(f[1]), tonumber(f[1]))
 redis.call('XCLAIM', Q, ARGV[3], ARGV[2], 0, ARGV[4], 'JUSTID')
 if f[2] == '1' then return 'cancel' end
 return 'ok'
@@ -160,6 +204,7 @@ for i = 5, #ARGV, 2 do
   n = n + 1
 end
 redis.call('HSET', H, 'st', 'input_required', 'ow', '', 'en', '', 'qn', n, 'up', now)
+stop_running(ARGV[2])
 -- The run ended well (it asked): not an attempt lost to a dead worker.
 redis.call('HINCRBY', H, 'at', -1)
 drop(ARGV[3], ARGV[4])
@@ -207,6 +252,7 @@ drop(ARGV[3], ARGV[4])
 local entry = redis.call('XADD', Q, '*', 't', ARGV[2])
 redis.call('HSET', H, 'ow', '', 'en', entry, 'up', now)
 redis.call('HINCRBY', H, 'at', -1)
+stop_running(ARGV[2])
 return 1
 """
 

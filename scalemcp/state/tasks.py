@@ -41,10 +41,12 @@ import msgspec
 import trio
 
 __all__ = [
+    "NO_LIMITS",
     "TERMINAL",
     "Beat",
     "Claim",
     "QueueFull",
+    "RunLimits",
     "TaskEvent",
     "TaskRecord",
     "TaskStatistics",
@@ -89,6 +91,8 @@ class TaskRecord(msgspec.Struct, kw_only=True):
     input_requests: dict[str, bytes] = {}
     #: The client's answers so far, by key (JSON).
     answers: dict[str, bytes] = {}
+    #: The tool it runs (what the per-tool limit of :class:`RunLimits` counts).
+    tool: str = ""
     #: How many terminal writes were made (never more than 1: fencing's witness).
     terminal_writes: int = 0
 
@@ -121,6 +125,21 @@ class QueueFull(Exception):
     """``create`` refused: the fleet already holds ``max_active`` tasks waiting or running."""
 
 
+class RunLimits(msgspec.Struct, frozen=True):
+    """Most tasks running at once (fleet-wide) per principal and per tool; 0: no limit.
+
+    A task over a limit is not refused: a claim that finds it *holds it back* (it goes
+    back to the end of the queue and another task is tried), so it waits queued until
+    a task of its principal or tool ends. Tasks without a principal (no authentication)
+    share one."""
+
+    per_principal: int = 0
+    per_tool: int = 0
+
+
+NO_LIMITS: Final = RunLimits()
+
+
 class TaskStatistics(msgspec.Struct, frozen=True):
     queued: int
     running: int
@@ -138,10 +157,15 @@ class TaskStore(Protocol):
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task, or None if unknown or expired."""
 
-    async def claim(self, worker: str, *, wait_s: float) -> Claim | None:
+    #: How many times a claim held a task back for ``limits`` (the metrics read it).
+    held_back: int
+
+    async def claim(self, worker: str, *, wait_s: float,
+                    limits: RunLimits = NO_LIMITS) -> Claim | None:
         """The next queued task, or one whose worker's lease ran out, for ``worker``;
         waits up to ``wait_s`` for one. A claim that ends the task instead (a dead
-        letter, a pending cancellation) returns None for that task and looks further."""
+        letter, a pending cancellation) returns None for that task and looks further;
+        a task over ``limits`` is held back (see :class:`RunLimits`)."""
 
     async def heartbeat(self, claim: Claim) -> Beat:
         """Renew the lease."""

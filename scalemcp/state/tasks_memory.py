@@ -14,7 +14,17 @@ from contextlib import asynccontextmanager
 import msgspec
 import trio
 
-from .tasks import Beat, Claim, QueueFull, TaskEvent, TaskRecord, TaskStatistics, TaskStatus
+from .tasks import (
+    NO_LIMITS,
+    Beat,
+    Claim,
+    QueueFull,
+    RunLimits,
+    TaskEvent,
+    TaskRecord,
+    TaskStatistics,
+    TaskStatus,
+)
 
 __all__ = ["MemoryTaskStore", "dead_worker_error"]
 
@@ -41,6 +51,7 @@ class MemoryTaskStore:
         self._wakeup = trio.Event()
         self._listeners: set[trio.MemorySendChannel[TaskEvent]] = set()
         self._dead_letters = 0
+        self.held_back = 0
 
     # -- reading ---------------------------------------------------------------------
 
@@ -84,10 +95,13 @@ class MemoryTaskStore:
             except trio.BrokenResourceError:
                 self._listeners.discard(channel)
 
-    def _enqueue(self, task_id: str) -> None:
-        self._queue.append(task_id)
+    def _wake(self) -> None:
         self._wakeup.set()
         self._wakeup = trio.Event()
+
+    def _enqueue(self, task_id: str) -> None:
+        self._queue.append(task_id)
+        self._wake()
 
     async def create(self, record: TaskRecord, *, max_active: int = 0) -> TaskRecord:
         if max_active and len(self._queue) + len(self._lease_until) >= max_active:
@@ -119,8 +133,20 @@ class MemoryTaskStore:
         record.terminal_writes += 1
         self._lease_until.pop(record.task_id, None)
         self._publish(record)
+        self._wake()  # a slot of its principal and its tool is free
 
-    def _start(self, task_id: str, worker: str) -> Claim | None:
+    def _over(self, record: TaskRecord, limits: RunLimits) -> bool:
+        now = trio.current_time()
+        running = [r for task_id, until in self._lease_until.items() if until > now
+                   and task_id != record.task_id
+                   and (r := self._records.get(task_id)) is not None]
+        return bool(
+            (limits.per_principal and sum(r.principal == record.principal for r in running)
+             >= limits.per_principal)
+            or (limits.per_tool and sum(r.tool == record.tool for r in running)
+                >= limits.per_tool))
+
+    def _start(self, task_id: str, worker: str, limits: RunLimits) -> Claim | None:
         """The claim script's logic (redis_tasks.START): run, end, or leave the task."""
         record = self._live(task_id)
         if record is None or record.terminal or record.status == "input_required":
@@ -135,6 +161,12 @@ class MemoryTaskStore:
             self._end(record, "failed", error=dead_worker_error(),
                       message="the worker running this task stopped")
             return None
+        if self._over(record, limits):  # back to the end of the queue
+            record.owner = ""
+            self._lease_until.pop(task_id, None)
+            self._queue.append(task_id)
+            self.held_back += 1
+            return None
         record.attempts += 1
         record.token += 1
         record.owner = worker
@@ -143,24 +175,26 @@ class MemoryTaskStore:
         return Claim(task_id=task_id, token=record.token, attempt=record.attempts,
                      worker=worker, record=msgspec.structs.replace(record))
 
-    def _next(self, worker: str) -> Claim | None:
+    def _next(self, worker: str, limits: RunLimits) -> Claim | None:
         now = trio.current_time()
+        queued = len(self._queue)  # each looked at once: a held-back one goes back
         for task_id, until in list(self._lease_until.items()):
             if until <= now:
-                claim = self._start(task_id, worker)
+                claim = self._start(task_id, worker, limits)
                 if claim is not None:
                     return claim
-        while self._queue:
-            claim = self._start(self._queue.popleft(), worker)
+        for _ in range(min(queued, len(self._queue))):
+            claim = self._start(self._queue.popleft(), worker, limits)
             if claim is not None:
                 return claim
         return None
 
-    async def claim(self, worker: str, *, wait_s: float) -> Claim | None:
+    async def claim(self, worker: str, *, wait_s: float,
+                    limits: RunLimits = NO_LIMITS) -> Claim | None:
         await trio.lowlevel.checkpoint()
         deadline = trio.current_time() + wait_s
         while True:
-            claim = self._next(worker)
+            claim = self._next(worker, limits)
             if claim is not None or trio.current_time() >= deadline:
                 return claim
             # Woken by a new entry, or in time to see the earliest lease run out.
@@ -198,6 +232,7 @@ class MemoryTaskStore:
         record.updated_ms = now_ms()
         self._lease_until.pop(claim.task_id, None)
         self._publish(record)
+        self._wake()
         return True
 
     async def answer(self, task_id: str, responses: dict[str, bytes]) -> TaskRecord | None:

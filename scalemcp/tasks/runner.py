@@ -27,8 +27,13 @@ import msgspec
 import trio
 
 from ..errors import BackendUnavailable
-from ..observability.metrics import TASK_EVENTS, TASK_RUN_SECONDS, TASKS_RUNNING
-from ..state.tasks import Claim, TaskEvent, TaskStore
+from ..observability.metrics import (
+    TASK_EVENTS,
+    TASK_RUN_SECONDS,
+    TASKS_HELD_BACK,
+    TASKS_RUNNING,
+)
+from ..state.tasks import NO_LIMITS, Claim, RunLimits, TaskEvent, TaskStore
 
 __all__ = ["Execute", "Outcome", "TaskRunner"]
 
@@ -69,7 +74,8 @@ class TaskRunner:
 
     def __init__(self, store: TaskStore, execute: Execute, *, worker: str,
                  concurrency: int = 16, claim_wait_s: float = 1.0,
-                 run_tasks: bool = True, on_written: Written | None = None) -> None:
+                 run_tasks: bool = True, on_written: Written | None = None,
+                 limits: RunLimits = NO_LIMITS) -> None:
         self.store = store
         self.execute = execute
         self.on_written = on_written
@@ -77,6 +83,7 @@ class TaskRunner:
         self.run_tasks = run_tasks
         self._slots = trio.Semaphore(concurrency)
         self._claim_wait_s = claim_wait_s
+        self.limits = limits
         self._running: dict[str, _Running] = {}
         self._listeners: set[Listener] = set()
         self._stopping = False
@@ -122,7 +129,11 @@ class TaskRunner:
                 if self._stopping:
                     await trio.sleep(self._claim_wait_s)
                     continue
-                claim = await self.store.claim(self.worker, wait_s=self._claim_wait_s)
+                held = self.store.held_back
+                claim = await self.store.claim(self.worker, wait_s=self._claim_wait_s,
+                                               limits=self.limits)
+                if self.store.held_back > held:
+                    TASKS_HELD_BACK.inc(self.store.held_back - held)
                 backoff = 0.1
                 if claim is not None:
                     nursery.start_soon(self._run, claim)

@@ -38,6 +38,7 @@ from ..security.principal import Authenticator
 from ..security.ratelimit import RateLimits, subject
 from ..state import make_state
 from ..state.base import StateBackend
+from ..state.tasks import RunLimits
 from .discovery import server_document
 from .gc_tuning import tune_gc
 from .http import ClientGone, Request, accepts, is_json_content
@@ -84,7 +85,9 @@ class ASGIApp:
             self.engine, self.state, worker=str(worker), lease_s=config.tasks.lease_s,
             concurrency=config.tasks.concurrency, run_tasks=config.tasks.workers_run_tasks,
             ask_timeout_s=config.sessions.client_request_timeout_s,
-            max_active=config.tasks.max_active)
+            max_active=config.tasks.max_active,
+            limits=RunLimits(per_principal=config.tasks.max_running_per_principal,
+                             per_tool=config.tasks.max_running_per_tool))
         #: Only an app with task tools watches task events and claims tasks.
         self.has_tasks = any(t.task is not None for t in app.tools.values())
         self.json_limits = json_limits(config)

@@ -16,7 +16,7 @@ import trio
 from trio.testing import MockClock
 
 from scalemcp.state.base import StateBackend
-from scalemcp.state.tasks import Claim, QueueFull, TaskEvent, TaskRecord
+from scalemcp.state.tasks import Claim, QueueFull, RunLimits, TaskEvent, TaskRecord
 
 from .conftest import OpenBackend
 
@@ -290,3 +290,80 @@ async def _next_event(events: trio.MemoryReceiveChannel[TaskEvent], task_id: str
         if event.task_id == task_id:
             return event
     raise AssertionError("the events ended")
+
+
+async def keep(state: StateBackend, held: Claim) -> None:
+    """Heartbeat ``held`` until it ends."""
+    beat = "ok"
+    while beat == "ok":
+        await trio.sleep(LEASE_S / 3)
+        beat = await state.tasks.heartbeat(held)
+
+
+async def test_limits_hold_tasks_back_until_a_slot_frees(open_store: OpenBackend) -> None:
+    """Per principal and per tool: over a limit a task waits queued, fleet-wide, and runs
+    once a task of its principal (or tool) ends; the others are not held up by it."""
+    limits = RunLimits(per_principal=1, per_tool=2)
+    with trio.fail_after(15):
+        async with workers(open_store) as (one, two), trio.open_nursery() as beats:
+            first = await one.tasks.create(task(tool="a"))
+            second = await one.tasks.create(task(tool="a"))  # alice again: waits
+            bob = await one.tasks.create(task(principal="bob", tool="a"))
+            carol = await one.tasks.create(task(principal="carol", tool="a"))  # tool full
+            dave = await one.tasks.create(task(principal="dave", tool="b"))
+            running = await claim(one, "w1")
+            assert running.task_id == first.task_id
+            beats.start_soon(keep, one, running)
+            held = two.tasks.held_back
+            got = []
+            for _ in range(8):  # the other worker: alice's and the full tool's wait
+                c = await two.tasks.claim("w2", wait_s=0.2, limits=limits)
+                if c is not None:
+                    got.append(c)
+                    beats.start_soon(keep, two, c)
+            # w1 claimed without limits, so alice runs 1 and tool a runs 1 before w2
+            assert sorted(c.task_id for c in got) == sorted([bob.task_id, dave.task_id])
+            assert two.tasks.held_back > held
+            for tid in (second.task_id, carol.task_id):
+                rec = await two.tasks.get(tid)
+                assert rec is not None
+                assert (rec.status, rec.owner) == ("working", "")
+            assert (await one.tasks.statistics()).queued >= 2  # both still queued
+            # alice's first ends: her second may run, but tool a still runs 2 (first's
+            # slot went, bob's is held): so it is the one that frees the tool too
+            assert await one.tasks.finish(running, "completed", result=b"{}")
+            nxt = None
+            for _ in range(10):
+                nxt = await two.tasks.claim("w2", wait_s=0.2, limits=limits)
+                if nxt is not None:
+                    break
+            assert nxt is not None
+            assert nxt.task_id in (second.task_id, carol.task_id)
+            beats.start_soon(keep, two, nxt)
+            assert await two.tasks.claim("w2", wait_s=0.3, limits=limits) is None
+            for c in (*got, nxt):
+                assert await two.tasks.finish(c, "completed", result=b"{}")
+            last = await claim(two, "w2", wait_s=1.0)
+            assert last.task_id in (second.task_id, carol.task_id)
+            assert last.task_id != nxt.task_id
+
+
+async def test_a_dead_workers_task_frees_its_slot(open_store: OpenBackend,
+                                                  clock: MockClock | None) -> None:
+    """A running task counts against the limits only while its lease runs."""
+    limits = RunLimits(per_principal=1)
+    with trio.fail_after(15):
+        async with workers(open_store) as (one, two):
+            dead = await one.tasks.create(task(max_attempts=1))
+            waiting = await one.tasks.create(task())
+            await claim(one, "w1")  # w1 dies: never heartbeats
+            assert await two.tasks.claim("w2", wait_s=0.1, limits=limits) is None
+            await trio.sleep(LEASE_S * 2)
+            got = None
+            for _ in range(10):
+                got = await two.tasks.claim("w2", wait_s=0.3, limits=limits)
+                if got is not None:
+                    break
+            assert got is not None
+            assert got.task_id == waiting.task_id
+            assert (await two.tasks.get(dead.task_id)).status == "failed"  # type: ignore[union-attr]
