@@ -11,17 +11,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..app.context import InputRequest
-from ..errors import InternalError
+from ..errors import BackendUnavailable, InternalError
 from ..protocol import jsonrpc
 from ..protocol.changes import for_session
 from ..state.base import ANSWER_MAILBOX
-from ..state.tasks import Claim
+from ..state.tasks import Claim, RunStatus
 from .call import Call, ClientRequestFailed, InputRequired, client_result, require_capability
 
 if TYPE_CHECKING:
@@ -112,15 +113,23 @@ class TaskScope:
             raise InternalError("server->client requests need a session")
         request_id = f"task-{key}-{secrets.token_hex(6)}"
         params = {**request.params, "_meta": self._related()}
-        await self._service.store.progress(self._claim, f"waiting for {request.method}")
         async with self._state.open_mailbox(sid, ANSWER_MAILBOX + request_id) as mailbox:
+            # The task shows input_required while the client has the question (the run
+            # keeps holding it: the answer comes back to this worker's mailbox).
+            await self._status(sid, f"waiting for {request.method}", "input_required")
             await self._to_session(sid, jsonrpc.encode_request(request_id, request.method,
                                                                params))
             with trio.move_on_after(self._service.ask_timeout_s):
                 payload = await mailbox.receive()
-                await self._service.store.progress(self._claim, "working")
+                await self._status(sid, "working", "working")
                 return client_result(payload, request.method)
         raise ClientRequestFailed(f"the client did not answer {request.method} in time")
+
+    async def _status(self, session_id: str, message: str, status: RunStatus) -> None:
+        if await self._service.store.progress(self._claim, message, status=status):
+            # A push lost is not the task's failure: tasks/get still shows the status.
+            with contextlib.suppress(BackendUnavailable):
+                await self._service.push_status(session_id, self._claim.task_id)
 
     def _related(self) -> dict[str, Any]:
         return {_RELATED: {"taskId": self._claim.task_id}}

@@ -50,6 +50,7 @@ from .tasks import (
     Claim,
     QueueFull,
     RunLimits,
+    RunStatus,
     TaskEvent,
     TaskRecord,
     TaskStatistics,
@@ -264,9 +265,10 @@ class RedisTaskStore:
         beat = reply.decode() if isinstance(reply, bytes) else str(reply)
         return "cancel" if beat == "cancel" else "ok" if beat == "ok" else "lost"
 
-    async def progress(self, claim: Claim, message: str) -> bool:
+    async def progress(self, claim: Claim, message: str, *,
+                       status: RunStatus = "working") -> bool:
         return bool(await self._run("t_progress", claim.task_id,
-                                    [claim.token, claim.task_id, message]))
+                                    [claim.token, claim.task_id, message, status]))
 
     async def park(self, claim: Claim, requests: dict[str, bytes]) -> bool:
         pairs = [x for key, value in requests.items() for x in (key, value)]

@@ -77,9 +77,12 @@ local function finish(id, st, rs, er, sm)
   stop_running(id)
   event(id, st, 0)
 end
+-- A run holds the task with its token while it works, or while it waits (held, not
+-- parked: 2025-11-25's requests to the client) in input_required with an owner.
 local function holds(token)
-  local f = redis.call('HMGET', H, 'tk', 'st')
-  return f[1] and f[1] == token and f[2] == 'working'
+  local f = redis.call('HMGET', H, 'tk', 'st', 'ow')
+  return f[1] and f[1] == token
+    and (f[2] == 'working' or (f[2] == 'input_required' and f[3] ~= ''))
 end
 """
 _PRELUDE = "local H, Q, EV = KEYS[1], KEYS[2], KEYS[3]\n" + _HELPERS
@@ -113,7 +116,7 @@ _START_FN = """
 local function start(id, entry, worker, group, dead_error, dead, plimit, tlimit)
   local f = redis.call('HMGET', H, 'st', 'cx', 'ow', 'lu', 'at', 'ma', 'en', 'ls')
   if not f[1] then drop(group, entry) return {0} end
-  if terminal(f[1]) or f[1] == 'input_required' or f[7] ~= entry then
+  if terminal(f[1]) or (f[1] == 'input_required' and f[3] == '') or f[7] ~= entry then
     drop(group, entry) return {0}
   end
   if f[2] == '1' then
@@ -137,7 +140,7 @@ local function start(id, entry, worker, group, dead_error, dead, plimit, tlimit)
   local attempt = redis.call('HINCRBY', H, 'at', 1)
   local token = redis.call('HINCRBY', H, 'tk', 1)
   local till = now + tonumber(f[8])
-  redis.call('HSET', H, 'ow', worker, 'lu', till, 'up', now)
+  redis.call('HSET', H, 'st', 'working', 'ow', worker, 'lu', till, 'up', now)
   mark_running(id, till, tonumber(f[8]))
   return {1, token, attempt, redis.call('HGETALL', H), id, entry}
 end
@@ -186,11 +189,12 @@ if f[2] == '1' then return 'cancel' end
 return 'ok'
 """
 
-#: ARGV: token, id, message. Returns 1, or 0 if fenced.
+#: ARGV: token, id, message, status (working, or input_required while the run waits for
+#: the client). Returns 1, or 0 if fenced.
 PROGRESS = _PRELUDE + """
 if not holds(ARGV[1]) then return 0 end
-redis.call('HSET', H, 'sm', ARGV[3], 'up', now)
-event(ARGV[2], 'working', 0)
+redis.call('HSET', H, 'sm', ARGV[3], 'st', ARGV[4], 'up', now)
+event(ARGV[2], ARGV[4], 0)
 return 1
 """
 

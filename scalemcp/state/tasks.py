@@ -47,6 +47,7 @@ __all__ = [
     "Claim",
     "QueueFull",
     "RunLimits",
+    "RunStatus",
     "TaskEvent",
     "TaskRecord",
     "TaskStatistics",
@@ -55,6 +56,9 @@ __all__ = [
 ]
 
 TaskStatus = Literal["working", "input_required", "completed", "failed", "cancelled"]
+#: What a running task's own writes may set: ``input_required`` while its run waits,
+#: still holding the task, for the client's answer (2025-11-25 requests to the client).
+RunStatus = Literal["working", "input_required"]
 TERMINAL: Final = frozenset({"completed", "failed", "cancelled"})
 #: What a heartbeat learns: keep going, stop because a cancellation was asked, or stop
 #: because the task is no longer this worker's (fenced, expired, ended).
@@ -170,8 +174,11 @@ class TaskStore(Protocol):
     async def heartbeat(self, claim: Claim) -> Beat:
         """Renew the lease."""
 
-    async def progress(self, claim: Claim, message: str) -> bool:
-        """Set the status message of a running task; False if fenced."""
+    async def progress(self, claim: Claim, message: str, *,
+                       status: RunStatus = "working") -> bool:
+        """Set the status message of a running task, and its status: ``input_required``
+        while the run waits for the client (still holding the task: its lease runs on,
+        unlike :meth:`park`), ``working`` again after; False if fenced."""
 
     async def park(self, claim: Claim, requests: dict[str, bytes]) -> bool:
         """``input_required`` with ``requests`` outstanding; the lease is released."""

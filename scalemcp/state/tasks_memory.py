@@ -20,6 +20,7 @@ from .tasks import (
     Claim,
     QueueFull,
     RunLimits,
+    RunStatus,
     TaskEvent,
     TaskRecord,
     TaskStatistics,
@@ -117,7 +118,10 @@ class MemoryTaskStore:
 
     def _holds(self, claim: Claim) -> TaskRecord | None:
         record = self._live(claim.task_id)
-        if record is None or record.token != claim.token or record.status != "working":
+        if record is None or record.token != claim.token:
+            return None
+        if record.status != "working" and not (record.status == "input_required"
+                                               and record.owner):
             return None
         return record
 
@@ -149,7 +153,8 @@ class MemoryTaskStore:
     def _start(self, task_id: str, worker: str, limits: RunLimits) -> Claim | None:
         """The claim script's logic (redis_tasks.START): run, end, or leave the task."""
         record = self._live(task_id)
-        if record is None or record.terminal or record.status == "input_required":
+        if (record is None or record.terminal
+                or (record.status == "input_required" and not record.owner)):  # parked
             return None
         if record.cancel_requested:
             self._end(record, "cancelled", message="cancelled")
@@ -167,6 +172,7 @@ class MemoryTaskStore:
             self._queue.append(task_id)
             self.held_back += 1
             return None
+        record.status = "working"
         record.attempts += 1
         record.token += 1
         record.owner = worker
@@ -210,11 +216,13 @@ class MemoryTaskStore:
         self._lease_until[claim.task_id] = trio.current_time() + record.lease_ms / 1000
         return "cancel" if record.cancel_requested else "ok"
 
-    async def progress(self, claim: Claim, message: str) -> bool:
+    async def progress(self, claim: Claim, message: str, *,
+                       status: RunStatus = "working") -> bool:
         await trio.lowlevel.checkpoint()
         record = self._holds(claim)
         if record is None:
             return False
+        record.status = status
         record.status_message = message
         record.updated_ms = now_ms()
         self._publish(record)

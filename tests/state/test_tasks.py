@@ -367,3 +367,27 @@ async def test_a_dead_workers_task_frees_its_slot(open_store: OpenBackend,
             assert got is not None
             assert got.task_id == waiting.task_id
             assert (await two.tasks.get(dead.task_id)).status == "failed"  # type: ignore[union-attr]
+
+
+async def test_a_run_waiting_for_input_holds_its_task(open_store: OpenBackend,
+                                                      clock: MockClock | None) -> None:
+    """2025-11-25: input_required while the run waits (its lease runs on); a worker that
+    dies while waiting loses the task to another, which runs it again from working."""
+    with trio.fail_after(10):
+        async with workers(open_store) as (one, two):
+            rec = await one.tasks.create(task())
+            held = await claim(one, "w1")
+            assert await one.tasks.progress(held, "waiting", status="input_required")
+            got = await two.tasks.get(rec.task_id)
+            assert got is not None
+            assert (got.status, got.status_message) == ("input_required", "waiting")
+            assert await one.tasks.heartbeat(held) == "ok"
+            assert await two.tasks.claim("w2", wait_s=0.05) is None  # still held
+            assert await one.tasks.progress(held, "working")
+            assert await one.tasks.progress(held, "again", status="input_required")
+            await trio.sleep(LEASE_S * 2)  # w1 dies while waiting
+            again = await claim(two, "w2")
+            assert again.task_id == rec.task_id
+            assert again.record.status == "working"
+            assert not await one.tasks.finish(held, "completed", result=b"{}")  # fenced
+            assert await two.tasks.finish(again, "completed", result=b"{}")

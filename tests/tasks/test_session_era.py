@@ -88,14 +88,23 @@ async def test_elicitation_inside_a_task_goes_to_the_session() -> None:
             s = Session(http, url, capabilities={"elicitation": {}})
             await s.initialize()
             asked: list[dict[str, Any]] = []
+            seen: list[str] = []    # tasks/get, tasks/list while the client has the question
+            pushed: list[str] = []  # notifications/tasks/status
             async with s.listen() as stream, trio.open_nursery() as nursery:
                 async def answer_requests() -> None:
                     async for event in sse_events(stream):
                         if not event.data:
                             continue
                         message = json.loads(event.data)
+                        if message.get("method") == "notifications/tasks/status":
+                            pushed.append(message["params"]["status"])
                         if message.get("method") == "elicitation/create":
                             asked.append(message)
+                            tid = message["params"]["_meta"][RELATED]["taskId"]
+                            got = await s.call("tasks/get", {"taskId": tid})
+                            seen.append(got["result"]["status"])
+                            listed = (await s.call("tasks/list", {}))["result"]["tasks"]
+                            seen.extend(t["status"] for t in listed if t["taskId"] == tid)
                             r = await s.post(result(message["id"], {
                                 "action": "accept", "content": {"name": "Grace"}}))
                             assert r.status_code == 202
@@ -106,6 +115,11 @@ async def test_elicitation_inside_a_task_goes_to_the_session() -> None:
                 nursery.cancel_scope.cancel()
             assert done["content"][0]["text"] == "Hello, Grace!"
             assert asked[0]["params"]["_meta"][RELATED] == {"taskId": task["taskId"]}
+            # 2025-11-25: a task waiting for the client's input says so, in every view.
+            assert seen == ["input_required", "input_required"]
+            assert pushed[0] == "input_required"
+            after = (await s.call("tasks/get", {"taskId": task["taskId"]}))["result"]
+            assert after["status"] == "completed"
 
 
 async def test_status_changes_are_pushed_to_the_session() -> None:
