@@ -41,6 +41,25 @@ app.kubernetes.io/name: {{ include "scalemcp.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{- /* Task-worker pods: a name of their own, so the Service, the PDB and the
+serving Deployment never select them. */ -}}
+{{- define "scalemcp.workerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "scalemcp.name" . }}-worker
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "scalemcp.workerLabels" -}}
+helm.sh/chart: {{ include "scalemcp.chart" . }}
+{{ include "scalemcp.workerSelectorLabels" . }}
+app.kubernetes.io/component: task-worker
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: scalemcp
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "scalemcp.labels" -}}
 helm.sh/chart: {{ include "scalemcp.chart" . }}
 {{ include "scalemcp.selectorLabels" . }}
