@@ -197,3 +197,18 @@ async def test_too_many_tasks_are_refused() -> None:
             refused = await call(c, "tools/call", {"name": "work", "arguments": {}}, "work")
             assert refused["error"]["code"] == -31429
             assert refused["error"]["data"]["limit"] == "task_queue"
+
+
+async def test_a_tool_at_its_limit_leaves_the_next_task_queued() -> None:
+    """task_max_running_per_tool=1: the second task of a tool starts only once the first
+    has ended (without the limit, the quick second one would end first)."""
+    limited = scalemcp.Config.from_options(task_lease_s=0.5, task_max_running_per_tool=1)
+    with trio.fail_after(20):
+        async with open_client(app, limited) as (url, http):
+            c = client(http, url)
+            first = await create(c, "work", {"seconds": 0.4, "label": "limit-1"})
+            await started("limit-1").wait()
+            second = await create(c, "work", {"seconds": 0, "label": "limit-2"})
+            await until(c, second["taskId"], "completed")
+            assert SEEN["limit-1"] == ["started", "done"]
+            assert (await get(c, first["taskId"]))["status"] == "completed"
