@@ -19,7 +19,7 @@ for load in "" "--rate 1000"; do
   for client in $CLIENTS; do
     for http in "" "--http2"; do
       printf '%-6s %-8s %-12s ' "$client" "${http:---http1}" "${load:-closed}"
-      "$PY" -m scalemcp.bench.cli "$URL" --era modern -c 20 -d 5 --warmup 1 --client "$client" \
+      "$PY" -m scalemcp.loadgen.cli "$URL" --era modern -c 20 -d 5 --warmup 1 --client "$client" \
         $http $load --json "$TMP/report.json" -q || true
       "$PY" -c "import json, sys; r = json.load(open(sys.argv[1]));
 print(f\"{r['throughput_rps']:7.0f} req/s  p50 {r['latency']['p50_us']/1000:6.2f} ms  \" \

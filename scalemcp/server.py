@@ -72,6 +72,9 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.h11_max_incomplete_size = config.limits.max_header_bytes
     hc.h2_max_header_list_size = config.limits.max_header_bytes
     hc.websocket_ping_interval = config.sse.keepalive_s
+    # Hypercorn gathers a WebSocket message's frames before the app sees it: bound that by
+    # the app's own limit (its default, 16 MiB, would be buffered per connection first).
+    hc.websocket_max_message_size = config.limits.max_body_bytes
     # SSE streams end cleanly drain_timeout_s after SIGTERM; what is left is cancelled later.
     hc.graceful_timeout = config.server.drain_timeout_s + HARD_STOP_MARGIN_S
     # The app's lifespan shutdown lets session-era calls run up to that same hard stop.
@@ -116,10 +119,11 @@ def run(app: App | str, config: Config | None = None, **options: Any) -> None:
     hc.application_path = "scalemcp._worker:application"
     os.environ["SCALEMCP_APP"] = target
     os.environ["SCALEMCP_RESOLVED_CONFIG"] = _encode_config(config)
-    # Hypercorn's trio workers, draining on SIGTERM, sharing their metrics.
+    # Trio workers (scalemcp's loop or Hypercorn's), draining on SIGTERM, sharing metrics.
     try:
         exit_code = run_workers(hc, metrics_dir_path=config.ops.metrics_dir,
-                                on_ready=lambda binds: log_serving(target, config, binds))
+                                on_ready=lambda binds: log_serving(target, config, binds),
+                                loop=config.connections.serving_loop)
     except WorkerStartError as exc:
         raise ConfigError(str(exc)) from None
     log.info("stopped" + (f" (exit code {exit_code})" if exit_code else ""))

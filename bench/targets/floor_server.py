@@ -1,7 +1,7 @@
-"""The floor: a bare ASGI app on hypercorn's trio worker answering fixed JSON-RPC.
+"""The floor: a bare ASGI app on a Trio serving loop answering fixed JSON-RPC.
 
 Usage: python bench/targets/floor_server.py [--port 0] [--sse] [--certfile C --keyfile K]
-       [--server hypercorn|hypercorn-asyncio|uvicorn]
+       [--server scalemcp|hypercorn|hypercorn-asyncio|uvicorn]
 
 No MCP logic at all: it reads the body, pulls out ``id`` and ``method`` with
 msgspec, and answers ``initialize`` (with an ``Mcp-Session-Id``),
@@ -9,6 +9,10 @@ msgspec, and answers ``initialize`` (with an ``Mcp-Session-Id``),
 canned results; notifications and responses get 202. With ``--sse`` requests
 are answered as one-event SSE streams. It is what any Python MCP server on
 this stack costs at the very least. Prints ``PORT <n>`` once listening.
+
+``--server scalemcp`` (the default) serves it on scalemcp's own loop (scalemcp.serving:
+Hypercorn's protocol classes under scalemcp's connection layer), what ``scalemcp serve``
+runs; ``--server hypercorn`` on Hypercorn's stock trio worker (the ``floor-stock`` series).
 
 ``--server uvicorn`` serves the same app on uvicorn (asyncio, h11 as uvicorn
 picks it when httptools is missing): the floor of the stack the official
@@ -22,6 +26,7 @@ import argparse
 import socket
 import sys
 import uuid
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -104,7 +109,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--certfile", help="serve https (HTTP/1.1 and h2 by ALPN)")
     parser.add_argument("--keyfile")
     parser.add_argument(
-        "--server", choices=["hypercorn", "hypercorn-asyncio", "uvicorn"], default="hypercorn"
+        "--server", choices=["scalemcp", "hypercorn", "hypercorn-asyncio", "uvicorn"],
+        default="scalemcp"
     )
     return parser.parse_args()
 
@@ -158,7 +164,16 @@ def serve_hypercorn_asyncio(args: argparse.Namespace) -> None:
 async def main(args: argparse.Namespace) -> None:
     config = config_from(args)
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, make_app(args.sse), config)
+        if args.server == "scalemcp":
+            from scalemcp.config import ConnectionSettings
+            from scalemcp.serving import serve as scalemcp_serve
+
+            # Every load-generator client comes from one address: no per-address cap.
+            settings = ConnectionSettings(max_connections_per_client=1_000_000)
+            binds = await nursery.start(
+                partial(scalemcp_serve, make_app(args.sse), config, settings=settings))
+        else:
+            binds = await nursery.start(serve, make_app(args.sse), config)
         port = binds[0].rsplit(":", 1)[1]
         sys.stdout.write(f"PORT {port}\n")
         sys.stdout.flush()

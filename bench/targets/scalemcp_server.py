@@ -1,7 +1,7 @@
-"""scalemcp itself serving the bench tools (memory backend, one hypercorn trio worker).
+"""scalemcp itself serving the bench tools (memory backend, one worker).
 
 Usage: python bench/targets/scalemcp_server.py [--port 0] [--stateless-only]
-       [--certfile C --keyfile K]
+       [--certfile C --keyfile K] [--serving-loop scalemcp|hypercorn]
 
 Same tools as sdk_server.py: ``echo``, ``progress``, ``ask`` (elicitation in
 every era), ``touch`` (tools list-changed fan-out). Prints ``PORT <n>`` once
@@ -9,9 +9,10 @@ listening; serves HTTP/1.1 and h2c (prior knowledge). ``--stateless-only``:
 the 2026-07-28 era only, no session state.
 
 The module also works with ``scalemcp serve scalemcp_server:app`` (run from this
-directory), which is how bench/run.py starts the Redis and multi-worker variants.
+directory), which is how bench/suite starts the Redis and multi-worker variants.
 ``SCALEMCP_SRC`` (a directory holding the ``scalemcp`` package) puts that copy of
-scalemcp first on the path: bench/run.py uses it to serve an export of a commit.
+scalemcp first on the path: bench/suite uses it to serve an export of a commit (one
+older than scalemcp's own serving loop is served on Hypercorn's, as it was then).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -70,18 +72,27 @@ async def main() -> None:
     parser.add_argument("--certfile")
     parser.add_argument("--keyfile")
     parser.add_argument("--stateless-only", action="store_true")
+    parser.add_argument("--serving-loop", choices=["scalemcp", "hypercorn"], default="scalemcp")
     args = parser.parse_args()
-    config = scalemcp.Config.from_options(
-        log_level="warning",
-        host=args.host,
-        port=args.port,
-        certfile=args.certfile,
-        keyfile=args.keyfile,
-        stateless_only=args.stateless_only,
-    )
+    options = {"log_level": "warning", "host": args.host, "port": args.port,
+               "certfile": args.certfile, "keyfile": args.keyfile,
+               "stateless_only": args.stateless_only}
+    try:
+        from scalemcp.serving import serve as scalemcp_serve
+    except ImportError:  # a scalemcp from before its own loop
+        loop = "hypercorn"
+    else:
+        loop = args.serving_loop
+        # Every load-generator client comes from one address: no per-address cap.
+        options.update(serving_loop=loop, max_connections_per_client=1_000_000)
+    config = scalemcp.Config.from_options(**options)
     hc = hypercorn_config(config)
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, asgi_app(app, config), hc)
+        if loop == "scalemcp":
+            binds = await nursery.start(partial(scalemcp_serve, asgi_app(app, config), hc,
+                                                settings=config.connections))
+        else:
+            binds = await nursery.start(serve, asgi_app(app, config), hc)
         sys.stdout.write(f"PORT {binds[0].rsplit(':', 1)[1]}\n")
         sys.stdout.flush()
 

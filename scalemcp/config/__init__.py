@@ -9,6 +9,7 @@ from .settings import (
     MIN_STATE_KEY_CHARS,
     AuthSettings,
     Config,
+    ConnectionSettings,
     LimitSettings,
     OpsSettings,
     RedisSettings,
@@ -16,6 +17,7 @@ from .settings import (
     ServerSettings,
     SessionSettings,
     SseSettings,
+    TaskSettings,
 )
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "OPTIONS",
     "AuthSettings",
     "Config",
+    "ConnectionSettings",
     "LimitSettings",
     "OpsSettings",
     "Option",
@@ -31,6 +34,7 @@ __all__ = [
     "ServerSettings",
     "SessionSettings",
     "SseSettings",
+    "TaskSettings",
     "load_config",
     "option",
 ]

@@ -9,6 +9,7 @@ the section's ``prefix`` + the field name, or the field's ``option`` where the t
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -18,6 +19,7 @@ __all__ = [
     "MIN_STATE_KEY_CHARS",
     "AuthSettings",
     "Config",
+    "ConnectionSettings",
     "LimitSettings",
     "OpsSettings",
     "RedisSettings",
@@ -25,6 +27,7 @@ __all__ = [
     "ServerSettings",
     "SessionSettings",
     "SseSettings",
+    "TaskSettings",
 ]
 
 #: A requestState key shorter than this (in characters) is refused: 32 hex digits = 128 bits.
@@ -109,6 +112,46 @@ class ServerSettings(_Section, frozen=True):
         "as the interpreter set it.")] = 100_000
 
 
+class ConnectionSettings(_Section, frozen=True):
+    """Client connections: the loop that serves them, and what one connection may take."""
+
+    serving_loop: Annotated[Literal["scalemcp", "hypercorn"], _about(
+        "What serves connections: scalemcp's own Trio loop (Hypercorn's HTTP/1.1, HTTP/2 "
+        "and WebSocket protocols on a faster connection layer with the deadlines and limits "
+        "of this section; docs/performance.md) or hypercorn (its stock trio worker, as a "
+        "fallback: keep_alive_timeout_s applies, the rest of this section does not).")] = (
+        "scalemcp")
+    head_timeout_s: Annotated[PositiveFloat, _about(
+        "Longest an HTTP/1.1 request head (request line and headers) may take to arrive, in "
+        "total, from its first byte (a new connection's first request: from the accept); "
+        "then the connection closes. A client trickling bytes is cut too (slowloris).")] = (
+        10.0)
+    body_timeout_s: Annotated[PositiveFloat, _about(
+        "Longest an HTTP/1.1 request body may take to arrive in full, from the end of its "
+        "head; then the connection closes (the request sees its client gone).")] = 60.0
+    send_timeout_s: Annotated[PositiveFloat, _about(
+        "A write the client accepts nothing of for this long closes the connection: JSON "
+        "answers, SSE streams and WebSocket messages alike, HTTP/1.1 and HTTP/2 "
+        "(sse_send_timeout_s still bounds each SSE stream on its own).")] = 30.0
+    max_connections: Annotated[Positive, _about(
+        "Most open connections per worker; more are refused at once (plain HTTP: a 503 "
+        "with Retry-After, then closed; TLS: closed).")] = 10_000
+    max_connections_per_client: Annotated[Positive, _about(
+        "Most open connections of one client address per worker (from trusted_proxies: of "
+        "the address their X-Forwarded-For names), refused the same way.")] = 1024
+    trusted_proxies: Annotated[list[str], _about(
+        "Addresses or networks (CIDR) of the reverse proxies in front of the workers: their "
+        "connections count against the client their X-Forwarded-For names (the right-most "
+        "address not in this list), not against the proxy.")] = []
+
+    def __post_init__(self) -> None:
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network (CIDR): {entry!r}") from None
+
+
 class RedisSettings(_Section, frozen=True):
     """The Redis backend: where it is and how to talk to it."""
 
@@ -129,6 +172,10 @@ class RedisSettings(_Section, frozen=True):
     socket_timeout_s: Annotated[PositiveFloat, _about(
         "How long a Redis reply may take; a worker's blocking stream reads wait at most "
         "half of it.")] = 10.0
+    write_retry_s: Annotated[NonNegativeFloat, _about(
+        "How long an event of a resumable stream is retried while Redis cannot be reached "
+        "or its answer is lost (a retry never appends twice); the handler waits meanwhile. "
+        "0: no retry.")] = 10.0
     ca_file: Annotated[str | None, _about(
         "rediss://: CA bundle to verify Redis servers with (default: the system's).")] = None
     cert_file: Annotated[str | None, _about(
@@ -168,6 +215,19 @@ class LimitSettings(_Section, frozen=True):
     max_inflight_per_principal: Annotated[NonNegative, _about(
         "Stateless (2026-07-28) requests of one principal running at once on one worker; "
         "0 = no limit.")] = 0
+    max_inflight_fleet_wide: Annotated[bool, _about(
+        "With Redis, max_inflight_per_session counts a session's requests on every worker "
+        "of the fleet (two more Redis round trips per session-era request) rather than on "
+        "each worker.")] = False
+    shed_max_inflight: Annotated[NonNegative, _about(
+        "Load shedding: past this many HTTP requests in flight on one worker (GET streams "
+        "not counted), new ones get 503 + Retry-After at once, before their body is read. "
+        "Size it from a worker's measured capacity (bench/overload.py); 0 = off.")] = 0
+    shed_loop_lag_s: Annotated[NonNegativeFloat, _about(
+        "Load shedding: while a worker's event loop runs tasks this late (seconds, the worst "
+        "of the last 0.2 s), new requests get 503 + Retry-After; 0 = off.")] = 0.0
+    shed_retry_after_s: Annotated[Positive, _about(
+        "The Retry-After (seconds) of a shed request.")] = 1
     rate_limit_per_principal_rps: Annotated[NonNegativeFloat, _about(
         "JSON-RPC requests per second one principal may send (unauthenticated: one client "
         "address); 0 = no limit. Fleet-wide with Redis; over it: 429 + Retry-After.")] = 0.0
@@ -196,6 +256,24 @@ class SessionSettings(_Section, frozen=True):
     client_request_timeout_s: Annotated[PositiveFloat, _about(
         "How long a tool waits for the client to answer elicitation, sampling or "
         "roots.")] = 300.0
+
+
+class TaskSettings(_Section, frozen=True):
+    """Durable tasks (docs/tasks.md): where they run and how fast a dead worker's is taken over."""
+
+    prefix = "task_"
+
+    lease_s: Annotated[PositiveFloat, _about(
+        "A running task's lease, renewed by its worker every third of it: a worker that "
+        "dies or stalls loses its tasks to another worker after this long.")] = 3.0
+    concurrency: Annotated[Positive, _about(
+        "Most tasks one worker process runs at once.")] = 16
+    max_active: Annotated[NonNegative, _about(
+        "Most tasks waiting or running (fleet-wide with Redis); a tools/call that would "
+        "make one more is refused with -31429 (retry after 1 s). 0: no limit.")] = 10_000
+    workers_run_tasks: Annotated[bool, _about(
+        "Serving workers run tasks too; off when dedicated task workers "
+        "(`scalemcp worker`) run them.", option="serve_tasks")] = True
 
 
 class SseSettings(_Section, frozen=True):
@@ -336,10 +414,12 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """
 
     server: ServerSettings = ServerSettings()
+    connections: ConnectionSettings = ConnectionSettings()
     redis: RedisSettings = RedisSettings()
     limits: LimitSettings = LimitSettings()
     sessions: SessionSettings = SessionSettings()
     sse: SseSettings = SseSettings()
+    tasks: TaskSettings = TaskSettings()
     request_state: RequestStateSettings = RequestStateSettings()
     auth: AuthSettings = AuthSettings()
     ops: OpsSettings = OpsSettings()

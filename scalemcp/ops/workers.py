@@ -2,8 +2,9 @@
 
 Hypercorn's own supervisor stops workers without telling the app, so ``/readyz`` could
 not turn 503 and SSE streams were cut when its graceful timeout ran out. This one runs
-the same worker (``hypercorn.trio.run.worker_serve`` on sockets the supervisor binds) with
-the app's :class:`~.drain.Drain` as the shutdown trigger.
+a worker of scalemcp's own loop (:func:`scalemcp.serving.worker_serve`, or Hypercorn's
+``hypercorn.trio.run.worker_serve`` with ``serving_loop=hypercorn``) on sockets the supervisor
+binds, with the app's :class:`~.drain.Drain` as the shutdown trigger.
 
 Signals: the supervisor (PID 1 in a container) turns its first SIGTERM/SIGINT/SIGHUP into a
 ``stop`` order and a second one (a second Ctrl-C, at least a second later: wrappers such as
@@ -34,13 +35,14 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import LifespanFailureError
 
+from ..config import Config
 from ..observability import metrics_dir
 from ..transport.drain import HARD_STOP_MARGIN_S, Drain
 
@@ -48,6 +50,8 @@ __all__ = ["START_FAILED", "WorkerStartError", "run_workers"]
 
 log = logging.getLogger("scalemcp.server")
 
+#: What serves connections in a worker (the ``serving_loop`` setting).
+ServingLoop = Literal["scalemcp", "hypercorn"]
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _KILL_MARGIN_S = 5.0
 #: A signal within this time of the first counts as the same one, not as "hurry up".
@@ -65,6 +69,7 @@ class WorkerStartError(Exception):
 
 class _Drainable(Protocol):
     drain: Drain
+    config: Config
     #: Set once the app has started (lifespan startup complete).
     ready: trio.Event
 
@@ -73,14 +78,14 @@ class _Drainable(Protocol):
 
 class _Worker:
     def __init__(self, ctx: Any, hc: HypercornConfig, sockets: Sockets,
-                 metrics: metrics_dir.WorkerSpec) -> None:
+                 metrics: metrics_dir.WorkerSpec, loop: ServingLoop) -> None:
         self.metrics = metrics
         control, self._orders = ctx.Pipe(duplex=False)
         self._reports: Connection
         self._reports, report = ctx.Pipe(duplex=False)
         self.process: SpawnProcess = ctx.Process(
             target=_worker_main, kwargs={"hc": hc, "sockets": sockets, "control": control,
-                                         "metrics": metrics, "report": report})
+                                         "metrics": metrics, "report": report, "loop": loop})
         #: Why it could not start, once it said so.
         self.failure: str | None = None
         self.process.daemon = hc.daemon
@@ -110,15 +115,17 @@ class _Worker:
 
 
 def run_workers(hc: HypercornConfig, *, metrics_dir_path: str | None = None,
-                on_ready: Callable[[list[tuple[str, int]]], None] | None = None) -> int:
+                on_ready: Callable[[list[tuple[str, int]]], None] | None = None,
+                loop: ServingLoop = "scalemcp") -> int:
     """Serve ``hc.application_path`` with ``hc.workers`` processes; the exit code.
 
     The workers share ``metrics_dir_path`` (default: a temporary directory made and
     removed here) for node-wide ``/metrics`` (see :mod:`.metrics_dir`). A worker that
     cannot start stops them all: :class:`WorkerStartError` says why, once. ``on_ready``
-    is called with the bound (host, port) addresses once the first worker serves.
+    is called with the bound (host, port) addresses once the first worker serves. ``loop``
+    names what serves connections in each worker (``serving_loop``).
     """
-    supervisor = _Supervisor(hc, metrics_dir_path, on_ready)
+    supervisor = _Supervisor(hc, metrics_dir_path, on_ready, loop)
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _STOP_SIGNALS}
     try:
         supervisor.start()
@@ -136,8 +143,10 @@ def run_workers(hc: HypercornConfig, *, metrics_dir_path: str | None = None,
 
 class _Supervisor:
     def __init__(self, hc: HypercornConfig, metrics_dir_path: str | None = None,
-                 on_ready: Callable[[list[tuple[str, int]]], None] | None = None) -> None:
+                 on_ready: Callable[[list[tuple[str, int]]], None] | None = None,
+                 loop: ServingLoop = "scalemcp") -> None:
         self.hc = hc
+        self.loop: ServingLoop = loop
         self._on_ready = on_ready
         self.metrics_dir, self._made_metrics_dir = metrics_dir.prepare_dir(metrics_dir_path)
         self._started = 0
@@ -161,7 +170,7 @@ class _Supervisor:
         """A worker in ``slot``, named ``<slot>-<n>`` for the metrics it shares."""
         self._started += 1
         spec = metrics_dir.WorkerSpec(self.metrics_dir, f"{slot}-{self._started}", slot)
-        return _Worker(self.ctx, self.hc, self.sockets, spec)
+        return _Worker(self.ctx, self.hc, self.sockets, spec, self.loop)
 
     def on_signal(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
         """First call: workers drain; a later one: they close their streams now."""
@@ -263,7 +272,7 @@ class _Supervisor:
 
 def _worker_main(hc: HypercornConfig, sockets: Sockets, control: Connection,
                  metrics: metrics_dir.WorkerSpec | None = None,
-                 report: Connection | None = None) -> None:
+                 report: Connection | None = None, loop: ServingLoop = "scalemcp") -> None:
     if metrics is not None:
         metrics_dir.join(metrics)  # before the app (and its Observer) is built
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
@@ -272,7 +281,7 @@ def _worker_main(hc: HypercornConfig, sockets: Sockets, control: Connection,
     app: _Drainable | None = None
     try:
         app = getattr(importlib.import_module(module), attr)
-        trio.run(_serve_worker, app, hc, sockets, control, report)
+        trio.run(_serve_worker, app, hc, sockets, control, report, loop)
     except Exception as exc:
         if report is not None and not getattr(app, "started", False):
             # The supervisor says it once for every worker; the traceback is for debugging.
@@ -293,9 +302,12 @@ def _start_failure(exc: Exception) -> str:
 
 
 async def _serve_worker(app: _Drainable, hc: HypercornConfig, sockets: Sockets,
-                        control: Connection, report: Connection | None = None) -> None:
-    from hypercorn.trio.run import worker_serve
+                        control: Connection, report: Connection | None = None,
+                        loop: ServingLoop = "scalemcp") -> None:
+    from hypercorn.trio.run import worker_serve as hypercorn_worker_serve
     from hypercorn.utils import wrap_app
+
+    from ..serving import worker_serve
 
     stopped_accepting = trio.Event()
 
@@ -309,8 +321,13 @@ async def _serve_worker(app: _Drainable, hc: HypercornConfig, sockets: Sockets,
         if report is not None:
             nursery.start_soon(_report_ready, app, report)
         asgi: Any = app
-        await worker_serve(wrap_app(asgi, hc.wsgi_max_body_size, "asgi"), hc, sockets=sockets,
-                           shutdown_trigger=shutdown_trigger)
+        wrapped = wrap_app(asgi, hc.wsgi_max_body_size, "asgi")
+        if loop == "hypercorn":
+            await hypercorn_worker_serve(wrapped, hc, sockets=sockets,
+                                         shutdown_trigger=shutdown_trigger)
+        else:
+            await worker_serve(wrapped, hc, sockets=sockets, shutdown_trigger=shutdown_trigger,
+                               settings=app.config.connections)
         nursery.cancel_scope.cancel()
 
 

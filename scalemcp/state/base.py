@@ -38,6 +38,7 @@ import msgspec
 import trio
 
 from ..protocol.changes import Change
+from .tasks import TaskStore
 
 __all__ = [
     "ANSWER_MAILBOX",
@@ -113,6 +114,8 @@ class StateBackend(Protocol):
     """What the transport and engine need from a state backend."""
 
     name: str
+    #: Durable tasks (:mod:`scalemcp.state.tasks`).
+    tasks: TaskStore
 
     async def create_session(self, record: SessionRecord) -> None: ...
 
@@ -169,6 +172,13 @@ class StateBackend(Protocol):
 
         None if taken; else nothing is taken and the answer says which bucket is short.
         """
+
+    async def acquire_inflight(self, session_id: str, n: int, limit: int) -> bool:
+        """Count ``n`` more requests of the session in flight, unless that makes more than
+        ``limit`` across every process sharing the backend (then False, nothing counted)."""
+
+    async def release_inflight(self, session_id: str, n: int) -> None:
+        """Count ``n`` of the session's requests as finished."""
 
     async def publish_change(self, payload: bytes) -> None: ...
 

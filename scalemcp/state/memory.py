@@ -15,6 +15,8 @@ from .base import SessionRecord, StateStatistics, StreamEvent, StreamRead, Throt
 from .buckets import MemoryBuckets
 from .hub import ChangeHub
 from .mailbox import Mailbox, hand_over
+from .tasks import TaskStore
+from .tasks_memory import MemoryTaskStore
 
 __all__ = ["MemoryBackend"]
 
@@ -66,6 +68,9 @@ class MemoryBackend:
         self._next_sweep = 0.0
         self._claims: dict[str, float] = {}
         self._buckets = MemoryBuckets()
+        self._inflight: dict[str, int] = {}
+        #: Durable tasks (state/tasks.py), in this process.
+        self.tasks: TaskStore = MemoryTaskStore()
 
     # -- sessions --------------------------------------------------------------------
 
@@ -213,6 +218,20 @@ class MemoryBackend:
             return False
         self._claims[key] = now + ttl_s
         return True
+
+    async def acquire_inflight(self, session_id: str, n: int, limit: int) -> bool:
+        held = self._inflight.get(session_id, 0)
+        if held + n > limit:
+            return False
+        self._inflight[session_id] = held + n
+        return True
+
+    async def release_inflight(self, session_id: str, n: int) -> None:
+        left = self._inflight.get(session_id, 0) - n
+        if left > 0:
+            self._inflight[session_id] = left
+        else:
+            self._inflight.pop(session_id, None)
 
     async def take_tokens(self, owner: str, buckets: Sequence[TokenBucket]) -> Throttled | None:
         return self._buckets.take(owner, buckets)

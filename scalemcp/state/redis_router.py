@@ -101,7 +101,16 @@ class Link:
         except ERRORS as exc:
             self.failed(exc)
             forget_connections(client, exc)
+            if error_kind(exc) == "oom":
+                raise BackendUnavailable(f"Redis is out of memory (maxmemory): {exc}") from exc
             raise BackendUnavailable(f"Redis is unavailable: {exc or type(exc).__name__}") from exc
+        except RuntimeError as exc:
+            # coredis' pool, torn down by a connection failure while this command ran
+            # (the backend reconnects): a Redis fault like the others, not a server bug.
+            if "pool" not in str(exc).lower():
+                raise
+            REDIS_ERRORS.labels("connection").inc()
+            raise BackendUnavailable("Redis is unavailable: the connection pool closed") from exc
 
     async def load_scripts(self, client: RedisClient) -> None:
         """Load every script once, so that no request pays for a NOSCRIPT answer."""
@@ -197,6 +206,8 @@ _KINDS: dict[type[BaseException], str] = {}
 
 def error_kind(exc: BaseException) -> str:
     """A bounded label for a Redis failure (timeout, connection, auth, cluster, ...)."""
+    if isinstance(exc, coredis.exceptions.ResponseError) and "OOM" in str(exc):
+        return "oom"  # maxmemory reached (the type alone does not say it)
     kind = _KINDS.get(type(exc))
     if kind is None:
         e = coredis.exceptions

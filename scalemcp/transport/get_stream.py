@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import trio
 
 from ..errors import BackendUnavailable
-from ..protocol.changes import SUBSCRIPTIONS_CHANGED, Change, wanted_on_session
+from ..protocol.changes import FOR_SESSION, SUBSCRIPTIONS_CHANGED, Change, wanted_on_session
 from ..state.base import SessionRecord, StateBackend
 from .http import Request
 from .sse_response import follow_stream
@@ -69,6 +69,8 @@ class ChangeFeeder:
             async for change in changes:
                 if change.method == SUBSCRIPTIONS_CHANGED:
                     await self._reload(change)
+                elif change.method == FOR_SESSION:
+                    await self._for_session(change)
                 else:
                     await self._fan_out(change)
 
@@ -83,6 +85,17 @@ class ChangeFeeder:
             return
         if sid in self._streams:
             self._subscriptions[sid] = frozenset(record.subscriptions if record else ())
+
+    async def _for_session(self, change: Change) -> None:
+        """A message for one session (a task's status, 2025-11-25): to its GET streams here."""
+        sid, message = change.session_id, change.message
+        if sid is None or message is None:
+            return
+        for stream in list(self._streams.get(sid, ())):
+            try:
+                await self.state.append(sid, stream, message)
+            except BackendUnavailable as exc:  # the client's tasks/get still tells
+                log.warning("%s not appended to a GET stream: %s", change.method, exc)
 
     async def _fan_out(self, change: Change) -> None:
         targets = collections.deque(

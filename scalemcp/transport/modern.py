@@ -13,6 +13,7 @@ from ..config import Config
 from ..engine.call import Call
 from ..engine.inflight import Slots
 from ..engine.modern import ModernService
+from ..engine.tasks import TaskService
 from ..errors import InvalidRequest, answer_status
 from ..protocol import jsonrpc
 from ..protocol.changes import Change, wanted_by_listener
@@ -93,6 +94,11 @@ class ModernTransport:
     async def _listen(self, req: Request, call: Call) -> None:
         wanted = call.params_as(ListenParams).notifications
         request_id = call.request_id
+        tasks = self.service.engine.tasks
+        task_ids: list[str] = []
+        if wanted.task_ids is not msgspec.UNSET and wanted.task_ids and tasks is not None:
+            task_ids = await tasks.agreed(call, wanted.task_ids)  # -32021 if undeclared
+            wanted = msgspec.structs.replace(wanted, task_ids=task_ids)
         ack = {
             "notifications": msgspec.to_builtins(wanted),
             "_meta": {SUBSCRIPTION_ID: request_id},
@@ -107,7 +113,10 @@ class ModernTransport:
             with guard_in(req, nursery) as guard, closing(req.closing,
                                                           nursery.cancel_scope.cancel):
                 nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
-                await self._relay_changes(req, wanted, request_id)
+                if task_ids and tasks is not None:
+                    await self._relay_with_tasks(req, wanted, request_id, tasks, task_ids)
+                else:
+                    await self._relay_changes(req, wanted, request_id)
         if not guard.tripped:
             async with guard_sends(req, streaming=True):
                 await end_body(req)
@@ -127,6 +136,44 @@ class ModernTransport:
                 tagged = _tag(change, wanted, request_id)
                 if tagged is not None:
                     await send_chunk(req, format_event(tagged, event="message"))
+
+    async def _feed_changes(self, send: trio.MemorySendChannel[bytes],
+                            wanted: ListenNotifications, request_id: int | str) -> None:
+        async with send, self.state.open_changes() as changes:
+            async for change in changes:
+                tagged = _tag(change, wanted, request_id)
+                if tagged is not None:
+                    await send.send(tagged)
+
+    async def _relay_with_tasks(self, req: Request, wanted: ListenNotifications,
+                                request_id: int | str, tasks: TaskService,
+                                task_ids: list[str]) -> None:
+        """As :meth:`_relay_changes`, and ``notifications/tasks`` for the followed tasks:
+        two feeders into one channel, this task sending."""
+        send, outgoing = trio.open_memory_channel[bytes](64)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._feed_changes, send.clone(), wanted, request_id)
+            nursery.start_soon(_feed_tasks, send.clone(), tasks, task_ids, request_id)
+            send.close()
+            while True:
+                data = None
+                with trio.move_on_after(self.config.sse.keepalive_s):
+                    data = await outgoing.receive()
+                await send_chunk(req, KEEPALIVE if data is None
+                                 else format_event(data, event="message"))
+
+
+async def _feed_tasks(send: trio.MemorySendChannel[bytes], tasks: TaskService,
+                      task_ids: list[str], request_id: int | str) -> None:
+    """``notifications/tasks`` for the followed tasks: the DetailedTask as tasks/get shows it."""
+    async with send, tasks.follow(task_ids) as changed:
+        async for task_id in changed:
+            record = await tasks.store.get(task_id)
+            if record is None:
+                continue
+            params = tasks.detailed(record)
+            params["_meta"] = {SUBSCRIPTION_ID: request_id}
+            await send.send(jsonrpc.encode_notification("notifications/tasks", params))
 
 
 def _tag(change: Change, wanted: ListenNotifications, subscription_id: int | str

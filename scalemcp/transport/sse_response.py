@@ -8,8 +8,11 @@ stream's final event is sent, the session disappears, the client disconnects, or
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
+from ..errors import BackendUnavailable
 from ..observability.metrics import SSE_REPLAYED_EVENTS, SSE_RESUMES
 from ..protocol.sse import GET_STREAM, KEEPALIVE, POST_STREAM, format_event, make_event_id
 from ..state.base import StateBackend, StreamEvent
@@ -17,6 +20,10 @@ from .drain import closing
 from .http import Request
 from .observe import stream_opened
 from .send_guard import guard_in, guard_sends
+
+log = logging.getLogger("scalemcp.transport")
+#: How long cutting a connection may take (it does not wait for the client).
+_CUT_S = 5.0
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -63,6 +70,7 @@ async def follow_stream(
     """
     stop = drop if drop is not None else trio.Event()
     draining = trio.Event()
+    unavailable: BackendUnavailable | None = None
     waiting: list[trio.CancelScope] = []
 
     def drain_now() -> None:  # the server drains: end, resumable
@@ -86,10 +94,14 @@ async def follow_stream(
                 while True:
                     with trio.CancelScope() as wait_scope:
                         waiting.append(wait_scope)
-                        batch = await state.read(
-                            session_id, stream, after,
-                            wait_s=0 if stop.is_set() or replaying else keepalive_s,
-                        )
+                        try:
+                            batch = await state.read(
+                                session_id, stream, after,
+                                wait_s=0 if stop.is_set() or replaying else keepalive_s,
+                            )
+                        except BackendUnavailable as exc:
+                            unavailable = exc
+                            break
                     waiting.clear()
                     if wait_scope.cancelled_caught:
                         continue  # drop was set while waiting: read again without waiting
@@ -104,6 +116,17 @@ async def follow_stream(
                     if batch.ended or batch.missing or stop.is_set():
                         break
             nursery.cancel_scope.cancel()
+    if unavailable is not None:
+        # The stream lives on in the backend: cut the connection (no final chunk, so the
+        # client sees a cut, not an end) and let the client resume once it answers again.
+        log.info("cutting an SSE stream: %s (the client resumes with Last-Event-ID)",
+                 unavailable)
+        with trio.CancelScope(deadline=trio.current_time() + _CUT_S, shield=True):
+            try:
+                await req.raw_send(None)  # Hypercorn: the app is done; an unended body is cut
+            except Exception:  # another server: returning unended cuts it too
+                log.debug("the server refused send(None)", exc_info=True)
+        return
     if guard.tripped:
         return  # a slow client: the connection is closed, the stream goes on (resumable)
     async with guard_sends(req, streaming=True):  # the end too, to a client that reads

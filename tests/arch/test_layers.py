@@ -20,17 +20,20 @@ LAYERS: list[set[str]] = [
     {"_version", "errors"},
     {"observability"},          # metrics, logs, tracing: a leaf
     {"protocol", "config"},     # sans-IO
+    {"serving"},                # the connection loop under the ASGI app (on Hypercorn)
     {"state"},
+    {"tasks"},                  # durable tasks' runner: claims, leases, cancellation
     {"app"},
     {"engine"},
     {"security"},
     {"transport"},
     {"preflight"},
-    {"server", "testing", "ops", "_worker"},   # process concerns: supervisor, entry points
+    # process concerns: supervisor, entry points, the task-only worker
+    {"server", "testing", "ops", "_worker", "task_worker"},
     {"cli", "__init__"},
 ]
 #: The load generator behind `scalemcp bench` stands beside the server, on the protocol.
-BESIDE = {"bench": {"_version", "errors", "protocol"}}
+BESIDE = {"loadgen": {"_version", "errors", "protocol"}}
 
 
 def layer_of(unit: str) -> int:

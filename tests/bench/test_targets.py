@@ -1,4 +1,4 @@
-"""The comparative suite's own scalemcp target starts and serves (bench/run.py uses it)."""
+"""The comparative suite's own scalemcp target starts and serves (bench/suite uses it)."""
 
 from __future__ import annotations
 

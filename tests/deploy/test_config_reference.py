@@ -51,6 +51,8 @@ def _sample(opt: Option) -> tuple[str, Any]:
         return ("false", False) if opt.default else ("true", True)
     if opt.name == "state_keys":
         return "a" * 32 + ", " + "b" * 32, ["a" * 32, "b" * 32]
+    if opt.name == "trusted_proxies":
+        return "10.0.0.0/8, ::1", ["10.0.0.0/8", "::1"]
     if opt.kind == "list":
         return "a.example, b.example", ["a.example", "b.example"]
     if opt.choices:

@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import trio
-from hypercorn.trio import serve
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from scalemcp.config import Config
 from scalemcp.server import asgi_app, hypercorn_config
+from scalemcp.serving import serve
 from scalemcp.transport.drain import HARD_STOP_MARGIN_S
 from tests.harness.client import (
     initialize,

@@ -560,7 +560,7 @@ async def test_unreachable_redis_is_backend_unavailable(url: str) -> None:
     from scalemcp.state.redis import RedisBackend
 
     with refused_port() as port, trio.fail_after(10):
-        state = RedisBackend(url.format(port=port), connect_timeout_s=0.5)
+        state = RedisBackend(url.format(port=port), connect_timeout_s=0.5, write_retry_s=0.5)
         async with state.running():
             assert await state.ready() is False
             with pytest.raises(BackendUnavailable):

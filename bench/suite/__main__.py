@@ -1,0 +1,5 @@
+"""``python -m bench.suite``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,16 @@
+"""scalemcp's Trio serving loop: Hypercorn's protocols, scalemcp's connections.
+
+Hypercorn keeps what it does well (h11/h2/wsproto protocol classes, ``Config``, TLS and
+ALPN, the lifespan, worker processes); this package replaces its trio ``TCPServer`` and
+``worker_serve``, where a profile showed the cost per request (docs/performance.md). The
+Hypercorn internals it relies on are named in :mod:`.seam`, the one module importing them.
+
+:func:`serve` is ``hypercorn.trio.serve``'s counterpart (one Trio run, e.g. in a test);
+:func:`worker_serve` runs a worker of ``scalemcp serve`` on sockets the supervisor bound.
+"""
+
+from __future__ import annotations
+
+from .worker import serve, worker_serve
+
+__all__ = ["serve", "worker_serve"]

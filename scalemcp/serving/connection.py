@@ -1,0 +1,354 @@
+"""One client connection on scalemcp's loop: Hypercorn's protocol classes over a socket.
+
+What it does as Hypercorn's trio ``TCPServer`` does (TLS handshake, ALPN, h11/h2/WebSocket
+through ``ProtocolWrapper``, the graceful close), and where it differs, each measured
+(docs/performance.md):
+
+- **One timer per connection.** Hypercorn starts a new task (``nursery.start``, a lock) for
+  the keep-alive clock every time a request ends and cancels it when the next begins. Here
+  one long-lived task sleeps under a cancel scope whose deadline is moved instead.
+- **Direct writes.** A write first goes straight to the socket, without a lock or a task
+  switch; only what the kernel does not take at once (the client reads slowly) goes through
+  the locked, blocking ``send_all``, so backpressure works as before. Empty writes (the end
+  of a body with a Content-Length) cost no system call.
+- **Direct reads.** A read that finds data returns it without the two scheduler round
+  trips of trio's ``receive_some``; only an empty socket waits (``wait_readable``). No
+  ``fail_after`` per read (Hypercorn's ``read_timeout``, unset by scalemcp): the
+  connection's deadlines live in the timer. TLS connections read through ``SSLStream``.
+
+And the deadlines of every phase, on that one timer (:class:`Phase`): the request head
+(total time from its first byte; a new connection's from the accept), the request body
+(HTTP/1.1), idle keep-alive, and any write the client accepts nothing of (the send
+deadline, on the blocking path only). Each closes the connection and is counted in
+``scalemcp_connections_timed_out_total``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import math
+import socket
+
+import h11
+import trio
+
+from ..observability import metrics
+from . import seam
+from .gate import REFUSAL, Gate, forwarded_client
+from .tasks import TaskGroup
+
+__all__ = ["Connection", "ConnectionTimeouts", "Phase", "Shared"]
+
+log = logging.getLogger("scalemcp.serving")
+
+MAX_RECV = 2**16
+#: Writes done without blocking in a row before the writer lets the other tasks run: a
+#: response streamed to a fast reader must not hold the worker.
+FAST_WRITES_PER_YIELD = 16
+#: The same for reads: a client that pipelines without a pause must not hold the worker.
+READY_READS_PER_YIELD = 16
+
+
+class Phase(enum.IntEnum):
+    """Where a connection is, for its timer."""
+
+    IDLE = 0  # between requests: keep_alive
+    HEAD = 1  # a request head is arriving: head, from its first byte
+    BODY = 2  # a request body is arriving (HTTP/1.1): body, from the end of the head
+    BUSY = 3  # a request is being answered: no deadline but the send deadline's
+
+
+class ConnectionTimeouts:
+    """The deadlines of a connection's phases, in seconds (``math.inf``: none)."""
+
+    __slots__ = ("body", "head", "keep_alive", "send")
+
+    def __init__(self, *, keep_alive: float, head: float = math.inf, body: float = math.inf,
+                 send: float = math.inf) -> None:
+        self.keep_alive = keep_alive
+        self.head = head
+        self.body = body
+        #: A write the client accepts nothing of for this long closes the connection.
+        self.send = send
+
+
+class Shared:
+    """What every connection of a worker shares."""
+
+    __slots__ = ("app", "config", "context", "gate", "state", "timeouts")
+
+    def __init__(self, app: seam.AppWrapper, config: seam.Config,
+                 context: seam.WorkerContext, state: seam.LifespanState,
+                 timeouts: ConnectionTimeouts, gate: Gate) -> None:
+        self.app = app
+        self.config = config
+        self.context = context
+        self.state = state
+        self.timeouts = timeouts
+        self.gate = gate
+
+
+_TIMED_OUT = {phase: metrics.CONNECTIONS_TIMED_OUT.labels(phase.name.lower())
+              for phase in (Phase.IDLE, Phase.HEAD, Phase.BODY)}
+_SEND_TIMED_OUT = metrics.CONNECTIONS_TIMED_OUT.labels("send")
+_CLIENT_LIMIT = metrics.CONNECTIONS_REFUSED.labels("client_limit")
+
+
+class Connection:
+    """Serve one accepted connection until it closes (``await Connection(...).run()``)."""
+
+    def __init__(self, shared: Shared,
+                 stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
+                 sock: socket.socket, *, via_proxy: bool = False) -> None:
+        self.shared = shared
+        self.config = shared.config
+        self.context = shared.context
+        self.timeouts = shared.timeouts
+        self.stream = stream
+        self.protocol: seam.ProtocolWrapper
+        self._ssl = isinstance(stream, trio.SSLStream)
+        #: The socket read and written directly (plain TCP: TLS goes through SSLStream).
+        self._sock: socket.socket | None = None if self._ssl else sock
+        self._peer = sock
+        #: From a trusted proxy: count it against the client its first request names.
+        self._via_proxy = via_proxy
+        self._forwarded_client: str | None = None
+        self._send_lock = trio.Lock()
+        self._fast_writes = 0
+        #: No request yet: the first head is due head_timeout after the accept.
+        self._fresh = True
+        self._phase = Phase.IDLE
+        self._deadline = math.inf
+        self._timer: trio.CancelScope | None = None
+        self._stopped = False
+
+    async def run(self) -> None:
+        # The first request's head is due head_timeout after the accept, handshake included;
+        # until its first byte the connection counts as idle (a stop closes it at once).
+        self._move(trio.current_time() + self.timeouts.head)
+        alpn_protocol = "http/1.1"
+        if isinstance(self.stream, trio.SSLStream):
+            try:
+                with trio.fail_after(min(self.config.ssl_handshake_timeout,
+                                         self.timeouts.head)):
+                    await self.stream.do_handshake()
+            except (trio.BrokenResourceError, trio.TooSlowError):
+                await trio.aclose_forcefully(self.stream)
+                return
+            alpn_protocol = self.stream.selected_alpn_protocol() or "http/1.1"
+        try:
+            family = self._peer.family
+            client = seam.parse_socket_addr(family, self._peer.getpeername())
+            server = seam.parse_socket_addr(family, self._peer.getsockname())
+            async with TaskGroup() as task_group:
+                self.protocol = seam.ProtocolWrapper(
+                    self.shared.app, self.config, self.context, task_group,
+                    seam.ConnectionState(self.shared.state.copy()), self._ssl, client, server,
+                    self.protocol_send, alpn_protocol)
+                await self.protocol.initiate()
+                task_group.spawn(self._watch)
+                try:
+                    await self._read_data()
+                finally:
+                    self._stop_watch()
+        except OSError:
+            pass
+        finally:
+            if self._forwarded_client is not None:
+                self.shared.gate.remove_client(self._forwarded_client)
+            await self._close()
+
+    async def protocol_send(self, event: seam.Event) -> None:
+        if isinstance(event, seam.RawData):
+            await self._write(event.data)
+        elif isinstance(event, seam.Closed):
+            await self._close()
+            await self.protocol.handle(seam.Closed())
+        elif isinstance(event, seam.Updated):
+            self._set_idle(event.idle)
+
+    async def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        sock = self._sock
+        if sock is not None and not self._send_lock.locked():
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # reset by the peer, or closed here already
+                await self.protocol.handle(seam.Closed())
+                return
+            if sent == len(data):
+                self._fast_writes += 1
+                if self._fast_writes >= FAST_WRITES_PER_YIELD:
+                    self._fast_writes = 0
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            data = data[sent:]
+        self._fast_writes = 0
+        async with self._send_lock:
+            try:
+                # Shielded (a cancelled sender must not leave half a frame) but bounded.
+                with trio.CancelScope(shield=True) as scope:
+                    scope.relative_deadline = self.timeouts.send
+                    await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(seam.Closed())
+                return
+        if scope.cancelled_caught:
+            _SEND_TIMED_OUT.inc()
+            log.debug("a client accepted nothing for %g s: closing its connection",
+                      self.timeouts.send)
+            await self._close()
+            await self.protocol.handle(seam.Closed())
+
+    async def _read_data(self) -> None:
+        if self._sock is None or self.config.read_timeout is not None:
+            await self._read_stream()
+            return
+        handle = self.protocol.handle
+        sock = self._sock
+        ready_reads = 0
+        while True:
+            try:
+                data = sock.recv(MAX_RECV)
+            except BlockingIOError:
+                ready_reads = 0
+                try:
+                    await trio.lowlevel.wait_readable(sock)
+                except trio.ClosedResourceError:
+                    break
+                continue
+            except OSError:  # reset by the peer, or closed here
+                break
+            if self._via_proxy and not await self._admit_forwarded(data):
+                return
+            await handle(seam.RawData(data))
+            if not data:
+                break
+            self._after_read()
+            ready_reads += 1
+            if ready_reads >= READY_READS_PER_YIELD:  # a client that never pauses
+                ready_reads = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
+        await handle(seam.Closed())
+
+    async def _read_stream(self) -> None:
+        """Through the trio stream (TLS), with Hypercorn's ``read_timeout`` if set."""
+        receive = self.stream.receive_some
+        handle = self.protocol.handle
+        read_timeout = self.config.read_timeout
+        while True:
+            try:
+                if read_timeout is None:
+                    data = await receive(MAX_RECV)
+                else:
+                    with trio.fail_after(read_timeout):
+                        data = await receive(MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                break
+            if self._via_proxy and not await self._admit_forwarded(data):
+                return
+            await handle(seam.RawData(bytes(data)))
+            if not data:
+                break
+            self._after_read()
+        await handle(seam.Closed())
+
+    async def _admit_forwarded(self, data: bytes | bytearray) -> bool:
+        """A trusted proxy's first bytes: count the client they name, or refuse it."""
+        self._via_proxy = False
+        gate = self.shared.gate
+        client = forwarded_client(bytes(data[:MAX_RECV]), gate.trusted_proxies)
+        if client is None:
+            return True
+        if not gate.add_client(client):
+            _CLIENT_LIMIT.inc()
+            if self._sock is not None:
+                with contextlib.suppress(OSError):  # no room, or gone: the close says enough
+                    self._sock.send(REFUSAL)
+            await self._close()
+            return False
+        self._forwarded_client = client
+        return True
+
+    # The timer: one task per connection, its deadline moved as the phases change.
+
+    def _after_read(self) -> None:
+        """Move to the phase the bytes just handled put the connection in (HTTP/1.1)."""
+        phase = self._phase
+        if phase == Phase.HEAD:
+            return  # its deadline runs from its first byte: more bytes do not move it
+        protocol = self.protocol.protocol
+        if not isinstance(protocol, seam.H11Protocol):
+            return  # HTTP/2: requests are streams; idle and send deadlines apply
+        if phase == Phase.IDLE:  # part of a head came
+            if self._fresh:
+                self._phase = Phase.HEAD  # still due head_timeout after the accept
+            else:
+                self._enter(Phase.HEAD, self.timeouts.head)
+        elif protocol.connection.their_state is h11.SEND_BODY:
+            if phase == Phase.BUSY:
+                self._enter(Phase.BODY, self.timeouts.body)
+        elif phase == Phase.BODY:
+            self._enter(Phase.BUSY, math.inf)
+
+    def _set_idle(self, idle: bool) -> None:
+        if not idle:
+            # A request began (its head is in): the body, if any, is seen after the read.
+            self._fresh = False
+            self._enter(Phase.BUSY, math.inf)
+        elif self.context.terminated.is_set():
+            self._phase = Phase.IDLE
+            self._move(-math.inf)  # the worker stops: an idle connection closes now
+        else:
+            self._enter(Phase.IDLE, self.timeouts.keep_alive)
+
+    def _enter(self, phase: Phase, timeout: float) -> None:
+        self._phase = phase
+        self._move(trio.current_time() + timeout)
+
+    def _move(self, deadline: float) -> None:
+        self._deadline = deadline
+        if self._timer is not None:
+            self._timer.deadline = deadline
+
+    async def _watch(self) -> None:
+        terminated = self.context.terminated
+        while not self._stopped:
+            with trio.CancelScope(deadline=self._deadline) as self._timer:
+                if terminated.is_set():
+                    await trio.sleep_forever()
+                else:
+                    await terminated.wait()
+            self._timer = None
+            if self._stopped:
+                return
+            phase = self._phase
+            if phase != Phase.BUSY and trio.current_time() >= self._deadline:
+                if self._deadline > -math.inf:  # (-inf: the worker stops)
+                    _TIMED_OUT[Phase.HEAD if self._fresh else phase].inc()
+            elif not (phase == Phase.IDLE and terminated.is_set()):
+                continue  # the deadline moved, or the worker stops while a request runs
+            with trio.CancelScope(shield=True):
+                await self.protocol.handle(seam.Closed())
+                await self.stream.aclose()
+            return
+
+    def _stop_watch(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+    async def _close(self) -> None:
+        try:
+            # Gone already, or TLS (no half-close): nothing to say.
+            with contextlib.suppress(trio.BrokenResourceError, AttributeError,
+                                     trio.BusyResourceError, trio.ClosedResourceError,
+                                     OSError):
+                await self.stream.send_eof()
+        finally:
+            await self.stream.aclose()  # even when cancelled: the socket closes now

@@ -1,0 +1,90 @@
+"""Everything scalemcp takes from Hypercorn's internals, in one place: the seam.
+
+scalemcp's serving loop (:mod:`.connection`, :mod:`.worker`) replaces Hypercorn's trio
+``TCPServer`` and ``worker_serve`` and keeps the rest: the HTTP/1.1, HTTP/2 and WebSocket
+protocol classes behind ``ProtocolWrapper`` (h11, h2, wsproto), the ASGI stream classes,
+``Config`` (TLS contexts, ALPN, sockets), the lifespan, ``WorkerContext``, and the way an
+ASGI app task is run (``handle_app``: Hypercorn's error handling around the app).
+
+The contract with those classes, as Hypercorn 0.18 has it:
+
+- ``ProtocolWrapper(app, config, context, task_group, state, ssl, client, server, send,
+  alpn_protocol)``; ``initiate()``; ``handle(event)`` takes ``RawData`` (bytes read, ``b""``
+  at end of file) and ``Closed``.
+- The protocol calls ``send(event)`` with ``RawData`` (bytes to write, in order), ``Closed``
+  (close the connection) and ``Updated(idle=...)`` (idle: no request in progress, the
+  keep-alive clock runs; busy: it stops).
+- ``task_group.spawn_app(app, config, scope, send)`` returns the coroutine function that
+  puts receive events in the app's inbox; ``task_group.spawn(fn, *args)`` starts a task
+  (``.tasks.TaskGroup`` provides both).
+- ``handle_app(app, config, scope, receive, send, sync_spawn, call_soon)`` runs the app.
+- An HTTP/1.1 connection's protocol is an ``H11Protocol`` whose ``connection`` is its h11
+  ``Connection`` (``their_state`` is ``h11.SEND_BODY`` while a request body arrives), or
+  after a WebSocket upgrade a stand-in without that state.
+- ``context.terminated`` is set when the worker stops: idle connections close at once, busy
+  ones once their request ends; ``context.mark_request()`` counts ``max_requests``.
+
+Only the names below are imported from Hypercorn by the loop. The version range is the one
+the suite runs on (pyproject.toml pins the same); ``tests/serving/test_seam.py`` fails when
+the installed Hypercorn leaves it, when a signature above changes, or when the Hypercorn
+code scalemcp replaces changes (its source digest), so a Hypercorn upgrade is a reviewed
+change of this module, never a silent one.
+"""
+
+from __future__ import annotations
+
+from hypercorn.config import Config, Sockets
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.task_group import _handle as handle_app
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
+from hypercorn.utils import (
+    LifespanFailureError,
+    ShutdownError,
+    parse_socket_addr,
+    repr_socket_addr,
+    wrap_app,
+)
+
+__all__ = [
+    "REPLACED",
+    "TESTED_VERSIONS",
+    "AppWrapper",
+    "Closed",
+    "Config",
+    "ConnectionState",
+    "Event",
+    "H11Protocol",
+    "Lifespan",
+    "LifespanFailureError",
+    "LifespanState",
+    "ProtocolWrapper",
+    "RawData",
+    "ShutdownError",
+    "Sockets",
+    "Updated",
+    "WorkerContext",
+    "handle_app",
+    "parse_socket_addr",
+    "repr_socket_addr",
+    "wrap_app",
+]
+
+#: The Hypercorn releases the loop is tested with (pyproject.toml allows exactly these).
+TESTED_VERSIONS = (">=0.18", "<0.19")
+
+#: The Hypercorn code the loop replaces (``module:qualname``), by the SHA-256 of its source
+#: in the tested releases: when one changes, read the change and port it (or not) first.
+REPLACED = {
+    "hypercorn.trio.tcp_server:TCPServer":
+        "5593e38b83d3e22e6576f2cdf8faa5a265d8e0e3bd28d97bdacfbe8d781a90b3",
+    "hypercorn.trio.run:worker_serve":
+        "8dc8347a9fc357ca334f8c3e4bcf0368176510a96d434f21a5eb4c9ec4103726",
+    "hypercorn.trio.task_group:TaskGroup":
+        "8467a3a16a7e8763079b8727fe73d7d2115d0cb99441984856ff1bfcb4fcfbf2",
+    "hypercorn.trio.worker_context:TrioSingleTask":
+        "aa59316c028b876ad16369d57fcf70a82969bfb76436df033de96541935c7212",
+}

@@ -1,0 +1,86 @@
+"""A connection's tasks: Hypercorn's ``TaskGroup`` with a lighter inbox per request.
+
+Hypercorn's trio ``TaskGroup.spawn_app`` opens a memory channel for each request (two
+channel objects and their shared state, statistics, a ``send`` that checkpoints twice);
+here each request gets an :class:`Inbox`: a deque with the same bound
+(``max_app_queue_size``: a reader that gets ahead of the app waits, so a request body is
+never buffered without limit) and parked tasks woken directly. The app task itself runs
+Hypercorn's ``_handle`` (its error handling and logging), unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from . import seam
+
+__all__ = ["Inbox", "TaskGroup"]
+
+
+class Inbox:
+    """The ASGI receive events of one request: bounded, any number of waiting tasks."""
+
+    __slots__ = ("_events", "_limit", "_readers", "_writers")
+
+    def __init__(self, limit: int) -> None:
+        self._events: deque[Any] = deque()
+        self._limit = max(1, limit)
+        self._readers = trio.lowlevel.ParkingLot()
+        self._writers = trio.lowlevel.ParkingLot()
+
+    async def put(self, event: Any) -> None:
+        while len(self._events) >= self._limit:
+            await self._writers.park()
+        self._events.append(event)
+        if self._readers:
+            self._readers.unpark()
+
+    async def get(self) -> Any:
+        while not self._events:
+            await self._readers.park()
+        event = self._events.popleft()
+        if self._writers:
+            self._writers.unpark()
+        return event
+
+
+class TaskGroup:
+    """What Hypercorn's protocols call ``task_group``: a nursery for a connection's tasks."""
+
+    def __init__(self) -> None:
+        self._nursery: trio.Nursery | None = None
+        self._manager: AbstractAsyncContextManager[trio.Nursery] | None = None
+
+    async def spawn_app(self, app: seam.AppWrapper, config: seam.Config, scope: Any,
+                        send: Callable[[Any], Awaitable[None]]
+                        ) -> Callable[[Any], Awaitable[None]]:
+        inbox = Inbox(config.max_app_queue_size)
+        assert self._nursery is not None
+        self._nursery.start_soon(seam.handle_app, app, config, scope, inbox.get, send,
+                                 trio.to_thread.run_sync, trio.from_thread.run)
+        return inbox.put
+
+    def spawn(self, func: Callable[..., Awaitable[object]], *args: Any) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(func, *args)
+
+    async def __aenter__(self) -> TaskGroup:
+        self._manager = trio.open_nursery()
+        self._nursery = await self._manager.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type, exc_value: BaseException,
+                        tb: TracebackType) -> None:
+        # As Hypercorn's: what the nursery raises propagates; its return value is not used.
+        assert self._manager is not None
+        try:
+            await self._manager.__aexit__(exc_type, exc_value, tb)
+        finally:
+            self._manager = None
+            self._nursery = None
