@@ -44,9 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ROOT / "bench" / "targets"
 sys.path.insert(0, str(ROOT))
 
-from scalemcp.bench.client import McpClient, read_messages  # noqa: E402
-from scalemcp.bench.http import Origin, open_http_client  # noqa: E402
-from scalemcp.bench.http._base import Response  # noqa: E402
+from scalemcp.loadgen.client import McpClient, read_messages  # noqa: E402
+from scalemcp.loadgen.http import Origin, open_http_client  # noqa: E402
+from scalemcp.loadgen.http._base import Response  # noqa: E402
 from tests.harness.ports import unused_port  # noqa: E402
 
 SERVER_CORE, CLIENT_CORE = 1, 0
