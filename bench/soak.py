@@ -42,21 +42,58 @@ sys.path.insert(0, str(ROOT))
 
 from bench.soak_flows import Load, Tally, run_flow  # noqa: E402
 from tests.harness.conditions import wait_until  # noqa: E402
-from tests.harness.fleet import Cluster  # noqa: E402
+from tests.harness.faults import Fault, ThreadedFaultProxy  # noqa: E402
+from tests.harness.fleet import Fleet as HarnessFleet  # noqa: E402
+from tests.harness.redis import RedisServer  # noqa: E402
 
 #: An operation failing within this long of a kill (either side) counts as explained.
 KILL_MARGIN_S = 0.5
+#: ... and within this long after a Redis fault ended (a request that met the fault waits
+#: for Redis' reply timeout and the pool's before it fails).
+FAULT_MARGIN_S = 4.0
+#: The first part of a long run (this share of it, at least 60 s) is warm-up: not in the
+#: slopes.
+WARMUP_SHARE = 0.2
 
 
 # -- the fleet --------------------------------------------------------------------------------
 
 
-class Fleet(Cluster):
-    """The harness's fleet (redis-server, nodes, haproxy), ``nodes`` x ``workers``."""
+#: Redis timeouts of the nodes while faults are injected: a request that meets a silent
+#: Redis is answered (503) within about 2 s rather than the default 10.
+FAULT_ENV = {"SCALEMCP_REDIS_SOCKET_TIMEOUT_S": "1.5", "SCALEMCP_REDIS_CONNECT_TIMEOUT_S": "1",
+             "SCALEMCP_REDIS_POOL_TIMEOUT_S": "1"}
+FAULTS = [Fault.LATENCY, Fault.BLACK_HOLE, Fault.RESET, Fault.CUT_UP, Fault.CUT_DOWN]
 
-    def __init__(self, workdir: Path, nodes: int, workers: int) -> None:
+
+class Fleet(HarnessFleet):
+    """The harness's fleet (redis-server, nodes, haproxy), ``nodes`` x ``workers``; with
+    ``faults``, the nodes reach Redis through a fault proxy (tests/harness/faults.py)."""
+
+    def __init__(self, workdir: Path, nodes: int, workers: int, faults: bool = False) -> None:
         self.workers_per_node = workers
-        super().__init__(workdir, nodes=nodes, workers=workers)
+        self.redis = RedisServer(log=workdir / "redis.log")
+        self.proxy: ThreadedFaultProxy | None = None
+        url = self.redis.url
+        if faults:
+            self.proxy = ThreadedFaultProxy(self.redis.port)
+            self.proxy.start()
+            url = self.proxy.url
+        super().__init__(workdir, url, nodes=nodes, workers=workers,
+                         env=FAULT_ENV if faults else None)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.proxy is not None:
+            self.proxy.stop()
+        self.redis.stop()
+
+    def redis_memory(self) -> int | None:
+        """Redis' ``used_memory`` in bytes (straight to Redis, not through the proxy)."""
+        for line in self.redis.cli("INFO", "memory").splitlines():
+            if line.startswith("used_memory:"):
+                return int(line.split(":", 1)[1])
+        return None
 
     def whole(self) -> bool:
         """Every node up with all its workers, and haproxy routing to each."""
@@ -87,7 +124,9 @@ class Soak:
         self.rng = random.Random(args.seed)
         self.tally = Tally()
         self.kills: list[dict[str, Any]] = []
+        self.faults: list[dict[str, Any]] = []
         self.rss: dict[str, list[tuple[float, int]]] = {}
+        self.redis_mem: list[tuple[float, int]] = []
         self.t0 = 0.0
 
     async def run(self) -> None:
@@ -100,7 +139,10 @@ class Soak:
             for index, flow in enumerate(flows, start=1):
                 nursery.start_soon(run_flow, flow, index, load, self.tally)
             nursery.start_soon(self.sample_rss, load.stop)
-            nursery.start_soon(self.kill_workers, load.stop)
+            if self.args.kill_every > 0:
+                nursery.start_soon(self.kill_workers, load.stop)
+            if self.fleet.proxy is not None:
+                nursery.start_soon(self.inject_faults)
             await trio.sleep(self.args.duration)
             load.stop.set()  # the flows finish the call in hand, then return
 
@@ -108,7 +150,8 @@ class Soak:
         with trio.move_on_after(self.args.duration - 2):
             while True:
                 await trio.sleep(self.args.kill_every)
-                workers = self.fleet.workers()
+                workers = {pid: node for pid, node in self.fleet.workers().items()
+                           if node not in self.args.spare}
                 if not workers:
                     continue
                 pid = self.rng.choice(sorted(workers))
@@ -127,6 +170,24 @@ class Soak:
                         break
                     await trio.sleep(0.05)
 
+    async def inject_faults(self) -> None:
+        """Every ``fault_every`` s a random Redis fault for ``fault_s`` s, then none."""
+        proxy = self.fleet.proxy
+        assert proxy is not None
+        with trio.move_on_after(self.args.duration - self.args.fault_s - 2):
+            while True:
+                await trio.sleep(self.args.fault_every)
+                fault = self.rng.choice(FAULTS)
+                at = time.monotonic()
+                await trio.to_thread.run_sync(lambda f=fault: proxy.set(f, latency_s=0.25))
+                try:
+                    await trio.sleep(self.args.fault_s)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(lambda: proxy.set(Fault.PASS))
+                    self.faults.append({"at_s": round(at - self.t0, 2), "fault": fault.value,
+                                        "for_s": round(time.monotonic() - at, 2)})
+
     async def sample_rss(self, stop: trio.Event) -> None:
         while not stop.is_set():
             now = round(time.monotonic() - self.t0, 1)
@@ -134,12 +195,23 @@ class Soak:
                 kib = rss_kib(pid)
                 if kib is not None:
                     self.rss.setdefault(f"{node}/{pid}", []).append((now, kib))
+            used = await trio.to_thread.run_sync(self.fleet.redis_memory)
+            if used is not None:
+                self.redis_mem.append((now, used))
             with trio.move_on_after(self.args.rss_every):
                 await stop.wait()
 
-    def explained(self, started: float, ended: float) -> bool:
-        return any(started - KILL_MARGIN_S <= self.t0 + k["at_s"] <= ended + KILL_MARGIN_S
-                   for k in self.kills)
+    def explained(self, started: float, ended: float, flow: str = "") -> bool:
+        """A worker was killed while the operation ran, or (session-era flows only: the
+        stateless era needs no Redis) a Redis fault was on."""
+        if any(started - KILL_MARGIN_S <= self.t0 + k["at_s"] <= ended + KILL_MARGIN_S
+               for k in self.kills):
+            return True
+        if flow == "modern":
+            return False
+        return any(self.t0 + f["at_s"] - KILL_MARGIN_S <= ended
+                   and started <= self.t0 + f["at_s"] + f["for_s"] + FAULT_MARGIN_S
+                   for f in self.faults)
 
 
 def report(soak: Soak, whole: bool, elapsed: float) -> dict[str, Any]:
@@ -147,12 +219,30 @@ def report(soak: Soak, whole: bool, elapsed: float) -> dict[str, Any]:
     errors: dict[str, dict[str, int]] = {}
     for f in t.failures:
         entry = errors.setdefault(f"{f.flow}:{f.kind}", {"explained": 0, "unexplained": 0})
-        entry["explained" if soak.explained(f.started, f.ended) else "unexplained"] += 1
+        entry["explained" if soak.explained(f.started, f.ended, f.flow)
+              else "unexplained"] += 1
     epitaphs_unexplained = sum(not soak.explained(s, e) for _, s, e in t.epitaphs)
     unexplained = sum(e["unexplained"] for e in errors.values()) + epitaphs_unexplained
+    warmup = max(60.0, WARMUP_SHARE * soak.args.duration) if soak.args.duration > 120 else 0.0
     rss = {w: {"first_kib": s[0][1], "last_kib": s[-1][1], "max_kib": max(k for _, k in s),
-               "samples": len(s), "from_s": s[0][0], "to_s": s[-1][0]}
+               "samples": len(s), "from_s": s[0][0], "to_s": s[-1][0],
+               "slope_kib_per_min": slope(s, warmup)}
            for w, s in sorted(soak.rss.items())}
+    redis_mem = soak.redis_mem
+    redis_slope = slope(redis_mem, warmup)
+    memory = {
+        "warmup_s": warmup,
+        "redis_first_bytes": redis_mem[0][1] if redis_mem else None,
+        "redis_last_bytes": redis_mem[-1][1] if redis_mem else None,
+        "redis_max_bytes": max((b for _, b in redis_mem), default=None),
+        "redis_slope_kib_per_min": None if redis_slope is None else round(redis_slope / 1024, 2),
+        # Workers that lived through the whole measured part: the ones whose slope says
+        # something (the others were killed or started during the run).
+        "long_lived_worker_slopes_kib_per_min": {
+            w: v["slope_kib_per_min"] for w, v in rss.items()
+            if v["slope_kib_per_min"] is not None and v["from_s"] <= warmup + 5
+            and v["to_s"] >= soak.args.duration - 10},
+    }
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
@@ -169,6 +259,9 @@ def report(soak: Soak, whole: bool, elapsed: float) -> dict[str, Any]:
         "epitaphs_without_a_kill": epitaphs_unexplained,
         "unexplained_errors": unexplained,
         "kills": soak.kills,
+        "faults": soak.faults,
+        "memory": memory,
+        "redis_memory_series": redis_mem,
         "fleet_whole_at_end": whole,
         "problems": t.examples,
         "rss": rss,
@@ -177,6 +270,20 @@ def report(soak: Soak, whole: bool, elapsed: float) -> dict[str, Any]:
         and t.duplicate_events == 0 and all(k["replacement_started_after_s"] is not None
                                             for k in soak.kills),
     }
+
+
+def slope(series: list[tuple[float, int]], after_s: float) -> float | None:
+    """Least-squares slope of ``series`` (t s, value) after ``after_s``, per minute; None
+    with fewer than 10 points or under 60 s of them."""
+    points = [(t, v) for t, v in series if t >= after_s]
+    if len(points) < 10 or points[-1][0] - points[0][0] < 60:
+        return None
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
+    return round(60 * cov / var, 2) if var else None
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -198,17 +305,33 @@ def markdown(r: dict[str, Any]) -> str:
         f"| fleet whole at the end | {r['fleet_whole_at_end']} |",
         "", "Kills (s into the load, node, new process after s): " + ", ".join(
             f"{k['at_s']} {k['node']} {k['replacement_started_after_s']}" for k in r["kills"]),
+        "", "Redis faults (s into the load, fault, for s): " + (", ".join(
+            f"{f['at_s']} {f['fault']} {f['for_s']}" for f in r["faults"]) or "none"),
+        "", "Memory after the warm-up (the first "
+        f"{r['memory']['warmup_s']:g} s): Redis used_memory "
+        f"{_mib(r['memory']['redis_first_bytes'])} first, {_mib(r['memory']['redis_last_bytes'])}"
+        f" last, {_mib(r['memory']['redis_max_bytes'])} max, slope "
+        f"{r['memory']['redis_slope_kib_per_min']} KiB/min; slopes of the workers that lived "
+        "through it (KiB/min): " + (", ".join(
+            f"{w} {v}" for w, v in r["memory"]["long_lived_worker_slopes_kib_per_min"].items())
+            or "none"),
         "", "Errors by kind (explained: a worker was killed while the operation ran):", "",
         "| flow:kind | explained | unexplained |", "|---|---:|---:|",
         *[f"| {k} | {v['explained']} | {v['unexplained']} |" for k, v in r["errors"].items()],
-        "", "Worker RSS (KiB):", "", "| worker | first | last | max | samples (s) |",
-        "|---|---:|---:|---:|---|",
+        "", "Worker RSS (KiB):", "",
+        "| worker | first | last | max | samples (s) | slope after warm-up (KiB/min) |",
+        "|---|---:|---:|---:|---|---:|",
         *[f"| {w} | {v['first_kib']:,} | {v['last_kib']:,} | {v['max_kib']:,} | "
-          f"{v['samples']} ({v['from_s']}-{v['to_s']}) |" for w, v in r["rss"].items()],
+          f"{v['samples']} ({v['from_s']}-{v['to_s']}) | {v['slope_kib_per_min']} |"
+          for w, v in r["rss"].items()],
     ]
     if r["problems"]:
         lines += ["", "Problems:", "", *[f"- `{p}`" for p in r["problems"]]]
     return "\n".join(lines) + "\n"
+
+
+def _mib(value: int | None) -> str:
+    return "?" if value is None else f"{value / 2**20:.1f} MiB"
 
 
 def _commit() -> str:
@@ -227,6 +350,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="workers per node (2)")
     p.add_argument("--kill-every", type=float, default=10.0,
                    help="seconds between kill -9 of a random worker (10)")
+    p.add_argument("--spare", nargs="*", default=[],
+                   help="nodes whose workers are never killed (their memory over the whole "
+                        "run gives the slopes), e.g. --spare n0")
+    p.add_argument("--faults", action="store_true",
+                   help="nodes reach Redis through a fault proxy; every --fault-every s a "
+                        "random fault (latency, black hole, reset, one direction cut)")
+    p.add_argument("--fault-every", type=float, default=30.0)
+    p.add_argument("--fault-s", type=float, default=4.0, help="how long each fault lasts (4)")
     p.add_argument("--progress-clients", type=int, default=4)
     p.add_argument("--resume-clients", type=int, default=2)
     p.add_argument("--modern-clients", type=int, default=2)
@@ -246,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     out_json = args.json or ROOT / "bench" / "results" / f"soak-{stamp}.json"
     out_md = args.markdown or out_json.with_suffix(".md")
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        fleet = Fleet(Path(tmp), args.nodes, args.workers)
+        fleet = Fleet(Path(tmp), args.nodes, args.workers, faults=args.faults)
         try:
             fleet.start()
             soak = Soak(fleet, args)

@@ -43,10 +43,11 @@ OPERATION_TIMEOUT_S = 60.0
 class FlowError(Exception):
     """One operation failed; ``kind`` is how (``http-502``, ``RemoteProtocolError``, ...)."""
 
-    def __init__(self, kind: str, detail: str = "") -> None:
+    def __init__(self, kind: str, detail: str = "", retry_after: str | None = None) -> None:
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind = kind
         self.detail = detail
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -122,7 +123,8 @@ async def read_stream(response: httpx.Response, stream: Stream, *, hang_up_after
     """Read events into ``stream``; False if the client hung up on purpose."""
     if response.status_code != 200:
         await response.aread()
-        raise FlowError(f"http-{response.status_code}", response.text[:200])
+        raise FlowError(f"http-{response.status_code}", response.text[:200],
+                        response.headers.get("retry-after"))
     async for event in sse_events(response):
         stream.take(event)
         if on_request is not None and stream.requests:
@@ -159,6 +161,13 @@ async def follow(http: httpx.AsyncClient, url: str, headers: dict[str, str], bod
                 await read_stream(response, stream, on_request=on_request)
         except httpx.TransportError:
             await trio.sleep(0.05)  # the node is going: let the balancer notice
+        except FlowError as exc:
+            if exc.kind != "http-503":
+                raise
+            # Redis is out (a fault): the answer says when to come back; not a resume.
+            tally.outcomes[f"{flow}-resume-503"] += 1
+            resumes -= 1
+            await trio.sleep(float(exc.retry_after or 1))
     return resumes
 
 
@@ -263,7 +272,10 @@ async def elicit_call(http: httpx.AsyncClient, load: Load, headers: dict[str, st
         answered.add(request["id"])
         reply = {"jsonrpc": "2.0", "id": request["id"],
                  "result": {"action": "accept", "content": {"name": name}}}
-        for attempt in range(3):  # the POST may meet a killed worker: send it again
+        give_up = time.monotonic() + 15  # the POST may meet a killed worker or a Redis
+        for attempt in range(100):       # fault: send it again, for a while
+            if time.monotonic() > give_up:
+                break
             tally.requests["elicit-answer"] += 1
             try:
                 r = await http.post(load.url, json=reply, headers=headers)
@@ -275,7 +287,7 @@ async def elicit_call(http: httpx.AsyncClient, load: Load, headers: dict[str, st
                 return
             tally.failures.append(Failure("elicit-answer", f"http-{r.status_code}", started,
                                           time.monotonic(), r.text[:200]))
-            await trio.sleep(0.1 * (attempt + 1))
+            await trio.sleep(min(1.0, 0.1 * (attempt + 1)))
 
     await follow(http, load.url, headers, tool_call("ask_name", {}, rid), stream, tally, "elicit",
                  on_request=answer)

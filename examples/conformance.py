@@ -21,6 +21,7 @@ from scalemcp import (
     TextContent,
     TextResourceContents,
 )
+from scalemcp.errors import InternalError
 
 app = scalemcp.App("scalemcp-conformance", version="1.0.0")
 # The skills extension (sep-2640-* scenarios): the example skills, nested prefix included.
@@ -394,3 +395,69 @@ async def test_input_required_result_prompt(ctx: Context) -> str:
 def complete(ref: Any, argument: Any, context: dict[str, str]) -> list[str]:
     options = ["test", "testing", "tested", "paris", "park"]
     return [o for o in options if o.startswith(argument.value)]
+
+
+# -- durable tasks (the io.modelcontextprotocol/tasks extension's tasks-* scenarios) -----
+
+
+@app.tool
+async def greet(name: str) -> str:
+    """Greets by name (never a task)."""
+    return f"Hello, {name}!"
+
+
+@app.tool(task=True)
+async def slow_compute(ctx: Context, seconds: float = 1.0, label: str = "") -> str:
+    """Sleeps ``seconds``, then answers; a task when the client declares tasks."""
+    await ctx.report_progress(0, 1, f"computing {label}".strip())
+    await trio.sleep(seconds)
+    return f"computed {label} in {seconds:g} s".replace("  ", " ")
+
+
+@app.tool(task="required")
+async def failing_job() -> str:
+    """Runs only as a task; ends with a tool error after about a second."""
+    await trio.sleep(1.0)
+    raise scalemcp.ToolError("the job failed (as this fixture always does)")
+
+
+@app.tool(task=True)
+async def protocol_error_job() -> str:
+    """A task whose run ends in a JSON-RPC error (status failed)."""
+    raise InternalError("the job hit an internal failure (as this fixture does)")
+
+
+_CONFIRM = {"type": "object", "properties": {"confirm": {"type": "boolean"}},
+            "required": ["confirm"]}
+_PART = {"type": "object", "properties": {"name": {"type": "string"},
+                                           "confirm": {"type": "boolean"}}}
+
+
+@app.tool(task=True)
+async def confirm_delete(ctx: Context, filename: str) -> str:
+    """Asks the user to confirm, then 'deletes' ``filename``."""
+    answer = await ctx.elicit(f"Delete {filename}?", _CONFIRM, key="confirm")
+    confirmed = answer.action == "accept" and bool((answer.content or {}).get("confirm"))
+    return f"deleted {filename}" if confirmed else f"kept {filename}"
+
+
+@app.tool(task=True)
+async def multi_input(ctx: Context) -> str:
+    """Asks two questions at once; answers may come one at a time."""
+    answers = await ctx.ask({
+        "first": scalemcp.elicitation("First input?", _PART),
+        "second": scalemcp.elicitation("Second input?", _PART),
+    })
+    names = [str((a.get("content") or {}).get("name")) for a in answers.values()]
+    return "got " + " and ".join(names)
+
+
+@app.tool(task=scalemcp.TaskPolicy(support="required", inline_first=True))
+async def test_tool_with_task(ctx: Context) -> str:
+    """Asks for a name inline (multi round-trip), then goes on as a task."""
+    answer = await ctx.elicit("What is your name?", {
+        "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"],
+    }, key="user_name")
+    await ctx.continue_as_task()
+    await trio.sleep(0.2)
+    return f"Hello, {(answer.content or {}).get('name')}!"

@@ -5,6 +5,7 @@ from .app.app import App
 from .app.content import Audio, Image
 from .app.context import Context, ElicitResult, InputRequest, elicitation, roots, sampling
 from .app.skills import SkillError
+from .app.tasks import TaskPolicy
 from .app.tools import CacheHint
 from .config import Config
 from .errors import ToolError
@@ -36,6 +37,7 @@ __all__ = [
     "PromptMessage",
     "ResourceLink",
     "SkillError",
+    "TaskPolicy",
     "TextContent",
     "TextResourceContents",
     "ToolAnnotations",

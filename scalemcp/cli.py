@@ -14,7 +14,7 @@ from ._version import __version__
 from .config import OPTIONS, Option, load_config
 from .config.options import SECTION_TITLES
 from .observability.logs import configure_logging, redact_text
-from .server import ConfigError, run
+from .server import ConfigError, load_app, run
 
 __all__ = ["main", "serve_parser"]
 
@@ -97,6 +97,32 @@ def _serve(argv: list[str]) -> int:
     return 0
 
 
+def _worker(argv: list[str]) -> int:
+    parser = serve_parser()
+    parser.prog = "scalemcp worker"
+    parser.usage = "scalemcp worker [OPTIONS] MODULE:ATTR"
+    parser.description = ("Run an app's durable tasks (docs/tasks.md) without serving HTTP: "
+                          "claims them from the Redis backend (--redis-url). Takes the "
+                          "options of scalemcp serve; the task_* ones matter here.")
+    args = vars(parser.parse_args(argv))
+    target = args.pop("target")
+    config_file = args.pop("config_file")
+    try:
+        config = load_config(args, config_file=config_file)
+        configure_logging(config.ops.log_level, config.ops.log_format)
+        import trio
+
+        from .task_worker import run_task_worker
+
+        trio.run(run_task_worker, load_app(target), config)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"scalemcp: error: {redact_text(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def _bench(argv: list[str]) -> int:
     from .loadgen.cli import main as bench_main
 
@@ -117,6 +143,7 @@ def _dev_cert(argv: list[str]) -> int:
 
 _COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "serve": (_serve, "serve an app over HTTP (scalemcp serve --help)"),
+    "worker": (_worker, "run an app's durable tasks, without HTTP (scalemcp worker --help)"),
     "bench": (_bench, "load-test an MCP server (scalemcp bench --help; see bench/README.md)"),
     "hash-key": (_hash_key, "make an API key and its hashed entry for api_keys_file"),
     "dev-cert": (_dev_cert, "write a self-signed certificate for local HTTPS"),

@@ -31,6 +31,7 @@ dispatched request runs, it is that request's answer: 200 in the session era, an
     │   │   ├── UrlElicitationRequired  -32042                                  400
     │   │   └── RateLimited             -31429  a rate or in-flight limit  429 + Retry-After
     │   └── BackendUnavailable          -32603  the state backend is down  503 + Retry-After
+    │       └── Overloaded              -32603  the worker sheds load          503 + Retry-After
     ├── ToolError                   raised by a tool: becomes an ``isError`` result, not an error
     └── AuthError                   an HTTP status + a ``WWW-Authenticate: Bearer`` challenge
         ├── MissingCredentials      401  no credentials (the challenge carries no ``error``)
@@ -62,6 +63,7 @@ __all__ = [
     "MissingCredentials",
     "NotAcceptable",
     "OriginNotAllowed",
+    "Overloaded",
     "ParseError",
     "PayloadTooLarge",
     "ProtocolError",
@@ -247,6 +249,11 @@ class BackendUnavailable(WireError):
 
     def http_headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"retry-after", str(self.retry_after_s).encode())]
+
+
+class Overloaded(BackendUnavailable):
+    """The worker is past its capacity (load shedding): 503 + Retry-After, before any
+    work is done for the request."""
 
 
 class AuthError(ScaleMCPError):

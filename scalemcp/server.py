@@ -72,6 +72,9 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.h11_max_incomplete_size = config.limits.max_header_bytes
     hc.h2_max_header_list_size = config.limits.max_header_bytes
     hc.websocket_ping_interval = config.sse.keepalive_s
+    # Hypercorn gathers a WebSocket message's frames before the app sees it: bound that by
+    # the app's own limit (its default, 16 MiB, would be buffered per connection first).
+    hc.websocket_max_message_size = config.limits.max_body_bytes
     # SSE streams end cleanly drain_timeout_s after SIGTERM; what is left is cancelled later.
     hc.graceful_timeout = config.server.drain_timeout_s + HARD_STOP_MARGIN_S
     # The app's lifespan shutdown lets session-era calls run up to that same hard stop.

@@ -14,6 +14,8 @@ from ..protocol.versions import features
 from . import skills
 from .prompts import PromptSpec
 from .resources import ResourceSpec, TemplateSpec, is_template
+from .tasks import EXTENSION as TASKS_EXTENSION
+from .tasks import TaskPolicy, TaskSupport, policy_of
 from .tools import CacheHint, ToolSpec
 
 if TYPE_CHECKING:
@@ -77,6 +79,7 @@ class App:
         input_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
         rate_limit_rps: float | None = None,
+        task: bool | TaskSupport | TaskPolicy | None = None,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -94,13 +97,16 @@ class App:
         input_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
         rate_limit_rps: float | None = None,
+        task: bool | TaskSupport | TaskPolicy | None = None,
     ) -> F | Callable[[F], F]:
         """Register a tool; usable bare (``@app.tool``) or with options.
 
         ``requires`` names client capabilities (e.g. ``("sampling",)``) the tool needs;
         ``headers`` maps parameters to ``Mcp-Param-*`` header names (modern era);
         ``rate_limit_rps`` limits calls per second per principal (the server's
-        ``rate_limit_tools`` setting overrides it). The function is returned unchanged.
+        ``rate_limit_tools`` setting overrides it); ``task`` lets it run as a durable task
+        (``True``, ``"optional"``, ``"required"`` or a :class:`TaskPolicy`; see
+        docs/tasks.md). The function is returned unchanged.
         A second tool of the same name is refused (``ValueError``).
         """
 
@@ -118,6 +124,7 @@ class App:
                 input_schema=input_schema,
                 meta=meta,
                 rate_limit_rps=rate_limit_rps,
+                task=policy_of(task),
             )
             if spec.name in self.tools:
                 raise ValueError(f"tool {spec.name!r} is already registered")
@@ -274,4 +281,11 @@ class App:
             caps["completions"] = {}
         if self.skills and features(version).extensions:
             caps["extensions"] = {skills.EXTENSION: {"directoryRead": True}}
+        if any(t.task is not None and t.task.support != "forbidden"
+               for t in self.tools.values()):
+            era = features(version).tasks
+            if era == "extension":
+                caps.setdefault("extensions", {})[TASKS_EXTENSION] = {}
+            elif era == "core":
+                caps["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
         return caps

@@ -63,6 +63,13 @@ class RequestScope(Protocol):
     async def publish_change(self, method: str, params: Any) -> None:
         """Fan out a change notification (list_changed, resources/updated) to listeners."""
 
+    @property
+    def task_id(self) -> str | None:
+        """The durable task this request runs as (None: inline)."""
+
+    async def continue_as_task(self) -> None:
+        """Make the call a task from here on, if it may become one (see Context)."""
+
 
 class InputRequest(msgspec.Struct, frozen=True):
     """One question for the client: ``elicitation/create``, ``sampling/createMessage``, ..."""
@@ -140,6 +147,25 @@ class Context:
     def principal(self) -> str | None:
         """Who is calling (the authenticated principal), or None without auth."""
         return self._scope.principal
+
+    @property
+    def task_id(self) -> str | None:
+        """The durable task this call runs as, or None when it runs inline.
+
+        Tasks run at least once (a task whose worker dies runs again, per the tool's
+        retry policy): use the task id as the idempotency key of what the tool changes.
+        """
+        return self._scope.task_id
+
+    async def continue_as_task(self) -> None:
+        """Go on as a durable task, if the tool allows tasks and the client declared them.
+
+        Called while the tool runs inline (after gathering input, say), it ends this
+        request with a task handle; the task runs the tool again from the start, with
+        every answer the client gave so far. In a task, or where no task can be made,
+        it returns at once and the tool goes on inline.
+        """
+        await self._scope.continue_as_task()
 
     async def report_progress(
         self, progress: float, total: float | None = None, message: str | None = None

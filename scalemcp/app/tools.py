@@ -15,6 +15,7 @@ from ..protocol.types import ContentBlock, TextContent, Tool, ToolAnnotations
 from .content import CONTENT_TYPES, Audio, Image, to_content
 from .context import Context
 from .handlers import context_param, invoke, is_context
+from .tasks import TaskPolicy
 
 __all__ = ["CacheHint", "ToolSpec"]
 
@@ -44,8 +45,11 @@ class ToolSpec:
         input_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
         rate_limit_rps: float | None = None,
+        task: TaskPolicy | None = None,
     ) -> None:
         self.fn = fn
+        #: How the tool runs as a durable task (None: never; app/tasks.py).
+        self.task = task
         self.name = name or fn.__name__
         self.scopes = scopes
         if rate_limit_rps is not None and rate_limit_rps < 0:
@@ -73,6 +77,7 @@ class ToolSpec:
             description=description or inspect.getdoc(fn) or self.name,
             output_schema=self.output_schema if self.output_schema else msgspec.UNSET,
             annotations=annotations or msgspec.UNSET,
+            execution={"taskSupport": task.support} if task is not None else msgspec.UNSET,
             meta=meta or msgspec.UNSET,
         )
 

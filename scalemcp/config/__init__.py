@@ -17,6 +17,7 @@ from .settings import (
     ServerSettings,
     SessionSettings,
     SseSettings,
+    TaskSettings,
 )
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ServerSettings",
     "SessionSettings",
     "SseSettings",
+    "TaskSettings",
     "load_config",
     "option",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "ServerSettings",
     "SessionSettings",
     "SseSettings",
+    "TaskSettings",
 ]
 
 #: A requestState key shorter than this (in characters) is refused: 32 hex digits = 128 bits.
@@ -103,6 +104,12 @@ class ServerSettings(_Section, frozen=True):
         "cleanly (clients resume elsewhere); what still runs 5 s later is cancelled.")] = 30.0
     stateless_only: Annotated[bool, _about(
         "Refuse session-era and legacy clients; no state backend needed.")] = False
+    gc_threshold: Annotated[NonNegative, _about(
+        "Allocations between two collections of Python's cyclic garbage collector in a "
+        "worker (the first gc.set_threshold number; CPython's own is 700, which with many "
+        "requests in flight costs a large share of each request's CPU). Objects that exist "
+        "once the worker has started are frozen out of collections. 0: leave the collector "
+        "as the interpreter set it.")] = 100_000
 
 
 class ConnectionSettings(_Section, frozen=True):
@@ -165,6 +172,10 @@ class RedisSettings(_Section, frozen=True):
     socket_timeout_s: Annotated[PositiveFloat, _about(
         "How long a Redis reply may take; a worker's blocking stream reads wait at most "
         "half of it.")] = 10.0
+    write_retry_s: Annotated[NonNegativeFloat, _about(
+        "How long an event of a resumable stream is retried while Redis cannot be reached "
+        "or its answer is lost (a retry never appends twice); the handler waits meanwhile. "
+        "0: no retry.")] = 10.0
     ca_file: Annotated[str | None, _about(
         "rediss://: CA bundle to verify Redis servers with (default: the system's).")] = None
     cert_file: Annotated[str | None, _about(
@@ -204,6 +215,19 @@ class LimitSettings(_Section, frozen=True):
     max_inflight_per_principal: Annotated[NonNegative, _about(
         "Stateless (2026-07-28) requests of one principal running at once on one worker; "
         "0 = no limit.")] = 0
+    max_inflight_fleet_wide: Annotated[bool, _about(
+        "With Redis, max_inflight_per_session counts a session's requests on every worker "
+        "of the fleet (two more Redis round trips per session-era request) rather than on "
+        "each worker.")] = False
+    shed_max_inflight: Annotated[NonNegative, _about(
+        "Load shedding: past this many HTTP requests in flight on one worker (GET streams "
+        "not counted), new ones get 503 + Retry-After at once, before their body is read. "
+        "Size it from a worker's measured capacity (bench/overload.py); 0 = off.")] = 0
+    shed_loop_lag_s: Annotated[NonNegativeFloat, _about(
+        "Load shedding: while a worker's event loop runs tasks this late (seconds, the worst "
+        "of the last 0.2 s), new requests get 503 + Retry-After; 0 = off.")] = 0.0
+    shed_retry_after_s: Annotated[Positive, _about(
+        "The Retry-After (seconds) of a shed request.")] = 1
     rate_limit_per_principal_rps: Annotated[NonNegativeFloat, _about(
         "JSON-RPC requests per second one principal may send (unauthenticated: one client "
         "address); 0 = no limit. Fleet-wide with Redis; over it: 429 + Retry-After.")] = 0.0
@@ -232,6 +256,24 @@ class SessionSettings(_Section, frozen=True):
     client_request_timeout_s: Annotated[PositiveFloat, _about(
         "How long a tool waits for the client to answer elicitation, sampling or "
         "roots.")] = 300.0
+
+
+class TaskSettings(_Section, frozen=True):
+    """Durable tasks (docs/tasks.md): where they run and how fast a dead worker's is taken over."""
+
+    prefix = "task_"
+
+    lease_s: Annotated[PositiveFloat, _about(
+        "A running task's lease, renewed by its worker every third of it: a worker that "
+        "dies or stalls loses its tasks to another worker after this long.")] = 3.0
+    concurrency: Annotated[Positive, _about(
+        "Most tasks one worker process runs at once.")] = 16
+    max_active: Annotated[NonNegative, _about(
+        "Most tasks waiting or running (fleet-wide with Redis); a tools/call that would "
+        "make one more is refused with -31429 (retry after 1 s). 0: no limit.")] = 10_000
+    workers_run_tasks: Annotated[bool, _about(
+        "Serving workers run tasks too; off when dedicated task workers "
+        "(`scalemcp worker`) run them.", option="serve_tasks")] = True
 
 
 class SseSettings(_Section, frozen=True):
@@ -377,6 +419,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     limits: LimitSettings = LimitSettings()
     sessions: SessionSettings = SessionSettings()
     sse: SseSettings = SseSettings()
+    tasks: TaskSettings = TaskSettings()
     request_state: RequestStateSettings = RequestStateSettings()
     auth: AuthSettings = AuthSettings()
     ops: OpsSettings = OpsSettings()

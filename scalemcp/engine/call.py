@@ -17,7 +17,8 @@ from ..protocol.classify import Item
 from ..protocol.types import RequestMeta
 from ..state.base import ANSWER_MAILBOX, StateBackend
 
-__all__ = ["Call", "ClientRequestFailed", "InputRequired", "ModernScope", "SessionScope"]
+__all__ = ["Call", "ClientRequestFailed", "ContinueAsTask", "InputRequired", "ModernScope",
+           "SessionScope", "client_result", "require_capability"]
 
 Emit = Callable[[bytes], Awaitable[None]]
 P = TypeVar("P", bound=msgspec.Struct)
@@ -38,6 +39,13 @@ class InputRequired(BaseException):
     def __init__(self, requests: dict[str, InputRequest]) -> None:
         super().__init__(sorted(requests))
         self.requests = requests
+
+
+class ContinueAsTask(BaseException):
+    """The tool asked to go on as a task (``ctx.continue_as_task()``); the engine makes one.
+
+    A BaseException so that a handler's ``except Exception`` cannot swallow it.
+    """
 
 
 class ClientRequestFailed(Exception):
@@ -70,6 +78,10 @@ class Call(msgspec.Struct, kw_only=True):
     granted_scopes: frozenset[str] | None = None
     #: Modern era: the request's headers (``Mcp-Param-*`` are checked against arguments).
     headers: Mapping[str, str] | None = None
+    #: The tool allows tasks, the client declared them, and this call is not one yet.
+    may_become_task: bool = False
+    #: The durable task this call runs as (engine/tasks.py).
+    task_id: str | None = None
 
     @classmethod
     def of(cls, item: Item, **facts: Any) -> Call:
@@ -133,6 +145,15 @@ class _Scope:
     def log_level(self) -> str | None:
         return self._call.log_level
 
+    @property
+    def task_id(self) -> str | None:
+        return None
+
+    async def continue_as_task(self) -> None:
+        if self._call.may_become_task:
+            raise ContinueAsTask
+        await trio.lowlevel.checkpoint()
+
     async def notify(self, method: str, params: Any) -> None:
         await self._emit(jsonrpc.encode_notification(method, params))
 
@@ -176,7 +197,7 @@ class SessionScope(_Scope):
                 "notifications/cancelled", {"requestId": request_id, "reason": "timed out"}
             )
             raise ClientRequestFailed(f"the client did not answer {method} in time")
-        return _client_result(payload, method)
+        return client_result(payload, method)
 
     async def drop_connection(self) -> None:
         await self._drop()
@@ -209,7 +230,7 @@ def require_capability(call: Call, method: str) -> None:
         )
 
 
-def _client_result(payload: bytes, method: str) -> Any:
+def client_result(payload: bytes, method: str) -> Any:
     message = jsonrpc.decode_body(payload)
     assert not isinstance(message, list)
     if message.error is not UNSET:

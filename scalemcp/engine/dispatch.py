@@ -19,6 +19,7 @@ from ..app.app import App
 from ..app.context import Context, RequestScope
 from ..app.handlers import invoke
 from ..errors import (
+    BackendUnavailable,
     InternalError,
     InvalidParams,
     MethodNotFound,
@@ -38,10 +39,12 @@ from ..protocol.types import (
     RequestMeta,
 )
 from ..protocol.versions import features
-from .call import Call, ClientRequestFailed, InputRequired
+from .call import Call, ClientRequestFailed, ContinueAsTask, InputRequired
 from .request_state import RequestStateCodec
 from .results import Results
 from .skills import HANDLERS as SKILL_HANDLERS
+from .tasks import HANDLERS as TASK_HANDLERS
+from .tasks import TaskService
 
 __all__ = ["Engine"]
 
@@ -64,6 +67,8 @@ class Engine:
         #: A handler running longer is cancelled and its request answered with an error
         #: (``request_timeout_s``; 0: no limit).
         self.request_timeout_s = request_timeout_s
+        #: Durable tasks (engine/tasks.py), once the server wires a state backend in.
+        self.tasks: TaskService | None = None
 
     async def run(self, call: Call, make_scope: ScopeMaker) -> bytes:
         """Answer one request; returns the encoded JSON-RPC response."""
@@ -99,6 +104,8 @@ class Engine:
         except ProtocolError as exc:
             error = self.results.error(call, exc)
             return jsonrpc.encode_error(call.request_id, error), error
+        except BackendUnavailable:
+            raise  # not a bug here: the caller answers it (503, or the request's error)
         except Exception:
             log.exception("internal error in %s", call.method)
             error = InternalError("internal error; see the server log")
@@ -170,13 +177,24 @@ class Engine:
             raise
         if call.headers is not None and spec.header_params:  # modern: Mcp-Param-* headers
             check_param_headers(call.headers, spec.header_params, arguments)
+        if (self.tasks is not None and (spec.task is not None or p.task is not UNSET)
+                and self.tasks.decide(call, p, spec)):
+            return await self.tasks.create(call, p, spec)
         ctx = Context(make_scope(call, p.meta))
         try:
             return await spec.call(ctx, arguments)
+        except ContinueAsTask:
+            if self.tasks is None:
+                raise InternalError("ctx.continue_as_task() without a task store") from None
+            return await self.tasks.create(call, p, spec)
         except (ProtocolError, ClientRequestFailed) as exc:
-            if isinstance(exc, ProtocolError) and self.results.propagates(exc):
+            # In a task, a JSON-RPC error the tool raises fails the task (status "failed").
+            if isinstance(exc, ProtocolError) and (self.results.propagates(exc)
+                                                   or call.task_id is not None):
                 raise
             return self.results.tool_error(str(exc))
+        except BackendUnavailable:
+            raise  # the request fails as a whole (a 503 or its error), not as a tool result
         except Exception as exc:
             log.info("tool %s raised %s", p.name, type(exc).__name__, exc_info=True)
             return self.results.tool_error(f"{type(exc).__name__}: {exc}")
@@ -247,5 +265,6 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "completion/complete": Engine.complete,
     "server/discover": Engine.discover,
     **SKILL_HANDLERS,  # the skills extension (engine/skills.py)
+    **TASK_HANDLERS,  # durable tasks (engine/tasks.py)
 }
 _SESSION_ONLY: Final = frozenset({"ping"})

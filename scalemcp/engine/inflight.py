@@ -2,7 +2,9 @@
 
 Counted on each worker, in memory: the count bounds what one client can make a worker
 hold (tasks, mailboxes, streams), which is what the limit is for, and costs no round
-trip. A session whose requests land on W workers may so have up to W x limit in flight.
+trip. A session whose requests land on W workers may so have up to W x limit in flight,
+unless ``max_inflight_fleet_wide`` also counts them in the state backend (engine/session.py,
+``StateBackend.acquire_inflight``).
 """
 
 from __future__ import annotations

@@ -66,14 +66,22 @@ class Outbox:
             await self._append(data)
 
     async def finish(self, response: bytes) -> None:
+        if self.stream is None and not self._lock.locked():
+            # A JSON answer (the common case): nothing to await, so no lock to take.
+            self._finish_json(response)
+            return
         async with self._lock:
-            self._remaining -= 1
             if self.stream is None:
-                self._results.append(response)
-                if self._remaining <= 0:
-                    self.decided.set()
+                self._finish_json(response)
                 return
+            self._remaining -= 1
             await self._append(response, final=self._remaining <= 0 and not self._fixed)
+
+    def _finish_json(self, response: bytes) -> None:
+        self._remaining -= 1
+        self._results.append(response)
+        if self._remaining <= 0:
+            self.decided.set()
 
     async def drop(self) -> None:
         """End the HTTP connection after what is sent so far; the stream goes on."""
@@ -85,12 +93,27 @@ class Outbox:
     async def _open_stream(self) -> None:
         self.stream = POST_STREAM + secrets.token_hex(8)
         self._epitaph = _epitaph(self._request_ids)
-        if self._priming:
-            await self._append(b"")
-        for earlier in self._results:
-            await self._append(earlier)
+        try:
+            if self._priming:
+                await self._append(b"")
+            for earlier in self._results:
+                await self._append(earlier)
+        except BaseException:
+            # Not opened (the backend refused it): the answer stays JSON, so that the
+            # request's result or error can still be answered without the backend.
+            self.stream = None
+            raise
         self._results.clear()
         self.decided.set()
+
+    def answer_without_backend(self, response: bytes) -> bool:
+        """Answer with JSON when the stream could not be opened; False if it was (the
+        answer then belongs to the stream, which the backend refused)."""
+        if self.stream is not None:
+            return False
+        self._results.append(response)
+        self.decided.set()
+        return True
 
     async def _append(self, data: bytes, final: bool = False) -> None:
         """Append to the stream; the first append creates it, with its epitaph."""

@@ -141,6 +141,8 @@ def _tool_for(tool: Tool, version: str) -> Tool:
         dropped["icons"] = UNSET
     if not has.tool_meta:
         dropped["meta"] = UNSET
+    if has.tasks != "core" and tool.execution is not UNSET:
+        dropped["execution"] = UNSET
     return msgspec.structs.replace(tool, **dropped) if dropped else tool
 
 

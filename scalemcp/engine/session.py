@@ -14,6 +14,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -27,8 +28,9 @@ from ..errors import (
     InvalidParams,
     InvalidRequest,
     ProtocolError,
+    RateLimited,
 )
-from ..observability.metrics import SESSIONS_CREATED, observe_request
+from ..observability.metrics import RATE_LIMITED, SESSIONS_CREATED, observe_request
 from ..protocol import jsonrpc, versions
 from ..protocol.changes import subscriptions_changed
 from ..protocol.classify import Item
@@ -64,6 +66,29 @@ class SessionService:
         self._idle = trio.Event()
         #: Requests of one session running on this worker (engine/inflight.py).
         self.inflight = Slots(config.limits.max_inflight_per_session, "session")
+        #: The same limit counted across the fleet too (max_inflight_fleet_wide).
+        self._fleet_wide = config.limits.max_inflight_fleet_wide and state.name == "redis"
+
+    async def _acquire_fleet_wide(self, session_id: str, n: int) -> None:
+        limit = self.inflight.limit
+        try:
+            taken = await self.state.acquire_inflight(session_id, n, limit)
+        except BaseException:
+            self.inflight.release(session_id, n)
+            raise
+        if not taken:
+            self.inflight.release(session_id, n)
+            RATE_LIMITED.labels("inflight_session").inc()
+            raise RateLimited(
+                f"too many requests in flight for this session across the fleet (at most "
+                f"{limit} at once); retry when one has finished",
+                limit="inflight_session", retry_after_s=1)
+
+    async def _release_fleet_wide(self, session_id: str) -> None:
+        """Bounded and shielded: it runs as a request ends, cancelled or not."""
+        with trio.move_on_after(_STOPPED_WRITE_S, shield=True), contextlib.suppress(
+                BackendUnavailable):
+            await self.state.release_inflight(session_id, 1)
 
     async def wait_finished(self) -> None:
         """Return once no request handler runs (counting those started meanwhile)."""
@@ -187,6 +212,8 @@ class SessionService:
         if self._nursery is None:
             raise InternalError("the session service is not running")
         self.inflight.acquire(session.session_id, len(requests))  # RateLimited: HTTP 429
+        if self._fleet_wide:
+            await self._acquire_fleet_wide(session.session_id, len(requests))
         for item in requests:
             self._nursery.start_soon(self._run, session, item, outbox, granted_scopes)
         return outbox
@@ -214,8 +241,21 @@ class SessionService:
             response = await self._answer_cancellably(session, call, outbox)
             await outbox.finish(response)
             answered = True
+        except BackendUnavailable as exc:
+            # The backend refused the answer's stream (out of memory, or out for longer
+            # than writes are retried). Never let this reach the service's nursery: that
+            # would stop every session of this worker. A stream not opened yet gives way
+            # to a JSON answer; one already open stays without its end (it ends with its
+            # epitaph if this worker is taken for dead).
+            answered = True
+            error = InternalError(f"the answer could not be recorded: {exc}")
+            if not outbox.answer_without_backend(jsonrpc.encode_error(item.request_id, error)):
+                log.warning("request %s of session %s: its answer could not be recorded: %s",
+                            item.request_id, session.session_id[:8], exc)
         finally:
             self.inflight.release(session.session_id)
+            if self._fleet_wide:
+                await self._release_fleet_wide(session.session_id)
             self._running -= 1
             if not self._running:
                 self._idle.set()
@@ -227,15 +267,11 @@ class SessionService:
     ) -> bytes:
         """The answer, or the cancellation error if the client cancels the request."""
         response: bytes | None = None
-        with trio.CancelScope() as cancel_scope:
-            async with (
-                self.state.open_mailbox(session.session_id,
-                                        f"{CANCEL_MAILBOX}{call.request_id}") as box,
-                trio.open_nursery() as nursery,
-            ):
-                nursery.start_soon(_cancel_on_message, box, cancel_scope)
-                response = await self._answer(session, call, outbox)
-                nursery.cancel_scope.cancel()
+        with trio.CancelScope() as cancel_scope, self.state.on_delivery(
+            session.session_id, f"{CANCEL_MAILBOX}{call.request_id}",
+            _canceller(cancel_scope),
+        ):
+            response = await self._answer(session, call, outbox)
         if response is None:
             response = jsonrpc.encode_error(
                 call.request_id, ProtocolError("request cancelled by the client")
@@ -286,9 +322,11 @@ async def _finish_stopped(outbox: Outbox, request_id: int | str) -> None:
         await outbox.finish(jsonrpc.encode_error(request_id, error))
 
 
-async def _cancel_on_message(
-    box: trio.MemoryReceiveChannel[bytes], scope: trio.CancelScope
-) -> None:
-    await box.receive()
-    log.debug("request cancelled by the client")
-    scope.cancel()
+def _canceller(scope: trio.CancelScope) -> Callable[[bytes], None]:
+    """The cancellation mailbox of a request: a client's notifications/cancelled cancels
+    ``scope`` (no task waits for it)."""
+    def cancel(_payload: bytes) -> None:
+        log.debug("request cancelled by the client")
+        scope.cancel()
+
+    return cancel

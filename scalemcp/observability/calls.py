@@ -18,6 +18,7 @@ from .tracing import TracedCall, TracedError, Tracing
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
+    from prometheus_client import Gauge
 
 __all__ = ["CallObservation", "Exchange", "ObservedCall", "exchange_var", "observe_call"]
 
@@ -42,6 +43,9 @@ class ObservedCall(TracedCall, Protocol):
 exchange_var: ContextVar[Exchange | None] = ContextVar("scalemcp_exchange", default=None)
 
 
+_inflight: dict[bool, Gauge] = {}
+
+
 class CallObservation:
     """The context of one MCP request (see :func:`observe_call`)."""
 
@@ -51,7 +55,11 @@ class CallObservation:
         self._call = call
         self._span: Span | None = None
         self._span_cm: AbstractContextManager[Span] | None = None
-        self._inflight = INFLIGHT_REQUESTS.labels("modern" if call.modern else "session")
+        inflight = _inflight.get(call.modern)
+        if inflight is None:  # (children kept: labels() costs more than the rest here)
+            inflight = _inflight[call.modern] = INFLIGHT_REQUESTS.labels(
+                "modern" if call.modern else "session")
+        self._inflight = inflight
 
     def __enter__(self) -> CallObservation:
         call = self._call

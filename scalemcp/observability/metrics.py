@@ -37,18 +37,21 @@ __all__ = [
     "CONNECTIONS_REFUSED",
     "CONNECTIONS_TIMED_OUT",
     "DURATIONS",
+    "EVENT_LOOP_LAG",
     "HTTP_RESPONSES",
     "INFLIGHT_REQUESTS",
     "OPEN_STREAMS",
     "RATE_LIMITED",
     "REDIS_ERRORS",
     "REDIS_ROUND_TRIP",
+    "REDIS_WRITE_RETRIES",
     "REGISTRY",
     "REQUESTS",
     "ROUTED_RECEIVED",
     "ROUTED_SENT",
     "SESSIONS",
     "SESSIONS_CREATED",
+    "SHED",
     "SLOW_CONSUMERS",
     "SSE_REPLAYED_EVENTS",
     "SSE_RESUMES",
@@ -121,6 +124,18 @@ REDIS_ROUND_TRIP = Histogram(
 REDIS_ERRORS = Counter(
     "scalemcp_redis_errors_total", "Redis operations that failed, by kind of failure",
     ("kind",), registry=REGISTRY)
+REDIS_WRITE_RETRIES = Counter(
+    "scalemcp_redis_write_retries_total",
+    "Stream appends sent again because Redis could not be reached or its answer was lost",
+    registry=REGISTRY)
+SHED = Counter(
+    "scalemcp_shed_total",
+    "Requests refused with 503 because the worker was past its capacity, by reason",
+    ("reason",), registry=REGISTRY)
+EVENT_LOOP_LAG = Gauge(
+    "scalemcp_event_loop_lag_seconds",
+    "How late the worker's event loop ran a task due to wake (worst of the last 0.2 s)",
+    registry=REGISTRY, multiprocess_mode="livemax")
 RATE_LIMITED = Counter(
     "scalemcp_rate_limited_total",
     "Requests refused by a limit: principal, tool (rate limits), inflight_session, "
@@ -143,6 +158,19 @@ CLIENT_GONE = Counter(
     "scalemcp_client_disconnects_total",
     "HTTP requests whose client hung up before its answer was sent in full",
     registry=REGISTRY)
+TASKS_CREATED = Counter(
+    "scalemcp_tasks_created_total", "Durable tasks created, by tool era (modern, session)",
+    ("era",), registry=REGISTRY)
+TASKS_RUNNING = Gauge(
+    "scalemcp_tasks_running", "Durable tasks this worker runs now", registry=REGISTRY,
+    multiprocess_mode="livesum")
+TASK_RUN_SECONDS = Histogram(
+    "scalemcp_task_run_seconds", "Time a worker held a task (one attempt, to its outcome)",
+    buckets=(*REQUEST_BUCKETS_S, 30.0, 60.0, 300.0), registry=REGISTRY)
+TASK_EVENTS = Counter(
+    "scalemcp_task_events_total",
+    "Task status changes seen (every worker sees every change), by new status",
+    ("status",), registry=REGISTRY)
 
 # -- the per-request hooks: children kept, one dict lookup each --------------------------
 

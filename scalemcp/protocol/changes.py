@@ -17,11 +17,13 @@ from msgspec import UNSET, UnsetType
 from .types import ListenNotifications
 
 __all__ = [
+    "FOR_SESSION",
     "RESOURCES_LIST_CHANGED",
     "RESOURCE_UPDATED",
     "SUBSCRIPTIONS_CHANGED",
     "Change",
     "decode_change",
+    "for_session",
     "subscriptions_changed",
     "wanted_by_listener",
     "wanted_on_session",
@@ -40,6 +42,9 @@ _LIST_CHANGED: Final = {
 #: Not sent to clients: a session's subscriptions changed (``params.sessionId``), so the
 #: streams that filter by them read them again.
 SUBSCRIPTIONS_CHANGED: Final = "scalemcp/subscriptionsChanged"
+#: Not sent as such: a message for one session's GET stream (``params.message``), from a
+#: worker that holds no stream of it (a durable task's notifications and requests).
+FOR_SESSION: Final = "scalemcp/forSession"
 
 
 class _Notification(msgspec.Struct):
@@ -65,8 +70,15 @@ class Change(msgspec.Struct, frozen=True):
         return uri if isinstance(uri, str) else None
 
     @property
+    def message(self) -> bytes | None:
+        """The message a :data:`FOR_SESSION` change carries, encoded."""
+        message = self.params.get("message")
+        return None if message is None else _encoder.encode(message)
+
+    @property
     def session_id(self) -> str | None:
-        """The session whose subscriptions changed (:data:`SUBSCRIPTIONS_CHANGED`)."""
+        """The session whose subscriptions changed (:data:`SUBSCRIPTIONS_CHANGED`), or
+        that a :data:`FOR_SESSION` message is for."""
         sid = self.params.get("sessionId")
         return sid if isinstance(sid, str) else None
 
@@ -86,12 +98,20 @@ def subscriptions_changed(session_id: str) -> bytes:
                             "params": {"sessionId": session_id}})
 
 
+def for_session(session_id: str, message: bytes) -> bytes:
+    """The change that puts ``message`` (a JSON-RPC message) on one session's GET stream."""
+    return _encoder.encode({"jsonrpc": "2.0", "method": FOR_SESSION,
+                            "params": {"sessionId": session_id,
+                                       "message": msgspec.Raw(message)}})
+
+
 def wanted_on_session(change: Change, subscriptions: Collection[str]) -> bool:
     """Whether a session's GET stream sends ``change``: resource updates only for the
-    resources the session subscribed to, list changes always."""
+    resources the session subscribed to, list changes always (messages addressed to one
+    session are its GET stream's to unwrap)."""
     if change.method == RESOURCE_UPDATED:
         return change.uri is not None and change.uri in subscriptions
-    return change.method != SUBSCRIPTIONS_CHANGED
+    return change.method not in (SUBSCRIPTIONS_CHANGED, FOR_SESSION)
 
 
 def wanted_by_listener(change: Change, wanted: ListenNotifications) -> bool:

@@ -40,6 +40,8 @@ from .types import (
     RequestMeta,
     SetLevelParams,
     SubscribeParams,
+    TaskIdParams,
+    UpdateTaskParams,
 )
 
 __all__ = ["PARAMS", "Era", "Item", "Post", "classify", "classify_post", "decode_params"]
@@ -67,6 +69,12 @@ PARAMS: Final[dict[str, type[msgspec.Struct]]] = {
     "skills/list": ListParams,
     "skills/get": GetSkillParams,
     "resources/directory/read": ReadDirectoryParams,
+    # durable tasks (engine/tasks.py): the extension's and 2025-11-25's
+    "tasks/get": TaskIdParams,
+    "tasks/update": UpdateTaskParams,
+    "tasks/cancel": TaskIdParams,
+    "tasks/result": TaskIdParams,
+    "tasks/list": ListParams,
 }
 _PARAM_TYPES: Final[list[type[msgspec.Struct]]] = [*PARAMS.values(), EmptyParams]
 _DECODERS: Final[dict[type[msgspec.Struct], msgspec.json.Decoder[Any]]] = {
@@ -74,7 +82,10 @@ _DECODERS: Final[dict[type[msgspec.Struct], msgspec.json.Decoder[Any]]] = {
 }
 _EMPTY: Final = b"{}"
 #: The param naming a method's target (``Mcp-Name``, scopes, per-tool rate limits).
-_TARGET_FIELD: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+_TARGET_FIELD: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
+                        # the tasks extension: Mcp-Name is the task id
+                        "tasks/get": "task_id", "tasks/update": "task_id",
+                        "tasks/cancel": "task_id"}
 
 
 def decode_params(method: str, raw: Raw | UnsetType) -> Any:

@@ -20,7 +20,8 @@ __all__ = [
     "decode_header_value",
 ]
 
-_NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+_NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
+                  "tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}
 _PREFIX, _SUFFIX = "=?base64?", "?="
 
 

@@ -116,6 +116,8 @@ class Tool(_Wire):
     output_schema: dict[str, Any] | UnsetType = UNSET
     annotations: ToolAnnotations | UnsetType = UNSET
     icons: list[Icon] | UnsetType = UNSET
+    #: 2025-11-25: ``{taskSupport}`` (durable tasks).
+    execution: dict[str, Any] | UnsetType = UNSET
     meta: Meta | UnsetType = msgspec.field(default=UNSET, name="_meta")
 
 
@@ -204,11 +206,31 @@ class ListParams(_Params):
     cursor: str | UnsetType = UNSET
 
 
+class TaskParams(_Wire):
+    """``params.task`` of a 2025-11-25 task-augmented request (a 2026-07-28 server ignores it)."""
+
+    ttl: int | UnsetType | None = UNSET
+
+
 class CallToolParams(_Params):
     name: str = ""
     arguments: Raw | UnsetType = UNSET
     input_responses: dict[str, Any] | UnsetType = UNSET
     request_state: str | UnsetType = UNSET
+    task: TaskParams | UnsetType = UNSET
+
+
+class TaskIdParams(_Params, kw_only=True):
+    """``tasks/get``, ``tasks/result``, ``tasks/cancel``."""
+
+    task_id: str
+
+
+class UpdateTaskParams(_Params, kw_only=True):
+    """``tasks/update`` (the tasks extension)."""
+
+    task_id: str
+    input_responses: dict[str, Any] = {}
 
 
 class ReadResourceParams(_Params):
@@ -279,6 +301,8 @@ class ListenNotifications(_Wire):
     prompts_list_changed: bool = False
     resources_list_changed: bool = False
     resource_subscriptions: list[str] = []
+    #: ``notifications/tasks`` for these tasks (the tasks extension).
+    task_ids: list[str] | UnsetType = UNSET
 
 
 class ListenParams(_Params):

@@ -59,16 +59,21 @@ class Features(msgspec.Struct, frozen=True, kw_only=True):
     #: SDKs and the conformance suite read it from a 2025-11-25 ``initialize`` result.
     #: Older clients are told nothing (their schemas close ``ServerCapabilities``).
     extensions: bool = False
+    #: Durable tasks: ``core`` (2025-11-25: ``capabilities.tasks``, ``params.task``,
+    #: ``tasks/get|result|list|cancel``), ``extension`` (2026-07-28: the
+    #: ``io.modelcontextprotocol/tasks`` extension), or none.
+    tasks: Literal["none", "core", "extension"] = "none"
 
 
 FEATURES: Final[dict[str, Features]] = {
     "2026-07-28": Features(era="modern", progress_message=True, structured_output=True,
                            titles=True, icons=True, tool_meta=True, elicitation_mode=True,
-                           argument_errors_as_results=True, extensions=True),
+                           argument_errors_as_results=True, extensions=True,
+                           tasks="extension"),
     "2025-11-25": Features(era="session", progress_message=True, structured_output=True,
                            titles=True, icons=True, tool_meta=True, elicitation_mode=True,
                            sse_polling=True, argument_errors_as_results=True,
-                           extensions=True),
+                           extensions=True, tasks="core"),
     "2025-06-18": Features(era="session", progress_message=True, structured_output=True,
                            titles=True, tool_meta=True),
     "2025-03-26": Features(era="session", batches=True, progress_message=True),

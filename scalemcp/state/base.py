@@ -14,7 +14,9 @@ its *epitaph* when the worker writing it died first.
 
 *Mailboxes* route a message to the worker running a request: the worker that runs a
 request opens a mailbox keyed by (session, key); ``deliver`` from any worker puts a
-payload in it (client responses to server->client requests, cancellations).
+payload in it (client responses to server->client requests, cancellations). A
+cancellation mailbox, opened for every request and rarely used, is a *callback* instead
+(``on_delivery``): nothing waits on it, so it costs no task and no channel.
 
 *Changes* (list_changed, resources/updated) are published once and seen by every worker.
 
@@ -28,14 +30,15 @@ another process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol
 
 import msgspec
 import trio
 
 from ..protocol.changes import Change
+from .tasks import TaskStore
 
 __all__ = [
     "ANSWER_MAILBOX",
@@ -111,6 +114,8 @@ class StateBackend(Protocol):
     """What the transport and engine need from a state backend."""
 
     name: str
+    #: Durable tasks (:mod:`scalemcp.state.tasks`).
+    tasks: TaskStore
 
     async def create_session(self, record: SessionRecord) -> None: ...
 
@@ -148,6 +153,14 @@ class StateBackend(Protocol):
         self, session_id: str, key: str
     ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]: ...
 
+    def on_delivery(
+        self, session_id: str, key: str, callback: Callable[[bytes], None]
+    ) -> AbstractContextManager[None]:
+        """A mailbox for ``CANCEL_MAILBOX`` keys held by a callback: within the block, a
+        payload delivered to (session, key) from any worker calls ``callback(payload)``
+        on this one (at once when delivered here; when the worker's reader gets it
+        otherwise). The callback must not block."""
+
     async def deliver(self, session_id: str, key: str, payload: bytes) -> bool:
         """Route ``payload`` to whoever holds the mailbox; False if nobody does."""
 
@@ -159,6 +172,13 @@ class StateBackend(Protocol):
 
         None if taken; else nothing is taken and the answer says which bucket is short.
         """
+
+    async def acquire_inflight(self, session_id: str, n: int, limit: int) -> bool:
+        """Count ``n`` more requests of the session in flight, unless that makes more than
+        ``limit`` across every process sharing the backend (then False, nothing counted)."""
+
+    async def release_inflight(self, session_id: str, n: int) -> None:
+        """Count ``n`` of the session's requests as finished."""
 
     async def publish_change(self, payload: bytes) -> None: ...
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
 import msgspec
@@ -14,6 +14,9 @@ from ..protocol.changes import Change
 from .base import SessionRecord, StateStatistics, StreamEvent, StreamRead, Throttled, TokenBucket
 from .buckets import MemoryBuckets
 from .hub import ChangeHub
+from .mailbox import Mailbox, hand_over
+from .tasks import TaskStore
+from .tasks_memory import MemoryTaskStore
 
 __all__ = ["MemoryBackend"]
 
@@ -60,11 +63,14 @@ class MemoryBackend:
         self.stream_ttl_s = stream_ttl_s
         self.max_sessions = max_sessions
         self._sessions: dict[str, _Session] = {}
-        self._mailboxes: dict[tuple[str, str], trio.MemorySendChannel[bytes]] = {}
+        self._mailboxes: dict[tuple[str, str], Mailbox] = {}
         self._changes = ChangeHub()
         self._next_sweep = 0.0
         self._claims: dict[str, float] = {}
         self._buckets = MemoryBuckets()
+        self._inflight: dict[str, int] = {}
+        #: Durable tasks (state/tasks.py), in this process.
+        self.tasks: TaskStore = MemoryTaskStore()
 
     # -- sessions --------------------------------------------------------------------
 
@@ -189,15 +195,19 @@ class MemoryBackend:
             if self._mailboxes.get((session_id, key)) is send:
                 del self._mailboxes[(session_id, key)]
 
-    async def deliver(self, session_id: str, key: str, payload: bytes) -> bool:
-        send = self._mailboxes.get((session_id, key))
-        if send is None:
-            return False
+    @contextmanager
+    def on_delivery(
+        self, session_id: str, key: str, callback: Callable[[bytes], None]
+    ) -> Iterator[None]:
+        self._mailboxes[(session_id, key)] = callback
         try:
-            send.send_nowait(payload)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
-        return True
+            yield
+        finally:
+            if self._mailboxes.get((session_id, key)) is callback:
+                del self._mailboxes[(session_id, key)]
+
+    async def deliver(self, session_id: str, key: str, payload: bytes) -> bool:
+        return hand_over(self._mailboxes.get((session_id, key)), payload)
 
     async def claim_once(self, key: str, ttl_s: float) -> bool:
         now = trio.current_time()
@@ -208,6 +218,20 @@ class MemoryBackend:
             return False
         self._claims[key] = now + ttl_s
         return True
+
+    async def acquire_inflight(self, session_id: str, n: int, limit: int) -> bool:
+        held = self._inflight.get(session_id, 0)
+        if held + n > limit:
+            return False
+        self._inflight[session_id] = held + n
+        return True
+
+    async def release_inflight(self, session_id: str, n: int) -> None:
+        left = self._inflight.get(session_id, 0) - n
+        if left > 0:
+            self._inflight[session_id] = left
+        else:
+            self._inflight.pop(session_id, None)
 
     async def take_tokens(self, owner: str, buckets: Sequence[TokenBucket]) -> Throttled | None:
         return self._buckets.take(owner, buckets)
@@ -239,3 +263,4 @@ class MemoryBackend:
             yield
         finally:
             self._sessions.clear()
+

@@ -46,10 +46,11 @@ operations raise BackendUnavailable (HTTP 503) and the backend keeps reconnectin
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from typing import Any, cast
 
 import coredis
@@ -60,6 +61,7 @@ from coredis.tokens import PureToken
 
 from ..config import Config
 from ..errors import BackendUnavailable
+from ..observability.metrics import REDIS_WRITE_RETRIES
 from ..protocol.changes import Change
 from .base import SessionRecord, StateStatistics, StreamRead, Throttled, TokenBucket
 from .redis_buckets import TAKE_TOKENS, bucket_key, take_args, throttled
@@ -68,6 +70,8 @@ from .redis_layout import (
     APPEND,
     BURY,
     DELETE_INFO,
+    INFLIGHT_RETURN,
+    INFLIGHT_TAKE,
     LOAD_SESSION,
     PUSH,
     READ,
@@ -86,12 +90,42 @@ from .redis_layout import (
 from .redis_liveness import Liveness
 from .redis_router import ERRORS, Link, Router
 from .redis_streams import MISSING, Follower
+from .redis_tasks import TASK_SCRIPTS, RedisTaskStore
+from .tasks import TaskStore
 
 __all__ = ["RedisBackend"]
+
+#: Answers of a Redis that works but refuses, for now, what a retry may get through.
+_PASSING_REFUSALS = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def _redis_failure(raised: BaseException) -> BaseException:
+    """The Redis failure in ``raised`` (a group of them, possibly nested); anything else
+    in a group (a cancellation, a bug) is raised again."""
+    if not isinstance(raised, BaseExceptionGroup):
+        return raised
+    matched, rest = raised.split(ERRORS)
+    if rest is not None or matched is None:
+        raise raised
+    first: BaseException = matched
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
+def _retryable(exc: BackendUnavailable) -> bool:
+    """Whether a write may succeed if sent again soon: Redis was unreachable or its answer
+    was lost (not: out of memory, a script error, or a wrong key type)."""
+    cause = exc.__cause__
+    if isinstance(cause, coredis.exceptions.ResponseError):
+        return any(word in str(cause) for word in _PASSING_REFUSALS)
+    return True
 
 log = logging.getLogger("scalemcp.state.redis")
 
 _READ_BATCH = 1000
+#: A client that worked this long before it failed is reconnected without backing off.
+_STEADY_S = 5.0
 _SWEEP_BATCH = 500
 
 
@@ -125,6 +159,8 @@ class RedisBackend:
         key_file: str | None = None,
         tls_check_hostname: bool = True,
         worker_ttl_s: float = 15.0,
+        write_retry_s: float = 10.0,
+        task_lease_s: float = 3.0,
     ) -> None:
         self.target = parse_url(url)
         if block_s is None:
@@ -153,7 +189,8 @@ class RedisBackend:
             "load": LOAD_SESSION, "update": UPDATE_SESSION, "subscribe": SUBSCRIBE,
             "append": APPEND, "read": READ,
             "delete": DELETE_INFO, "release": RELEASE_MAILBOX, "push": PUSH, "bury": BURY,
-            "take": TAKE_TOKENS,
+            "take": TAKE_TOKENS, "inflight_take": INFLIGHT_TAKE,
+            "inflight_return": INFLIGHT_RETURN, **TASK_SCRIPTS,
         })
         self._redis = self._link.redis
         self._script = self._link.script
@@ -171,6 +208,12 @@ class RedisBackend:
         #: Heartbeats; a stream whose writer has none ends with its epitaph (see the module).
         self._liveness = Liveness(self._link, self.keys, self.worker_id, ttl_s=worker_ttl_s)
         self._sessions_seen = 0
+        self._appends = 0
+        self._write_retry_s = write_retry_s
+        #: Durable tasks (state/tasks.py): a hash each and a Streams consumer group.
+        self.tasks: TaskStore = RedisTaskStore(self._link, key_prefix,
+                                    reclaim_idle_ms=int(task_lease_s * 1000),
+                                    block_ms=int(block_s * 1000))
 
     @classmethod
     def from_config(cls, config: Config) -> RedisBackend:
@@ -194,6 +237,8 @@ class RedisBackend:
             tls_check_hostname=config.redis.tls_check_hostname,
             # A dead worker's streams end within 3 keep-alive intervals (redis_liveness).
             worker_ttl_s=max(3.0, 2 * config.sse.keepalive_s),
+            write_retry_s=config.redis.write_retry_s,
+            task_lease_s=config.tasks.lease_s,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -208,6 +253,7 @@ class RedisBackend:
         """
         started = False
         backoff = 0.1
+        opened_at = math.inf
         async with trio.open_nursery() as upkeep:
             upkeep.start_soon(self._upkeep)
             upkeep.start_soon(self._watch_health)
@@ -216,6 +262,7 @@ class RedisBackend:
                     async with open_client(self.target, self._options) as client:
                         self._link.client = client
                         self._link.down_reason = None
+                        opened_at = trio.current_time()
                         try:
                             async with trio.open_nursery() as nursery:
                                 nursery.start_soon(
@@ -231,11 +278,20 @@ class RedisBackend:
                                 await trio.sleep_forever()
                         finally:
                             self._link.client = None
-                except ERRORS as exc:
-                    reason = exc or type(exc).__name__
+                except BaseException as raised:
+                    if not isinstance(raised, (*ERRORS, BaseExceptionGroup)):
+                        raise
+                    # coredis' pool runs its connections in a task group: a connection
+                    # failing there ends the whole client with the failure grouped. That
+                    # is a Redis fault like the others: reconnect, never stop the backend
+                    # (a stopped backend would answer 503 until the worker restarts).
+                    exc = _redis_failure(raised)
+                    reason = str(exc) or type(exc).__name__
                     self._link.down_reason = f"Redis is unavailable: {reason}"
-                    log.warning("cannot connect to Redis at %s (retrying): %s",
-                                self.target, exc)
+                    log.warning("lost the connection to Redis at %s (reconnecting): %s",
+                                self.target, reason)
+                    if trio.current_time() - opened_at > _STEADY_S:
+                        backoff = 0.1  # it had been working: reconnect promptly
                 if not started:
                     started = True
                     task_status.started()
@@ -304,6 +360,7 @@ class RedisBackend:
             principal = msgspec.msgpack.decode(packed) if packed else None
             streams = [self.keys.stream(session_id, n.decode()) for n in names]
             streams += [self.keys.epitaph(session_id, n.decode()) for n in names]
+            streams.append(self.keys.inflight(session_id))
             async with self._link.timed("delete_session"), client.pipeline(
                 transaction=False
             ) as pipe:
@@ -375,17 +432,32 @@ class RedisBackend:
         epitaph: bytes | None = None,
     ) -> str:
         key = self.keys.stream(session_id, stream)
-        with self._redis() as client:
-            reply = await self._script(
-                client, "append",
-                [self.keys.session(session_id), key, self.keys.stream_set(session_id),
-                 self.keys.epitaph(session_id, stream)],
-                [data, b"1" if final else b"", self.stream_maxlen, self.stream_ttl_ms, stream,
-                 epitaph or b"", self._liveness.worker],
-            )
+        keys = [self.keys.session(session_id), key, self.keys.stream_set(session_id),
+                self.keys.epitaph(session_id, stream)]
+        self._appends += 1
+        token = b"%s.%x" % (self._liveness.worker, self._appends)
+        args = [data, b"1" if final else b"", self.stream_maxlen, self.stream_ttl_ms, stream,
+                epitaph or b"", self._liveness.worker, token, b""]
+        give_up = trio.current_time() + self._write_retry_s
+        backoff = 0.05
+        while True:
+            try:
+                with self._redis() as client:
+                    reply = await self._script(client, "append", keys, args)
+                break
+            except BackendUnavailable as exc:
+                # Redis unreachable, or its answer lost: the same append again, once Redis
+                # answers, so a stream loses nothing while Redis blinks. A retry finds the
+                # token of an attempt that was applied, so nothing is appended twice.
+                if not _retryable(exc) or trio.current_time() + backoff > give_up:
+                    raise
+                REDIS_WRITE_RETRIES.inc()
+                args[-1] = b"1"
+                await trio.sleep(backoff)
+                backoff = min(2 * backoff, 0.5)
         if reply is None:
             return "0"  # the session is gone: the event has nowhere to go
-        if len(reply) == 1:  # the stream has ended (e.g. with our epitaph): not appended
+        if len(reply) == 1:  # ended (e.g. with our epitaph), or appended by an earlier try
             ended_at: str = reply[0].decode()
             return ended_at
         prev, new = parse_id(reply[0]) or (0, 0), parse_id(reply[1])
@@ -457,6 +529,11 @@ class RedisBackend:
     ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[bytes]]:
         return self._router.open_mailbox(session_id, key)
 
+    def on_delivery(
+        self, session_id: str, key: str, callback: Callable[[bytes], None]
+    ) -> AbstractContextManager[None]:
+        return self._router.on_delivery(session_id, key, callback)
+
     async def deliver(self, session_id: str, key: str, payload: bytes) -> bool:
         return await self._router.deliver(session_id, key, payload)
 
@@ -470,6 +547,27 @@ class RedisBackend:
         with self._redis() as client, self._link.timed("claim"):
             return bool(await client.set(self.keys.claim(key), b"1", condition=PureToken.NX,
                                          px=max(1, int(ttl_s * 1000))))
+
+    async def acquire_inflight(self, session_id: str, n: int, limit: int) -> bool:
+        """One script; on a refusal, the counts of workers with no heartbeat (killed while
+        they ran requests of the session) are forgotten and the script tried once more."""
+        key = self.keys.inflight(session_id)
+        args = [self._liveness.worker, n, limit, self.idle_ttl_ms]
+        with self._redis() as client:
+            reply = await self._script(client, "inflight_take", [key], args)
+            if reply == 1:
+                return True
+            workers = [w for w in reply[::2] if w != self._liveness.worker]
+            dead = [w for w in workers if await self._liveness.gone(w)]
+            if not dead:
+                return False
+            await client.hdel(key, dead)
+            return bool(await self._script(client, "inflight_take", [key], args) == 1)
+
+    async def release_inflight(self, session_id: str, n: int) -> None:
+        with self._redis() as client:
+            await self._script(client, "inflight_return", [self.keys.inflight(session_id)],
+                               [self._liveness.worker, n])
 
     async def take_tokens(self, owner: str, buckets: Sequence[TokenBucket]) -> Throttled | None:
         """One EVALSHA over the owner's buckets (see :mod:`.redis_buckets`)."""

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import anyio
 import coredis
 import coredis.exceptions
+import coredis.retry
 import trio
 from coredis.connection import TCPLocation
 
@@ -111,15 +112,28 @@ async def open_client(target: RedisTarget, options: ClientOptions) -> AsyncItera
             target.url, decode_components=True, decode_responses=False,
             max_connections=options.max_connections, pool_timeout=options.pool_timeout_s,
             client_name=options.client_name, **common,
+            # coredis sends a command again after a timeout or a lost connection by
+            # default: that multiplies how long a request waits on a silent Redis, and
+            # repeats writes whose answer was lost. scalemcp retries what is safe itself
+            # (redis_router.Link, RedisBackend.append). (Sentinel's client retries nothing.)
+            retry_policy=coredis.retry.NoRetryPolicy(),
         )
         async with client:
             yield client
     elif target.mode == "cluster":
+        # While the cluster reconfigures, commands are retried on its new map (CLUSTERDOWN,
+        # a connection lost), not after a timeout; a repeated stream append is harmless
+        # (APPEND's token).
+        retry = coredis.retry.CompositeRetryPolicy(
+            coredis.retry.ConstantRetryPolicy((coredis.exceptions.ClusterDownError,),
+                                              retries=2, delay=0.1),
+            coredis.retry.ConstantRetryPolicy((coredis.exceptions.ConnectionError,),
+                                              retries=2, delay=0.1))
         cluster: coredis.RedisCluster[bytes] = coredis.RedisCluster(
             startup_nodes=[TCPLocation(host, port) for host, port in target.hosts],
             username=target.username, password=target.password, decode_responses=False,
             max_connections=options.max_connections, max_connections_per_node=True,
-            pool_timeout=options.pool_timeout_s, **common,
+            pool_timeout=options.pool_timeout_s, retry_policy=retry, **common,
         )
         async with cluster:
             yield cluster

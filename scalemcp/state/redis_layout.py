@@ -5,12 +5,15 @@ live in one Redis Cluster slot and one Lua script may touch them together::
 
     <prefix>{<sid>}:s            hash: the session record, one msgpack value per field;
                                  idle TTL, renewed by every load
-    <prefix>{<sid>}:x:<stream>   stream: one SSE stream; entries {d: data[, f: 1]}, the
-                                 final entry marked with ``f``; MAXLEN ~ cap, TTL
+    <prefix>{<sid>}:x:<stream>   stream: one SSE stream; entries {d: data, n: append
+                                 token[, f: 1]}, the final entry marked with ``f``;
+                                 MAXLEN ~ cap, TTL
     <prefix>{<sid>}:xs           set: the names of the session's streams (for deletion)
     <prefix>{<sid>}:m:<key>      string: the worker that holds mailbox ``key``, with TTL
     <prefix>{<sid>}:xe:<stream>  hash: {w: the worker writing the stream, d: its epitaph},
                                  from its first append to its final one; TTL as the stream
+    <prefix>{<sid>}:if           hash: worker -> the session's requests in flight there
+                                 (max_inflight_fleet_wide only); idle TTL
 
 Keys shared by the fleet (no command or script touches two of them at once)::
 
@@ -45,6 +48,8 @@ __all__ = [
     "APPEND",
     "BURY",
     "DELETE_INFO",
+    "INFLIGHT_RETURN",
+    "INFLIGHT_TAKE",
     "LOAD_SESSION",
     "PUSH",
     "READ",
@@ -128,6 +133,9 @@ class Keys:
 
     def epitaph(self, sid: str, name: str) -> str:
         return f"{self.prefix}{{{sid}}}:xe:{name}"
+
+    def inflight(self, sid: str) -> str:
+        return f"{self.prefix}{{{sid}}}:if"
 
     def worker(self, worker: str) -> str:
         return f"{self.prefix}worker:{worker}"
@@ -230,9 +238,11 @@ return 1
 """
 
 #: KEYS: session, stream, stream set, epitaph. ARGV: data, final ('1' or ''), maxlen,
-#: stream TTL ms, stream name, epitaph ('' for none), worker. Returns {previous last id,
-#: new id}; {last id} if the stream has ended (nothing is appended after its final
-#: event); nil if the session is gone.
+#: stream TTL ms, stream name, epitaph ('' for none), worker, token (unique per append),
+#: '1' on a retry. Returns {previous last id, new id}; {last id} if the stream has ended
+#: (nothing is appended after its final event); {id} of the entry a retry finds already
+#: appended (a first attempt whose reply was lost: its token is the last entry's, or on
+#: a retry among the last entries); nil if the session is gone.
 APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
@@ -240,7 +250,18 @@ local prev = '0-0'
 if #last > 0 then
   prev = last[1][1]
   local f = last[1][2]
-  for i = 1, #f, 2 do if f[i] == 'f' then return {prev} end end
+  for i = 1, #f, 2 do
+    if f[i] == 'f' or (f[i] == 'n' and f[i + 1] == ARGV[8]) then return {prev} end
+  end
+end
+if ARGV[9] == '1' then
+  local recent = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 32)
+  for _, e in ipairs(recent) do
+    local f = e[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'n' and f[i + 1] == ARGV[8] then return {e[1]} end
+    end
+  end
 end
 if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[4], 'w', ARGV[7], 'd', ARGV[6])
@@ -252,9 +273,10 @@ else
 end
 local id
 if ARGV[2] == '1' then
-  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1], 'f', '1')
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1], 'n', ARGV[8],
+                  'f', '1')
 else
-  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1])
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1], 'n', ARGV[8])
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('SADD', KEYS[3], ARGV[5])
@@ -309,6 +331,27 @@ return {p, redis.call('SMEMBERS', KEYS[2])}
 RELEASE_MAILBOX = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+#: KEYS: the session's in-flight hash. ARGV: worker, n, limit, TTL ms. 1 if the n were
+#: counted (for this worker); else nothing is counted and the hash is returned flat
+#: (worker, count, ...), so that the caller can forget the counts of dead workers.
+INFLIGHT_TAKE = """
+local total = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
+if total + tonumber(ARGV[2]) > tonumber(ARGV[3]) then
+  return redis.call('HGETALL', KEYS[1])
+end
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+#: KEYS: the session's in-flight hash. ARGV: worker, n. The worker's count after.
+INFLIGHT_RETURN = """
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
+if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return left
 """
 
 #: KEYS: stream. ARGV: maxlen, TTL ms (0: none), field, value, ... Returns the id.

@@ -14,6 +14,7 @@ from ..engine.dispatch import Engine
 from ..engine.modern import ModernService
 from ..engine.request_state import RequestStateCodec
 from ..engine.session import SessionService
+from ..engine.tasks import TaskService
 from ..errors import (
     AuthError,
     BackendUnavailable,
@@ -21,12 +22,13 @@ from ..errors import (
     MethodNotAllowed,
     NotAcceptable,
     OriginNotAllowed,
+    Overloaded,
     UnsupportedMediaType,
     UnsupportedVersion,
     WireError,
 )
 from ..observability.metrics import CLIENT_GONE, SESSIONS, STREAMS, read_at_scrape
-from ..protocol import versions
+from ..protocol import jsonrpc, versions
 from ..protocol.classify import classify_post
 from ..protocol.limits import check_headers
 from ..security.cors import SECURITY_HEADERS, CorsPolicy
@@ -37,12 +39,14 @@ from ..security.ratelimit import RateLimits, subject
 from ..state import make_state
 from ..state.base import StateBackend
 from .discovery import server_document
+from .gc_tuning import tune_gc
 from .http import ClientGone, Request, accepts, is_json_content
 from .legacy_sse import LegacyTransport
 from .limits import check_request_headers, header_limits, json_limits
 from .modern import ModernTransport
 from .observe import Observer, label_exchange, log_worker_started
 from .readiness import Readiness
+from .shedding import Shedder
 from .streamable import SessionTransport
 from .websocket import WebSocketTransport
 
@@ -75,6 +79,14 @@ class ASGIApp:
         codec = RequestStateCodec(config.request_state.keys or [secrets.token_hex(32)],
                                   config.request_state.ttl_s)
         self.engine = Engine(app, codec, request_timeout_s=config.server.request_timeout_s)
+        worker = getattr(self.state, "worker_id", None) or secrets.token_hex(8)
+        self.tasks = self.engine.tasks = TaskService(
+            self.engine, self.state, worker=str(worker), lease_s=config.tasks.lease_s,
+            concurrency=config.tasks.concurrency, run_tasks=config.tasks.workers_run_tasks,
+            ask_timeout_s=config.sessions.client_request_timeout_s,
+            max_active=config.tasks.max_active)
+        #: Only an app with task tools watches task events and claims tasks.
+        self.has_tasks = any(t.task is not None for t in app.tools.values())
         self.json_limits = json_limits(config)
         self.header_limits = header_limits(config)
         self.sessions = SessionService(self.engine, self.state, config)
@@ -105,6 +117,12 @@ class ASGIApp:
                                      *server.readiness_paths})
         #: Begun by the worker supervisor on SIGTERM (``scalemcp.ops.workers``).
         self.drain = self.observer.drain
+        limits = config.limits
+        #: Load shedding (transport/shedding.py): off unless configured.
+        self.shedder = Shedder(limits.shed_max_inflight, limits.shed_loop_lag_s,
+                               limits.shed_retry_after_s)
+        self._shed_body = jsonrpc.encode_error(None, Overloaded("the server is past its "
+                                                                "capacity; retry shortly"))
         read_at_scrape(SESSIONS, lambda: self.state.statistics().sessions)
         read_at_scrape(STREAMS, lambda: self.state.statistics().streams)
 
@@ -114,7 +132,19 @@ class ASGIApp:
             req.closing = self.drain
             req.send_timeout_s = self.config.sse.send_timeout_s
             with self.observer.exchange(req):
-                await self._http(req)
+                if not self.shedder.enabled or req.path in self._ops_paths:
+                    await self._http(req)
+                    return
+                refusal = self.shedder.refusal()
+                if refusal is not None:  # past capacity: no work at all for this request
+                    await self._shed(req, refusal)
+                    return
+                counted = req.method != "GET"  # streams stay open at no cost: not work
+                self.shedder.inflight += counted
+                try:
+                    await self._http(req)
+                finally:
+                    self.shedder.inflight -= counted
         elif scope["type"] == "websocket":
             if scope["path"] == self.config.server.path and not self.config.server.stateless_only:
                 with self.observer.websocket(scope):
@@ -130,15 +160,22 @@ class ASGIApp:
         try:
             async with self.state.running(), trio.open_nursery() as nursery:
                 await nursery.start(self.observer.serve)  # node-wide /metrics (workers)
+                await nursery.start(self.shedder.watch_loop)
                 await nursery.start(self.sessions.serve)
+                nursery.start_soon(self.drain.watch)  # ends open streams when draining
+                await nursery.start(self.session_transport.feeder.serve)  # GET streams
                 await nursery.start(self.app.serve_background, self.state)  # skills watcher
+                if self.has_tasks:
+                    await nursery.start(self.tasks.runner.serve)
                 self.running = self.started = True
+                tune_gc(self.config.server.gc_threshold)  # what lives on is frozen now
                 await send({"type": "lifespan.startup.complete"})
                 self.ready.set()
                 log_worker_started(self.config, self.state.name,
                                    self.observer.tracing is not None)
                 await receive()  # lifespan.shutdown
                 self.running = False
+                self.tasks.runner.stop_claiming()  # running tasks: handed back at exit
                 # Draining: session-era requests run on until done or the hard stop.
                 await self.drain.run_down(self.sessions.wait_finished)
                 nursery.cancel_scope.cancel()
@@ -171,6 +208,15 @@ class ASGIApp:
             log.exception("unhandled error serving %s %s", req.method, req.path)
             if not req.started:
                 await req.respond_error(500, InternalError("internal server error"))
+
+    async def _shed(self, req: Request, refusal: Overloaded) -> None:
+        """503 + Retry-After, and nothing else: the body is not read (the server discards
+        it), no header is looked at. The connection stays open: a client that comes back
+        after Retry-After needs no new handshake."""
+        try:
+            await req.respond_json(503, self._shed_body, refusal.http_headers())
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            CLIENT_GONE.inc()
 
     async def _refuse(self, req: Request, exc: WireError) -> None:
         """Answer a refused request: the error's status, headers and JSON-RPC error (with the

@@ -26,11 +26,12 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 import trio
 
-__all__ = ["HARD_STOP_MARGIN_S", "Drain", "when_closing"]
+__all__ = ["HARD_STOP_MARGIN_S", "Drain", "closing", "when_closing"]
 
 log = logging.getLogger("scalemcp.server")
 
@@ -49,6 +50,10 @@ class Drain:
         self._begun = trio.Event()
         self._now = trio.Event()
         self._close_at = math.inf
+        #: What open streams do when they must end (:meth:`on_closing`), called by
+        #: :meth:`watch`: one task for the server, not one per stream.
+        self._closers: dict[object, Callable[[], object]] = {}
+        self._closed = False
 
     def begin(self) -> None:
         """Stop taking work; close streams ``timeout_s`` from now. Idempotent."""
@@ -76,6 +81,29 @@ class Drain:
         with trio.move_on_at(self._close_at):
             await self._now.wait()
 
+    @contextmanager
+    def on_closing(self, fn: Callable[[], object]) -> Iterator[None]:
+        """Within the block, call ``fn()`` (it must not block) when open streams must end;
+        at once if they must already. Needs :meth:`watch` running (the app's lifespan)."""
+        if self._closed:
+            fn()
+        key = object()
+        self._closers[key] = fn
+        try:
+            yield
+        finally:
+            del self._closers[key]
+
+    async def watch(self) -> None:
+        """Run for the server's lifetime: calls the :meth:`on_closing` functions when
+        streams must end."""
+        await self.wait_closing()
+        self._closed = True
+        if self._closers:
+            log.info("closing %d open streams", len(self._closers))
+        for fn in list(self._closers.values()):
+            fn()
+
     async def run_down(self, wait_finished: Callable[[], Awaitable[None]]) -> None:
         """While draining, await ``wait_finished()`` until the hard stop (or :meth:`close_now`).
 
@@ -93,6 +121,16 @@ class Drain:
 async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
+
+
+@contextmanager
+def closing(drain: Drain | None, fn: Callable[[], object]) -> Iterator[None]:
+    """:meth:`Drain.on_closing` of ``drain``, if there is one (a bare ASGI app has none)."""
+    if drain is None:
+        yield
+        return
+    with drain.on_closing(fn):
+        yield
 
 
 async def when_closing(drain: Drain | None, fn: Callable[..., object], *args: object) -> None:

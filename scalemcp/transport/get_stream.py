@@ -1,13 +1,122 @@
-"""The standalone GET stream of a session: change notifications, resumable."""
+"""The standalone GET stream of a session: change notifications, resumable.
+
+A GET stream is a stream in the state backend that the client follows
+(:func:`~.sse_response.follow_stream`); the changes its session wants are appended to it,
+so a client that reconnects with ``Last-Event-ID`` misses none. One :class:`ChangeFeeder`
+per worker does the appending for every GET stream open on it: one subscription to the
+worker's changes, no task per stream.
+"""
 
 from __future__ import annotations
 
+import collections
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import trio
 
-from ..protocol.changes import SUBSCRIPTIONS_CHANGED, wanted_on_session
+from ..errors import BackendUnavailable
+from ..protocol.changes import FOR_SESSION, SUBSCRIPTIONS_CHANGED, Change, wanted_on_session
 from ..state.base import SessionRecord, StateBackend
 from .http import Request
 from .sse_response import follow_stream
+
+__all__ = ["ChangeFeeder", "serve_get_stream"]
+
+log = logging.getLogger("scalemcp.transport")
+#: Appends in flight at once while one change fans out (Redis: round trips in parallel).
+_FAN_OUT = 64
+
+
+class ChangeFeeder:
+    """Appends each change to the GET streams of the sessions that want it.
+
+    A session's subscriptions are kept here and read again only when they change (a
+    subscribe or unsubscribe on any worker publishes SUBSCRIPTIONS_CHANGED), not for
+    every change. Changes arrive decoded, once per worker.
+    """
+
+    def __init__(self, state: StateBackend) -> None:
+        self.state = state
+        #: session id -> {stream name: how many followers of it are open here}
+        self._streams: dict[str, collections.Counter[str]] = {}
+        self._subscriptions: dict[str, frozenset[str]] = {}
+
+    @contextmanager
+    def feeding(self, session: SessionRecord, stream: str) -> Iterator[None]:
+        """Feed ``stream`` of ``session`` while the block runs."""
+        sid = session.session_id
+        streams = self._streams.setdefault(sid, collections.Counter())
+        if not streams:
+            self._subscriptions[sid] = frozenset(session.subscriptions)
+        streams[stream] += 1
+        try:
+            yield
+        finally:
+            streams[stream] -= 1
+            if streams[stream] <= 0:
+                del streams[stream]
+            if not streams:
+                del self._streams[sid]
+                self._subscriptions.pop(sid, None)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Run for the server's lifetime."""
+        async with self.state.open_changes() as changes:
+            task_status.started()
+            async for change in changes:
+                if change.method == SUBSCRIPTIONS_CHANGED:
+                    await self._reload(change)
+                elif change.method == FOR_SESSION:
+                    await self._for_session(change)
+                else:
+                    await self._fan_out(change)
+
+    async def _reload(self, change: Change) -> None:
+        sid = change.session_id
+        if sid is None or sid not in self._streams:
+            return
+        try:
+            record = await self.state.load_session(sid)
+        except BackendUnavailable as exc:  # (the streams keep the subscriptions they had)
+            log.warning("subscriptions of a session not read again: %s", exc)
+            return
+        if sid in self._streams:
+            self._subscriptions[sid] = frozenset(record.subscriptions if record else ())
+
+    async def _for_session(self, change: Change) -> None:
+        """A message for one session (a task's status, 2025-11-25): to its GET streams here."""
+        sid, message = change.session_id, change.message
+        if sid is None or message is None:
+            return
+        for stream in list(self._streams.get(sid, ())):
+            try:
+                await self.state.append(sid, stream, message)
+            except BackendUnavailable as exc:  # the client's tasks/get still tells
+                log.warning("%s not appended to a GET stream: %s", change.method, exc)
+
+    async def _fan_out(self, change: Change) -> None:
+        targets = collections.deque(
+            (sid, stream) for sid, streams in self._streams.items()
+            if wanted_on_session(change, self._subscriptions.get(sid, frozenset()))
+            for stream in streams)
+
+        async def append() -> None:
+            while targets:
+                sid, stream = targets.popleft()
+                try:
+                    await self.state.append(sid, stream, change.payload)
+                except BackendUnavailable as exc:  # a hint lost: clients re-list anyway
+                    log.warning("%s not appended to a GET stream: %s", change.method, exc)
+
+        if len(targets) <= 1:
+            await append()
+            return
+        async with trio.open_nursery() as nursery:
+            for _ in range(min(_FAN_OUT, len(targets))):
+                nursery.start_soon(append)
 
 
 async def serve_get_stream(
@@ -20,33 +129,13 @@ async def serve_get_stream(
     keepalive_s: float,
     retry_ms: int | None,
     follow_only: bool,
+    feeder: ChangeFeeder,
 ) -> None:
     """Follow ``stream``; unless it is a POST stream being resumed, feed it changes too."""
     if follow_only:
         await follow_stream(req, state, session.session_id, stream, after,
                             keepalive_s=keepalive_s, retry_ms=retry_ms)
         return
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_feed_changes, state, session, stream)
+    with feeder.feeding(session, stream):
         await follow_stream(req, state, session.session_id, stream, after,
                             keepalive_s=keepalive_s, retry_ms=retry_ms)
-        nursery.cancel_scope.cancel()
-
-
-async def _feed_changes(state: StateBackend, session: SessionRecord, stream: str) -> None:
-    """Append the changes this session wants to its GET stream.
-
-    Changes arrive decoded (once per worker); the session's subscriptions are kept here and
-    read again only when they change (a subscribe or unsubscribe on any worker publishes
-    SUBSCRIPTIONS_CHANGED), not for every change.
-    """
-    sid = session.session_id
-    subscriptions = frozenset(session.subscriptions)
-    async with state.open_changes() as changes:
-        async for change in changes:
-            if change.method == SUBSCRIPTIONS_CHANGED:
-                if change.session_id == sid:
-                    record = await state.load_session(sid)
-                    subscriptions = frozenset(record.subscriptions if record else ())
-            elif wanted_on_session(change, subscriptions):
-                await state.append(sid, stream, change.payload)

@@ -13,7 +13,20 @@ to a stuck stream), Hypercorn forgets the stream but never ends or resets it, so
 waits on it for ever. :func:`install` resets it (RST_STREAM, CANCEL): the client sees the
 stream fail and resumes, as an HTTP/1.1 client sees its connection close.
 
-Both patches are idempotent and touch nothing else; a Hypercorn without these classes is
+Third, when the connection itself ends (the client hung up, or died), Hypercorn tells
+each stream's app that the client is gone but leaves the apps' sends blocked on the
+buffers of a connection that will never be written again: each stream then holds its
+task until the send deadline (30 s by default), and is counted as a slow consumer.
+:func:`install` releases those buffers when the connection closes, so the apps see the
+disconnect at once.
+
+Fourth, body data that arrives for a stream the app has already answered and closed
+(an early refusal, a 413, a shed request, while the client still uploads) made Hypercorn
+raise ``KeyError`` out of its connection handler, which stopped the whole worker: any
+client could crash an HTTP/2 worker (found by the hostile fuzz over h2c). :func:`install`
+drops such data, still crediting the connection's flow-control window.
+
+The patches are idempotent and touch nothing else; a Hypercorn without these classes is
 left alone.
 """
 
@@ -28,6 +41,8 @@ _INSTALLED = "_scalemcp_h2_backpressure"
 
 def install() -> None:
     try:
+        import h2.events as h2_events
+        from hypercorn.events import Closed
         from hypercorn.protocol import h2 as hypercorn_h2
         from hypercorn.protocol.events import StreamClosed
     except ImportError:  # pragma: no cover - Hypercorn is a dependency
@@ -49,14 +64,42 @@ def install() -> None:
         return data
 
     original_stream_send = protocol_class.stream_send
+    original_handle = protocol_class.handle
+
+    async def handle(self: Any, event: Any) -> None:
+        await original_handle(self, event)
+        if isinstance(event, Closed):
+            for buffer in list(self.stream_buffers.values()):
+                await buffer.close()  # wakes a send blocked on flow control
 
     async def stream_send(self: Any, event: Any) -> None:
         if isinstance(event, StreamClosed):
             await _reset_if_unfinished(self, event.stream_id)
         await original_stream_send(self, event)
 
+    original_handle_events = protocol_class._handle_events
+
+    async def handle_events(self: Any, events: list[Any]) -> None:
+        if not any(isinstance(e, h2_events.DataReceived) for e in events):
+            await original_handle_events(self, events)
+            return
+        run: list[Any] = []  # in order: an earlier event of the batch may open the stream
+        for event in events:
+            if isinstance(event, h2_events.DataReceived) and event.stream_id not in self.streams:
+                if run:
+                    await original_handle_events(self, run)
+                    run = []
+                if event.stream_id not in self.streams:  # the stream was answered and closed
+                    self.connection.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id)
+                    continue
+            run.append(event)
+        await original_handle_events(self, run)
+
     buffer_class.pop = pop
+    protocol_class._handle_events = handle_events
     protocol_class.stream_send = stream_send
+    protocol_class.handle = handle
     setattr(buffer_class, _INSTALLED, True)
 
 

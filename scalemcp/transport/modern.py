@@ -13,7 +13,8 @@ from ..config import Config
 from ..engine.call import Call
 from ..engine.inflight import Slots
 from ..engine.modern import ModernService
-from ..errors import InvalidRequest, ProtocolError, answer_status
+from ..engine.tasks import TaskService
+from ..errors import InvalidRequest, answer_status
 from ..protocol import jsonrpc
 from ..protocol.changes import Change, wanted_by_listener
 from ..protocol.classify import Item
@@ -21,9 +22,9 @@ from ..protocol.sse import KEEPALIVE, format_event
 from ..protocol.types import ListenNotifications, ListenParams
 from ..security.ratelimit import subject
 from ..state.base import StateBackend
-from .drain import when_closing
+from .drain import closing
 from .http import Request
-from .send_guard import guard_sends
+from .send_guard import guard_in, guard_sends
 from .sse_response import cancel_on_disconnect, end_body, send_chunk, start_sse
 
 __all__ = ["ModernTransport"]
@@ -81,19 +82,23 @@ class ModernTransport:
             await self._listen(req, call)
             return
         live = _LiveResponse(req)
-        answer: tuple[bytes, ProtocolError | None] | None = None
-        async with guard_sends(req):  # a slow client: closed, the handler cancelled
-            async with trio.open_nursery() as nursery:
+        # One nursery: a disconnect, or a client too slow to read (the guard), cancels it
+        # and with it the handler (spec 5.2); nothing more is sent then.
+        async with trio.open_nursery() as nursery:
+            with guard_in(req, nursery):
                 nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
-                answer = await self.service.answer(call, live.emit)
-                nursery.cancel_scope.cancel()
-            if answer is not None:
-                body, error = answer
+                body, error = await self.service.answer(call, live.emit)
                 await live.finish(body, answer_status(error, "modern"))
+            nursery.cancel_scope.cancel()
 
     async def _listen(self, req: Request, call: Call) -> None:
         wanted = call.params_as(ListenParams).notifications
         request_id = call.request_id
+        tasks = self.service.engine.tasks
+        task_ids: list[str] = []
+        if wanted.task_ids is not msgspec.UNSET and wanted.task_ids and tasks is not None:
+            task_ids = await tasks.agreed(call, wanted.task_ids)  # -32021 if undeclared
+            wanted = msgspec.structs.replace(wanted, task_ids=task_ids)
         ack = {
             "notifications": msgspec.to_builtins(wanted),
             "_meta": {SUBSCRIPTION_ID: request_id},
@@ -102,23 +107,73 @@ class ModernTransport:
         await send_chunk(req, format_event(
             jsonrpc.encode_notification("notifications/subscriptions/acknowledged", ack),
             event="message"))
-        async with guard_sends(req) as guard, trio.open_nursery() as nursery:
-            nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
-            nursery.start_soon(when_closing, req.closing, nursery.cancel_scope.cancel)  # drains
-            async with self.state.open_changes() as changes:
-                while True:
-                    change = None
-                    with trio.move_on_after(self.config.sse.keepalive_s):
-                        change = await changes.receive()
-                    if change is None:
-                        await send_chunk(req, KEEPALIVE)
-                        continue
-                    tagged = _tag(change, wanted, request_id)
-                    if tagged is not None:
-                        await send_chunk(req, format_event(tagged, event="message"))
+        # Two tasks an idle listener: this one and its disconnect watcher (the drain
+        # reaches it through a callback; a slow client trips the guard: all cancelled).
+        async with trio.open_nursery() as nursery:
+            with guard_in(req, nursery) as guard, closing(req.closing,
+                                                          nursery.cancel_scope.cancel):
+                nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
+                if task_ids and tasks is not None:
+                    await self._relay_with_tasks(req, wanted, request_id, tasks, task_ids)
+                else:
+                    await self._relay_changes(req, wanted, request_id)
         if not guard.tripped:
             async with guard_sends(req, streaming=True):
                 await end_body(req)
+
+
+    async def _relay_changes(self, req: Request, wanted: ListenNotifications,
+                             request_id: int | str) -> None:
+        """Send the changes the listener asked for, and keepalives, until cancelled."""
+        async with self.state.open_changes() as changes:
+            while True:
+                change = None
+                with trio.move_on_after(self.config.sse.keepalive_s):
+                    change = await changes.receive()
+                if change is None:
+                    await send_chunk(req, KEEPALIVE)
+                    continue
+                tagged = _tag(change, wanted, request_id)
+                if tagged is not None:
+                    await send_chunk(req, format_event(tagged, event="message"))
+
+    async def _feed_changes(self, send: trio.MemorySendChannel[bytes],
+                            wanted: ListenNotifications, request_id: int | str) -> None:
+        async with send, self.state.open_changes() as changes:
+            async for change in changes:
+                tagged = _tag(change, wanted, request_id)
+                if tagged is not None:
+                    await send.send(tagged)
+
+    async def _relay_with_tasks(self, req: Request, wanted: ListenNotifications,
+                                request_id: int | str, tasks: TaskService,
+                                task_ids: list[str]) -> None:
+        """As :meth:`_relay_changes`, and ``notifications/tasks`` for the followed tasks:
+        two feeders into one channel, this task sending."""
+        send, outgoing = trio.open_memory_channel[bytes](64)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._feed_changes, send.clone(), wanted, request_id)
+            nursery.start_soon(_feed_tasks, send.clone(), tasks, task_ids, request_id)
+            send.close()
+            while True:
+                data = None
+                with trio.move_on_after(self.config.sse.keepalive_s):
+                    data = await outgoing.receive()
+                await send_chunk(req, KEEPALIVE if data is None
+                                 else format_event(data, event="message"))
+
+
+async def _feed_tasks(send: trio.MemorySendChannel[bytes], tasks: TaskService,
+                      task_ids: list[str], request_id: int | str) -> None:
+    """``notifications/tasks`` for the followed tasks: the DetailedTask as tasks/get shows it."""
+    async with send, tasks.follow(task_ids) as changed:
+        async for task_id in changed:
+            record = await tasks.store.get(task_id)
+            if record is None:
+                continue
+            params = tasks.detailed(record)
+            params["_meta"] = {SUBSCRIPTION_ID: request_id}
+            await send.send(jsonrpc.encode_notification("notifications/tasks", params))
 
 
 def _tag(change: Change, wanted: ListenNotifications, subscription_id: int | str

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import trio
@@ -32,7 +32,7 @@ import trio
 from ..observability.metrics import SLOW_CONSUMERS
 from . import h2_backpressure
 
-__all__ = ["PIECE_BYTES", "SendGuard", "guard_sends"]
+__all__ = ["PIECE_BYTES", "SendGuard", "guard_in", "guard_sends"]
 
 log = logging.getLogger("scalemcp.transport")
 
@@ -131,3 +131,16 @@ async def guard_sends(req: Any, *, streaming: bool = False) -> AsyncIterator[Sen
                 req.guard = None
         if guard.watching:
             nursery.cancel_scope.cancel()
+
+
+@contextmanager
+def guard_in(req: Any, nursery: trio.Nursery) -> Iterator[SendGuard]:
+    """:func:`guard_sends` in a nursery the caller opened already (one nursery fewer per
+    request): the guard's watcher runs there and a trip cancels the whole nursery."""
+    guard = SendGuard(req.raw_send, req.send_timeout_s, nursery.cancel_scope, nursery)
+    if req.send_timeout_s > 0:
+        req.guard = guard
+    try:
+        yield guard
+    finally:
+        req.guard = None

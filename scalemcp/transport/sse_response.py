@@ -8,15 +8,22 @@ stream's final event is sent, the session disappears, the client disconnects, or
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
+from ..errors import BackendUnavailable
 from ..observability.metrics import SSE_REPLAYED_EVENTS, SSE_RESUMES
 from ..protocol.sse import GET_STREAM, KEEPALIVE, POST_STREAM, format_event, make_event_id
 from ..state.base import StateBackend, StreamEvent
-from .drain import when_closing
+from .drain import closing
 from .http import Request
 from .observe import stream_opened
-from .send_guard import guard_sends
+from .send_guard import guard_in, guard_sends
+
+log = logging.getLogger("scalemcp.transport")
+#: How long cutting a connection may take (it does not wait for the client).
+_CUT_S = 5.0
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -57,42 +64,69 @@ async def follow_stream(
 
     When ``drop`` is set, what is already in the stream is sent and the connection ends
     without ending the stream (the client resumes with ``Last-Event-ID``).
+
+    An idle stream costs two tasks: this one and its disconnect watcher; the server's
+    drain reaches it through a callback (``drain.closing``), not a task of its own.
     """
-    drop = drop if drop is not None else trio.Event()
+    stop = drop if drop is not None else trio.Event()
     draining = trio.Event()
+    unavailable: BackendUnavailable | None = None
     waiting: list[trio.CancelScope] = []
+
+    def drain_now() -> None:  # the server drains: end, resumable
+        draining.set()
+        stop.set()
+        for scope in waiting:
+            scope.cancel()
+
     # A resume (Last-Event-ID): the first read, without waiting, is the replay.
     replaying = after is not None
     kind = ("get" if stream.startswith(GET_STREAM) else "post" if stream.startswith(POST_STREAM)
             else "other")
     if replaying:
         SSE_RESUMES.labels(kind).inc()
-    async with guard_sends(req) as guard, trio.open_nursery() as nursery:
-        nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
-        nursery.start_soon(_interrupt_on_drop, drop, waiting)
-        # The server drains: end, resumable.
-        nursery.start_soon(when_closing, req.closing, _set_both, draining, drop)
-        while True:
-            with trio.CancelScope() as wait_scope:
-                waiting.append(wait_scope)
-                batch = await state.read(
-                    session_id, stream, after,
-                    wait_s=0 if drop.is_set() or replaying else keepalive_s,
-                )
-            waiting.clear()
-            if wait_scope.cancelled_caught:
-                continue  # drop was set while waiting: read again without waiting
-            if batch.events:
-                if replaying:
-                    SSE_REPLAYED_EVENTS.labels(kind).inc(len(batch.events))
-                await send_chunk(req, _frame(stream, batch.events, retry_ms, with_ids))
-                after = batch.events[-1].position
-            elif not (batch.ended or drop.is_set() or replaying):
-                await send_chunk(req, KEEPALIVE)
-            replaying = False
-            if batch.ended or batch.missing or drop.is_set():
-                break
-        nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        with guard_in(req, nursery) as guard:  # a slow client: the nursery is cancelled
+            nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
+            if drop is not None:  # a handler may drop the connection (POST streams)
+                nursery.start_soon(_interrupt_on_drop, drop, waiting)
+            with closing(req.closing, drain_now):
+                while True:
+                    with trio.CancelScope() as wait_scope:
+                        waiting.append(wait_scope)
+                        try:
+                            batch = await state.read(
+                                session_id, stream, after,
+                                wait_s=0 if stop.is_set() or replaying else keepalive_s,
+                            )
+                        except BackendUnavailable as exc:
+                            unavailable = exc
+                            break
+                    waiting.clear()
+                    if wait_scope.cancelled_caught:
+                        continue  # drop was set while waiting: read again without waiting
+                    if batch.events:
+                        if replaying:
+                            SSE_REPLAYED_EVENTS.labels(kind).inc(len(batch.events))
+                        await send_chunk(req, _frame(stream, batch.events, retry_ms, with_ids))
+                        after = batch.events[-1].position
+                    elif not (batch.ended or stop.is_set() or replaying):
+                        await send_chunk(req, KEEPALIVE)
+                    replaying = False
+                    if batch.ended or batch.missing or stop.is_set():
+                        break
+            nursery.cancel_scope.cancel()
+    if unavailable is not None:
+        # The stream lives on in the backend: cut the connection (no final chunk, so the
+        # client sees a cut, not an end) and let the client resume once it answers again.
+        log.info("cutting an SSE stream: %s (the client resumes with Last-Event-ID)",
+                 unavailable)
+        with trio.CancelScope(deadline=trio.current_time() + _CUT_S, shield=True):
+            try:
+                await req.raw_send(None)  # Hypercorn: the app is done; an unended body is cut
+            except Exception:  # another server: returning unended cuts it too
+                log.debug("the server refused send(None)", exc_info=True)
+        return
     if guard.tripped:
         return  # a slow client: the connection is closed, the stream goes on (resumable)
     async with guard_sends(req, streaming=True):  # the end too, to a client that reads
@@ -100,11 +134,6 @@ async def follow_stream(
             # Spec 4.3 (2025-11-25): before dropping a connection, a ``retry:`` hint.
             await send_chunk(req, b"retry: %d\n\n" % retry_ms)
         await end_body(req)
-
-
-def _set_both(first: trio.Event, second: trio.Event) -> None:
-    first.set()
-    second.set()
 
 
 def _frame(

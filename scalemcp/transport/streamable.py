@@ -24,7 +24,7 @@ from ..protocol.limits import MAX_SESSION_ID_CHARS
 from ..protocol.sse import GET_STREAM, POST_STREAM, parse_event_id
 from ..protocol.versions import features
 from ..state.base import SessionRecord, StateBackend
-from .get_stream import serve_get_stream
+from .get_stream import ChangeFeeder, serve_get_stream
 from .http import Request, accepts
 from .sse_response import follow_stream, start_sse
 
@@ -38,6 +38,8 @@ class SessionTransport:
         self.service = service
         self.state = state
         self.config = config
+        #: Appends changes to this worker's GET streams (run by the app's lifespan).
+        self.feeder = ChangeFeeder(state)
 
     def _retry_ms(self, session: SessionRecord) -> int | None:
         return self.config.sse.retry_ms if features(session.protocol_version).sse_polling else None
@@ -108,6 +110,7 @@ class SessionTransport:
             keepalive_s=self.config.sse.keepalive_s,
             retry_ms=self._retry_ms(session),
             follow_only=stream.startswith(POST_STREAM),
+            feeder=self.feeder,
         )
 
     async def delete(self, req: Request, principal: str | None) -> None:

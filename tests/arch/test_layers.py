@@ -22,12 +22,14 @@ LAYERS: list[set[str]] = [
     {"protocol", "config"},     # sans-IO
     {"serving"},                # the connection loop under the ASGI app (on Hypercorn)
     {"state"},
+    {"tasks"},                  # durable tasks' runner: claims, leases, cancellation
     {"app"},
     {"engine"},
     {"security"},
     {"transport"},
     {"preflight"},
-    {"server", "testing", "ops", "_worker"},   # process concerns: supervisor, entry points
+    # process concerns: supervisor, entry points, the task-only worker
+    {"server", "testing", "ops", "_worker", "task_worker"},
     {"cli", "__init__"},
 ]
 #: The load generator behind `scalemcp bench` stands beside the server, on the protocol.

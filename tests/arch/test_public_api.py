@@ -20,9 +20,9 @@ from tests.conftest import ROOT
 EXPORTS = [
     "App", "Audio", "BlobResourceContents", "CacheHint", "Config", "ConfigError", "Context",
     "ElicitResult", "EmbeddedResource", "Image", "ImageContent", "InputRequest",
-    "PromptMessage", "ResourceLink", "SkillError", "TextContent", "TextResourceContents",
-    "ToolAnnotations", "ToolError", "__version__", "asgi_app", "elicitation", "roots", "run",
-    "sampling",
+    "PromptMessage", "ResourceLink", "SkillError", "TaskPolicy", "TextContent",
+    "TextResourceContents", "ToolAnnotations", "ToolError", "__version__", "asgi_app",
+    "elicitation", "roots", "run", "sampling",
 ]
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import node_env
 from tests.harness.fleet import Cluster, HAProxy, running
-from tests.interop.conformance import full_suite_0_1_16, skill_scenarios
+from tests.interop.conformance import full_suite_0_1_16, skill_scenarios, task_scenarios
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +59,19 @@ def test_skills_scenarios_through_the_load_balancer(conformance_fleet: Cluster) 
     print(f"\nskills scenarios through haproxy: {summaries}; requests per node {spread}")
     assert sorted(spread) == ["n0", "n1", "n2"]
     assert all(count >= 3 for count in spread.values()), spread
+
+
+def test_task_scenarios_through_the_load_balancer(conformance_fleet: Cluster) -> None:
+    """tasks-* (SEP-2663) through haproxy: a task created on one node is read, updated and
+    cancelled on others, and runs on whichever worker claims it (Redis)."""
+    lb = conformance_fleet.lb
+    assert lb is not None
+    before = requests_per_node(lb)
+    summaries = task_scenarios(node_env(), conformance_fleet.url)
+    after = requests_per_node(lb)
+    spread = {name: after[name] - before.get(name, 0) for name in after}
+    print(f"\ntasks scenarios through haproxy: {summaries}; requests per node {spread}")
+    assert sorted(spread) == ["n0", "n1", "n2"]
+    assert all(count >= 10 for count in spread.values()), spread
+    logs = conformance_fleet.logs()
+    assert "Traceback" not in logs, logs

@@ -8,7 +8,7 @@ from __future__ import annotations
 from tests.harness.serve import ServeProcess
 
 from .conformance import failing as _failing
-from .conformance import full_suite_0_1_16, skill_scenarios
+from .conformance import full_suite_0_1_16, skill_scenarios, task_scenarios
 from .conformance import run as _run
 
 
@@ -24,8 +24,8 @@ def test_conformance_0_2_required_2026_07_28(
     out = _run(node_tools, "CONFORMANCE_02", conformance_server.url,
                "--requirements", "2026-07-28")
     assert "✓ server-stateless: 30 passed, 0 failed" in out, out[-6000:]
-    # Only the tasks extension (not implemented, not scored) may fail.
-    assert {s for s in _failing(out) if not s.startswith("tasks-")} == set(), out[-6000:]
+    # The tasks extension's scenarios run here too (not scored): none may fail either.
+    assert _failing(out) == set(), out[-6000:]
 
 
 def test_conformance_0_2_required_2025_11_25(
@@ -42,3 +42,11 @@ def test_conformance_0_2_skills_extension(
     """sep-2640-skills-* at both wires: run (the extension is declared), none skipped."""
     summaries = skill_scenarios(node_tools, conformance_server.url)
     assert len(summaries) == 6
+
+
+def test_conformance_0_2_tasks_extension(
+    conformance_server: ServeProcess, node_tools: dict[str, str]
+) -> None:
+    """tasks-* (SEP-2663) at 2026-07-28: every scenario runs and every check passes."""
+    summaries = task_scenarios(node_tools, conformance_server.url)
+    assert len(summaries) == 9

@@ -366,6 +366,21 @@ async def test_cancellation_mailbox(open_backend: OpenBackend) -> None:
                 assert await box.receive() == b""
 
 
+async def test_cancellation_callback(open_backend: OpenBackend) -> None:
+    """A cancellation mailbox held by a callback: called at once on delivery, not after."""
+    got: list[bytes] = []
+    with trio.fail_after(10):
+        async with open_backend() as state:
+            await state.create_session(record("s"))
+            with state.on_delivery("s", "c:8", got.append):
+                assert state.statistics().mailboxes == 1
+                assert await state.deliver("s", "c:8", b"why") is True
+                assert got == [b"why"]
+            assert state.statistics().mailboxes == 0
+            await state.deliver("s", "c:8", b"too late")
+            assert got == [b"why"]
+
+
 def note(method: str, **params: object) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode()
 
@@ -430,6 +445,10 @@ async def test_two_workers_mailbox(open_redis: OpenBackend) -> None:
             async with a.open_mailbox("s", "c:9") as cancel:
                 assert await b.deliver("s", "c:9", b"") is True  # broadcast
                 assert await cancel.receive() == b""
+            called = trio.Event()
+            with a.on_delivery("s", "c:10", lambda _payload: called.set()):
+                assert await b.deliver("s", "c:10", b"") is True  # broadcast
+                await called.wait()
 
 
 async def test_two_workers_subscribing_at_once_lose_nothing(open_redis: OpenBackend) -> None:
@@ -541,7 +560,7 @@ async def test_unreachable_redis_is_backend_unavailable(url: str) -> None:
     from scalemcp.state.redis import RedisBackend
 
     with refused_port() as port, trio.fail_after(10):
-        state = RedisBackend(url.format(port=port), connect_timeout_s=0.5)
+        state = RedisBackend(url.format(port=port), connect_timeout_s=0.5, write_retry_s=0.5)
         async with state.running():
             assert await state.ready() is False
             with pytest.raises(BackendUnavailable):

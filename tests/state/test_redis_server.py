@@ -150,6 +150,9 @@ async def test_cancellation_sent_to_another_worker(redis_target: Target) -> None
 # -- what a request costs in Redis ---------------------------------------------------------
 
 
+_BACKGROUND = frozenset({"XREAD", "PING", "HELLO", "CLIENT"})
+
+
 class Monitor:
     """Every command the redis-server runs, from ``MONITOR`` (scripts' own calls marked)."""
 
@@ -176,8 +179,9 @@ class Monitor:
                         self.lines.append(line.decode(errors="replace"))
 
     def since(self, mark: int) -> dict[str, list[str]]:
-        """Commands after ``mark``: sent by clients (EVALSHA named by its script; XREAD
-        and heartbeat SETs left out: the workers' own background loops) and run inside
+        """Commands after ``mark``: sent by clients (EVALSHA named by its script; XREAD,
+        heartbeat SETs and PINGs left out: the workers' own background loops, and so the
+        handshake of a connection one of them opens, HELLO and CLIENT) and run inside
         scripts."""
         sent: list[str] = []
         inner: list[str] = []
@@ -189,7 +193,7 @@ class Monitor:
                 inner.append(name)
             elif name == "EVALSHA":
                 sent.append("EVALSHA:" + SCRIPTS.get(words[1].strip('"'), "?"))
-            elif name != "XREAD" and not (name == "SET" and ":worker:" in words[1]):
+            elif name not in _BACKGROUND and not (name == "SET" and ":worker:" in words[1]):
                 sent.append(name)
         return {"sent": sent, "inner": inner}
 

@@ -46,12 +46,16 @@ LEAK = re.compile(rf'Traceback|File "|\b(?:{_EXCEPTIONS})\b|msgspec\.|trio\.|hyp
 
 
 class Server(ServeProcess):
-    """``scalemcp serve`` (memory backend, one worker) as a real process, logging to a file."""
+    """``scalemcp serve`` (memory backend unless ``extra`` says, one worker) as a real
+    process, logging to a file; ``http`` are the options of the clients that talk to it
+    (``httpx.Client``: HTTP/2, TLS verification)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *extra: str, http: dict[str, Any] | None = None
+                 ) -> None:
+        self.http = http or {}
         super().__init__(APP, "--max-body-bytes", str(MAX_BODY), "--sse-keepalive-s", "0.1",
                          "--client-request-timeout-s", "2", "--drain-timeout-s", "0.5",
-                         "--log-level", "warning", log=workdir / "server.log")
+                         "--log-level", "warning", *extra, log=workdir / "server.log")
 
     def rss_kb(self) -> int:
         """The worker's resident set size (``VmRSS`` in /proc), in kB."""
@@ -154,7 +158,7 @@ class Client:
 
     def __init__(self, server: Server) -> None:
         self.base = server.base
-        self.http = httpx.Client(timeout=httpx.Timeout(10.0))
+        self.http = httpx.Client(timeout=httpx.Timeout(10.0), **server.http)
         self.next_id = 1000
 
     def rid(self) -> int:
@@ -199,7 +203,7 @@ class Legacy:
     """A legacy HTTP+SSE session: the GET /sse stream read by a thread, answers queued."""
 
     def __init__(self, server: Server) -> None:
-        self.http = httpx.Client(timeout=httpx.Timeout(10.0, read=None))
+        self.http = httpx.Client(timeout=httpx.Timeout(10.0, read=None), **server.http)
         self.messages: queue.Queue[Any] = queue.Queue()
         self.problems: list[str] = []
         self.endpoint = ""

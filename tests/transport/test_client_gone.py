@@ -3,9 +3,15 @@ never an ERROR line or a traceback, and the worker goes on serving."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
+import pytest
 import trio
 
+from tests.conftest import ROOT
+from tests.harness.client import modern_call
 from tests.harness.serve import open_serve
 
 HEAD = (b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
@@ -46,3 +52,54 @@ async def test_initialize_without_an_id_is_a_clear_400() -> None:
                 "clientInfo": {"name": "t", "version": "1"}}})
     assert answer.status_code == 400, answer.text
     assert "initialize must be a request" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("flags", [[], ["--http2"]], ids=["http1", "h2c"])
+async def test_a_load_generator_killed_mid_run_leaves_no_error_in_the_log(
+        flags: list[str]) -> None:
+    """The issue's case: load generators stopped (kill -9) while 3 x 32 clients had
+    requests in flight, in both eras, SSE answers included: no hang-up is an ERROR line
+    or a traceback, every stream of the dead clients ends, the worker goes on serving."""
+    with trio.fail_after(90):
+        async with open_serve("bench.targets.scalemcp_server:app") as served:
+            loads = []
+            for era, scenario in (("session", "call-progress"), ("modern", "call"),
+                                  ("session", "call")):
+                loads.append(await trio.lowlevel.open_process(
+                    [sys.executable, "-m", "scalemcp.cli", "bench", served.url, "--era", era,
+                     "--scenario", scenario, "-c", "32", "-d", "30", "--steps", "20",
+                     "--step-delay-ms", "5", "-q", "--no-progress", *flags],
+                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            async with httpx.AsyncClient() as http:
+                streaming = 0.0
+                with trio.move_on_after(30):  # until many answers stream at once
+                    while streaming < 32:
+                        await trio.sleep(0.05)
+                        metrics = (await http.get(served.base + "/metrics")).text
+                        streaming = _gauge_sum(metrics, "scalemcp_open_streams{")
+                for proc in loads:
+                    proc.kill()
+                    await proc.wait()
+                for _ in range(100):  # until every stream of the dead clients has ended
+                    metrics = (await http.get(served.base + "/metrics")).text
+                    if _gauge_sum(metrics, "scalemcp_open_streams{") == 0:
+                        break
+                    await trio.sleep(0.05)
+                after = await modern_call(http, served.url, 1, "echo", {"message": "hi"})
+    output = "\n".join(served.stdout + served.stderr)
+    assert after.status_code == 200
+    assert _requests(metrics) > 0
+    assert streaming > 0, "no answer was streaming when the clients died: nothing tested"
+    assert _gauge_sum(metrics, "scalemcp_open_streams{") == 0  # each hang-up noticed
+    assert "ERROR" not in output, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+
+
+def _gauge_sum(metrics: str, prefix: str) -> float:
+    return sum(float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith(prefix))
+
+
+def _requests(metrics: str) -> float:
+    return sum(float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith("scalemcp_requests_total{"))

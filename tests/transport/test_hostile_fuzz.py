@@ -141,10 +141,24 @@ class Bystander:
         assert sse_events(replay.body) == self.events[1:], ("replay differs", replay.body)
 
 
-class Target:
-    """The server, a client, one live session per era; sends a valid call on demand."""
+def fuzz(target: Target) -> settings:
+    """The hypothesis settings of a test against ``target`` (its number of examples)."""
+    return settings(FUZZ, max_examples=target.examples)
 
-    def __init__(self, server: Server) -> None:
+
+class Target:
+    """The server, a client, one live session per era; sends a valid call on demand.
+
+    ``variant`` names how it is reached and what backs it (``http1``: HTTP/1.1, memory
+    backend; others in test_hostile_fuzz_variants.py); its tests run ``examples`` inputs.
+    """
+
+    def __init__(self, server: Server, variant: str = "http1",
+                 examples: int = EXAMPLES) -> None:
+        self.variant = variant
+        self.examples = examples
+        #: Prefixed to the counted categories ("" for the default variant).
+        self.prefix = "" if variant == "http1" else variant + ":"
         self.server = server
         self.client = Client(server)
         self.sessions = {v: self._initialize(v) for v in SESSION_VERSIONS}
@@ -225,9 +239,18 @@ class Target:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    server = Server(Path(tmp_path_factory.mktemp("hostile")))
+    with serving(Server(Path(tmp_path_factory.mktemp("hostile")))) as fleet:
+        yield fleet
+
+
+@contextlib.contextmanager
+def serving(server: Server, variant: str = "http1", examples: int = EXAMPLES
+            ) -> Iterator[Target]:
+    """The target of a module's tests, and after them its checks: the bystander is
+    untouched, the worker is the same process, its memory growth is bounded, its log
+    holds no error."""
     try:
-        fleet = Target(server)
+        fleet = Target(server, variant, examples)
         workers = server.workers()
         assert len(workers) == 1, workers
         for _ in range(10):  # warm-up: imports, caches, buffers, before the RSS baseline
@@ -240,7 +263,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         fleet.bystander.check()
         growth = server.rss_kb() - rss_before
         inputs = sum(COUNTS.values()) - inputs_before
-        NOTES.append(f"worker RSS {rss_before} kB -> {rss_before + growth} kB: "
+        NOTES.append(f"{variant}: worker RSS {rss_before} kB -> {rss_before + growth} kB: "
                      f"{growth:+} kB after {inputs} inputs")
         assert growth < RSS_GROWTH_LIMIT_KB, NOTES[-1]
         fleet.close()
@@ -277,9 +300,9 @@ def body_target(target: Target, era: str, version: str, message: Any = None) -> 
 
 @pytest.mark.parametrize("era", ERAS)
 def test_random_bodies(target: Target, era: str) -> None:
-    key = f"random-body/{era}"
+    key = f"{target.prefix}random-body/{era}"
 
-    @FUZZ
+    @fuzz(target)
     @given(body=random_bodies, version=st.sampled_from(SESSION_VERSIONS),
            method=st.sampled_from(["tools/call", "ping", "initialize", "server/discover"]))
     def check(body: bytes, version: str, method: str) -> None:
@@ -288,7 +311,7 @@ def test_random_bodies(target: Target, era: str) -> None:
         target.client.send("POST", path, encode_headers(headers), body)
         target.assert_works(era, version)
 
-    run_counted(key, check)
+    run_counted(key, check, target.examples)
 
 
 # -- 2. mutated valid messages --------------------------------------------------------------
@@ -296,12 +319,12 @@ def test_random_bodies(target: Target, era: str) -> None:
 
 @pytest.mark.parametrize("era", ERAS)
 def test_mutated_messages(target: Target, era: str) -> None:
-    key = f"mutated-message/{era}"
+    key = f"{target.prefix}mutated-message/{era}"
     pools = {v: session_pool(v) for v in SESSION_VERSIONS}
     legacy = session_pool(LEGACY_VERSION)
     modern = modern_pool(target.request_state)
 
-    @FUZZ
+    @fuzz(target)
     @given(data=st.data(), version=st.sampled_from(SESSION_VERSIONS))
     def check(data: st.DataObject, version: str) -> None:
         pool = {"session": pools[version], "modern": modern, "legacy": legacy}[era]
@@ -312,7 +335,7 @@ def test_mutated_messages(target: Target, era: str) -> None:
         target.client.send("POST", path, encode_headers(headers), body)
         target.assert_works(era, version)
 
-    run_counted(key, check)
+    run_counted(key, check, target.examples)
 
 
 # -- 3. spoiled headers ---------------------------------------------------------------------
@@ -357,9 +380,9 @@ def header_case(target: Target, era: str, version: str, choice: int) -> tuple[
 
 @pytest.mark.parametrize("era", ERAS)
 def test_spoiled_headers(target: Target, era: str) -> None:
-    key = f"spoiled-headers/{era}"
+    key = f"{target.prefix}spoiled-headers/{era}"
 
-    @FUZZ
+    @fuzz(target)
     @given(data=st.data(), version=st.sampled_from(SESSION_VERSIONS),
            choice=st.integers(0, 3))
     def check(data: st.DataObject, version: str, choice: int) -> None:
@@ -369,7 +392,7 @@ def test_spoiled_headers(target: Target, era: str) -> None:
         target.client.send(method, path, headers, body)
         target.assert_works(era, version)
 
-    run_counted(key, check)
+    run_counted(key, check, target.examples)
 
 
 # -- 4. out-of-order messages ---------------------------------------------------------------
@@ -497,9 +520,10 @@ class Scratch:
 
 @pytest.mark.parametrize("era", ["session", "legacy"])
 def test_out_of_order_messages(target: Target, era: str) -> None:
-    key = f"out-of-order/{era}"
+    key = f"{target.prefix}out-of-order/{era}"
 
-    @settings(FUZZ, max_examples=ORDER_EXAMPLES[era])
+    @settings(fuzz(target), max_examples=max(2, ORDER_EXAMPLES[era] * target.examples
+                                             // EXAMPLES))
     @given(steps=st.lists(st.tuples(st.sampled_from(ORDER_STEPS), st.integers(0, 5)),
                           min_size=2, max_size=8),
            version=st.sampled_from(SESSION_VERSIONS))
@@ -514,7 +538,7 @@ def test_out_of_order_messages(target: Target, era: str) -> None:
             scratch.close()
         target.assert_works(era, version)
 
-    run_counted(key, check, ORDER_EXAMPLES[era])
+    run_counted(key, check, max(2, ORDER_EXAMPLES[era] * target.examples // EXAMPLES))
 
 
 # -- 5. what the fuzz found, pinned: an early refusal and the connection after it ------------

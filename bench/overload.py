@@ -1,0 +1,187 @@
+"""Overload: one worker offered several times its capacity, open loop, with and without
+load shedding.
+
+    python bench/overload.py                       # about 1.5 min
+    python bench/overload.py --factor 3 --duration 10 --shed-max-inflight 32
+
+1. Capacity: ``scalemcp bench`` closed loop (``--capacity-clients`` clients) against one
+   ``scalemcp serve --workers 1`` worker serving the bench target's ``echo`` (stateless
+   2026-07-28 era, memory backend): C requests/s.
+2. For each configuration (shedding off, then on), a fresh worker and an open-loop run
+   at ``factor`` x C (``--clients`` connections, every operation timed from its
+   intended start, so queueing shows), ``--timeout`` s per operation.
+
+Reported per run: accepted requests/s and their share of C, the accepted latency
+percentiles, 503s (shed), timeouts and other errors, the server's CPU per accepted
+request. The worker (and its supervisor) is pinned to CPU 0 and the load generator to
+CPU 1 (``taskset``); on a machine shared with other work, repeat and compare.
+Results go to ``bench/results/overload-<date>.{json,md}`` unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.serve import ServeProcess  # noqa: E402
+
+TARGET = "bench.targets.scalemcp_server:app"
+SERVER_CPU = 0
+CLIENT_CPU = 1
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+class Server:
+    def __init__(self, *flags: str) -> None:
+        self.flags = flags
+        self.proc = ServeProcess(TARGET, "--workers", "1", "--stateless-only",
+                                 "--log-level", "warning", *flags)
+        self.pids = [self.proc.proc.pid, *self.proc.workers()]
+        for pid in self.pids:
+            os.sched_setaffinity(pid, {SERVER_CPU})
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def bench(url: str, out: Path, *args: str) -> dict[str, Any]:
+    cmd = ["taskset", "-c", str(CLIENT_CPU), sys.executable, "-m", "scalemcp.cli", "bench", url,
+           "--era", "modern", "--json", str(out), "-q", "--no-progress", *args]
+    done = subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True, text=True)
+    if not out.exists():
+        raise RuntimeError(f"scalemcp bench wrote no report: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def run(server: Server, tmp: Path, name: str, *args: str) -> dict[str, Any]:
+    before = cpu_seconds(server.pids)
+    report = bench(server.proc.url, tmp / f"{name}.json", *args)
+    server_cpu = cpu_seconds(server.pids) - before
+    lat = report["latency"]
+    errors = report["errors_by_kind"]
+    accepted = report["requests"]
+    return {
+        "name": name,
+        "args": list(args),
+        "server_flags": list(server.flags),
+        "window_s": report["window_s"],
+        "accepted": accepted,
+        "accepted_rps": report["throughput_rps"],
+        "p50_ms": lat["p50_us"] / 1000, "p90_ms": lat["p90_us"] / 1000,
+        "p99_ms": lat["p99_us"] / 1000, "max_ms": lat["max_us"] / 1000,
+        "shed_503": errors.get("http_503", 0),
+        "timeouts": errors.get("timeout", 0),
+        "other_errors": {k: v for k, v in errors.items() if k not in ("http_503", "timeout")},
+        "error_samples": {k: v[:2] for k, v in report.get("error_samples", {}).items()},
+        "schedule_lag_p99_ms": report.get("other", {}).get("schedule_lag", {}).get(
+            "p99_us", 0) / 1000,
+        # over the whole bench run (warm-up and set-up included), per accepted request
+        "server_cpu_s": round(server_cpu, 2),
+    }
+
+
+def markdown(r: dict[str, Any]) -> str:
+    cap = r["capacity_rps"]
+    lines = [f"# Overload {r['date']}", "",
+             f"One worker (`scalemcp serve --workers 1 --stateless-only`, `echo` over "
+             f"2026-07-28), pinned to CPU {SERVER_CPU}; `scalemcp bench` pinned to CPU "
+             f"{CLIENT_CPU}. {r['machine']}. Command: `{r['command']}`.", "",
+             f"Capacity (closed loop, {r['config']['capacity_clients']} clients): "
+             f"**{cap:,.0f} req/s**. Offered: {r['config']['factor']} x = "
+             f"{r['offered_rps']:,.0f} req/s, open loop, {r['config']['clients']} "
+             f"connections, {r['config']['duration']} s, timeout {r['config']['timeout']} s.",
+             "", "| run | server flags | accepted req/s | of capacity | p50 ms | p99 ms | "
+             "max ms | 503 (shed) | timeouts | other errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for run_ in r["runs"]:
+        lines.append(
+            f"| {run_['name']} | `{' '.join(run_['server_flags']) or '-'}` | "
+            f"{run_['accepted_rps']:,.0f} | {run_['accepted_rps'] / cap:.0%} | "
+            f"{run_['p50_ms']:.1f} | {run_['p99_ms']:.1f} | {run_['max_ms']:.1f} | "
+            f"{run_['shed_503']:,} | {run_['timeouts']:,} | {run_['other_errors'] or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--factor", type=float, default=3.0)
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--clients", type=int, default=256, help="open-loop connections (256)")
+    p.add_argument("--capacity-clients", type=int, default=16)
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--shed-max-inflight", type=int, default=32)
+    p.add_argument("--shed-loop-lag-s", type=float, default=0.0)
+    p.add_argument("--no-baseline", action="store_true", help="skip the run without shedding")
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--markdown", type=Path, default=None)
+    args = p.parse_args(argv)
+    stamp = datetime.date.today().isoformat()
+    out_json = args.json or ROOT / "bench" / "results" / f"overload-{stamp}.json"
+    out_md = args.markdown or out_json.with_suffix(".md")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="overload-") as tmp_name:
+        tmp = Path(tmp_name)
+        server = Server()
+        try:
+            capacity = run(server, tmp, "capacity", "-c", str(args.capacity_clients),
+                           "-d", "5", "--warmup", "1")
+        finally:
+            server.stop()
+        offered = args.factor * capacity["accepted_rps"]
+        load = ["--rate", f"{offered:.0f}", "-c", str(args.clients), "-d", str(args.duration),
+                "--warmup", "1", "--timeout", str(args.timeout)]
+        shed = ["--shed-max-inflight", str(args.shed_max_inflight)]
+        if args.shed_loop_lag_s:
+            shed += ["--shed-loop-lag-s", str(args.shed_loop_lag_s)]
+        configs = ([] if args.no_baseline else [("no shedding", ())]) + [("shedding", shed)]
+        for name, flags in configs:
+            server = Server(*flags)
+            try:
+                runs.append(run(server, tmp, name, *load))
+            finally:
+                server.stop()
+    result = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": "python bench/overload.py " + " ".join(argv or sys.argv[1:]),
+        "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
+                   f"{platform.release()}",
+        "config": vars(args) | {"json": None, "markdown": None},
+        "capacity_rps": capacity["accepted_rps"],
+        "capacity": capacity,
+        "offered_rps": round(offered),
+        "runs": runs,
+    }
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    out_md.write_text(markdown(result))
+    print(markdown(result))
+    print(f"wrote {out_json} and {out_md}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

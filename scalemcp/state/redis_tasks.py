@@ -1,0 +1,324 @@
+"""The task store on Redis: a hash per task, a Streams consumer group as the queue.
+
+Keys (one hash tag, so every script touches one Cluster slot)::
+
+    <prefix>{tasks}:t:<id>   hash: the task (fields in redis_tasks_lua), TTL = the task's
+    <prefix>{tasks}:q        stream: the queue, entries {t: id}; consumer group ``w``
+    <prefix>{tasks}:ev       stream: task events {t, s, c}, capped; every worker tails it
+    <prefix>{tasks}:dead     stream: dead letters {t, a}, capped
+
+A claim is ``XAUTOCLAIM`` (entries whose consumer has not renewed them for a lease: its
+worker died or stalled) then ``XREADGROUP`` (new entries), and for each entry the START
+script, which decides on the task hash: run it (a new fencing token, an attempt counted),
+end it (cancelled, or failed as a dead letter), or leave it (its lease is still held). A
+heartbeat renews the lease in the hash and the entry's idle time (``XCLAIM ... JUSTID``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import msgspec
+import trio
+
+from ..errors import BackendUnavailable
+from .redis_router import Link
+from .redis_tasks_lua import (
+    ANSWER,
+    CANCEL,
+    CLAIM,
+    CREATE,
+    FINISH,
+    GROUP,
+    HEARTBEAT,
+    PARK,
+    PROGRESS,
+    RELEASE,
+    START,
+)
+from .tasks import Beat, Claim, QueueFull, TaskEvent, TaskRecord, TaskStatistics, TaskStatus
+from .tasks_memory import dead_worker_error
+
+__all__ = ["TASK_SCRIPTS", "RedisTaskStore", "decode_task"]
+
+log = logging.getLogger("scalemcp.state.redis")
+
+TASK_SCRIPTS = {
+    "t_create": CREATE, "t_start": START, "t_beat": HEARTBEAT, "t_progress": PROGRESS,
+    "t_park": PARK, "t_answer": ANSWER, "t_finish": FINISH, "t_release": RELEASE,
+    "t_cancel": CANCEL, "t_group": GROUP, "t_claim": CLAIM,
+}
+_GROUP = "w"
+_EVENT_BUFFER = 1000
+_RECLAIM_BATCH = 16
+
+
+def _s(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else value.decode()
+
+
+def decode_task(task_id: str, fields: dict[bytes, bytes]) -> TaskRecord:
+    """The record in a task hash (HGETALL)."""
+    get = fields.get
+    requests = {k[2:].decode(): v for k, v in fields.items() if k.startswith(b"q:")}
+    answers = {k[2:].decode(): v for k, v in fields.items() if k.startswith(b"a:")}
+    principal = get(b"pr")
+    message = get(b"sm")
+    return TaskRecord(
+        task_id=task_id,
+        principal=None if principal is None else principal.decode(),
+        request=get(b"rq") or b"",
+        status=_s(get(b"st")) or "working",  # type: ignore[arg-type]
+        status_message=message.decode() if message else None,
+        created_ms=int(get(b"cr") or 0), updated_ms=int(get(b"up") or 0),
+        ttl_ms=int(get(b"ttl") or 0), poll_interval_ms=int(get(b"pi") or 0),
+        lease_ms=int(get(b"ls") or 0), max_attempts=int(get(b"ma") or 1),
+        attempts=int(get(b"at") or 0), token=int(get(b"tk") or 0),
+        owner=_s(get(b"ow")), cancel_requested=get(b"cx") == b"1",
+        result=get(b"rs"), error=get(b"er"),
+        input_requests=requests, answers=answers,
+        terminal_writes=int(get(b"tw") or 0),
+    )
+
+
+def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+class RedisTaskStore:
+    """:class:`~scalemcp.state.tasks.TaskStore` over the backend's :class:`Link`."""
+
+    def __init__(self, link: Link, prefix: str, *, reclaim_idle_ms: int = 3000,
+                 block_ms: int = 1000) -> None:
+        self._link = link
+        self._tag = f"{prefix}{{tasks}}"
+        self.queue = f"{self._tag}:q"
+        self.events = f"{self._tag}:ev"
+        self.dead = f"{self._tag}:dead"
+        #: An entry not renewed for this long is taken over (the default lease).
+        self.reclaim_idle_ms = reclaim_idle_ms
+        # Between takeover checks a claim blocks at most half a lease, so a dead worker's
+        # task waits at most 1.5 leases (plus a heartbeat) for another worker.
+        self._block_ms = max(1, min(block_ms, reclaim_idle_ms // 2))
+        self._group_ready = False
+        #: Entries taken over (XAUTOCLAIM) and not started yet: they are this worker's
+        #: now, so each is started as a slot frees, not left for another lease to pass.
+        self._taken: deque[tuple[str, str]] = deque()
+        self._next_reclaim = 0.0
+
+    def key(self, task_id: str) -> str:
+        return f"{self._tag}:t:{task_id}"
+
+    def index(self, principal: str | None) -> str:
+        """The principal's tasks (a zset), under the tasks' hash tag."""
+        owner = "-" if principal is None else hashlib.blake2b(
+            principal.encode(), digest_size=12).hexdigest()
+        return f"{self._tag}:p:{owner}"
+
+    def _keys(self, task_id: str) -> list[str]:
+        return [self.key(task_id), self.queue, self.events]
+
+    async def _run(self, name: str, task_id: str, args: list[Any],
+                   extra: list[str] | None = None) -> Any:
+        with self._link.redis() as client:
+            return await self._link.script(client, name, [*self._keys(task_id), *(extra or [])],
+                                           args)
+
+    # -- the task's life -------------------------------------------------------------
+
+    async def create(self, record: TaskRecord, *, max_active: int = 0) -> TaskRecord:
+        fields: list[Any] = ["rq", record.request, "ttl", record.ttl_ms,
+                             "pi", record.poll_interval_ms, "ls", record.lease_ms,
+                             "ma", record.max_attempts]
+        if record.principal is not None:
+            fields += ["pr", record.principal]
+        if record.status_message:
+            fields += ["sm", record.status_message]
+        for key, answer in record.answers.items():  # gathered before the task existed
+            fields += [f"a:{key}", answer]
+        reply = await self._run("t_create", record.task_id,
+                                [record.task_id, record.ttl_ms, max_active, *fields],
+                                [self.index(record.principal)])
+        if _s(reply[0]) == "full":
+            raise QueueFull(f"{max_active} tasks are waiting or running")
+        created = int(reply[1])
+        return msgspec.structs.replace(record, status="working", created_ms=created,
+                                       updated_ms=created, token=0, attempts=0, owner="")
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        with self._link.redis() as client, self._link.timed("t_get"):
+            fields = await client.hgetall(self.key(task_id))
+        return decode_task(task_id, dict(fields)) if fields else None
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        with self._link.redis() as client:
+            await self._link.script(client, "t_group", [self.queue], [_GROUP])
+        self._group_ready = True
+
+    async def _start(self, worker: str, task_id: str, entry: str) -> Claim | None:
+        reply = await self._run("t_start", task_id,
+                                [task_id, entry, worker, _GROUP, dead_worker_error()],
+                                [self.dead])
+        return self._claimed(worker, reply) if int(reply[0]) == 1 else None
+
+    @staticmethod
+    def _claimed(worker: str, reply: Any) -> Claim:
+        """START's (or CLAIM's) reply: {1, token, attempt, HGETALL, id, entry}."""
+        task_id, entry = _s(reply[4]), _s(reply[5])
+        record = decode_task(task_id, _pairs(reply[3]))
+        return Claim(task_id=task_id, token=int(reply[1]), attempt=int(reply[2]),
+                     worker=worker, record=record, entry=entry)
+
+    async def _take(self, worker: str, entries: Any) -> Claim | None:
+        for entry in entries or ():
+            task_id = entry.field_values.get(b"t")
+            if task_id is not None:
+                self._taken.append((_s(task_id), _s(entry.identifier)))
+        while self._taken:
+            task_id, entry_id = self._taken.popleft()
+            claim = await self._start(worker, task_id, entry_id)
+            if claim is not None:
+                return claim
+        return None
+
+    async def claim(self, worker: str, *, wait_s: float) -> Claim | None:
+        await self._ensure_group()
+        claim = await self._take(worker, ())
+        if claim is not None:
+            return claim
+        now = trio.current_time()
+        if now >= self._next_reclaim:  # (a lease is seconds: no need to look every claim)
+            self._next_reclaim = now + self.reclaim_idle_ms / 4000
+            with self._link.redis() as client, self._link.timed("t_reclaim"):
+                reclaimed = await client.xautoclaim(self.queue, _GROUP, worker,
+                                                    self.reclaim_idle_ms, "0-0",
+                                                    count=_RECLAIM_BATCH)
+            claim = await self._take(worker, reclaimed[1] if reclaimed else ())
+            if claim is not None:
+                return claim
+        with self._link.redis() as client:  # the next new entry, started: one round trip
+            reply = await self._link.script(client, "t_claim",
+                                            [self.queue, self.events, self.dead],
+                                            [worker, _GROUP, f"{self._tag}:t:",
+                                             dead_worker_error()])
+        if int(reply[0]) == 1:
+            return self._claimed(worker, reply)
+        block = max(1, int(min(wait_s, self._block_ms / 1000) * 1000))
+        try:
+            with self._link.redis() as client:
+                got = await client.xreadgroup(_GROUP, worker, {self.queue: ">"}, count=1,
+                                              block=block)
+        except BackendUnavailable as exc:
+            if "NOGROUP" in str(exc):  # Redis lost its data (a restart): make it again
+                self._group_ready = False
+            raise
+        return await self._take(worker, (got or {}).get(self.queue.encode(), ()))
+
+    async def heartbeat(self, claim: Claim) -> Beat:
+        reply = await self._run("t_beat", claim.task_id,
+                                [claim.token, claim.worker, _GROUP, claim.entry])
+        beat = reply.decode() if isinstance(reply, bytes) else str(reply)
+        return "cancel" if beat == "cancel" else "ok" if beat == "ok" else "lost"
+
+    async def progress(self, claim: Claim, message: str) -> bool:
+        return bool(await self._run("t_progress", claim.task_id,
+                                    [claim.token, claim.task_id, message]))
+
+    async def park(self, claim: Claim, requests: dict[str, bytes]) -> bool:
+        pairs = [x for key, value in requests.items() for x in (key, value)]
+        return bool(await self._run("t_park", claim.task_id,
+                                    [claim.token, claim.task_id, _GROUP, claim.entry, *pairs]))
+
+    async def answer(self, task_id: str, responses: dict[str, bytes]) -> TaskRecord | None:
+        pairs = [x for key, value in responses.items() for x in (key, value)]
+        if not await self._run("t_answer", task_id, [task_id, *pairs]):
+            return None
+        return await self.get(task_id)
+
+    async def finish(
+        self, claim: Claim, status: TaskStatus, *, result: bytes | None = None,
+        error: bytes | None = None, message: str | None = None,
+    ) -> bool:
+        return bool(await self._run(
+            "t_finish", claim.task_id,
+            [claim.token, claim.task_id, _GROUP, claim.entry, status, result or b"",
+             error or b"", message or ""]))
+
+    async def release(self, claim: Claim) -> None:
+        await self._run("t_release", claim.task_id,
+                        [claim.token, claim.task_id, _GROUP, claim.entry])
+
+    async def cancel(self, task_id: str) -> TaskRecord | None:
+        if not await self._run("t_cancel", task_id, [task_id, _GROUP]):
+            return None
+        return await self.get(task_id)
+
+    async def list(self, principal: str | None, *, limit: int = 100) -> list[TaskRecord]:
+        index = self.index(principal)
+        with self._link.redis() as client, self._link.timed("t_list"):
+            ids = [_s(cast(bytes, i)) for i in await client.zrevrange(index, 0, limit * 2)]
+            async with client.pipeline(transaction=False) as pipe:
+                replies = [pipe.hgetall(self.key(i)) for i in ids]
+            found = [(i, dict(await reply)) for i, reply in zip(ids, replies, strict=True)]
+            gone = [i for i, fields in found if not fields]
+            if gone:
+                await client.zrem(index, gone)
+        return [decode_task(i, fields) for i, fields in found if fields][:limit]
+
+    async def statistics(self) -> TaskStatistics:
+        with self._link.redis() as client:
+            queued = await client.xlen(self.queue)
+            dead = await client.xlen(self.dead)
+        return TaskStatistics(queued=queued, running=0, dead_letters=dead)
+
+    # -- events ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def open_events(self) -> AsyncIterator[trio.MemoryReceiveChannel[TaskEvent]]:
+        send, receive = trio.open_memory_channel[TaskEvent](_EVENT_BUFFER)
+        started = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._tail, send, started)
+            await started.wait()
+            try:
+                async with receive:
+                    yield receive
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _tail(self, send: trio.MemorySendChannel[TaskEvent], started: trio.Event) -> None:
+        """Follow the event stream from now on, reconnecting while Redis is away."""
+        cursor: str | None = None
+        async with send:
+            while True:
+                try:
+                    if cursor is None:
+                        with self._link.redis() as client:
+                            last = await client.xrevrange(self.events, "+", "-", count=1)
+                        cursor = _s(last[0].identifier) if last else "0-0"
+                        started.set()
+                    with self._link.redis() as client:
+                        got = await client.xread({self.events: cursor}, count=500,
+                                                 block=self._block_ms)
+                except BackendUnavailable as exc:
+                    log.debug("task events: %s", exc)
+                    started.set()
+                    await trio.sleep(0.5)
+                    continue
+                for entry in (got or {}).get(self.events.encode(), ()):
+                    cursor = _s(entry.identifier)
+                    fields = entry.field_values
+                    event = TaskEvent(_s(fields.get(b"t")), _s(fields.get(b"s")),
+                                      fields.get(b"c") == b"1")
+                    with contextlib.suppress(trio.WouldBlock):  # a listener that lags
+                        send.send_nowait(event)                # loses events, not Redis

@@ -1,0 +1,239 @@
+"""The task runner: claim, heartbeat, run, cancel, write, per worker.
+
+Theory of operation
+-------------------
+One claim loop per worker takes a free slot (``concurrency`` of them), then a task
+(``store.claim``), and starts it. Each running task has a cancel scope and a heartbeat
+that renews its lease every third of it. The scope is cancelled when:
+
+- the task's cancellation is announced (a :class:`TaskEvent` with ``cancel``, from any
+  worker: a few milliseconds), or a heartbeat says ``cancel`` (the fallback); the task is
+  written ``cancelled`` only after the work has stopped;
+- a heartbeat says ``lost`` (the lease passed to another worker, the task expired or
+  ended): nothing is written, the successor's writes stand.
+
+When the worker shuts down, tasks still running are handed back (``store.release``)
+so another worker runs them at once, without waiting for the lease to run out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import msgspec
+import trio
+
+from ..errors import BackendUnavailable
+from ..observability.metrics import TASK_EVENTS, TASK_RUN_SECONDS, TASKS_RUNNING
+from ..state.tasks import Claim, TaskEvent, TaskStore
+
+__all__ = ["Execute", "Outcome", "TaskRunner"]
+
+log = logging.getLogger("scalemcp.tasks")
+
+#: How long a shutting-down worker tries to hand its tasks back.
+_RELEASE_S = 2.0
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What running a task came to: a final status, or questions for the client."""
+
+    kind: Literal["completed", "failed", "park"]
+    result: bytes | None = None
+    error: bytes | None = None
+    message: str | None = None
+    requests: dict[str, bytes] = {}
+
+
+Execute = Callable[[Claim], Awaitable[Outcome]]
+#: Told after this worker wrote a task's new status (to push it to the task's client).
+Written = Callable[[Claim, str], Awaitable[None]]
+Listener = Callable[[TaskEvent], None]
+
+
+class _Running:
+    __slots__ = ("cancelled", "claim", "lost", "scope")
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+        self.scope = trio.CancelScope()
+        self.cancelled = False
+        self.lost = False
+
+
+class TaskRunner:
+    """Runs this worker's share of the fleet's tasks (``serve``) and hears every event."""
+
+    def __init__(self, store: TaskStore, execute: Execute, *, worker: str,
+                 concurrency: int = 16, claim_wait_s: float = 1.0,
+                 run_tasks: bool = True, on_written: Written | None = None) -> None:
+        self.store = store
+        self.execute = execute
+        self.on_written = on_written
+        self.worker = worker
+        self.run_tasks = run_tasks
+        self._slots = trio.Semaphore(concurrency)
+        self._claim_wait_s = claim_wait_s
+        self._running: dict[str, _Running] = {}
+        self._listeners: set[Listener] = set()
+        self._stopping = False
+        self._idle = trio.Event()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with every task event of the fleet; returns the way to stop."""
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Watch events and (unless ``run_tasks`` is off) run tasks, until cancelled."""
+        async with self.store.open_events() as events, trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch, events)
+            if self.run_tasks:
+                nursery.start_soon(self._claim_loop, nursery)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def wait_idle(self) -> None:
+        """Until no task runs here."""
+        while self._running:
+            self._idle = trio.Event()
+            await self._idle.wait()
+
+    def stop_claiming(self) -> None:
+        """Drain: take no more tasks (running ones finish, or are handed back at exit)."""
+        self._stopping = True
+
+    # -- claiming --------------------------------------------------------------------
+
+    async def _claim_loop(self, nursery: trio.Nursery) -> None:
+        backoff = 0.1
+        while True:
+            await self._slots.acquire()
+            started = False
+            try:
+                if self._stopping:
+                    await trio.sleep(self._claim_wait_s)
+                    continue
+                claim = await self.store.claim(self.worker, wait_s=self._claim_wait_s)
+                backoff = 0.1
+                if claim is not None:
+                    nursery.start_soon(self._run, claim)
+                    started = True
+            except BackendUnavailable as exc:
+                log.warning("cannot claim tasks (retrying in %.1f s): %s", backoff, exc)
+                await trio.sleep(backoff)
+                backoff = min(5.0, backoff * 2)
+            finally:
+                if not started:
+                    self._slots.release()
+
+    # -- running ---------------------------------------------------------------------
+
+    async def _run(self, claim: Claim) -> None:
+        running = _Running(claim)
+        self._running[claim.task_id] = running
+        TASKS_RUNNING.inc()
+        began = time.perf_counter()
+        settled = False
+        try:
+            outcome = await self._execute(running)
+            if outcome is not None and not running.lost:
+                await self._write(running, outcome)
+            elif (running.cancelled and not running.lost
+                  and await self.store.finish(claim, "cancelled", message="cancelled")):
+                await self._told(claim, "cancelled")
+            settled = True
+        except BackendUnavailable as exc:
+            settled = True
+            log.warning("task %s: result not written (it will run again): %s",
+                        claim.task_id, exc)
+        finally:
+            if not settled:  # shutting down (or a bug): hand the task back at once
+                await self._release(claim)
+            TASK_RUN_SECONDS.observe(time.perf_counter() - began)
+            TASKS_RUNNING.dec()
+            self._running.pop(claim.task_id, None)
+            if not self._running:
+                self._idle.set()
+            self._slots.release()
+
+    async def _release(self, claim: Claim) -> None:
+        with trio.CancelScope(shield=True) as shield:
+            shield.deadline = trio.current_time() + _RELEASE_S
+            try:
+                await self.store.release(claim)
+            except BackendUnavailable as exc:
+                log.warning("task %s not handed back (its lease will run out): %s",
+                            claim.task_id, exc)
+
+    async def _execute(self, running: _Running) -> Outcome | None:
+        """The outcome, or None if the work was stopped (cancelled or lost)."""
+        outcome: Outcome | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._heartbeat, running)
+            with running.scope:
+                outcome = await self.execute(running.claim)
+            nursery.cancel_scope.cancel()
+        if running.scope.cancelled_caught:
+            return None
+        return outcome
+
+    async def _heartbeat(self, running: _Running) -> None:
+        claim = running.claim
+        every = max(0.05, claim.record.lease_ms / 3000)
+        while True:
+            await trio.sleep(every)
+            try:
+                beat = await self.store.heartbeat(claim)
+            except BackendUnavailable as exc:
+                log.warning("task %s: heartbeat failed: %s", claim.task_id, exc)
+                continue
+            if beat == "cancel":
+                running.cancelled = True
+                running.scope.cancel()
+            elif beat == "lost":
+                running.lost = True
+                running.scope.cancel()
+                return
+
+    async def _write(self, running: _Running, outcome: Outcome) -> None:
+        claim = running.claim
+        if outcome.kind == "park":
+            written = await self.store.park(claim, outcome.requests)
+        else:
+            written = await self.store.finish(claim, outcome.kind, result=outcome.result,
+                                              error=outcome.error, message=outcome.message)
+        if not written:
+            log.info("task %s: outcome not written (fenced: another worker holds it, or "
+                     "it ended)", claim.task_id)
+            return
+        await self._told(claim, "input_required" if outcome.kind == "park" else outcome.kind)
+
+    async def _told(self, claim: Claim, status: str) -> None:
+        if self.on_written is None:
+            return
+        try:
+            await self.on_written(claim, status)
+        except BackendUnavailable as exc:  # a push lost: clients still see it by polling
+            log.info("task %s: status %s not pushed: %s", claim.task_id, status, exc)
+
+    # -- events ----------------------------------------------------------------------
+
+    async def _watch(self, events: trio.MemoryReceiveChannel[TaskEvent]) -> None:
+        async for event in events:
+            TASK_EVENTS.labels(event.status).inc()
+            if event.cancel:
+                running = self._running.get(event.task_id)
+                if running is not None:
+                    running.cancelled = True
+                    running.scope.cancel()
+            for listener in list(self._listeners):
+                listener(event)

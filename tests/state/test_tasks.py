@@ -1,0 +1,292 @@
+"""The task store's contract (state/tasks.py), on every backend: memory, Redis, Redis Cluster.
+
+Two Redis backends opened by one test are two workers of one fleet. Leases are short
+(0.3 s) so that a "dead" worker (one that stops heartbeating) loses its task quickly.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+import pytest
+import trio
+from trio.testing import MockClock
+
+from scalemcp.state.base import StateBackend
+from scalemcp.state.tasks import Claim, QueueFull, TaskEvent, TaskRecord
+
+from .conftest import OpenBackend
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+LEASE_S = 0.3
+
+
+def task(**extra: object) -> TaskRecord:
+    fields: dict[str, object] = dict(task_id=secrets.token_hex(16), principal="alice",
+                                     request=b'{"tool":"t"}', ttl_ms=60_000,
+                                     poll_interval_ms=500, lease_ms=int(LEASE_S * 1000),
+                                     max_attempts=3)
+    fields.update(extra)
+    return TaskRecord(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def open_store(open_backend: OpenBackend, backend_kind: str) -> OpenBackend:
+    """Backends whose task leases are LEASE_S (the memory store keeps each task's own)."""
+    def open_(**settings: object) -> object:
+        if backend_kind != "memory":
+            settings.setdefault("task_lease_s", LEASE_S)
+        return open_backend(**settings)
+    return open_  # type: ignore[return-value]
+
+
+@asynccontextmanager
+async def workers(open_store: OpenBackend) -> AsyncIterator[tuple[StateBackend, StateBackend]]:
+    """Two workers of one fleet: two Redis backends, or the one memory backend twice."""
+    async with open_store() as one:
+        if one.name == "memory":
+            yield one, one
+            return
+        async with open_store() as two:
+            yield one, two
+
+
+async def claim(state: StateBackend, worker: str = "w1", wait_s: float = 1.0) -> Claim:
+    got = await state.tasks.claim(worker, wait_s=wait_s)
+    assert got is not None
+    return got
+
+
+async def test_create_get_claim_finish(open_store: OpenBackend) -> None:
+    with trio.fail_after(10):
+        async with open_store() as state:
+            rec = task()
+            await state.tasks.create(rec)
+            stored = await state.tasks.get(rec.task_id)
+            assert stored is not None
+            assert (stored.status, stored.principal, stored.request) == (
+                "working", "alice", b'{"tool":"t"}')
+            assert stored.created_ms > 0
+            assert stored.owner == ""
+            assert await state.tasks.get("nope") is None
+
+            held = await claim(state)
+            assert (held.task_id, held.token, held.attempt) == (rec.task_id, 1, 1)
+            assert held.record.request == b'{"tool":"t"}'
+            assert await state.tasks.heartbeat(held) == "ok"
+            assert await state.tasks.progress(held, "half way")
+            assert (await state.tasks.get(rec.task_id)).status_message == "half way"  # type: ignore[union-attr]
+            assert await state.tasks.finish(held, "completed", result=b'{"content":[]}')
+            assert not await state.tasks.finish(held, "failed", error=b"{}")
+            done = await state.tasks.get(rec.task_id)
+            assert done is not None
+            assert (done.status, done.result, done.error, done.terminal_writes) == (
+                "completed", b'{"content":[]}', None, 1)
+            assert await state.tasks.heartbeat(held) == "lost"
+            assert await state.tasks.claim("w1", wait_s=0.05) is None
+
+
+async def test_a_stalled_worker_is_fenced_off(open_store: OpenBackend, clock: MockClock | None
+                                              ) -> None:
+    with trio.fail_after(10):
+        async with workers(open_store) as (one, two):
+            rec = task()
+            await one.tasks.create(rec)
+            first = await claim(one, "w1")
+            # w1 stalls (no heartbeat): after its lease, w2 takes the task over.
+            await trio.sleep(LEASE_S * 1.5)
+            second = await claim(two, "w2", wait_s=2.0)
+            assert (second.token, second.attempt) == (2, 2)
+            assert await one.tasks.heartbeat(first) == "lost"
+            assert not await one.tasks.progress(first, "stale")
+            assert not await one.tasks.finish(first, "completed", result=b'{"by":"w1"}')
+            assert await two.tasks.finish(second, "completed", result=b'{"by":"w2"}')
+            done = await one.tasks.get(rec.task_id)
+            assert done is not None
+            assert (done.result, done.terminal_writes) == (b'{"by":"w2"}', 1)
+
+
+async def test_heartbeats_keep_the_lease(open_store: OpenBackend, clock: MockClock | None
+                                         ) -> None:
+    with trio.fail_after(10):
+        async with workers(open_store) as (one, two):
+            rec = task()
+            await one.tasks.create(rec)
+            held = await claim(one, "w1")
+            for _ in range(6):
+                await trio.sleep(LEASE_S / 3)
+                assert await one.tasks.heartbeat(held) == "ok"
+                assert await two.tasks.claim("w2", wait_s=0.01) is None
+            assert await one.tasks.finish(held, "completed", result=b"{}")
+
+
+async def test_a_task_not_safe_to_rerun_fails_when_its_worker_dies(
+        open_store: OpenBackend, clock: MockClock | None) -> None:
+    with trio.fail_after(10):
+        async with workers(open_store) as (one, two):
+            rec = task(max_attempts=1)
+            await one.tasks.create(rec)
+            await claim(one, "w1")
+            await trio.sleep(LEASE_S * 1.5)
+            assert await two.tasks.claim("w2", wait_s=0.5) is None
+            dead = await two.tasks.get(rec.task_id)
+            assert dead is not None
+            assert dead.status == "failed"
+            assert dead.error is not None
+            error = msgspec.json.decode(dead.error)
+            assert error["code"] == -32603
+            assert "stopped" in error["message"]
+            assert (await two.tasks.statistics()).dead_letters >= 1
+
+
+async def test_attempts_are_limited(open_store: OpenBackend, clock: MockClock | None) -> None:
+    with trio.fail_after(10):
+        async with open_store() as state:
+            rec = task(max_attempts=2)
+            await state.tasks.create(rec)
+            assert (await claim(state)).attempt == 1
+            await trio.sleep(LEASE_S * 1.5)
+            assert (await claim(state, wait_s=2.0)).attempt == 2
+            await trio.sleep(LEASE_S * 1.5)
+            assert await state.tasks.claim("w1", wait_s=0.5) is None
+            assert (await state.tasks.get(rec.task_id)).status == "failed"  # type: ignore[union-attr]
+
+
+async def test_cancel(open_store: OpenBackend) -> None:
+    with trio.fail_after(10):
+        async with open_store() as state, state.tasks.open_events() as events:
+            queued = task()
+            await state.tasks.create(queued)
+            cancelled = await state.tasks.cancel(queued.task_id)
+            assert cancelled is not None
+            assert cancelled.status == "cancelled"
+            assert await state.tasks.claim("w1", wait_s=0.05) is None  # its entry is gone
+
+            running = task()
+            await state.tasks.create(running)
+            held = await claim(state)
+            flagged = await state.tasks.cancel(running.task_id)
+            assert flagged is not None
+            assert flagged.status == "working"
+            assert await state.tasks.heartbeat(held) == "cancel"
+            seen = await _next_event(events, running.task_id)
+            assert seen.cancel
+            assert await state.tasks.finish(held, "cancelled")
+            assert (await state.tasks.get(running.task_id)).status == "cancelled"  # type: ignore[union-attr]
+            again = await state.tasks.cancel(running.task_id)  # terminal: nothing changes
+            assert again is not None
+            assert again.status == "cancelled"
+            assert await state.tasks.cancel("nope") is None
+
+
+async def test_a_cancelled_task_whose_worker_died_ends_cancelled(
+        open_store: OpenBackend, clock: MockClock | None) -> None:
+    with trio.fail_after(10):
+        async with workers(open_store) as (one, two):
+            rec = task()
+            await one.tasks.create(rec)
+            await claim(one, "w1")
+            await two.tasks.cancel(rec.task_id)
+            await trio.sleep(LEASE_S * 1.5)
+            assert await two.tasks.claim("w2", wait_s=0.5) is None
+            assert (await two.tasks.get(rec.task_id)).status == "cancelled"  # type: ignore[union-attr]
+
+
+async def test_a_full_queue_refuses_new_tasks(open_store: OpenBackend) -> None:
+    with trio.fail_after(10):
+        async with open_store() as state:
+            await state.tasks.create(task(), max_active=2)
+            held = await claim(state)  # running counts too
+            await state.tasks.create(task(), max_active=2)
+            refused = task()
+            with pytest.raises(QueueFull):
+                await state.tasks.create(refused, max_active=2)
+            assert await state.tasks.get(refused.task_id) is None  # nothing stored
+            await state.tasks.finish(held, "completed", result=b"{}")
+            await state.tasks.create(task(), max_active=2)  # room again
+
+
+async def test_answers_given_before_the_task_existed_are_kept(open_store: OpenBackend
+                                                               ) -> None:
+    with trio.fail_after(10):
+        async with open_store() as state:
+            rec = task(answers={"user_name": b'{"action":"accept"}'})
+            await state.tasks.create(rec)
+            held = await claim(state)
+            assert held.record.answers == {"user_name": b'{"action":"accept"}'}
+
+
+async def test_park_and_answer(open_store: OpenBackend) -> None:
+    with trio.fail_after(10):
+        async with open_store() as state:
+            rec = task()
+            await state.tasks.create(rec)
+            held = await claim(state)
+            assert await state.tasks.park(held, {"a": b'{"method":"x"}', "b": b'{"method":"y"}'})
+            parked = await state.tasks.get(rec.task_id)
+            assert parked is not None
+            assert (parked.status, parked.owner, sorted(parked.input_requests)) == (
+                "input_required", "", ["a", "b"])
+            assert not await state.tasks.finish(held, "completed")  # parked: not running
+            assert await state.tasks.claim("w1", wait_s=0.05) is None  # nobody holds it
+
+            after = await state.tasks.answer(rec.task_id, {"a": b'{"x":1}', "zz": b"{}"})
+            assert after is not None
+            assert (after.status, sorted(after.input_requests), sorted(after.answers)) == (
+                "input_required", ["b"], ["a"])
+            assert await state.tasks.claim("w1", wait_s=0.05) is None
+            after = await state.tasks.answer(rec.task_id, {"b": b'{"y":2}'})
+            assert after is not None
+            assert after.status == "working"
+            again = await claim(state)
+            assert (again.token, again.attempt) == (2, 1)  # parking is no lost attempt
+            assert again.record.answers == {"a": b'{"x":1}', "b": b'{"y":2}'}
+            assert again.record.input_requests == {}
+            assert await state.tasks.answer("nope", {"a": b"{}"}) is None
+
+
+async def test_release_hands_a_task_back(open_store: OpenBackend) -> None:
+    with trio.fail_after(10):
+        async with open_store() as state:
+            rec = task(max_attempts=1)
+            await state.tasks.create(rec)
+            held = await claim(state)
+            await state.tasks.release(held)
+            again = await claim(state)
+            assert (again.token, again.attempt) == (2, 1)
+            assert not await state.tasks.finish(held, "completed")
+            assert await state.tasks.finish(again, "completed", result=b"{}")
+
+
+async def test_ttl_expiry(open_store: OpenBackend, clock: MockClock | None) -> None:
+    with trio.fail_after(10):
+        async with open_store() as state:
+            rec = task(ttl_ms=300)
+            await state.tasks.create(rec)
+            assert await state.tasks.get(rec.task_id) is not None
+            await trio.sleep(0.5)
+            assert await state.tasks.get(rec.task_id) is None
+            assert await state.tasks.claim("w1", wait_s=0.05) is None
+
+
+async def test_events_reach_every_worker(open_store: OpenBackend) -> None:
+    with trio.fail_after(10):
+        async with workers(open_store) as (one, two), two.tasks.open_events() as events:
+            rec = task()
+            await one.tasks.create(rec)
+            held = await claim(one)
+            await one.tasks.finish(held, "completed", result=b"{}")
+            seen = await _next_event(events, rec.task_id)
+            assert seen.status == "completed"
+            assert not seen.cancel
+
+
+async def _next_event(events: trio.MemoryReceiveChannel[TaskEvent], task_id: str) -> TaskEvent:
+    async for event in events:
+        if event.task_id == task_id:
+            return event
+    raise AssertionError("the events ended")
