@@ -66,19 +66,23 @@ def versions(python: Path) -> str:
 
 
 @contextmanager
-def fastmcp_server(redis_url: str) -> Iterator[tuple[str, int]]:
-    proc = subprocess.Popen([str(fastmcp_python()), str(TARGET), "--redis-url", redis_url],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+def fastmcp_server(redis_url: str, log: Path, max_connections: int
+                   ) -> Iterator[tuple[str, int]]:
+    """The FastMCP target, its output in ``log`` (a pipe nobody reads would stall it)."""
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(fastmcp_python()), str(TARGET), "--redis-url", redis_url,
+                                 "--max-connections", str(max_connections)],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
-        assert proc.stdout is not None
         deadline = time.monotonic() + START_TIMEOUT_S
-        line = ""
-        while not line.startswith("PORT ") and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                raise RuntimeError(f"fastmcp target exited {proc.returncode}")
-        port = int(line.split()[1])
+        ports: list[str] = []
+        while not ports:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"fastmcp target did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+            ports = [line for line in log.read_text().splitlines() if line.startswith("PORT ")]
+        port = int(ports[0].split()[1])
         url = f"http://127.0.0.1:{port}/mcp"
         wait_answering(url)
         yield url, proc.pid
@@ -167,6 +171,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--poll-ms", type=float, default=20.0, help="tasks/get interval")
     parser.add_argument("--phase-timeout", type=float, default=240.0, help="seconds")
+    parser.add_argument("--fastmcp-log", type=Path, default=Path("/tmp/fastmcp-tasks-bench.log"),
+                        help="the FastMCP target's output")
+    parser.add_argument("--fastmcp-max-connections", type=int, default=0,
+                        help="Docket's redis-py pool size (0: its default, 100)")
+    parser.add_argument("--targets", nargs="+", choices=["scalemcp", "fastmcp"],
+                        default=["scalemcp", "fastmcp"])
     args = parser.parse_args()
     python = fastmcp_python()
     redis = RedisServer()
@@ -179,9 +189,11 @@ def main() -> None:
         scalemcp = ServeProcess("bench.tasks_app:app", "--log-level", "warning",
                                 "--redis-url", redis.url, "--state-keys", "k" * 64)
         try:
-            with fastmcp_server(redis.url) as (fast_url, fast_pid):
+            with fastmcp_server(redis.url, args.fastmcp_log,
+                                args.fastmcp_max_connections) as (fast_url, fast_pid):
                 targets = {"scalemcp": (scalemcp.url, pids_of(scalemcp.proc.pid)),
                            "fastmcp": (fast_url, pids_of(fast_pid))}
+                targets = {k: v for k, v in targets.items() if k in args.targets}
                 for _, pids in targets.values():
                     pin(pids, 1)
                 for clients in args.c:

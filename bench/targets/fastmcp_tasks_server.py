@@ -41,11 +41,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-connections", type=int, default=0,
+                        help="redis-py pool size for Docket (0: redis-py's default, 100)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asgi = build_server(args.redis_url, args.concurrency).http_app(
+    url = args.redis_url
+    if args.max_connections:
+        # Docket builds its pool with from_url, which reads this query parameter.
+        url += ("&" if "?" in url else "?") + f"max_connections={args.max_connections}"
+    asgi = build_server(url, args.concurrency).http_app(
         path="/mcp", stateless_http=True, json_response=True)
     # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (see sdk_server.py).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
