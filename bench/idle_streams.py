@@ -44,9 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ROOT / "bench" / "targets"
 sys.path.insert(0, str(ROOT))
 
-from scalemcp.bench.client import McpClient, read_messages  # noqa: E402
-from scalemcp.bench.http import Origin, open_http_client  # noqa: E402
-from scalemcp.bench.http._base import Response  # noqa: E402
+from scalemcp.loadgen.client import McpClient, read_messages  # noqa: E402
+from scalemcp.loadgen.http import Origin, open_http_client  # noqa: E402
+from scalemcp.loadgen.http._base import Response  # noqa: E402
 from tests.harness.ports import unused_port  # noqa: E402
 
 SERVER_CORE, CLIENT_CORE = 1, 0
@@ -85,7 +85,8 @@ def _raise_file_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def start_server(ns: argparse.Namespace, redis_url: str | None) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(ns: argparse.Namespace, redis_url: str | None
+                 ) -> tuple[subprocess.Popen[bytes], int]:
     port = unused_port()
     command = [sys.executable, "-m", "scalemcp.cli", "serve", "scalemcp_server:app",
                "--port", str(port), "--workers", "1", "--log-level", "warning",
@@ -108,7 +109,7 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     with trio.fail_after(60):
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"the server exited: see {proc.args}")
+                raise RuntimeError("the server exited: see its log (--log)")
             try:
                 stream = await trio.open_tcp_stream("127.0.0.1", port)
                 await stream.send_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
@@ -183,12 +184,16 @@ async def request_rate(origin: Origin, clients: int, window_s: float, pid: int
                        ) -> dict[str, float]:
     done = 0
     errors = 0
+    ready = 0
 
     async def client() -> None:
-        nonlocal done, errors
+        nonlocal done, errors, ready
         async with open_http_client(origin) as http:
             mcp = McpClient(http, "/mcp", era="session")
             await mcp.open()
+            ready += 1
+            if ready == clients:
+                all_ready.set()
             await started.wait()
             while not stop.is_set():
                 try:
@@ -200,12 +205,13 @@ async def request_rate(origin: Origin, clients: int, window_s: float, pid: int
                     errors += 1
             await mcp.close()
 
-    started, stop = trio.Event(), trio.Event()
+    started, stop, all_ready = trio.Event(), trio.Event(), trio.Event()
     measuring = False
     async with trio.open_nursery() as nursery:
         for _ in range(clients):
             nursery.start_soon(client)
-        await trio.sleep(1.0)  # sessions open
+        with trio.move_on_after(60):
+            await all_ready.wait()  # every client has its session
         started.set()
         await trio.sleep(1.0)  # warm-up
         measuring = True
@@ -239,6 +245,7 @@ async def run(ns: argparse.Namespace, proc: subprocess.Popen[bytes], port: int
         out["open_s"] = round(trio.current_time() - t0, 2)
         out["opened"] = streams.opened
         out["open_failed"] = streams.failed
+        out["not_opened_in_time"] = ns.streams - streams.opened - sum(streams.failed.values())
         await trio.sleep(2.0)  # settle
         rss_open = server_rss_kib(proc.pid)
         cpu0 = server_cpu_s(proc.pid)

@@ -25,9 +25,11 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +78,27 @@ def bench(url: str, out: Path, *args: str) -> dict[str, Any]:
     return result
 
 
+def responses(server: Server) -> dict[str, float]:
+    """The server's HTTP responses so far, by status (its own /metrics)."""
+    with urllib.request.urlopen(server.proc.base + "/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r'scalemcp_http_responses_total\{status="(\d+)"\} (\S+)', line)
+        if match:
+            found[match[1]] = float(match[2])
+    return found
+
+
 def run(server: Server, tmp: Path, name: str, *args: str) -> dict[str, Any]:
+    answered = responses(server)
     before = cpu_seconds(server.pids)
     report = bench(server.proc.url, tmp / f"{name}.json", *args)
     server_cpu = cpu_seconds(server.pids) - before
+    after = responses(server)
+    by_status = {k: int(v - answered.get(k, 0)) for k, v in after.items()
+                 if v - answered.get(k, 0) > 0}
+    total = sum(by_status.values())
     lat = report["latency"]
     errors = report["errors_by_kind"]
     accepted = report["requests"]
@@ -98,9 +117,23 @@ def run(server: Server, tmp: Path, name: str, *args: str) -> dict[str, Any]:
         "error_samples": {k: v[:2] for k, v in report.get("error_samples", {}).items()},
         "schedule_lag_p99_ms": report.get("other", {}).get("schedule_lag", {}).get(
             "p99_us", 0) / 1000,
-        # over the whole bench run (warm-up and set-up included), per accepted request
+        # the whole bench run (warm-up and set-up included), and every response of it
         "server_cpu_s": round(server_cpu, 2),
+        "server_responses": by_status,
+        "server_cpu_us_per_response": round(server_cpu / total * 1e6) if total else None,
     }
+
+
+def refusal_cost(capacity: dict[str, Any], shed: dict[str, Any]) -> dict[str, Any]:
+    served_us = capacity["server_cpu_us_per_response"]
+    statuses = shed["server_responses"]
+    refused = statuses.get("503", 0)
+    if not served_us or not refused:
+        return {"refusal_cpu_us": None, "refusal_cost_ratio": None}
+    served_cpu = statuses.get("200", 0) * served_us / 1e6
+    per_refusal = max(0.0, shed["server_cpu_s"] - served_cpu) / refused * 1e6
+    return {"refusal_cpu_us": round(per_refusal), "served_cpu_us": served_us,
+            "refusal_cost_ratio": round(per_refusal / served_us, 2)}
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -122,6 +155,12 @@ def markdown(r: dict[str, Any]) -> str:
             f"{run_['accepted_rps']:,.0f} | {run_['accepted_rps'] / cap:.0%} | "
             f"{run_['p50_ms']:.1f} | {run_['p99_ms']:.1f} | {run_['max_ms']:.1f} | "
             f"{run_['shed_503']:,} | {run_['timeouts']:,} | {run_['other_errors'] or '-'} |")
+    lines += ["", f"Server CPU per response (a run's CPU over all its responses, warm-up "
+              f"included): {r['capacity']['server_cpu_us_per_response']} us served (capacity "
+              f"run); {r['refusal_cpu_us']} us per refusal (closed loop with "
+              f"`--shed-max-inflight 1`, responses {r['refusals']['server_responses']}, less "
+              f"the served ones): a refusal costs {r['refusal_cost_ratio']} x a served "
+              "request."]
     return "\n".join(lines) + "\n"
 
 
@@ -164,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run(server, tmp, name, *load))
             finally:
                 server.stop()
+        # What a refusal costs: closed loop with room for one request in flight, so nearly
+        # every request is shed; from the server's CPU and its responses by status, less
+        # what the served ones cost (the capacity run's CPU per response).
+        server = Server("--shed-max-inflight", "1")
+        try:
+            refusals = run(server, tmp, "nearly every request shed", "-c",
+                           str(args.capacity_clients), "-d", "5", "--warmup", "1")
+        finally:
+            server.stop()
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python bench/overload.py " + " ".join(argv or sys.argv[1:]),
@@ -174,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         "capacity": capacity,
         "offered_rps": round(offered),
         "runs": runs,
+        "refusals": refusals,
+        **refusal_cost(capacity, refusals),
     }
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(result, indent=1, default=str) + "\n")

@@ -105,17 +105,12 @@ class Call(msgspec.Struct, kw_only=True):
         return self.granted_scopes is None or self.granted_scopes.issuperset(required)
 
 
-class _Scope:
-    """What both eras' request scopes share: the call's facts, notify, publish."""
+class CallFacts:
+    """The facts of a call a handler's context reads (``Context`` asks its scope for them):
+    what every scope, the eras' and a durable task's, shares."""
 
-    def __init__(
-        self, call: Call, meta: RequestMeta | UnsetType, emit: Emit, state: StateBackend
-    ) -> None:
-        self._call = call
-        self._emit = emit
-        self._state = state
-        token = UNSET if meta is UNSET else meta.progress_token
-        self._progress_token: int | str | None = None if token is UNSET else token
+    _call: Call
+    _progress_token: int | str | None
 
     @property
     def request_id(self) -> int | str:
@@ -148,6 +143,20 @@ class _Scope:
     @property
     def task_id(self) -> str | None:
         return None
+
+
+class _Scope(CallFacts):
+    """What both eras' request scopes share: the call's facts, notify, publish."""
+
+    def __init__(
+        self, call: Call, meta: RequestMeta | UnsetType, emit: Emit, state: StateBackend
+    ) -> None:
+        self._call = call
+        self._emit = emit
+        self._state = state
+        token = UNSET if meta is UNSET else meta.progress_token
+        self._progress_token: int | str | None = None if token is UNSET else token
+
 
     async def continue_as_task(self) -> None:
         if self._call.may_become_task:

@@ -22,7 +22,14 @@ from ..protocol import jsonrpc
 from ..protocol.changes import for_session
 from ..state.base import ANSWER_MAILBOX
 from ..state.tasks import Claim
-from .call import Call, ClientRequestFailed, InputRequired, client_result, require_capability
+from .call import (
+    Call,
+    CallFacts,
+    ClientRequestFailed,
+    InputRequired,
+    client_result,
+    require_capability,
+)
 
 if TYPE_CHECKING:
     from .tasks import TaskService
@@ -32,7 +39,7 @@ __all__ = ["TaskScope"]
 _RELATED = "io.modelcontextprotocol/related-task"
 
 
-class TaskScope:
+class TaskScope(CallFacts):
     def __init__(self, call: Call, claim: Claim, service: TaskService,
                  progress_token: int | str | None) -> None:
         self._call = call
@@ -41,30 +48,6 @@ class TaskScope:
         self._state = service.state
         # Progress is always reported inside a task: it becomes the status message.
         self._progress_token = progress_token if progress_token is not None else claim.task_id
-
-    @property
-    def request_id(self) -> int | str:
-        return self._call.request_id
-
-    @property
-    def session_id(self) -> str | None:
-        return self._call.session_id
-
-    @property
-    def protocol_version(self) -> str:
-        return self._call.protocol_version
-
-    @property
-    def client_capabilities(self) -> dict[str, Any]:
-        return self._call.client_capabilities
-
-    @property
-    def principal(self) -> str | None:
-        return self._call.principal
-
-    @property
-    def progress_token(self) -> int | str | None:
-        return self._progress_token
 
     @property
     def log_level(self) -> str | None:

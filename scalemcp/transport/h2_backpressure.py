@@ -26,22 +26,39 @@ raise ``KeyError`` out of its connection handler, which stopped the whole worker
 client could crash an HTTP/2 worker (found by the hostile fuzz over h2c). :func:`install`
 drops such data, still crediting the connection's flow-control window.
 
+Fifth, a client may open streams and reset them at once (rapid reset, CVE-2023-44487):
+HTTP/2's own limit (``h2_max_concurrent_streams``) counts only open streams, and a reset
+one is closed for h2 at once while its app task and buffer live on. Hypercorn creates each
+stream without yielding to them, so one read of a few kilobytes could start thousands of
+apps (the ``priority`` tree then refuses its 1,001st stream with an exception that ends the
+connection, logged as an error), while every other connection waited. :func:`install`
+counts the streams still held (their buffers): at the limit, the connection's task yields
+until the apps of finished streams have ended; a stream that still finds no room is
+refused (RST_STREAM, REFUSED_STREAM), which a well-behaved client retries.
+
 The patches are idempotent and touch nothing else; a Hypercorn without these classes is
 left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
+
+import trio
 
 __all__ = ["install"]
 
 _INSTALLED = "_scalemcp_h2_backpressure"
+#: Scheduler turns a connection at its stream limit waits for room before it refuses one.
+_ROOM_TURNS = 32
 
 
 def install() -> None:
     try:
+        import h2.errors as h2_errors
         import h2.events as h2_events
+        import h2.exceptions as h2_exceptions
         from hypercorn.events import Closed
         from hypercorn.protocol import h2 as hypercorn_h2
         from hypercorn.protocol.events import StreamClosed
@@ -80,12 +97,34 @@ def install() -> None:
     original_handle_events = protocol_class._handle_events
 
     async def handle_events(self: Any, events: list[Any]) -> None:
-        if not any(isinstance(e, h2_events.DataReceived) for e in events):
+        limit = self.config.h2_max_concurrent_streams
+        if not any(isinstance(e, h2_events.DataReceived) for e in events) and (
+            len(self.stream_buffers)
+            + sum(isinstance(e, h2_events.RequestReceived) for e in events) < limit
+        ):
             await original_handle_events(self, events)
             return
         run: list[Any] = []  # in order: an earlier event of the batch may open the stream
+        refused: set[int] = set()
         for event in events:
-            if isinstance(event, h2_events.DataReceived) and event.stream_id not in self.streams:
+            if isinstance(event, h2_events.RequestReceived) and (
+                len(self.stream_buffers) + len(run) >= limit
+            ):
+                if run:
+                    await original_handle_events(self, run)
+                    run = []
+                if not await _room_for_a_stream(self, limit):
+                    refused.add(event.stream_id)
+                    with contextlib.suppress(h2_exceptions.ProtocolError):
+                        self.connection.reset_stream(
+                            event.stream_id, h2_errors.ErrorCodes.REFUSED_STREAM)
+                    continue
+            elif getattr(event, "stream_id", None) in refused:
+                if isinstance(event, h2_events.DataReceived):
+                    self.connection.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id)
+                continue
+            elif isinstance(event, h2_events.DataReceived) and event.stream_id not in self.streams:
                 if run:
                     await original_handle_events(self, run)
                     run = []
@@ -101,6 +140,16 @@ def install() -> None:
     protocol_class.stream_send = stream_send
     protocol_class.handle = handle
     setattr(buffer_class, _INSTALLED, True)
+
+
+async def _room_for_a_stream(protocol: Any, limit: int) -> bool:
+    """Whether a new stream fits under ``limit`` streams held, after letting the apps and
+    the sender of this connection (and every other task) run a few turns."""
+    for _ in range(_ROOM_TURNS):
+        if len(protocol.stream_buffers) < limit:
+            return True
+        await trio.lowlevel.checkpoint()
+    return len(protocol.stream_buffers) < limit
 
 
 async def _reset_if_unfinished(protocol: Any, stream_id: int) -> None:

@@ -15,6 +15,7 @@ for the whole node (see :mod:`scalemcp.observability.metrics_dir`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -73,7 +74,7 @@ class _Exchange:
         fields = {"request_id": _request_id(headers)}
         sid = headers.get("mcp-session-id")
         if sid:
-            fields["session"] = logs.hash_id(sid)
+            fields["session"] = _hashed_session(sid)
         self._tokens = (exchange_var.set(self), logs.fields_var.set(fields))
         if self.observer.tracing is not None:
             self._span_parent = self.observer.tracing.remote_parent(headers)
@@ -178,7 +179,23 @@ def _request_id(headers: Mapping[str, str]) -> str:
     given = headers.get("x-request-id")
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
-    return secrets.token_hex(8)
+    # Unique, not secret: this process's random prefix and a counter (no urandom call).
+    return f"{_ID_PREFIX}{next(_ids) & 0xFFFFFFFF:08x}"
+
+
+_ID_PREFIX = secrets.token_hex(4)
+_ids = itertools.count(1)
+#: Session ids hashed for the logs, kept: a session's requests hash it once.
+_hashes: dict[str, str] = {}
+
+
+def _hashed_session(sid: str) -> str:
+    hashed = _hashes.get(sid)
+    if hashed is None:
+        if len(_hashes) >= 4096:
+            _hashes.clear()
+        hashed = _hashes[sid] = logs.hash_id(sid)
+    return hashed
 
 
 def _log_access(req: HttpExchange, current: _Exchange, seconds: float) -> None:
