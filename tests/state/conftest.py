@@ -114,3 +114,28 @@ def redis_target(redis_kind: str, request: pytest.FixtureRequest) -> Target:
     """The deployment ``open_redis`` connects to."""
     target: Target = request.getfixturevalue(_TARGETS[redis_kind])
     return target
+
+
+#: Task leases of the durable-task tests on Redis (the memory store keeps each task's own).
+LEASE_S = 0.3
+
+
+@pytest.fixture
+def open_store(open_backend: OpenBackend, backend_kind: str) -> OpenBackend:
+    """Backends whose task leases are LEASE_S (the memory store keeps each task's own)."""
+    def open_(**settings: object) -> object:
+        if backend_kind != "memory":
+            settings.setdefault("task_lease_s", LEASE_S)
+        return open_backend(**settings)
+    return open_  # type: ignore[return-value]
+
+
+@asynccontextmanager
+async def workers(open_store: OpenBackend) -> AsyncIterator[tuple[StateBackend, StateBackend]]:
+    """Two workers of one fleet: two Redis backends, or the one memory backend twice."""
+    async with open_store() as one:
+        if one.name == "memory":
+            yield one, one
+            return
+        async with open_store() as two:
+            yield one, two

@@ -22,12 +22,9 @@ from scalemcp.state.tasks import Claim, TaskRecord
 from scalemcp.tasks import Outcome, TaskRunner
 from tests.harness.conditions import eventually
 
-from .conftest import OpenBackend
+from .conftest import LEASE_S, OpenBackend, workers
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-LEASE_S = 0.3
-
 
 def task(**extra: object) -> TaskRecord:
     fields: dict[str, object] = dict(task_id=secrets.token_hex(16), request=b"{}",
@@ -36,24 +33,6 @@ def task(**extra: object) -> TaskRecord:
     fields.update(extra)
     return TaskRecord(**fields)  # type: ignore[arg-type]
 
-
-@pytest.fixture
-def open_store(open_backend: OpenBackend, backend_kind: str) -> OpenBackend:
-    def open_(**settings: object) -> object:
-        if backend_kind != "memory":
-            settings.setdefault("task_lease_s", LEASE_S)
-        return open_backend(**settings)
-    return open_  # type: ignore[return-value]
-
-
-@asynccontextmanager
-async def workers(open_store: OpenBackend) -> AsyncIterator[tuple[StateBackend, StateBackend]]:
-    async with open_store() as one:
-        if one.name == "memory":
-            yield one, one
-            return
-        async with open_store() as two:
-            yield one, two
 
 
 class Work:

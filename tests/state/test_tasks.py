@@ -7,8 +7,6 @@ Two Redis backends opened by one test are two workers of one fleet. Leases are s
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import msgspec
 import pytest
@@ -18,12 +16,9 @@ from trio.testing import MockClock
 from scalemcp.state.base import StateBackend
 from scalemcp.state.tasks import Claim, QueueFull, RunLimits, TaskEvent, TaskRecord
 
-from .conftest import OpenBackend
+from .conftest import LEASE_S, OpenBackend, workers
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-LEASE_S = 0.3
-
 
 def task(**extra: object) -> TaskRecord:
     fields: dict[str, object] = dict(task_id=secrets.token_hex(16), principal="alice",
@@ -33,26 +28,6 @@ def task(**extra: object) -> TaskRecord:
     fields.update(extra)
     return TaskRecord(**fields)  # type: ignore[arg-type]
 
-
-@pytest.fixture
-def open_store(open_backend: OpenBackend, backend_kind: str) -> OpenBackend:
-    """Backends whose task leases are LEASE_S (the memory store keeps each task's own)."""
-    def open_(**settings: object) -> object:
-        if backend_kind != "memory":
-            settings.setdefault("task_lease_s", LEASE_S)
-        return open_backend(**settings)
-    return open_  # type: ignore[return-value]
-
-
-@asynccontextmanager
-async def workers(open_store: OpenBackend) -> AsyncIterator[tuple[StateBackend, StateBackend]]:
-    """Two workers of one fleet: two Redis backends, or the one memory backend twice."""
-    async with open_store() as one:
-        if one.name == "memory":
-            yield one, one
-            return
-        async with open_store() as two:
-            yield one, two
 
 
 async def claim(state: StateBackend, worker: str = "w1", wait_s: float = 1.0) -> Claim:
