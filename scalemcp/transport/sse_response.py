@@ -65,8 +65,9 @@ async def follow_stream(
     When ``drop`` is set, what is already in the stream is sent and the connection ends
     without ending the stream (the client resumes with ``Last-Event-ID``).
 
-    An idle stream costs two tasks: this one and its disconnect watcher; the server's
-    drain reaches it through a callback (``drain.closing``), not a task of its own.
+    An idle stream costs this task and its disconnect watcher, and the send guard's watcher
+    once a keepalive has gone out; the server's drain reaches it through a callback
+    (``drain.closing``), not a task of its own.
     """
     stop = drop if drop is not None else trio.Event()
     draining = trio.Event()
