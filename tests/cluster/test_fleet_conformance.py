@@ -7,7 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
@@ -32,46 +33,44 @@ def requests_per_node(lb: HAProxy) -> dict[str, int]:
                 if r["pxname"] == "scalemcp" and r["svname"] in lb.names}
 
 
-def test_conformance_0_1_16_through_the_load_balancer(conformance_fleet: Cluster) -> None:
-    lb = conformance_fleet.lb
+T = TypeVar("T")
+
+
+def spread_over_nodes(fleet: Cluster, run: Callable[[], T], at_least: int
+                      ) -> tuple[T, dict[str, int]]:
+    """``run()``'s result and the requests haproxy sent each node meanwhile; every node
+    took at least ``at_least`` of them, and no worker logged a traceback."""
+    lb = fleet.lb
     assert lb is not None
     before = requests_per_node(lb)
-    passed = full_suite_0_1_16(node_env(), conformance_fleet.url)
+    result = run()
     after = requests_per_node(lb)
     spread = {name: after[name] - before.get(name, 0) for name in after}
+    assert sorted(spread) == ["n0", "n1", "n2"]
+    assert all(count >= at_least for count in spread.values()), spread
+    logs = fleet.logs()
+    assert "Traceback" not in logs, logs
+    return result, spread
+
+
+def test_conformance_0_1_16_through_the_load_balancer(conformance_fleet: Cluster) -> None:
+    passed, spread = spread_over_nodes(
+        conformance_fleet, lambda: full_suite_0_1_16(node_env(), conformance_fleet.url), 20)
     print(f"\nconformance 0.1.16 --suite all through haproxy (3 nodes x 2 workers, Redis): "
           f"{passed} checks passed, 0 failed; requests per node {spread}")
-    assert sorted(spread) == ["n0", "n1", "n2"]
-    assert all(count >= 20 for count in spread.values()), spread
-    logs = conformance_fleet.logs()
-    assert "Traceback" not in logs, logs
 
 
 def test_skills_scenarios_through_the_load_balancer(conformance_fleet: Cluster) -> None:
     """sep-2640-skills-* (0.2.0-alpha.12) at both wires: every worker of every node scanned
     the same skills, so entries, digests and cursors agree wherever a request lands."""
-    lb = conformance_fleet.lb
-    assert lb is not None
-    before = requests_per_node(lb)
-    summaries = skill_scenarios(node_env(), conformance_fleet.url)
-    after = requests_per_node(lb)
-    spread = {name: after[name] - before.get(name, 0) for name in after}
+    summaries, spread = spread_over_nodes(
+        conformance_fleet, lambda: skill_scenarios(node_env(), conformance_fleet.url), 3)
     print(f"\nskills scenarios through haproxy: {summaries}; requests per node {spread}")
-    assert sorted(spread) == ["n0", "n1", "n2"]
-    assert all(count >= 3 for count in spread.values()), spread
 
 
 def test_task_scenarios_through_the_load_balancer(conformance_fleet: Cluster) -> None:
     """tasks-* (SEP-2663) through haproxy: a task created on one node is read, updated and
     cancelled on others, and runs on whichever worker claims it (Redis)."""
-    lb = conformance_fleet.lb
-    assert lb is not None
-    before = requests_per_node(lb)
-    summaries = task_scenarios(node_env(), conformance_fleet.url)
-    after = requests_per_node(lb)
-    spread = {name: after[name] - before.get(name, 0) for name in after}
+    summaries, spread = spread_over_nodes(
+        conformance_fleet, lambda: task_scenarios(node_env(), conformance_fleet.url), 10)
     print(f"\ntasks scenarios through haproxy: {summaries}; requests per node {spread}")
-    assert sorted(spread) == ["n0", "n1", "n2"]
-    assert all(count >= 10 for count in spread.values()), spread
-    logs = conformance_fleet.logs()
-    assert "Traceback" not in logs, logs
