@@ -20,7 +20,7 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 def test_bad_module_path() -> None:
-    result = _serve("no_such_module:app")
+    result = _serve("no_such_module:app", "--port", "0")  # whatever holds 8000 here
     assert result.returncode == 2
     assert "cannot import module 'no_such_module'" in result.stderr
     assert "Traceback" not in result.stderr
