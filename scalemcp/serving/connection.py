@@ -20,7 +20,8 @@ And the deadlines of every phase, on that one timer (:class:`Phase`): the reques
 (total time from its first byte; a new connection's from the accept), the request body
 (HTTP/1.1), idle keep-alive, and any write the client accepts nothing of (the send
 deadline, on the blocking path only). Each closes the connection and is counted in
-``scalemcp_connections_timed_out_total``.
+``scalemcp_connections_timed_out_total``. On the same timer, each HTTP/2 stream's body
+deadline: a stream whose body stalls is reset, not its connection (:mod:`.h2_bodies`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ import trio
 
 from ..observability import metrics
 from . import seam
+from .admission import CANNOT_DELIMIT, Admission
 from .gate import REFUSAL, Gate, forwarded_client
+from .h2_bodies import StreamBodies
 from .tasks import TaskGroup
 
 __all__ = ["Connection", "ConnectionTimeouts", "Phase", "Shared"]
@@ -77,17 +80,20 @@ class ConnectionTimeouts:
 class Shared:
     """What every connection of a worker shares."""
 
-    __slots__ = ("app", "config", "context", "gate", "state", "timeouts")
+    __slots__ = ("admission", "app", "config", "context", "gate", "state", "timeouts")
 
     def __init__(self, app: seam.AppWrapper, config: seam.Config,
                  context: seam.WorkerContext, state: seam.LifespanState,
-                 timeouts: ConnectionTimeouts, gate: Gate) -> None:
+                 timeouts: ConnectionTimeouts, gate: Gate,
+                 admission: Admission | None = None) -> None:
         self.app = app
         self.config = config
         self.context = context
         self.state = state
         self.timeouts = timeouts
         self.gate = gate
+        #: Load shedding before the app (None: off).
+        self.admission = admission
 
 
 _TIMED_OUT = {phase: metrics.CONNECTIONS_TIMED_OUT.labels(phase.name.lower())
@@ -123,6 +129,8 @@ class Connection:
         self._deadline = math.inf
         self._timer: trio.CancelScope | None = None
         self._stopped = False
+        #: HTTP/2: the stream bodies still arriving (created with the first stream).
+        self._bodies: StreamBodies | None = None
 
     async def run(self) -> None:
         # The first request's head is due head_timeout after the accept, handshake included;
@@ -211,6 +219,7 @@ class Connection:
             return
         handle = self.protocol.handle
         sock = self._sock
+        admission = self.shared.admission
         ready_reads = 0
         while True:
             try:
@@ -226,6 +235,18 @@ class Connection:
                 break
             if self._via_proxy and not await self._admit_forwarded(data):
                 return
+            if admission is not None and self._phase == Phase.IDLE and self._h11_idle():
+                taken = admission.screen(data)
+                if taken is not None:  # past capacity: refused without h11 or the app
+                    if taken == CANNOT_DELIMIT:
+                        await self._write(admission.close)
+                        break
+                    await self._write(admission.keep_alive)
+                    self._fresh = False
+                    self._enter(Phase.IDLE, self.timeouts.keep_alive)
+                    data = data[taken:]
+                    if not data:
+                        continue
             await handle(seam.RawData(data))
             if not data:
                 break
@@ -235,6 +256,14 @@ class Connection:
                 ready_reads = 0
                 await trio.lowlevel.cancel_shielded_checkpoint()
         await handle(seam.Closed())
+
+    def _h11_idle(self) -> bool:
+        """An HTTP/1.1 connection between requests, nothing of the next one buffered."""
+        protocol = self.protocol.protocol
+        if not isinstance(protocol, seam.H11Protocol):
+            return False
+        connection = protocol.connection
+        return connection.their_state is h11.IDLE and not connection.trailing_data[0]
 
     async def _read_stream(self) -> None:
         """Through the trio stream (TLS), with Hypercorn's ``read_timeout`` if set."""
@@ -284,7 +313,9 @@ class Connection:
             return  # its deadline runs from its first byte: more bytes do not move it
         protocol = self.protocol.protocol
         if not isinstance(protocol, seam.H11Protocol):
-            return  # HTTP/2: requests are streams; idle and send deadlines apply
+            if isinstance(protocol, seam.H2Protocol):  # each stream has a body deadline
+                self._note_streams(protocol)
+            return
         if phase == Phase.IDLE:  # part of a head came
             if self._fresh:
                 self._phase = Phase.HEAD  # still due head_timeout after the accept
@@ -314,12 +345,23 @@ class Connection:
     def _move(self, deadline: float) -> None:
         self._deadline = deadline
         if self._timer is not None:
-            self._timer.deadline = deadline
+            self._timer.deadline = self._wake_at()
+
+    def _wake_at(self) -> float:
+        bodies = self._bodies
+        return self._deadline if bodies is None else min(self._deadline, bodies.next_deadline)
+
+    def _note_streams(self, protocol: seam.H2Protocol) -> None:
+        bodies = self._bodies
+        if bodies is None:
+            bodies = self._bodies = StreamBodies(self.timeouts.body)
+        if bodies.note(protocol, trio.current_time()) and self._timer is not None:
+            self._timer.deadline = self._wake_at()
 
     async def _watch(self) -> None:
         terminated = self.context.terminated
         while not self._stopped:
-            with trio.CancelScope(deadline=self._deadline) as self._timer:
+            with trio.CancelScope(deadline=self._wake_at()) as self._timer:
                 if terminated.is_set():
                     await trio.sleep_forever()
                 else:
@@ -327,6 +369,12 @@ class Connection:
             self._timer = None
             if self._stopped:
                 return
+            bodies = self._bodies
+            if bodies is not None and trio.current_time() >= bodies.next_deadline:
+                protocol = self.protocol.protocol
+                if isinstance(protocol, seam.H2Protocol):
+                    await bodies.expire(protocol, trio.current_time())
+                continue
             phase = self._phase
             if phase != Phase.BUSY and trio.current_time() >= self._deadline:
                 if self._deadline > -math.inf:  # (-inf: the worker stops)

@@ -52,6 +52,10 @@ class Shedder:
     def enabled(self) -> bool:
         return self.max_inflight > 0 or self.max_lag_s > 0
 
+    def overloaded(self) -> bool:
+        """Past capacity now (counts nothing: :meth:`refusal` counts a refusal)."""
+        return 0 < self.max_inflight <= self.inflight or 0 < self.max_lag_s < self.lag_s
+
     def refusal(self) -> Overloaded | None:
         """Why a new request must be refused now, or None to serve it."""
         if 0 < self.max_inflight <= self.inflight:
