@@ -166,7 +166,15 @@ class Connection:
         finally:
             if self._forwarded_client is not None:
                 self.shared.gate.remove_client(self._forwarded_client)
-            await self._close()
+            try:
+                await self._close()
+            finally:
+                # The protocol calls back into this connection (protocol_send): a cycle,
+                # which would wait for a full run of the cyclic collector (rare with
+                # gc_threshold raised) and hold a closed connection's memory until then.
+                # Broken here, it is freed as the task ends.
+                with contextlib.suppress(AttributeError):  # (none: it failed first)
+                    del self.protocol
 
     async def protocol_send(self, event: seam.Event) -> None:
         if isinstance(event, seam.RawData):
@@ -235,7 +243,8 @@ class Connection:
                 break
             if self._via_proxy and not await self._admit_forwarded(data):
                 return
-            if admission is not None and self._phase == Phase.IDLE and self._h11_idle():
+            if (admission is not None and admission.load.overloaded()
+                    and self._between_requests()):
                 taken = admission.screen(data)
                 if taken is not None:  # past capacity: refused without h11 or the app
                     if taken == CANNOT_DELIMIT:
@@ -243,7 +252,8 @@ class Connection:
                         break
                     await self._write(admission.keep_alive)
                     self._fresh = False
-                    self._enter(Phase.IDLE, self.timeouts.keep_alive)
+                    if self._phase == Phase.IDLE:  # (else the last request is ending)
+                        self._enter(Phase.IDLE, self.timeouts.keep_alive)
                     data = data[taken:]
                     if not data:
                         continue
@@ -257,13 +267,17 @@ class Connection:
                 await trio.lowlevel.cancel_shielded_checkpoint()
         await handle(seam.Closed())
 
-    def _h11_idle(self) -> bool:
-        """An HTTP/1.1 connection between requests, nothing of the next one buffered."""
+    def _between_requests(self) -> bool:
+        """HTTP/1.1, between requests (none yet, or the last one and its answer complete,
+        even if its task has not ended yet), nothing of the next one buffered: bytes read
+        now begin a new request, and an answer written now follows the last one's."""
         protocol = self.protocol.protocol
         if not isinstance(protocol, seam.H11Protocol):
             return False
         connection = protocol.connection
-        return connection.their_state is h11.IDLE and not connection.trailing_data[0]
+        state = connection.their_state
+        return ((state is h11.IDLE or (state is h11.DONE and connection.our_state is h11.DONE))
+                and not connection.trailing_data[0])
 
     async def _read_stream(self) -> None:
         """Through the trio stream (TLS), with Hypercorn's ``read_timeout`` if set."""
