@@ -39,6 +39,7 @@ def shed_admission(app: ASGIApp) -> Admission | None:
     """Load shedding in the serving loop for ``app``'s shedder (None: shedding is off)."""
     if not app.shedder.enabled:
         return None
+    app.shedder.screened = True  # HTTP/1.1 requests: counted and shed by the loop
     return Admission(app.shedder, app.ops_paths, app.shed_body)
 
 

@@ -37,7 +37,7 @@ import trio
 
 from ..observability import metrics
 from . import seam
-from .admission import CANNOT_DELIMIT, Admission
+from .admission import CANNOT_DELIMIT, COUNTED, Admission
 from .gate import REFUSAL, Gate, forwarded_client
 from .h2_bodies import StreamBodies
 from .tasks import TaskGroup
@@ -131,6 +131,9 @@ class Connection:
         self._stopped = False
         #: HTTP/2: the stream bodies still arriving (created with the first stream).
         self._bodies: StreamBodies | None = None
+        #: Requests of this connection counted in flight by the admission (two at most:
+        #: the next one may begin while the last one's task ends).
+        self._counted = 0
 
     async def run(self) -> None:
         # The first request's head is due head_timeout after the accept, handshake included;
@@ -166,6 +169,10 @@ class Connection:
         finally:
             if self._forwarded_client is not None:
                 self.shared.gate.remove_client(self._forwarded_client)
+            admission = self.shared.admission
+            while self._counted and admission is not None:
+                self._counted -= 1
+                admission.done()
             try:
                 await self._close()
             finally:
@@ -243,17 +250,13 @@ class Connection:
                 break
             if self._via_proxy and not await self._admit_forwarded(data):
                 return
-            if (admission is not None and admission.load.overloaded()
-                    and self._between_requests()):
+            if admission is not None and self._between_requests():
                 taken = admission.screen(data)
-                if taken is not None:  # past capacity: refused without h11 or the app
-                    if taken == CANNOT_DELIMIT:
-                        await self._write(admission.close)
+                if taken == COUNTED:
+                    self._counted += 1
+                elif taken is not None:  # past capacity: refused without h11 or the app
+                    if not await self._refuse(admission, taken):
                         break
-                    await self._write(admission.keep_alive)
-                    self._fresh = False
-                    if self._phase == Phase.IDLE:  # (else the last request is ending)
-                        self._enter(Phase.IDLE, self.timeouts.keep_alive)
                     data = data[taken:]
                     if not data:
                         continue
@@ -266,6 +269,17 @@ class Connection:
                 ready_reads = 0
                 await trio.lowlevel.cancel_shielded_checkpoint()
         await handle(seam.Closed())
+
+    async def _refuse(self, admission: Admission, taken: int) -> bool:
+        """Answer a refused request; False if the connection closes now."""
+        if taken == CANNOT_DELIMIT:
+            await self._write(admission.close)
+            return False
+        await self._write(admission.keep_alive)
+        self._fresh = False
+        if self._phase == Phase.IDLE:  # (else the last request is ending)
+            self._enter(Phase.IDLE, self.timeouts.keep_alive)
+        return True
 
     def _between_requests(self) -> bool:
         """HTTP/1.1, between requests (none yet, or the last one and its answer complete,
@@ -283,6 +297,7 @@ class Connection:
         """Through the trio stream (TLS), with Hypercorn's ``read_timeout`` if set."""
         receive = self.stream.receive_some
         handle = self.protocol.handle
+        admission = self.shared.admission
         read_timeout = self.config.read_timeout
         while True:
             try:
@@ -295,7 +310,18 @@ class Connection:
                 break
             if self._via_proxy and not await self._admit_forwarded(data):
                 return
-            await handle(seam.RawData(bytes(data)))
+            data = bytes(data)
+            if admission is not None and self._between_requests():
+                taken = admission.screen(data)
+                if taken == COUNTED:
+                    self._counted += 1
+                elif taken is not None:
+                    if not await self._refuse(admission, taken):
+                        break
+                    data = data[taken:]
+                    if not data:
+                        continue
+            await handle(seam.RawData(data))
             if not data:
                 break
             self._after_read()
@@ -342,6 +368,10 @@ class Connection:
             self._enter(Phase.BUSY, math.inf)
 
     def _set_idle(self, idle: bool) -> None:
+        if idle and self._counted:  # the oldest request counted in flight has ended
+            self._counted -= 1
+            if self.shared.admission is not None:
+                self.shared.admission.done()
         if not idle:
             # A request began (its head is in): the body, if any, is seen after the read.
             self._fresh = False

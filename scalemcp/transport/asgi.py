@@ -136,7 +136,8 @@ class ASGIApp:
             req.closing = self.drain
             req.send_timeout_s = self.config.sse.send_timeout_s
             with self.observer.exchange(req):
-                if not self.shedder.enabled or req.path in self.ops_paths:
+                if (not self.shedder.enabled or req.path in self.ops_paths
+                        or (self.shedder.screened and scope["http_version"] != "2")):
                     await self._http(req)
                     return
                 refusal = self.shedder.refusal()

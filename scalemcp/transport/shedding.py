@@ -38,6 +38,9 @@ class Shedder:
         self.max_lag_s = max_lag_s
         self.retry_after_s = retry_after_s
         self.inflight = 0
+        #: Set when the serving loop screens HTTP/1.1 requests (``serving.admission``):
+        #: it counts and sheds those; this only HTTP/2 streams.
+        self.screened = False
         self.lag_s = 0.0
         self._lags: deque[float] = deque(maxlen=_WINDOW)
         self._inflight_error = Overloaded(

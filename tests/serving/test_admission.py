@@ -19,7 +19,7 @@ import scalemcp
 from scalemcp.observability.metrics import SHED
 from scalemcp.server import asgi_app, hypercorn_config, shed_admission
 from scalemcp.serving import Admission, serve
-from scalemcp.serving.admission import CANNOT_DELIMIT
+from scalemcp.serving.admission import CANNOT_DELIMIT, COUNTED
 from scalemcp.transport.shedding import Shedder
 from tests.harness.client import modern_headers, modern_request
 
@@ -79,11 +79,18 @@ def test_what_is_refused_and_how_much_of_the_bytes_it_takes(data: bytes,
     assert counted == (expected is not None)
 
 
-def test_under_capacity_nothing_is_refused_or_counted() -> None:
-    shedder = Shedder(max_inflight=2, max_lag_s=0, retry_after_s=1)
-    shedder.inflight = 1
+def test_under_capacity_work_is_counted_in_flight_and_nothing_else() -> None:
+    shedder = Shedder(max_inflight=3, max_lag_s=0, retry_after_s=1)
+    admission = Admission(shedder, ["/healthz"], b"{}")
     before = SHED.labels("inflight")._value.get()
-    assert Admission(shedder, [], b"{}").screen(post(BODY)) is None
+    assert admission.screen(post(BODY)) == COUNTED
+    assert shedder.inflight == 1
+    assert admission.screen(GET) is None  # a stream: open for minutes at no cost
+    assert admission.screen(b"POST /healthz HTTP/1.1\r\n\r\n") is None
+    assert admission.screen(post(BODY)[:30]) is None  # a head still coming holds no slot
+    assert shedder.inflight == 1
+    admission.done()
+    assert shedder.inflight == 0
     assert SHED.labels("inflight")._value.get() == before
 
 
@@ -189,3 +196,29 @@ async def test_a_refused_request_whose_body_is_still_coming_closes_its_connectio
             assert b"connection: close" in head
             assert await closed_by_server(client)
             assert counting.http == 1
+
+
+async def test_a_burst_read_in_one_batch_cannot_pass_the_limit_together() -> None:
+    """Counted from its bytes, not when its task starts: of 20 requests arriving at once,
+    the limit's worth reach the app, the rest are refused by the loop; then nothing is
+    left counted."""
+    config = scalemcp.Config.from_options(shed_max_inflight=2)
+    with trio.fail_after(20):
+        async with shedding_server(config) as (port, counting):
+            clients = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(20)]
+            heads: list[bytes] = []
+
+            async def one(rid: int, client: trio.SocketStream) -> None:
+                await client.send_all(call(rid, 0.5))
+                heads.append((await answer(client))[0])
+
+            async with trio.open_nursery() as nursery:
+                for rid, client in enumerate(clients):
+                    nursery.start_soon(one, rid, client)
+            await trio.sleep(0.2)  # the served ones' connections turn idle
+            left = counting.asgi.shedder.inflight
+    statuses = sorted(head[9:12] for head in heads)
+    assert statuses.count(b"200") <= 2
+    assert statuses.count(b"503") >= 18
+    assert counting.http == statuses.count(b"200")
+    assert left == 0
