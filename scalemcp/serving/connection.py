@@ -278,7 +278,9 @@ class Connection:
         await self._write(admission.keep_alive)
         self._fresh = False
         if self._phase == Phase.IDLE:  # (else the last request is ending)
-            self._enter(Phase.IDLE, self.timeouts.keep_alive)
+            # Later, so the timer need not move (it costs): when it fires, it sees this
+            # deadline is still ahead and waits again.
+            self._deadline = trio.current_time() + self.timeouts.keep_alive
         return True
 
     def _between_requests(self) -> bool:
