@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 from h2.errors import ErrorCodes
 from h2.stream import StreamState
@@ -30,6 +31,13 @@ __all__ = ["StreamBodies"]
 #: The states in which the client may still send a stream's body.
 _RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
 _TIMED_OUT = metrics.CONNECTIONS_TIMED_OUT.labels("stream_body")
+#: Past this many deadlines waiting, those of streams no longer receiving are dropped
+#: (a client opening and resetting streams fast must not fill the queue for 60 s).
+_COMPACT_AT = 256
+
+
+def _receiving(stream: Any) -> bool:
+    return stream is not None and stream.state_machine.state in _RECEIVING
 
 
 class StreamBodies:
@@ -63,6 +71,9 @@ class StreamBodies:
                 self._due.append((now + self.timeout, stream_id))
                 started = True
         self._seen = highest
+        if len(self._due) > _COMPACT_AT:
+            self._due = deque(entry for entry in self._due
+                              if _receiving(connection.streams.get(entry[1])))
         return started
 
     async def expire(self, protocol: seam.H2Protocol, now: float) -> int:
@@ -71,8 +82,7 @@ class StreamBodies:
         due = self._due
         while due and due[0][0] <= now:
             _, stream_id = due.popleft()
-            stream = protocol.connection.streams.get(stream_id)
-            if stream is None or stream.state_machine.state not in _RECEIVING:
+            if not _receiving(protocol.connection.streams.get(stream_id)):
                 continue  # its body came (or it ended) in time
             protocol.connection.reset_stream(stream_id, ErrorCodes.CANCEL)
             # As Hypercorn handles a client's reset: the request sees its client gone, the

@@ -12,6 +12,7 @@ import trio
 
 from scalemcp.config import ConnectionSettings
 from scalemcp.observability.metrics import CONNECTIONS_TIMED_OUT
+from scalemcp.serving.h2_bodies import StreamBodies
 
 from .test_loop import hc_config, served
 
@@ -89,3 +90,34 @@ async def test_a_stalled_stream_body_is_reset_and_its_neighbours_are_served() ->
     assert (client.status[3], client.bodies[3].split()[0]) == (b"200", b"5")
     assert (client.status[5], client.bodies[5].split()[0]) == (b"200", b"5")
     assert stream_bodies_timed_out() == before + 1
+
+
+class Holder:
+    """What StreamBodies reads of a protocol: its h2 connection and its open streams."""
+
+    def __init__(self) -> None:
+        self.connection = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding=None))
+        self.connection.initiate_connection()
+        self.streams: dict[int, object] = {}
+
+
+def test_deadlines_of_streams_reset_by_their_client_do_not_pile_up() -> None:
+    """Rapid reset: streams opened with a body to come, then reset, each in its own read;
+    what waits for a deadline stays bounded, not one entry per stream for 60 s."""
+    server, client = Holder(), h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    server.connection.receive_data(client.data_to_send())
+    bodies = StreamBodies(timeout=60.0)
+    for stream_id in range(1, 4001, 2):
+        client.send_headers(stream_id, [(b":method", b"POST"), (b":path", b"/"),
+                                        (b":scheme", b"http"), (b":authority", b"x")])
+        server.connection.receive_data(client.data_to_send())
+        server.streams[stream_id] = object()  # as Hypercorn opens one per request
+        bodies.note(server, 0.0)  # type: ignore[arg-type]
+        client.reset_stream(stream_id)
+        server.connection.receive_data(client.data_to_send())
+        del server.streams[stream_id]
+    assert bodies.next_deadline == 60.0 or bodies.next_deadline == float("inf")
+    assert len(bodies._due) <= 257
