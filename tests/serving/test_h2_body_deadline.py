@@ -119,5 +119,4 @@ def test_deadlines_of_streams_reset_by_their_client_do_not_pile_up() -> None:
         client.reset_stream(stream_id)
         server.connection.receive_data(client.data_to_send())
         del server.streams[stream_id]
-    assert bodies.next_deadline == 60.0 or bodies.next_deadline == float("inf")
     assert len(bodies._due) <= 257
