@@ -94,6 +94,18 @@ def test_under_capacity_work_is_counted_in_flight_and_nothing_else() -> None:
     assert SHED.labels("inflight")._value.get() == before
 
 
+def test_a_lagging_event_loop_is_past_capacity_too() -> None:
+    shedder = Shedder(max_inflight=0, max_lag_s=0.1, retry_after_s=1)
+    admission = Admission(shedder, [], b"{}")
+    assert admission.screen(post(BODY)) == COUNTED
+    admission.done()
+    shedder.lag_s = 0.5  # as the watcher measures it (transport/shedding.py)
+    before = SHED.labels("loop_lag")._value.get()
+    assert admission.screen(post(BODY)) == len(post(BODY))
+    assert SHED.labels("loop_lag")._value.get() == before + 1
+    assert shedder.inflight == 0
+
+
 def test_the_answers_are_complete_http_responses() -> None:
     admission = full()
     for answer, close in ((admission.keep_alive, False), (admission.close, True)):
