@@ -91,7 +91,10 @@ def start_server(ns: argparse.Namespace, redis_url: str | None
     command = [sys.executable, "-m", "scalemcp.cli", "serve", "scalemcp_server:app",
                "--port", str(port), "--workers", "1", "--log-level", "warning",
                "--state-keys", STATE_KEY, "--sse-keepalive-s", str(ns.keepalive),
-               "--max-sessions-per-principal", str(ns.streams + 100)]
+               "--max-sessions-per-principal", str(ns.streams + 100),
+               # Every stream comes from 127.0.0.1: the per-client cap would refuse them.
+               "--max-connections", str(ns.streams + 200),
+               "--max-connections-per-client", str(ns.streams + 200)]
     if redis_url:
         command += ["--redis-url", redis_url]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
