@@ -22,6 +22,9 @@ from . import seam
 
 __all__ = ["Inbox", "TaskGroup"]
 
+#: Named once: Trio formats a name per task otherwise (memory, per open stream).
+_APP_TASK = "scalemcp.serving.app"
+
 
 class Inbox:
     """The ASGI receive events of one request: bounded, any number of waiting tasks."""
@@ -63,7 +66,8 @@ class TaskGroup:
         inbox = Inbox(config.max_app_queue_size)
         assert self._nursery is not None
         self._nursery.start_soon(seam.handle_app, app, config, scope, inbox.get, send,
-                                 trio.to_thread.run_sync, trio.from_thread.run)
+                                 trio.to_thread.run_sync, trio.from_thread.run,
+                                 name=_APP_TASK)
         return inbox.put
 
     def spawn(self, func: Callable[..., Awaitable[object]], *args: Any) -> None:
