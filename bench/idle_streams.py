@@ -80,6 +80,16 @@ def server_rss_kib(pid: int) -> int:
                for p in _tree(pid))
 
 
+def _loadavg() -> str:
+    """The machine's 1, 5 and 15 minute load averages: how much else ran (2 cores)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _raise_file_limit() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -233,7 +243,8 @@ async def run(ns: argparse.Namespace, proc: subprocess.Popen[bytes], port: int
     origin = Origin("http", "127.0.0.1", port)
     await wait_ready(port, proc)
     await trio.sleep(1.0)
-    out: dict[str, Any] = {"streams": ns.streams, "keepalive_s": ns.keepalive}
+    out: dict[str, Any] = {"streams": ns.streams, "keepalive_s": ns.keepalive,
+                           "loadavg_before": _loadavg()}
     out["requests_alone"] = await request_rate(origin, ns.clients, ns.window, proc.pid)
     rss_before = server_rss_kib(proc.pid)
     streams = Streams()
@@ -241,11 +252,16 @@ async def run(ns: argparse.Namespace, proc: subprocess.Popen[bytes], port: int
     async with trio.open_nursery() as followers:
         limiter = trio.CapacityLimiter(ns.concurrency)
         t0 = trio.current_time()
+        server0, client0 = server_cpu_s(proc.pid), _own_cpu_s()
         with trio.move_on_after(ns.open_limit):
             async with trio.open_nursery() as openers:
                 for i in range(ns.streams):
                     openers.start_soon(open_one, origin, i < modern, streams, followers, limiter)
         out["open_s"] = round(trio.current_time() - t0, 2)
+        # Which side was the bottleneck: a core is 1.0 (each is pinned to one).
+        out["open_cores"] = {
+            "server": round((server_cpu_s(proc.pid) - server0) / out["open_s"], 2),
+            "client": round((_own_cpu_s() - client0) / out["open_s"], 2)}
         out["opened"] = streams.opened
         out["open_failed"] = streams.failed
         out["not_opened_in_time"] = ns.streams - streams.opened - sum(streams.failed.values())
@@ -280,6 +296,7 @@ async def run(ns: argparse.Namespace, proc: subprocess.Popen[bytes], port: int
             "all_ms": round(told[-1] * 1000, 1) if told else None,
         }
         followers.cancel_scope.cancel()
+    out["loadavg_after"] = _loadavg()
     return out
 
 

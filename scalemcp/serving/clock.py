@@ -1,5 +1,7 @@
 """One clock per worker for its connections' deadlines, instead of a timer task each.
 
+(The ASGI app runs one too, for its SSE streams' send deadlines: ``transport.send_guard``.)
+
 Theory of operation. A connection's deadline (:class:`Timer`) moves at every phase change
 (a request begins: none; it ends: the keep-alive deadline), far more often than one
 passes. A timer task per connection costs a task, a cancel scope and a registration in
@@ -70,13 +72,15 @@ class Timer:
 class Clock:
     """The worker's clock: :meth:`run` in a task, :meth:`timer` per connection."""
 
-    __slots__ = ("_heap", "_order", "_scope", "_wake_at")
+    __slots__ = ("_heap", "_order", "_scope", "_wake_at", "running")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Timer]] = []
         self._order = count()  # ties in deadline are taken in the order pushed
         self._scope: trio.CancelScope | None = None
         self._wake_at = math.inf
+        #: :meth:`run` is running: timers fire (a caller may fall back to a task of its own).
+        self.running = False
 
     def timer(self, callback: Callable[[], object]) -> Timer:
         return Timer(self, callback)
@@ -95,12 +99,16 @@ class Clock:
     async def run(self) -> None:
         """Fire the timers whose deadline has passed, until cancelled."""
         heap = self._heap
-        while True:
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                queued, _, timer = heapq.heappop(heap)
-                timer._due(queued, now)
-            self._wake_at = heap[0][0] if heap else math.inf
-            with trio.CancelScope(deadline=self._wake_at) as self._scope:
-                await trio.sleep_forever()
-            self._scope = None
+        self.running = True
+        try:
+            while True:
+                now = trio.current_time()
+                while heap and heap[0][0] <= now:
+                    queued, _, timer = heapq.heappop(heap)
+                    timer._due(queued, now)
+                self._wake_at = heap[0][0] if heap else math.inf
+                with trio.CancelScope(deadline=self._wake_at) as self._scope:
+                    await trio.sleep_forever()
+                self._scope = None
+        finally:
+            self.running = False
