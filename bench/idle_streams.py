@@ -141,13 +141,16 @@ class Streams:
     def __init__(self) -> None:
         self.opened = 0
         self.failed: dict[str, int] = {}
+        #: One message per kind of failure, to tell its cause.
+        self.why: dict[str, str] = {}
         self.told: list[float] = []
         self.touched_at = 0.0
         self.everyone_told = trio.Event()
         self.expected = 0
 
-    def fail(self, kind: str) -> None:
+    def fail(self, kind: str, why: str = "") -> None:
         self.failed[kind] = self.failed.get(kind, 0) + 1
+        self.why.setdefault(kind, why)
 
 
 async def open_one(origin: Origin, modern: bool, streams: Streams, nursery: trio.Nursery,
@@ -175,7 +178,7 @@ async def open_one(origin: Origin, modern: bool, streams: Streams, nursery: trio
                 nursery.start_soon(_follow, http, response, streams, opened)
                 await opened.wait()  # the connection stays with _follow
         except Exception as exc:  # counted: the report says how many and why
-            streams.fail(type(exc).__name__)
+            streams.fail(type(exc).__name__, str(exc)[:200])
 
 
 async def _follow(http: Any, response: Response, streams: Streams, opened: trio.Event) -> None:
@@ -191,6 +194,20 @@ async def _follow(http: Any, response: Response, streams: Streams, opened: trio.
         pass  # the stream ended (the server stopped): nothing to count
     finally:
         await response.aclose()
+
+
+async def _connection_counters(origin: Origin) -> dict[str, float]:
+    """The server's connection counters (timed out by phase, refused by reason)."""
+    async with open_http_client(origin) as http:
+        response = await http.send("GET", "/metrics", [(b"host", b"127.0.0.1")], b"")
+        text = (await response.read()).decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(("scalemcp_connections_timed_out_total",
+                            "scalemcp_connections_refused_total")):
+            name, _, value = line.rpartition(" ")
+            found[name.removeprefix("scalemcp_connections_")] = float(value)
+    return found
 
 
 async def request_rate(origin: Origin, clients: int, window_s: float, pid: int
@@ -264,6 +281,8 @@ async def run(ns: argparse.Namespace, proc: subprocess.Popen[bytes], port: int
             "client": round((_own_cpu_s() - client0) / out["open_s"], 2)}
         out["opened"] = streams.opened
         out["open_failed"] = streams.failed
+        out["open_failed_why"] = streams.why
+        out["server_connections"] = await _connection_counters(origin)
         out["not_opened_in_time"] = ns.streams - streams.opened - sum(streams.failed.values())
         await trio.sleep(2.0)  # settle
         rss_open = server_rss_kib(proc.pid)
