@@ -199,7 +199,7 @@ async def _follow(http: Any, response: Response, streams: Streams, opened: trio.
 async def _connection_counters(origin: Origin) -> dict[str, float]:
     """The server's connection counters (timed out by phase, refused by reason)."""
     async with open_http_client(origin) as http:
-        response = await http.send("GET", "/metrics", [(b"host", b"127.0.0.1")], b"")
+        response = await http.send("GET", "/metrics", [], b"")  # (it sends the host)
         text = (await response.read()).decode()
     found: dict[str, float] = {}
     for line in text.splitlines():
@@ -245,14 +245,16 @@ async def request_rate(origin: Origin, clients: int, window_s: float, pid: int
         started.set()
         await trio.sleep(1.0)  # warm-up
         measuring = True
-        cpu0, t0 = server_cpu_s(pid), trio.current_time()
+        cpu0, t0, own0 = server_cpu_s(pid), trio.current_time(), _own_cpu_s()
         await trio.sleep(window_s)
-        cpu1, t1 = server_cpu_s(pid), trio.current_time()
+        cpu1, t1, own1 = server_cpu_s(pid), trio.current_time(), _own_cpu_s()
         measuring = False
         stop.set()
     return {"requests_per_s": round(done / (t1 - t0), 1),
             "cpu_us_per_request": round((cpu1 - cpu0) / max(done, 1) * 1e6, 1),
-            "errors": errors}
+            "errors": errors,
+            "cores": {"server": round((cpu1 - cpu0) / (t1 - t0), 2),
+                      "client": round((own1 - own0) / (t1 - t0), 2)}}
 
 
 async def run(ns: argparse.Namespace, proc: subprocess.Popen[bytes], port: int
