@@ -34,7 +34,8 @@ __all__ = ["Clock", "Timer"]
 
 
 class Timer:
-    """One deadline on a :class:`Clock`; ``callback`` runs once when it passes."""
+    """One deadline on a :class:`Clock`; ``callback`` runs when it passes (once: a move
+    afterwards sets the next)."""
 
     __slots__ = ("_callback", "_clock", "_queued", "deadline")
 
@@ -62,8 +63,7 @@ class Timer:
             return  # a stale entry: the timer was queued earlier, or cancelled
         self._queued = math.inf
         if self.deadline <= now:
-            callback, self._callback = self._callback, None
-            callback()
+            self._callback()
         elif self.deadline < math.inf:  # moved later meanwhile: queue it there
             self._queued = self.deadline
             self._clock._push(self.deadline, self)

@@ -22,6 +22,7 @@ import trio
 from ..config.settings import ConnectionSettings
 from ..observability import metrics
 from . import seam
+from .admission import Admission
 from .clock import Clock
 from .connection import Connection, ConnectionTimeouts, Shared
 from .gate import Gate, parse_networks, refuse
@@ -45,13 +46,15 @@ async def serve(
     *,
     shutdown_trigger: Callable[..., Awaitable[None]] | None = None,
     settings: ConnectionSettings | None = None,
+    admission: Admission | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve an ASGI ``app`` in this Trio run, as ``hypercorn.trio.serve`` does;
-    ``settings``: the connections' deadlines and limits (default: the defaults)."""
+    ``settings``: the connections' deadlines and limits (default: the defaults);
+    ``admission``: load shedding before the app (default: none)."""
     await worker_serve(seam.wrap_app(app, config.wsgi_max_body_size, "asgi"), config,
                        shutdown_trigger=shutdown_trigger, settings=settings,
-                       task_status=task_status)
+                       admission=admission, task_status=task_status)
 
 
 async def worker_serve(
@@ -61,12 +64,13 @@ async def worker_serve(
     sockets: seam.Sockets | None = None,
     shutdown_trigger: Callable[..., Awaitable[None]] | None = None,
     settings: ConnectionSettings | None = None,
+    admission: Admission | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``sockets`` (or those ``config`` binds) until told to stop.
 
     ``config.keep_alive_timeout`` is the idle deadline; ``settings`` the others and the
-    connection limits.
+    connection limits; ``admission`` sheds load before the app (:mod:`.admission`).
     """
     settings = settings or ConnectionSettings()
     lifespan_state: seam.LifespanState = {}
@@ -90,7 +94,8 @@ async def worker_serve(
             body=settings.body_timeout_s, send=settings.send_timeout_s)
         gate = Gate(settings.max_connections, settings.max_connections_per_client,
                     parse_networks(settings.trusted_proxies))
-        shared = Shared(app, config, context, lifespan_state, timeouts, gate, Clock())
+        shared = Shared(app, config, context, lifespan_state, timeouts, gate, admission,
+                        Clock())
         async with trio.open_nursery() as clock_nursery:
             # The connections' deadlines, until the last connection is done.
             clock_nursery.start_soon(shared.clock.run, name="scalemcp.serving.clock")
