@@ -11,7 +11,7 @@ so a caller cannot tell which of the two read a reply.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 __all__ = ["INCOMPLETE", "ErrorReply", "ProtocolError", "ReplyReader", "pack_command"]
 
@@ -45,19 +45,25 @@ _MORE = _Incomplete()
 def pack_command(args: Sequence[Arg]) -> bytes:
     """One command as a RESP array of bulk strings."""
     out = [b"*%d\r\n" % len(args)]
+    data: bytes
     for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
+        kind = type(arg)  # (exact types first: this runs for every command)
+        if kind is bytes:
+            data = cast(bytes, arg)
+        elif kind is str:
+            data = cast(str, arg).encode()
+        elif kind is int:
+            data = b"%d" % cast(int, arg)
+        elif isinstance(arg, bytes | bytearray | memoryview):
+            data = bytes(arg)
         elif isinstance(arg, str):
             data = arg.encode()
         elif isinstance(arg, int | float) and not isinstance(arg, bool):
             data = repr(arg).encode()
-        elif isinstance(arg, bytearray | memoryview):
-            data = bytes(arg)
         else:
             raise TypeError(f"a Redis command argument must be bytes, str or a number, "
                             f"not {type(arg).__name__}")
-        out += (b"$%d\r\n" % len(data), data, b"\r\n")
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(out)
 
 

@@ -216,3 +216,34 @@ async def test_a_cancelled_call_leaves_the_next_reply_to_its_own_caller(
             assert scope.cancelled_caught
             assert await lane.call(b"ECHO", b"mine") == b"mine"
             assert lane.usable
+
+
+async def test_a_unix_socket_lane_and_a_tcp_lane_reach_the_same_server(tmp_path: Any) -> None:
+    path = f"{tmp_path}/redis.sock"
+    redis = RedisServer("--unixsocket", path, "--unixsocketperm", "700")
+    try:
+        with trio.fail_after(10):
+            async with _lane(LaneAddress(path=path, db=2)) as lane:
+                await lane.call(b"SET", b"via-unix", b"yes")
+            async with _lane(_address(redis.port, db=2)) as lane:
+                assert await lane.call(b"GET", b"via-unix") == b"yes"
+    finally:
+        redis.stop()
+
+
+def test_the_address_is_the_coredis_pool_s_and_sentinel_keeps_coredis() -> None:
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(
+        "redis://app:p%40ss@10.1.2.3:6390/4", decode_components=True, client_name="w1",
+        connect_timeout=1.5, stream_timeout=7.0)
+    address = LaneAddress.from_pool(client.connection_pool)
+    assert address is not None
+    assert (address.host, address.port, address.db) == ("10.1.2.3", 6390, 4)
+    assert (address.username, address.password, address.client_name) == ("app", "p@ss", "w1")
+    assert (address.connect_timeout_s, address.reply_timeout_s) == (1.5, 7.0)
+    assert address.ssl_context is None
+    unix = LaneAddress.from_pool(coredis.Redis.from_url("unix:///run/r.sock?db=1")
+                                 .connection_pool)
+    assert unix is not None
+    assert (unix.path, unix.db) == ("/run/r.sock", 1)
+    sentinel: coredis.Sentinel[bytes] = coredis.Sentinel([("127.0.0.1", 26379)])
+    assert LaneAddress.from_pool(sentinel.primary_for("m").connection_pool) is None
