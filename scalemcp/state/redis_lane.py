@@ -204,6 +204,10 @@ class Lane:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data
 
+    def close(self, reason: str) -> None:
+        """Close the lane: waiting calls fail, later ones too (open another)."""
+        self._close(reason)
+
     def _close(self, reason: str, *, timeout: bool = False) -> None:
         """Fail every waiting call and stop the lane's tasks (once; later calls no-op)."""
         if self.closed is not None:

@@ -92,6 +92,8 @@ class Link:
         self._lane: Lane | _Leased | None = None
         self._lane_client: Any = None
         self._opening = trio.Lock()  # (taken only to open a lane, never per call)
+        self._open_attempts = 0
+        self._open_failure: str | None = None
 
     @contextmanager
     def redis(self) -> Iterator[RedisClient]:
@@ -105,6 +107,8 @@ class Link:
         except ERRORS as exc:
             self.failed(exc)
             forget_connections(client, exc)
+            if isinstance(exc, coredis.exceptions.ResponseError) and "READONLY" in str(exc):
+                self._drop_lane()  # it reached a demoted master: the next call reconnects
             if error_kind(exc) == "oom":
                 raise BackendUnavailable(f"Redis is out of memory (maxmemory): {exc}") from exc
             raise BackendUnavailable(f"Redis is unavailable: {exc or type(exc).__name__}") from exc
@@ -165,29 +169,50 @@ class Link:
         return await lane.call(b"EVALSHA", sha, len(keys), *keys, *args)
 
     async def _open_lane(self, client: Any) -> Any:
-        """A lane to ``client``'s server (None: this client has no lane)."""
+        """A lane to ``client``'s server (None: this client has no lane).
+
+        Callers that queued while an attempt failed share its failure instead of each
+        trying in turn (N queued callers would otherwise wait N connect timeouts)."""
+        tried = self._open_attempts
         async with self._opening:
             lane = self._lane if self._lane_client is client else None
             if lane is not None and lane.usable:
                 return lane  # opened meanwhile
-            old, old_client = self._lane, self._lane_client
-            self._lane = self._lane_client = None
-            if isinstance(old, _Leased) and old_client is not None:
-                _return_slot(old_client.connection_pool, old.connection)
-            pool: Any = getattr(client, "connection_pool", None)
-            if isinstance(client, coredis.RedisCluster) or not hasattr(pool, "get_connection"):
+            if self._open_attempts != tried and self._open_failure is not None:
+                raise coredis.exceptions.ConnectionError(self._open_failure)
+            self._open_attempts += 1
+            self._open_failure = None
+            try:
+                return await self._replace_lane(client)
+            except Exception as exc:  # (not a cancellation: the next caller tries itself)
+                self._open_failure = f"no connection to Redis: {exc or type(exc).__name__}"
+                raise
+
+    async def _replace_lane(self, client: Any) -> Any:
+        old, old_client = self._lane, self._lane_client
+        self._lane = self._lane_client = None
+        if isinstance(old, _Leased) and old_client is not None:
+            _return_slot(old_client.connection_pool, old.connection)
+        pool: Any = getattr(client, "connection_pool", None)
+        if isinstance(client, coredis.RedisCluster) or not hasattr(pool, "get_connection"):
+            return None
+        address = LaneAddress.from_pool(pool)
+        lane: Lane | _Leased
+        if address is not None and self.nursery is not None:
+            lane = await open_lane(self.nursery, address)
+        else:
+            connection = await pool.get_connection()
+            if not hasattr(connection, "create_request"):  # another coredis: no lane
+                pool.release(connection)
                 return None
-            address = LaneAddress.from_pool(pool)
-            if address is not None and self.nursery is not None:
-                lane = await open_lane(self.nursery, address)
-            else:
-                connection = await pool.get_connection()
-                if not hasattr(connection, "create_request"):  # another coredis: no lane
-                    pool.release(connection)
-                    return None
-                lane = _Leased(connection)
-            self._lane, self._lane_client = lane, client
-            return lane
+            lane = _Leased(connection)
+        self._lane, self._lane_client = lane, client
+        return lane
+
+    def _drop_lane(self) -> None:
+        lane = self._lane
+        if isinstance(lane, Lane):
+            lane.close("the lane reached a read-only replica")
 
     @staticmethod
     def failed(exc: BaseException) -> None:

@@ -17,6 +17,7 @@ from scalemcp.errors import BackendUnavailable
 from scalemcp.state.base import SessionRecord
 from scalemcp.state.redis import RedisBackend
 from scalemcp.state.redis_lane import Lane, LaneAddress, open_lane
+from scalemcp.state.redis_router import Link
 from tests.harness.faults import Fault, FaultProxy
 from tests.harness.redis import RedisServer
 
@@ -247,3 +248,37 @@ def test_the_address_is_the_coredis_pool_s_and_sentinel_keeps_coredis() -> None:
     assert (unix.path, unix.db) == ("/run/r.sock", 1)
     sentinel: coredis.Sentinel[bytes] = coredis.Sentinel([("127.0.0.1", 26379)])
     assert LaneAddress.from_pool(sentinel.primary_for("m").connection_pool) is None
+
+
+async def test_calls_queued_behind_a_failing_connect_share_its_failure(
+        server: RedisServer) -> None:
+    # A Redis that accepts connections and never answers: each attempt to open the lane
+    # takes the whole connect timeout. Ten calls waiting for the same attempt must fail
+    # with it, not each try in turn (ten timeouts, one after the other).
+    proxy = FaultProxy("127.0.0.1", server.port)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(proxy.serve)
+            proxy.set(Fault.BLACK_HOLE)
+            client: coredis.Redis[bytes] = coredis.Redis.from_url(
+                proxy.url, decode_responses=False, connect_timeout=1.0)
+            link = Link({"ping": "return 1"})
+            link.nursery = nursery
+            failures: list[BaseException] = []
+
+            async def one() -> None:
+                try:
+                    await link.script(client, "ping", [], [])
+                except (TimeoutError, coredis.exceptions.ConnectionError) as exc:
+                    failures.append(exc)
+
+            async with client:
+                started = trio.current_time()
+                async with trio.open_nursery() as calls:
+                    for _ in range(10):
+                        calls.start_soon(one)
+                assert len(failures) == 10
+                assert trio.current_time() - started < 5.0  # one timeout (1 s), not ten
+                proxy.set(Fault.PASS)
+                assert await link.script(client, "ping", [], []) == 1  # and then it reconnects
+            nursery.cancel_scope.cancel()
