@@ -65,7 +65,18 @@ def _scope(method: str, headers: list[tuple[bytes, bytes]], body: bytes) -> dict
     return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": "1.1", "method": method, "scheme": "http", "path": "/mcp",
             "raw_path": b"/mcp", "query_string": b"", "root_path": "", "headers": headers,
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "extensions": {}}
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+            "extensions": {"scalemcp.on_disconnect": _never_gone}}
+
+
+def _never_gone(callback: Any) -> Any:
+    """The serving loop's disconnect hook (``scalemcp.serving.tasks.DISCONNECT_HOOK``), as
+    it is for a client that stays: registered, never fired (older trees ignore it)."""
+    return _unregister
+
+
+def _unregister() -> None:
+    pass
 
 
 async def _drive(ns: argparse.Namespace) -> None:

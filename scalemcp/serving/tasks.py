@@ -6,6 +6,11 @@ here each request gets an :class:`Inbox`: a deque with the same bound
 (``max_app_queue_size``: a reader that gets ahead of the app waits, so a request body is
 never buffered without limit) and parked tasks woken directly. The app task itself runs
 Hypercorn's ``_handle`` (its error handling and logging), unchanged.
+
+The inbox also offers the app an ASGI extension, ``scope["extensions"][DISCONNECT_HOOK]``:
+a function that registers a callback for the client's going away. ASGI has no other way
+to hear a disconnect than a task parked in ``receive``; with the hook, a request that has
+read its body is told without one (a task per request, or per open stream, fewer).
 """
 
 from __future__ import annotations
@@ -20,26 +25,57 @@ import trio
 
 from . import seam
 
-__all__ = ["Inbox", "TaskGroup"]
+__all__ = ["DISCONNECT_HOOK", "Inbox", "TaskGroup"]
+
+#: The ASGI extension's key: ``hook(callback) -> unregister``. From the call on, the
+#: request's further body events are discarded (the app has read what it wants) and
+#: ``callback()`` runs once the client is gone (at once if it is gone already); the
+#: disconnect event itself stays queued for ``receive``.
+DISCONNECT_HOOK = "scalemcp.on_disconnect"
+_GONE = frozenset({"http.disconnect", "websocket.disconnect"})
 
 
 class Inbox:
     """The ASGI receive events of one request: bounded, any number of waiting tasks."""
 
-    __slots__ = ("_events", "_limit", "_readers", "_writers")
+    __slots__ = ("_events", "_limit", "_on_gone", "_readers", "_writers")
 
     def __init__(self, limit: int) -> None:
         self._events: deque[Any] = deque()
         self._limit = max(1, limit)
         self._readers = trio.lowlevel.ParkingLot()
         self._writers = trio.lowlevel.ParkingLot()
+        self._on_gone: Callable[[], object] | None = None
 
     async def put(self, event: Any) -> None:
-        while len(self._events) >= self._limit:
+        while True:
+            if self._on_gone is not None:
+                if event.get("type") not in _GONE:
+                    return  # watched for its end only: the body is not wanted any more
+                self._on_gone()
+                break
+            if len(self._events) < self._limit:
+                break
             await self._writers.park()
         self._events.append(event)
         if self._readers:
             self._readers.unpark()
+
+    def on_disconnect(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """:data:`DISCONNECT_HOOK`: ``callback`` once the client is gone; returns the undo."""
+        if any(event.get("type") in _GONE for event in self._events):
+            callback()
+        else:
+            self._events = deque()  # unread body events: as the watched ``put`` drops them
+            if self._writers:
+                self._writers.unpark_all()
+        self._on_gone = callback
+
+        def unregister() -> None:
+            if self._on_gone is callback:
+                self._on_gone = None
+
+        return unregister
 
     async def get(self) -> Any:
         while not self._events:
@@ -62,6 +98,8 @@ class TaskGroup:
                         ) -> Callable[[Any], Awaitable[None]]:
         inbox = Inbox(config.max_app_queue_size)
         assert self._nursery is not None
+        if scope.get("type") == "http":
+            scope.setdefault("extensions", {})[DISCONNECT_HOOK] = inbox.on_disconnect
         self._nursery.start_soon(seam.handle_app, app, config, scope, inbox.get, send,
                                  trio.to_thread.run_sync, trio.from_thread.run)
         return inbox.put

@@ -85,8 +85,7 @@ class ModernTransport:
         # One nursery: a disconnect, or a client too slow to read (the guard), cancels it
         # and with it the handler (spec 5.2); nothing more is sent then.
         async with trio.open_nursery() as nursery:
-            with guard_in(req, nursery):
-                nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
+            with guard_in(req, nursery), cancel_on_disconnect(req, nursery):
                 body, error = await self.service.answer(call, live.emit)
                 await live.finish(body, answer_status(error, "modern"))
             nursery.cancel_scope.cancel()
@@ -107,12 +106,13 @@ class ModernTransport:
         await send_chunk(req, format_event(
             jsonrpc.encode_notification("notifications/subscriptions/acknowledged", ack),
             event="message"))
-        # Two tasks an idle listener: this one and its disconnect watcher (the drain
-        # reaches it through a callback; a slow client trips the guard: all cancelled).
+        # One task an idle listener on scalemcp's loop (a disconnect and the drain reach
+        # it through callbacks; a slow client trips the guard: all cancelled), two on
+        # another server (a disconnect watcher).
         async with trio.open_nursery() as nursery:
             with guard_in(req, nursery) as guard, closing(req.closing,
-                                                          nursery.cancel_scope.cancel):
-                nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
+                                                          nursery.cancel_scope.cancel), \
+                    cancel_on_disconnect(req, nursery):
                 if task_ids and tasks is not None:
                     await self._relay_with_tasks(req, wanted, request_id, tasks, task_ids)
                 else:

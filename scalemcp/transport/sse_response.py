@@ -9,12 +9,15 @@ stream's final event is sent, the session disappears, the client disconnects, or
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import trio
 
 from ..errors import BackendUnavailable
 from ..observability.metrics import SSE_REPLAYED_EVENTS, SSE_RESUMES
 from ..protocol.sse import GET_STREAM, KEEPALIVE, POST_STREAM, format_event, make_event_id
+from ..serving.tasks import DISCONNECT_HOOK
 from ..state.base import StateBackend, StreamEvent
 from .drain import closing
 from .http import Request
@@ -87,8 +90,8 @@ async def follow_stream(
     if replaying:
         SSE_RESUMES.labels(kind).inc()
     async with trio.open_nursery() as nursery:
-        with guard_in(req, nursery) as guard:  # a slow client: the nursery is cancelled
-            nursery.start_soon(cancel_on_disconnect, req, nursery.cancel_scope)
+        with guard_in(req, nursery) as guard, cancel_on_disconnect(req, nursery):
+            # (a slow client, or one gone: the nursery is cancelled)
             if drop is not None:  # a handler may drop the connection (POST streams)
                 nursery.start_soon(_interrupt_on_drop, drop, waiting)
             with closing(req.closing, drain_now):
@@ -154,7 +157,25 @@ def _frame(
     return b"".join(chunks)
 
 
-async def cancel_on_disconnect(req: Request, scope: trio.CancelScope) -> None:
+@contextmanager
+def cancel_on_disconnect(req: Request, nursery: trio.Nursery) -> Iterator[None]:
+    """Cancel ``nursery`` if the client goes away meanwhile (its body read already).
+
+    On scalemcp's serving loop through its ``DISCONNECT_HOOK`` extension, with no task;
+    on another server by a task in ``nursery`` parked in ``receive`` (ASGI's only way)."""
+    hook = req.scope.get("extensions", {}).get(DISCONNECT_HOOK)
+    if hook is None:
+        nursery.start_soon(_receive_until_gone, req, nursery.cancel_scope)
+        yield
+        return
+    unregister = hook(nursery.cancel_scope.cancel)
+    try:
+        yield
+    finally:
+        unregister()
+
+
+async def _receive_until_gone(req: Request, scope: trio.CancelScope) -> None:
     while True:
         message = await req.receive()
         if message["type"] == "http.disconnect":
