@@ -92,11 +92,12 @@ async def create_job(c: Stateless, i: int) -> tuple[str, str]:
         try:
             r = await c.call("tools/call", {"name": "job", "arguments": arguments}, "job")
         except httpx.TransportError:
-            continue
-        if r.status_code == 200:  # else haproxy's 502/503 as a node's worker is replaced
+            r = None
+        if r is not None and r.status_code == 200:
             result = r.json()["result"]
             assert result["resultType"] == "task", result
             return tag, str(result["taskId"])
+        await trio.sleep(0.2)  # a killed worker's reset, or haproxy's 502/503 meanwhile
     raise AssertionError(f"job {i} could not be created")
 
 
