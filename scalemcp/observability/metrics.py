@@ -151,7 +151,8 @@ CONNECTIONS_REFUSED = Counter(
 CONNECTIONS_TIMED_OUT = Counter(
     "scalemcp_connections_timed_out_total",
     "Connections closed by a deadline, by phase: head (head_timeout_s), body "
-    "(body_timeout_s), send (send_timeout_s), idle (keep_alive_timeout_s)", ("phase",),
+    "(body_timeout_s), send (send_timeout_s), idle (keep_alive_timeout_s); stream_body: "
+    "HTTP/2 streams reset at body_timeout_s (the connection stays)", ("phase",),
     registry=REGISTRY)
 
 CLIENT_GONE = Counter(
