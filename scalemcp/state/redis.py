@@ -6,10 +6,12 @@ see :mod:`scalemcp.state.redis_streams`.
 
 Round trips
 -----------
-The client, not Redis, is the budget (about 250 us of client CPU per round trip), so
-each operation on the request path is ONE command, a Lua script where several steps are
-needed: ``load_session`` (HGETALL + renew TTL), ``append`` (XADD + caps + TTLs, returning
-the previous entry id), ``read`` (XRANGE, or the last entry to tell ended/missing).
+The client, not Redis, is the budget (coredis: about 250 us of client CPU per round
+trip; the request path's own lane, :mod:`.redis_lane`: a few tens), so each operation on
+the request path is ONE command, a Lua script where several steps are needed:
+``load_session`` (HGETALL + renew TTL, the record returned as one msgpack map),
+``append`` (XADD + caps + TTLs, returning the previous entry id), ``read`` (XRANGE,
+or the last entry to tell ended/missing).
 A session-era ``tools/call`` answered with JSON costs one round trip (the load).
 
 Mailboxes and changes
@@ -265,6 +267,7 @@ class RedisBackend:
                         opened_at = trio.current_time()
                         try:
                             async with trio.open_nursery() as nursery:
+                                self._link.nursery = nursery  # (the lane runs here)
                                 nursery.start_soon(
                                     self._follower.run, self._xread, self._cursors,
                                     self._router.on_message, ERRORS, self._xread_many)
@@ -278,6 +281,7 @@ class RedisBackend:
                                 await trio.sleep_forever()
                         finally:
                             self._link.client = None
+                            self._link.nursery = None
                 except BaseException as raised:
                     if not isinstance(raised, (*ERRORS, BaseExceptionGroup)):
                         raise
@@ -332,9 +336,9 @@ class RedisBackend:
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
         with self._redis() as client:
-            flat = await self._script(client, "load", [self.keys.session(session_id)],
-                                      [self.idle_ttl_ms])
-        return decode_record(flat) if flat else None
+            packed = await self._script(client, "load", [self.keys.session(session_id)],
+                                        [self.idle_ttl_ms])
+        return decode_record(packed) if packed else None
 
     async def update_session(self, session_id: str, **changes: Any) -> None:
         if not changes:
