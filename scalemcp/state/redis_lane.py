@@ -33,7 +33,7 @@ import outcome
 import trio
 from coredis.parser import Parser
 
-from .resp import INCOMPLETE, Arg, ErrorReply, ReplyReader, pack_command
+from .resp import INCOMPLETE, Arg, ErrorReply, ProtocolError, ReplyReader, pack_command
 
 __all__ = ["Lane", "LaneAddress", "open_lane"]
 
@@ -243,6 +243,9 @@ async def open_lane(nursery: trio.Nursery, address: LaneAddress) -> Lane:
         cause = exc.__cause__ or exc
         raise coredis.exceptions.ConnectionError(
             f"no connection to Redis: {cause or type(cause).__name__}") from exc
+    except ProtocolError as exc:  # something else listens there (a typo in the URL)
+        raise coredis.exceptions.ConnectionError(
+            f"what answers at the Redis address does not speak RESP ({exc})") from exc
     lane = Lane(stream, sock, address.reply_timeout_s)
     started: Lane = await nursery.start(lane._serve)
     return started

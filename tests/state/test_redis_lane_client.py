@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import coredis
@@ -281,4 +282,20 @@ async def test_calls_queued_behind_a_failing_connect_share_its_failure(
                 assert trio.current_time() - started < 5.0  # one timeout (1 s), not ten
                 proxy.set(Fault.PASS)
                 assert await link.script(client, "ping", [], []) == 1  # and then it reconnects
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_address_where_something_else_answers_is_a_connection_error() -> None:
+    async def not_redis(stream: trio.SocketStream) -> None:
+        await stream.receive_some(1024)
+        await stream.send_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await stream.aclose()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                partial(trio.serve_tcp, not_redis, 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            with pytest.raises(coredis.exceptions.ConnectionError, match="does not speak RESP"):
+                await open_lane(nursery, _address(port))
             nursery.cancel_scope.cancel()
