@@ -258,7 +258,6 @@ class RedisBackend:
         opened_at = math.inf
         async with trio.open_nursery() as upkeep:
             upkeep.start_soon(self._upkeep)
-            upkeep.start_soon(self._watch_health)
             while True:
                 try:
                     async with open_client(self.target, self._options) as client:
@@ -274,6 +273,9 @@ class RedisBackend:
                                 await nursery.start(self._liveness.run)
                                 if not started:
                                     started = True
+                                    # Watched from the first attempt on: before it, a new
+                                    # worker would report Redis unreachable (not running).
+                                    upkeep.start_soon(self._watch_health)
                                     if not self._follower.fixed:
                                         with trio.move_on_after(2 * self._connect_timeout_s):
                                             await self._follower.tried.wait()
@@ -298,6 +300,7 @@ class RedisBackend:
                         backoff = 0.1  # it had been working: reconnect promptly
                 if not started:
                     started = True
+                    upkeep.start_soon(self._watch_health)
                     task_status.started()
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
