@@ -12,13 +12,15 @@ must cross Redis to reach it; each serving node counts what it sent that way
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from tests.harness.output import LineLog
 from tests.harness.redis import RedisServer
@@ -78,3 +80,34 @@ def task_fleet() -> Iterator[TaskFleet]:
         redis.stop()
     for log in logs:
         assert "Traceback" not in log, log
+
+
+def client_summary(argv: list[str], env: dict[str, str] | None = None,
+                   cwd: str | None = None) -> dict[str, Any]:
+    """Run an SDK client script (``argv``); the JSON summary its last line prints."""
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"no output (rc={proc.returncode}): {proc.stderr[-3000:]}"
+    out: dict[str, Any] = json.loads(lines[-1])
+    assert "error" not in out, (out["error"], proc.stderr[-3000:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def summary_on(where: str, run: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """``run(*urls)`` against one node (``where == "one node"``) or through the fleet; the
+    fleet's summary also says what each serving node routed through Redis."""
+    if where == "fleet":
+        with task_fleet() as fleet:
+            before = fleet.routed_responses()
+            out = run(*fleet.urls)
+            out["routedThroughRedis"] = [
+                after - was for after, was in zip(fleet.routed_responses(), before, strict=True)]
+        return out
+    server = ServeProcess(APP)
+    try:
+        out = run(server.url)
+    finally:
+        log = server.stop()
+    assert "Traceback" not in log, log
+    return out

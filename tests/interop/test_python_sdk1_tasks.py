@@ -12,7 +12,6 @@ to the task's question reaches a node that does not run it and crosses Redis.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import subprocess
@@ -21,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness.serve import ROOT, ServeProcess
-from tests.interop.task_fleet import task_fleet
+from tests.harness.serve import ROOT
+from tests.interop.task_fleet import client_summary, summary_on
 
 SCRIPT = pathlib.Path(__file__).with_name("py_sdk1_tasks_client.py")
 SDK = "mcp==1.26.0"
@@ -43,32 +42,12 @@ def sdk_python() -> str:
 
 
 def run_script(*urls: str) -> dict[str, Any]:
-    proc = subprocess.run([sdk_python(), str(SCRIPT), *urls], capture_output=True, text=True,
-                          timeout=60, cwd=SCRIPT.parent)
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"no output (rc={proc.returncode}): {proc.stderr[-3000:]}"
-    out: dict[str, Any] = json.loads(lines[-1])
-    assert "error" not in out, (out["error"], proc.stderr[-3000:])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    return client_summary([sdk_python(), str(SCRIPT), *urls], cwd=str(SCRIPT.parent))
 
 
 @pytest.fixture(scope="module", params=["one node", "fleet"])
 def summary(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "fleet":
-        with task_fleet() as fleet:
-            before = fleet.routed_responses()
-            out = run_script(*fleet.urls)
-            out["routedThroughRedis"] = [
-                after - was for after, was in zip(fleet.routed_responses(), before, strict=True)]
-        return out
-    server = ServeProcess("examples.tasks:app")
-    try:
-        out = run_script(server.url)
-    finally:
-        log = server.stop()
-    assert "Traceback" not in log, log
-    return out
+    return summary_on(request.param, run_script)
 
 
 def test_negotiates_tasks(summary: dict[str, Any]) -> None:

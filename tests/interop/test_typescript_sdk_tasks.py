@@ -11,48 +11,25 @@ prints a JSON summary the tests check, the same on both.
 
 from __future__ import annotations
 
-import json
 import pathlib
-import subprocess
 from typing import Any
 
 import pytest
 
 from tests.conftest import node_env
-from tests.harness.serve import ServeProcess
-from tests.interop.task_fleet import task_fleet
+from tests.interop.task_fleet import client_summary, summary_on
 
 SCRIPT = pathlib.Path(__file__).with_name("ts_tasks_client.mjs")
 RELATED = "io.modelcontextprotocol/related-task"
 
 
 def run_script(*urls: str) -> dict[str, Any]:
-    proc = subprocess.run(["node", str(SCRIPT), *urls], env=node_env(),
-                          capture_output=True, text=True, timeout=60)
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"no output (rc={proc.returncode}): {proc.stderr[-3000:]}"
-    out: dict[str, Any] = json.loads(lines[-1])
-    assert "error" not in out, (out["error"], proc.stderr[-3000:])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    return client_summary(["node", str(SCRIPT), *urls], env=node_env())
 
 
 @pytest.fixture(scope="module", params=["one node", "fleet"])
 def summary(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "fleet":
-        with task_fleet() as fleet:
-            before = fleet.routed_responses()
-            out = run_script(*fleet.urls)
-            out["routedThroughRedis"] = [
-                after - was for after, was in zip(fleet.routed_responses(), before, strict=True)]
-        return out
-    server = ServeProcess("examples.tasks:app")
-    try:
-        out = run_script(server.url)
-    finally:
-        log = server.stop()
-    assert "Traceback" not in log, log
-    return out
+    return summary_on(request.param, run_script)
 
 
 def test_declares_tasks_to_the_sdk(summary: dict[str, Any]) -> None:
