@@ -6,10 +6,11 @@ task; a client polling at pollIntervalMs is never held; the memory it takes is b
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 import scalemcp
@@ -17,8 +18,9 @@ from scalemcp.engine.task_polls import PollPacer
 from scalemcp.observability.metrics import TASK_POLLS_HELD
 from scalemcp.state.tasks import TaskEvent, TaskRecord
 from scalemcp.transport.asgi import ASGIApp
-from tests.harness.asgi import open_client
+from tests.harness.asgi import client_of, open_asgi, open_client
 from tests.harness.client import Session, Stateless
+from tests.harness.redis import RedisServer
 
 app = scalemcp.App("poll-pacing", version="1.0")
 
@@ -191,3 +193,31 @@ async def test_held_polls_are_per_principal_and_memory_is_bounded() -> None:
     with trio.fail_after(1):
         await pacer.pace("alice", "t5")  # terminal: forgotten, never held
     assert len(pacer) == 2
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_a_held_poll_wakes_on_another_workers_event(redis: RedisServer) -> None:
+    """On Redis, a node that runs no tasks holds a fast poller's polls (10 s); the worker
+    running the task ends it, and the held poll hears that through the event stream."""
+    polling = scalemcp.Config.from_options(redis_url=redis.url, serve_tasks=False,
+                                           task_poll_min_interval_ms=10_000)
+    running = scalemcp.Config.from_options(redis_url=redis.url, task_lease_s=0.5)
+    with trio.fail_after(20):
+        async with (open_asgi(app, polling, port=8001) as a,
+                    open_asgi(app, running, port=8002) as b,
+                    client_of(a, b, timeout=15) as http):
+            client = Modern(http, a.url)
+            task_id = await client.create(0.5)
+            held = TASK_POLLS_HELD._value.get()
+            with trio.fail_after(5):  # (the hold's deadline is 10 s away)
+                polls = await poll_until_ended(client, task_id, 0.005)
+            assert await client.status(task_id) == "completed"
+            assert polls >= 3
+            assert TASK_POLLS_HELD._value.get() > held
