@@ -37,6 +37,7 @@ import trio
 from ..observability import metrics
 from . import seam
 from .gate import REFUSAL, Gate, forwarded_client
+from .http11 import HTTP11Protocol
 from .tasks import TaskGroup
 
 __all__ = ["Connection", "ConnectionTimeouts", "Phase", "Shared"]
@@ -77,17 +78,19 @@ class ConnectionTimeouts:
 class Shared:
     """What every connection of a worker shares."""
 
-    __slots__ = ("app", "config", "context", "gate", "state", "timeouts")
+    __slots__ = ("app", "config", "context", "gate", "http1", "state", "timeouts")
 
     def __init__(self, app: seam.AppWrapper, config: seam.Config,
                  context: seam.WorkerContext, state: seam.LifespanState,
-                 timeouts: ConnectionTimeouts, gate: Gate) -> None:
+                 timeouts: ConnectionTimeouts, gate: Gate, *, http1: str = "scalemcp") -> None:
         self.app = app
         self.config = config
         self.context = context
         self.state = state
         self.timeouts = timeouts
         self.gate = gate
+        #: What speaks HTTP/1.1: "scalemcp" (:mod:`.http11`) or "hypercorn" (H11Protocol).
+        self.http1 = http1
 
 
 _TIMED_OUT = {phase: metrics.CONNECTIONS_TIMED_OUT.labels(phase.name.lower())
@@ -107,7 +110,7 @@ class Connection:
         self.context = shared.context
         self.timeouts = shared.timeouts
         self.stream = stream
-        self.protocol: seam.ProtocolWrapper
+        self.protocol: seam.ProtocolWrapper | HTTP11Protocol
         self._ssl = isinstance(stream, trio.SSLStream)
         #: The socket read and written directly (plain TCP: TLS goes through SSLStream).
         self._sock: socket.socket | None = None if self._ssl else sock
@@ -143,10 +146,15 @@ class Connection:
             client = seam.parse_socket_addr(family, self._peer.getpeername())
             server = seam.parse_socket_addr(family, self._peer.getsockname())
             async with TaskGroup() as task_group:
-                self.protocol = seam.ProtocolWrapper(
-                    self.shared.app, self.config, self.context, task_group,
-                    seam.ConnectionState(self.shared.state.copy()), self._ssl, client, server,
-                    self.protocol_send, alpn_protocol)
+                state = seam.ConnectionState(self.shared.state.copy())
+                if alpn_protocol == "h2" or self.shared.http1 != "scalemcp":
+                    self.protocol = seam.ProtocolWrapper(
+                        self.shared.app, self.config, self.context, task_group, state,
+                        self._ssl, client, server, self.protocol_send, alpn_protocol)
+                else:
+                    self.protocol = HTTP11Protocol(
+                        self.shared.app, self.config, self.context, task_group, state,
+                        self._ssl, client, server, self.protocol_send)
                 await self.protocol.initiate()
                 task_group.spawn(self._watch)
                 try:
@@ -282,15 +290,15 @@ class Connection:
         phase = self._phase
         if phase == Phase.HEAD:
             return  # its deadline runs from its first byte: more bytes do not move it
-        protocol = self.protocol.protocol
-        if not isinstance(protocol, seam.H11Protocol):
+        receiving_body = _receiving_body(self.protocol)
+        if receiving_body is None:
             return  # HTTP/2: requests are streams; idle and send deadlines apply
         if phase == Phase.IDLE:  # part of a head came
             if self._fresh:
                 self._phase = Phase.HEAD  # still due head_timeout after the accept
             else:
                 self._enter(Phase.HEAD, self.timeouts.head)
-        elif protocol.connection.their_state is h11.SEND_BODY:
+        elif receiving_body:
             if phase == Phase.BUSY:
                 self._enter(Phase.BODY, self.timeouts.body)
         elif phase == Phase.BODY:
@@ -352,3 +360,16 @@ class Connection:
                 await self.stream.send_eof()
         finally:
             await self.stream.aclose()  # even when cancelled: the socket closes now
+
+
+def _receiving_body(protocol: seam.ProtocolWrapper | HTTP11Protocol) -> bool | None:
+    """Whether an HTTP/1.1 request body is arriving; None: not HTTP/1.1 (h2, WebSocket
+    still answer False: Hypercorn's stand-in has no request state)."""
+    if isinstance(protocol, HTTP11Protocol):
+        if protocol.fallback is None:
+            return protocol.receiving_body
+        protocol = protocol.fallback
+    inner = protocol.protocol
+    if not isinstance(inner, seam.H11Protocol):
+        return None
+    return inner.connection.their_state is h11.SEND_BODY

@@ -87,7 +87,8 @@ async def worker_serve(
             body=settings.body_timeout_s, send=settings.send_timeout_s)
         gate = Gate(settings.max_connections, settings.max_connections_per_client,
                     parse_networks(settings.trusted_proxies))
-        shared = Shared(app, config, context, lifespan_state, timeouts, gate)
+        shared = Shared(app, config, context, lifespan_state, timeouts, gate,
+                        http1=settings.http1_protocol)
         await _serve_sockets(shared, sockets, own_sockets, shutdown_trigger, task_status)
 
         await lifespan.wait_for_shutdown()
