@@ -97,14 +97,13 @@ def parse_head(head: bytes, *, raw_names: bool = False) -> RequestHead:
     request = _request_line(lines[0])
     headers = request.headers
     seen_length: int | None = None
+    names = _NAMES
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not name or name.translate(None, _TCHAR):
-            if line[:1] in (b" ", b"\t"):
-                raise BadRequest(400, "obsolete line folding")
-            raise BadRequest(400, "invalid header line")
+        lname = names.get(name)
+        if lname is None or not colon:
+            lname = _check_name(line, name, colon)
         value = value.strip(b" \t")
-        lname = name.lower()
         headers.append((name if raw_names else lname, value))
         if lname in _FRAMING:
             if lname == b"content-length":
@@ -134,6 +133,23 @@ def parse_head(head: bytes, *, raw_names: bool = False) -> RequestHead:
     if request.host is None and not request.http10:
         raise BadRequest(400, "missing Host header")
     return request
+
+
+#: Header names seen valid, to their lower-case form: clients send the same few names on
+#: every request, so most are checked once (bounded: a client inventing names fills it).
+_NAMES: dict[bytes, bytes] = {}
+_MAX_NAMES = 1024
+
+
+def _check_name(line: bytes, name: bytes, colon: bytes) -> bytes:
+    if not colon or not name or name.translate(None, _TCHAR):
+        if line[:1] in (b" ", b"\t"):
+            raise BadRequest(400, "obsolete line folding")
+        raise BadRequest(400, "invalid header line")
+    lname = name.lower()
+    if len(_NAMES) < _MAX_NAMES:
+        _NAMES[name] = lname
+    return lname
 
 
 def _connection_header(request: RequestHead, lname: bytes, value: bytes) -> None:

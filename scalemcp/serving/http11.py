@@ -382,17 +382,13 @@ class _Exchange:
             self._mode = 1 if self._mode == 1 else 0
             self._left = 0
         config = protocol.config
-        if protocol._requests >= config.keep_alive_max_requests:
-            close = True
-            lines.append(b"connection: close\r\n")
-        elif not self.keep_alive or close:
-            close = True
+        if (close or not self.keep_alive or protocol.context.terminated.is_set()
+                or protocol._requests >= config.keep_alive_max_requests):
+            self.keep_alive = False
             if not app_close:
                 lines.append(b"connection: close\r\n")
         elif request.http10:
             lines.append(b"connection: keep-alive\r\n")
-        if close:
-            self.keep_alive = False
         lines.append(_server_headers.get(config))
         lines.append(b"\r\n")
         self._pending = b"".join(lines)

@@ -9,9 +9,11 @@ pipelining, the responses' framing, and that the ASGI scope is the one Hypercorn
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -298,17 +300,20 @@ async def test_an_app_failure_is_a_500_before_the_response_and_a_close_after() -
     b"POST /p HTTP/1.0\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nab",
 ])
 async def test_the_scope_is_the_one_hypercorn_builds(request_bytes: bytes) -> None:
-    scopes = {}
+    scopes, answers = {}, {}
     for http1 in ("scalemcp", "hypercorn"):
         app = Recorder()
         with trio.fail_after(TIMEOUT_S):
             async with served(app, http1, root_path="/root") as port:
-                await exchange(port, request_bytes, until_close=False)
+                answers[http1] = await exchange(port, request_bytes, until_close=False)
         scope = dict(app.scopes[0])
         scope.pop("client"), scope.pop("server")  # ports differ
         scope["extensions"] = sorted(scope["extensions"])
         scopes[http1] = scope
     assert scopes["scalemcp"] == scopes["hypercorn"]
+    # Each setting served its own protocol (h11 writes no reason phrase).
+    assert answers["scalemcp"].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answers["hypercorn"].startswith(b"HTTP/1.1 200 \r\n")
 
 
 async def test_the_answers_carry_hypercorns_date_and_server_headers() -> None:
@@ -339,3 +344,31 @@ async def test_upgrades_and_the_h2_preface_go_to_hypercorns_protocol_mid_connect
     assert b"\r\nupgrade: h2c\r\n" in upgraded
     assert h2[3:4] == b"\x04"  # an HTTP/2 SETTINGS frame: Hypercorn's H2Protocol answers
     assert [scope["path"] for scope in app.scopes] == ["/a", "/up"]
+
+
+def test_a_name_seen_before_without_its_colon_is_still_refused() -> None:
+    parse_head(b"GET / HTTP/1.1\r\nHost: x\r\nX-Seen: 1")
+    with pytest.raises(BadRequest):
+        parse_head(b"GET / HTTP/1.1\r\nHost: x\r\nX-Seen")
+
+
+async def test_over_tls_it_serves_http11_with_the_https_scheme(tmp_path: Path) -> None:
+    from scalemcp.security.dev_cert import make_dev_cert
+
+    certfile, keyfile = make_dev_cert(tmp_path, ["127.0.0.1", "localhost"])
+    context = ssl.create_default_context(cafile=certfile)
+    context.set_alpn_protocols(["http/1.1"])
+    app = Recorder()
+    with trio.fail_after(TIMEOUT_S):
+        async with served(app, certfile=certfile, keyfile=keyfile) as port:
+            tcp = await trio.open_tcp_stream("127.0.0.1", port)
+            stream = trio.SSLStream(tcp, context, server_hostname="localhost")
+            async with stream:
+                await stream.send_all(GET + b"POST /b HTTP/1.1\r\nHost: x\r\n"
+                                            b"Content-Length: 3\r\n\r\nabc")
+                answer = b""
+                while not answer.endswith(b"\r\n\r\nabc"):
+                    answer += await stream.receive_some(65536)
+    assert len(heads(answer)) == 2
+    assert [(scope["scheme"], scope["path"]) for scope in app.scopes] == [
+        ("https", "/a"), ("https", "/b")]
