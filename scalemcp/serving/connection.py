@@ -1,8 +1,12 @@
-"""One client connection on scalemcp's loop: Hypercorn's protocol classes over a socket.
+"""One client connection on scalemcp's loop: a protocol class over a socket.
 
-What it does as Hypercorn's trio ``TCPServer`` does (TLS handshake, ALPN, h11/h2/WebSocket
+What it does as Hypercorn's trio ``TCPServer`` does (TLS handshake, ALPN, h2/WebSocket
 through ``ProtocolWrapper``, the graceful close), and where it differs, each measured
 (docs/performance.md):
+
+- **scalemcp's HTTP/1.1** (:class:`~.http11.HTTP11Protocol`, same events as Hypercorn's
+  ``H11Protocol``) serves plain and TLS HTTP/1.1 unless ``http1_protocol`` is
+  ``"hypercorn"``; ALPN ``h2`` goes to ``ProtocolWrapper`` at once, upgrades later.
 
 - **One timer per connection.** Hypercorn starts a new task (``nursery.start``, a lock) for
   the keep-alive clock every time a request ends and cancels it when the next begins. Here
@@ -321,8 +325,12 @@ class Connection:
 
     def _move(self, deadline: float) -> None:
         self._deadline = deadline
-        if self._timer is not None:
-            self._timer.deadline = deadline
+        timer = self._timer
+        # Only an earlier deadline moves the scope (trio re-files it: two of those per
+        # request were 8% of the floor's CPU); a later one is taken when the scope fires
+        # early and the watcher finds the deadline moved: one wake-up per keep-alive period.
+        if timer is not None and deadline < timer.deadline:
+            timer.deadline = deadline
 
     async def _watch(self) -> None:
         terminated = self.context.terminated

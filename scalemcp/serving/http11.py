@@ -346,14 +346,16 @@ class _Exchange:
         lines = [_status_line(status)]
         length: bytes | None = None
         chunked = close = app_close = False
+        names = _NAMES
         for raw_name, raw_value in message.get("headers", ()):
-            name, value = bytes(raw_name).strip(), bytes(raw_value).strip()
-            if name[:1] == b":":
-                raise ValueError("Pseudo headers are not valid")
-            if (not name or name.translate(None, _TCHAR)
-                    or value.translate(None, _VALUE_BYTES)):
-                raise ResponseError(f"invalid response header {name!r}")
-            lname = name.lower()
+            value = bytes(raw_value).strip()
+            if value.translate(None, _VALUE_BYTES):
+                raise ResponseError(f"invalid value of response header {raw_name!r}")
+            lname = names.get(raw_name)
+            if lname is None:
+                name, lname = _check_name(raw_name)
+            else:
+                name = raw_name
             if lname == b"content-length":
                 length = value
             elif lname == b"transfer-encoding":
@@ -451,6 +453,26 @@ class _Exchange:
         self.disconnect()
         if not protocol._closed and protocol._exchange is self:
             await protocol.send(seam.Closed())
+
+
+#: Response header names seen valid (as the app gives them) to their lower-case form:
+#: apps send the same few, so each is checked once (bounded).
+_NAMES: dict[bytes, bytes] = {}
+_MAX_NAMES = 1024
+
+
+def _check_name(raw_name: bytes) -> tuple[bytes, bytes]:
+    """As Hypercorn's ``build_and_validate_headers`` (stripped, no pseudo-header) and
+    h11 (a token): the name to write and its lower-case form."""
+    name = bytes(raw_name).strip()
+    if name[:1] == b":":
+        raise ValueError("Pseudo headers are not valid")
+    if not name or name.translate(None, _TCHAR):
+        raise ResponseError(f"invalid response header name {name!r}")
+    lname = name.lower()
+    if type(raw_name) is bytes and name == raw_name and len(_NAMES) < _MAX_NAMES:
+        _NAMES[raw_name] = lname
+    return name, lname
 
 
 async def _log_access(config: seam.Config, scope: Any, response: Any, start: float) -> None:

@@ -1,8 +1,10 @@
 """Everything scalemcp takes from Hypercorn's internals, in one place: the seam.
 
 scalemcp's serving loop (:mod:`.connection`, :mod:`.worker`) replaces Hypercorn's trio
-``TCPServer`` and ``worker_serve`` and keeps the rest: the HTTP/1.1, HTTP/2 and WebSocket
-protocol classes behind ``ProtocolWrapper`` (h11, h2, wsproto), the ASGI stream classes,
+``TCPServer`` and ``worker_serve``, and by default its ``H11Protocol`` for plain HTTP/1.1
+(:mod:`.http11`; ``http1_protocol = "hypercorn"`` keeps Hypercorn's), and keeps the rest:
+the HTTP/2 and WebSocket protocol classes behind ``ProtocolWrapper`` (h2, wsproto; h11 for
+an upgrading request and its connection, and with the fallback), the ASGI stream classes,
 ``Config`` (TLS contexts, ALPN, sockets), the lifespan, ``WorkerContext``, and the way an
 ASGI app task is run (``handle_app``: Hypercorn's error handling around the app).
 
@@ -18,9 +20,13 @@ The contract with those classes, as Hypercorn 0.18 has it:
   puts receive events in the app's inbox; ``task_group.spawn(fn, *args)`` starts a task
   (``.tasks.TaskGroup`` provides both).
 - ``handle_app(app, config, scope, receive, send, sync_spawn, call_soon)`` runs the app.
-- An HTTP/1.1 connection's protocol is an ``H11Protocol`` whose ``connection`` is its h11
-  ``Connection`` (``their_state`` is ``h11.SEND_BODY`` while a request body arrives), or
-  after a WebSocket upgrade a stand-in without that state.
+- ``config.response_headers("h11")``: the ``Date``/``Server``/``Alt-Svc`` headers
+  Hypercorn adds to each HTTP/1.1 response (:mod:`.http11` adds the same);
+  ``config.h11_max_incomplete_size`` bounds a request head, ``h11_pass_raw_headers``
+  keeps header names as sent; ``config.log.access(scope, response, seconds)``.
+- An HTTP/1.1 connection's protocol under ``ProtocolWrapper`` is an ``H11Protocol`` whose
+  ``connection`` is its h11 ``Connection`` (``their_state`` is ``h11.SEND_BODY`` while a
+  request body arrives), or after a WebSocket upgrade a stand-in without that state.
 - ``context.terminated`` is set when the worker stops: idle connections close at once, busy
   ones once their request ends; ``context.mark_request()`` counts ``max_requests``.
 

@@ -55,6 +55,9 @@ class Recorder:
         path = scope["path"]
         if path == "/fail":
             raise RuntimeError("the app failed")
+        if path == "/inject":  # a header that would split the response: refused
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"x-a", b"1\r\nset-cookie: x=1")]})
         if path == "/stream":
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await self.release.wait()
@@ -282,12 +285,15 @@ async def test_an_app_failure_is_a_500_before_the_response_and_a_close_after() -
     with trio.fail_after(TIMEOUT_S):
         async with served(app) as port:
             early = await exchange(port, b"GET /fail HTTP/1.1\r\nHost: x\r\n\r\n" + GET)
+            injected = await exchange(port, b"GET /inject HTTP/1.1\r\nHost: x\r\n\r\n")
             late = await exchange(port, b"GET /fail-late HTTP/1.1\r\nHost: x\r\n\r\n" + GET)
             over = await exchange(port, b"POST /over HTTP/1.1\r\nHost: x\r\n"
                                         b"Content-Length: 1\r\n\r\nx" + GET)
     assert early.startswith(b"HTTP/1.1 500 ")
     assert len(heads(early)) == 1
     assert b"\r\nconnection: close\r\n" in early
+    assert injected.startswith(b"HTTP/1.1 500 ")
+    assert b"set-cookie" not in injected
     # The head announced a length the body never reached: the close tells the client.
     assert len(heads(late)) <= 1
     assert b"x-path: /a" not in late
