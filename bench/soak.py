@@ -202,16 +202,22 @@ class Soak:
                 await stop.wait()
 
     def explained(self, started: float, ended: float, flow: str = "") -> bool:
-        """A worker was killed while the operation ran, or (session-era flows only: the
-        stateless era needs no Redis) a Redis fault was on."""
-        if any(started - KILL_MARGIN_S <= self.t0 + k["at_s"] <= ended + KILL_MARGIN_S
-               for k in self.kills):
-            return True
+        return self.explanation(started, ended, flow) is not None
+
+    def explanation(self, started: float, ended: float, flow: str = "") -> str | None:
+        """What explains a failure of an operation that ran from ``started`` to ``ended``: a
+        worker killed while it ran, or (session-era flows only: the stateless era needs no
+        Redis) a Redis fault on while it ran; None if nothing."""
+        for k in self.kills:
+            if started - KILL_MARGIN_S <= self.t0 + k["at_s"] <= ended + KILL_MARGIN_S:
+                return f"kill at {k['at_s']} s"
         if flow == "modern":
-            return False
-        return any(self.t0 + f["at_s"] - KILL_MARGIN_S <= ended
-                   and started <= self.t0 + f["at_s"] + f["for_s"] + FAULT_MARGIN_S
-                   for f in self.faults)
+            return None
+        for f in self.faults:
+            if (self.t0 + f["at_s"] - KILL_MARGIN_S <= ended
+                    and started <= self.t0 + f["at_s"] + f["for_s"] + FAULT_MARGIN_S):
+                return f"{f['fault']} at {f['at_s']} s"
+        return None
 
 
 def report(soak: Soak, whole: bool, elapsed: float) -> dict[str, Any]:
@@ -264,6 +270,11 @@ def report(soak: Soak, whole: bool, elapsed: float) -> dict[str, Any]:
         "redis_memory_series": redis_mem,
         "fleet_whole_at_end": whole,
         "problems": t.examples,
+        # Every failure, in s into the load, with what explains it (None: nothing).
+        "failures": [{"flow": f.flow, "kind": f.kind, "started_s": round(f.started - soak.t0, 2),
+                      "ended_s": round(f.ended - soak.t0, 2), "detail": f.detail[:120],
+                      "explained_by": soak.explanation(f.started, f.ended, f.flow)}
+                     for f in t.failures],
         "rss": rss,
         "rss_series": {w: s for w, s in sorted(soak.rss.items())},
         "passed": whole and unexplained == 0 and t.lost_events == 0

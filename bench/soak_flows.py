@@ -277,15 +277,16 @@ async def elicit_call(http: httpx.AsyncClient, load: Load, headers: dict[str, st
             if time.monotonic() > give_up:
                 break
             tally.requests["elicit-answer"] += 1
+            sent = time.monotonic()  # this POST's span, not the call's, explains its failure
             try:
                 r = await http.post(load.url, json=reply, headers=headers)
             except httpx.TransportError as exc:
-                tally.failures.append(Failure("elicit-answer", type(exc).__name__, started,
+                tally.failures.append(Failure("elicit-answer", type(exc).__name__, sent,
                                               time.monotonic(), str(exc)))
                 continue
             if r.status_code == 202:
                 return
-            tally.failures.append(Failure("elicit-answer", f"http-{r.status_code}", started,
+            tally.failures.append(Failure("elicit-answer", f"http-{r.status_code}", sent,
                                           time.monotonic(), r.text[:200]))
             await trio.sleep(min(1.0, 0.1 * (attempt + 1)))
 

@@ -16,6 +16,7 @@ from .config.options import load_config
 from .observability.logs import configure_logging
 from .preflight import ConfigError, check_config
 from .security.principal import Authenticator
+from .serving.admission import Admission
 from .transport.asgi import ASGIApp
 from .transport.drain import HARD_STOP_MARGIN_S
 
@@ -32,6 +33,14 @@ def asgi_app(
     ``authenticator`` replaces the one ``config.auth.mode`` would build.
     """
     return ASGIApp(app, config or Config(), authenticator=authenticator)
+
+
+def shed_admission(app: ASGIApp) -> Admission | None:
+    """Load shedding in the serving loop for ``app``'s shedder (None: shedding is off)."""
+    if not app.shedder.enabled:
+        return None
+    app.shedder.screened = True  # HTTP/1.1 requests: counted and shed by the loop
+    return Admission(app.shedder, app.ops_paths, app.shed_body)
 
 
 def load_app(target: str) -> App:

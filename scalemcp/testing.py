@@ -15,7 +15,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .app.app import App
 from .config import Config
-from .server import asgi_app, hypercorn_config
+from .server import asgi_app, hypercorn_config, shed_admission
 from .serving import serve
 
 __all__ = ["open_server"]
@@ -32,7 +32,8 @@ async def open_server(app: App, config: Config | None = None) -> AsyncIterator[s
     async with trio.open_nursery() as nursery:
         asgi = asgi_app(app, config)
         if config.connections.serving_loop == "scalemcp":
-            binds = await nursery.start(partial(serve, asgi, hc, settings=config.connections))
+            binds = await nursery.start(partial(serve, asgi, hc, settings=config.connections,
+                                                admission=shed_admission(asgi)))
         else:
             binds = await nursery.start(hypercorn_serve, asgi, hc)
         base = binds[0].replace("0.0.0.0", "127.0.0.1")

@@ -23,7 +23,8 @@ from .series import BASELINE, SERIES, Series
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.suite", description=(SUITE_DOC or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.suite",
+                                     description=(SUITE_DOC or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="16 clients only, 3 s per point (output under .cache/)")
     parser.add_argument("--clients", help="comma-separated client counts (1,16,64,256,1024)")

@@ -9,8 +9,8 @@ loopback hosts). Tools: ``echo(message) -> str`` and ``progress(steps, delay_ms)
 Prints ``PORT <n>`` once the listening socket is bound.
 
 FastMCP 4 needs ``mcp`` 2.x; it installs next to it in one venv. When it is
-missing, ``python -m bench.suite` (`bench/suite/`)` creates ``.cache/bench-venvs/fastmcp`` and runs this
-file with that venv's Python.
+missing, ``python -m bench.suite`` creates ``.cache/bench-venvs/fastmcp`` and runs
+this file with that venv's Python.
 """
 
 from __future__ import annotations

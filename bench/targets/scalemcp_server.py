@@ -4,7 +4,8 @@ Usage: python bench/targets/scalemcp_server.py [--port 0] [--stateless-only]
        [--certfile C --keyfile K] [--serving-loop scalemcp|hypercorn]
 
 Same tools as sdk_server.py: ``echo``, ``progress``, ``ask`` (elicitation in
-every era), ``touch`` (tools list-changed fan-out). Prints ``PORT <n>`` once
+every era), ``touch`` (tools list-changed fan-out); and ``work`` (CPU for a given
+time: bench/overload.py's heavier request). Prints ``PORT <n>`` once
 listening; serves HTTP/1.1 and h2c (prior knowledge). ``--stateless-only``:
 the 2026-07-28 era only, no session state.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +41,15 @@ ANSWER_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}}
 async def echo(message: str) -> str:
     """Return the message unchanged."""
     return message
+
+
+@app.tool
+async def work(us: int = 1000) -> str:
+    """Compute for `us` microseconds (holding the worker, as CPU-bound work does)."""
+    end = time.perf_counter() + us / 1e6
+    while time.perf_counter() < end:
+        pass
+    return "worked"
 
 
 @app.tool

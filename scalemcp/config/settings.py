@@ -132,8 +132,9 @@ class ConnectionSettings(_Section, frozen=True):
         "then the connection closes. A client trickling bytes is cut too (slowloris).")] = (
         10.0)
     body_timeout_s: Annotated[PositiveFloat, _about(
-        "Longest an HTTP/1.1 request body may take to arrive in full, from the end of its "
-        "head; then the connection closes (the request sees its client gone).")] = 60.0
+        "Longest a request body may take to arrive in full, from the end of its head; then "
+        "the connection closes (HTTP/1.1) or the stream is reset, its connection going on "
+        "(HTTP/2); the request sees its client gone.")] = 60.0
     send_timeout_s: Annotated[PositiveFloat, _about(
         "A write the client accepts nothing of for this long closes the connection: JSON "
         "answers, SSE streams and WebSocket messages alike, HTTP/1.1 and HTTP/2 "

@@ -151,7 +151,8 @@ CONNECTIONS_REFUSED = Counter(
 CONNECTIONS_TIMED_OUT = Counter(
     "scalemcp_connections_timed_out_total",
     "Connections closed by a deadline, by phase: head (head_timeout_s), body "
-    "(body_timeout_s), send (send_timeout_s), idle (keep_alive_timeout_s)", ("phase",),
+    "(body_timeout_s), send (send_timeout_s), idle (keep_alive_timeout_s); stream_body: "
+    "HTTP/2 streams reset at body_timeout_s (the connection stays)", ("phase",),
     registry=REGISTRY)
 
 CLIENT_GONE = Counter(
@@ -171,6 +172,27 @@ TASKS_HELD_BACK = Counter(
     "scalemcp_tasks_held_back_total",
     "Claims that left a queued task waiting: its principal or its tool ran the most "
     "tasks allowed (task_max_running_per_principal / _per_tool)", registry=REGISTRY)
+TASKS_QUEUED = Gauge(
+    "scalemcp_tasks_queued", "Durable tasks waiting for a worker, fleet-wide (every worker "
+    "samples the same figure every 5 s: aggregate with max)",
+    registry=REGISTRY, multiprocess_mode="livemax")
+TASK_DEAD_LETTERS = Gauge(
+    "scalemcp_task_dead_letters", "Dead-letter records kept, fleet-wide (tasks whose workers "
+    "died max_attempts times; sampled like scalemcp_tasks_queued)", registry=REGISTRY,
+    multiprocess_mode="livemax")
+TASK_REDELIVERIES = Counter(
+    "scalemcp_task_redeliveries_total",
+    "Tasks this worker took over after another worker's lease ran out (attempt 2 or later)",
+    registry=REGISTRY)
+TASK_CLAIM_WAIT_SECONDS = Histogram(
+    "scalemcp_task_claim_wait_seconds",
+    "From a task's creation to its first claim by a worker (time spent queued)",
+    buckets=(*REQUEST_BUCKETS_S, 30.0, 60.0, 300.0), registry=REGISTRY)
+TASK_TIME_TO_TERMINAL_SECONDS = Histogram(
+    "scalemcp_task_time_to_terminal_seconds",
+    "From a task's creation to the terminal status this worker wrote, by status",
+    ("status",), buckets=(*REQUEST_BUCKETS_S, 30.0, 60.0, 300.0, 900.0, 3600.0),
+    registry=REGISTRY)
 TASK_EVENTS = Counter(
     "scalemcp_task_events_total",
     "Task status changes seen (every worker sees every change), by new status",

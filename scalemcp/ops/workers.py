@@ -307,6 +307,7 @@ async def _serve_worker(app: _Drainable, hc: HypercornConfig, sockets: Sockets,
     from hypercorn.trio.run import worker_serve as hypercorn_worker_serve
     from hypercorn.utils import wrap_app
 
+    from ..server import shed_admission
     from ..serving import worker_serve
 
     stopped_accepting = trio.Event()
@@ -327,7 +328,8 @@ async def _serve_worker(app: _Drainable, hc: HypercornConfig, sockets: Sockets,
                                          shutdown_trigger=shutdown_trigger)
         else:
             await worker_serve(wrapped, hc, sockets=sockets, shutdown_trigger=shutdown_trigger,
-                               settings=app.config.connections)
+                               settings=app.config.connections,
+                               admission=shed_admission(asgi))
         nursery.cancel_scope.cancel()
 
 

@@ -12,6 +12,7 @@ Hypercorn internals it relies on are named in :mod:`.seam`, the one module impor
 
 from __future__ import annotations
 
+from .admission import Admission
 from .worker import serve, worker_serve
 
-__all__ = ["serve", "worker_serve"]
+__all__ = ["Admission", "serve", "worker_serve"]

@@ -24,7 +24,8 @@ And the deadlines of every phase, on that one timer (:class:`Phase`): the reques
 (total time from its first byte; a new connection's from the accept), the request body
 (HTTP/1.1), idle keep-alive, and any write the client accepts nothing of (the send
 deadline, on the blocking path only). Each closes the connection and is counted in
-``scalemcp_connections_timed_out_total``.
+``scalemcp_connections_timed_out_total``. On the same timer, each HTTP/2 stream's body
+deadline: a stream whose body stalls is reset, not its connection (:mod:`.h2_bodies`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ import trio
 
 from ..observability import metrics
 from . import seam
+from .admission import CANNOT_DELIMIT, COUNTED, Admission
 from .gate import REFUSAL, Gate, forwarded_client
+from .h2_bodies import StreamBodies
 from .http11 import HTTP11Protocol
 from .tasks import TaskGroup
 
@@ -82,17 +85,21 @@ class ConnectionTimeouts:
 class Shared:
     """What every connection of a worker shares."""
 
-    __slots__ = ("app", "config", "context", "gate", "http1", "state", "timeouts")
+    __slots__ = ("admission", "app", "config", "context", "gate", "http1", "state",
+                 "timeouts")
 
     def __init__(self, app: seam.AppWrapper, config: seam.Config,
                  context: seam.WorkerContext, state: seam.LifespanState,
-                 timeouts: ConnectionTimeouts, gate: Gate, *, http1: str = "scalemcp") -> None:
+                 timeouts: ConnectionTimeouts, gate: Gate,
+                 admission: Admission | None = None, *, http1: str = "scalemcp") -> None:
         self.app = app
         self.config = config
         self.context = context
         self.state = state
         self.timeouts = timeouts
         self.gate = gate
+        #: Load shedding before the app (None: off).
+        self.admission = admission
         #: What speaks HTTP/1.1: "scalemcp" (:mod:`.http11`) or "hypercorn" (H11Protocol).
         self.http1 = http1
 
@@ -130,6 +137,11 @@ class Connection:
         self._deadline = math.inf
         self._timer: trio.CancelScope | None = None
         self._stopped = False
+        #: HTTP/2: the stream bodies still arriving (created with the first stream).
+        self._bodies: StreamBodies | None = None
+        #: Requests of this connection counted in flight by the admission (two at most:
+        #: the next one may begin while the last one's task ends).
+        self._counted = 0
 
     async def run(self) -> None:
         # The first request's head is due head_timeout after the accept, handshake included;
@@ -170,7 +182,19 @@ class Connection:
         finally:
             if self._forwarded_client is not None:
                 self.shared.gate.remove_client(self._forwarded_client)
-            await self._close()
+            admission = self.shared.admission
+            while self._counted and admission is not None:
+                self._counted -= 1
+                admission.done()
+            try:
+                await self._close()
+            finally:
+                # The protocol calls back into this connection (protocol_send): a cycle,
+                # which would wait for a full run of the cyclic collector (rare with
+                # gc_threshold raised) and hold a closed connection's memory until then.
+                # Broken here, it is freed as the task ends.
+                with contextlib.suppress(AttributeError):  # (none: it failed first)
+                    del self.protocol
 
     async def protocol_send(self, event: seam.Event) -> None:
         if isinstance(event, seam.RawData):
@@ -223,6 +247,7 @@ class Connection:
             return
         handle = self.protocol.handle
         sock = self._sock
+        admission = self.shared.admission
         ready_reads = 0
         while True:
             try:
@@ -238,6 +263,16 @@ class Connection:
                 break
             if self._via_proxy and not await self._admit_forwarded(data):
                 return
+            if admission is not None and self._between_requests():
+                taken = admission.screen(data)
+                if taken == COUNTED:
+                    self._counted += 1
+                elif taken is not None:  # past capacity: refused without h11 or the app
+                    if not await self._refuse(admission, taken):
+                        break
+                    data = data[taken:]
+                    if not data:
+                        continue
             await handle(seam.RawData(data))
             if not data:
                 break
@@ -248,10 +283,38 @@ class Connection:
                 await trio.lowlevel.cancel_shielded_checkpoint()
         await handle(seam.Closed())
 
+    async def _refuse(self, admission: Admission, taken: int) -> bool:
+        """Answer a refused request; False if the connection closes now."""
+        if taken == CANNOT_DELIMIT:
+            await self._write(admission.close)
+            return False
+        await self._write(admission.keep_alive)
+        self._fresh = False
+        if self._phase == Phase.IDLE:  # (else the last request is ending)
+            # Later, so the timer need not move (it costs): when it fires, it sees this
+            # deadline is still ahead and waits again.
+            self._deadline = trio.current_time() + self.timeouts.keep_alive
+        return True
+
+    def _between_requests(self) -> bool:
+        """HTTP/1.1, between requests (none yet, or the last one and its answer complete,
+        even if its task has not ended yet), nothing of the next one buffered: bytes read
+        now begin a new request, and an answer written now follows the last one's."""
+        if isinstance(self.protocol, HTTP11Protocol) and self.protocol.fallback is None:
+            return self.protocol.between_requests
+        protocol = _hypercorns(self.protocol)
+        if not isinstance(protocol, seam.H11Protocol):
+            return False
+        connection = protocol.connection
+        state = connection.their_state
+        return ((state is h11.IDLE or (state is h11.DONE and connection.our_state is h11.DONE))
+                and not connection.trailing_data[0])
+
     async def _read_stream(self) -> None:
         """Through the trio stream (TLS), with Hypercorn's ``read_timeout`` if set."""
         receive = self.stream.receive_some
         handle = self.protocol.handle
+        admission = self.shared.admission
         read_timeout = self.config.read_timeout
         while True:
             try:
@@ -264,7 +327,18 @@ class Connection:
                 break
             if self._via_proxy and not await self._admit_forwarded(data):
                 return
-            await handle(seam.RawData(bytes(data)))
+            data = bytes(data)
+            if admission is not None and self._between_requests():
+                taken = admission.screen(data)
+                if taken == COUNTED:
+                    self._counted += 1
+                elif taken is not None:
+                    if not await self._refuse(admission, taken):
+                        break
+                    data = data[taken:]
+                    if not data:
+                        continue
+            await handle(seam.RawData(data))
             if not data:
                 break
             self._after_read()
@@ -296,7 +370,10 @@ class Connection:
             return  # its deadline runs from its first byte: more bytes do not move it
         receiving_body = _receiving_body(self.protocol)
         if receiving_body is None:
-            return  # HTTP/2: requests are streams; idle and send deadlines apply
+            protocol = _hypercorns(self.protocol)
+            if isinstance(protocol, seam.H2Protocol):  # each stream has a body deadline
+                self._note_streams(protocol)
+            return
         if phase == Phase.IDLE:  # part of a head came
             if self._fresh:
                 self._phase = Phase.HEAD  # still due head_timeout after the accept
@@ -309,6 +386,10 @@ class Connection:
             self._enter(Phase.BUSY, math.inf)
 
     def _set_idle(self, idle: bool) -> None:
+        if idle and self._counted:  # the oldest request counted in flight has ended
+            self._counted -= 1
+            if self.shared.admission is not None:
+                self.shared.admission.done()
         if not idle:
             # A request began (its head is in): the body, if any, is seen after the read.
             self._fresh = False
@@ -329,13 +410,26 @@ class Connection:
         # Only an earlier deadline moves the scope (trio re-files it: two of those per
         # request were 8% of the floor's CPU); a later one is taken when the scope fires
         # early and the watcher finds the deadline moved: one wake-up per keep-alive period.
-        if timer is not None and deadline < timer.deadline:
-            timer.deadline = deadline
+        if timer is not None:
+            wake_at = self._wake_at()
+            if wake_at < timer.deadline:
+                timer.deadline = wake_at
+
+    def _wake_at(self) -> float:
+        bodies = self._bodies
+        return self._deadline if bodies is None else min(self._deadline, bodies.next_deadline)
+
+    def _note_streams(self, protocol: seam.H2Protocol) -> None:
+        bodies = self._bodies
+        if bodies is None:
+            bodies = self._bodies = StreamBodies(self.timeouts.body)
+        if bodies.note(protocol, trio.current_time()) and self._timer is not None:
+            self._timer.deadline = self._wake_at()
 
     async def _watch(self) -> None:
         terminated = self.context.terminated
         while not self._stopped:
-            with trio.CancelScope(deadline=self._deadline) as self._timer:
+            with trio.CancelScope(deadline=self._wake_at()) as self._timer:
                 if terminated.is_set():
                     await trio.sleep_forever()
                 else:
@@ -343,6 +437,12 @@ class Connection:
             self._timer = None
             if self._stopped:
                 return
+            bodies = self._bodies
+            if bodies is not None and trio.current_time() >= bodies.next_deadline:
+                protocol = _hypercorns(self.protocol)
+                if isinstance(protocol, seam.H2Protocol):
+                    await bodies.expire(protocol, trio.current_time())
+                continue
             phase = self._phase
             if phase != Phase.BUSY and trio.current_time() >= self._deadline:
                 if self._deadline > -math.inf:  # (-inf: the worker stops)
@@ -368,6 +468,15 @@ class Connection:
                 await self.stream.send_eof()
         finally:
             await self.stream.aclose()  # even when cancelled: the socket closes now
+
+
+def _hypercorns(protocol: seam.ProtocolWrapper | HTTP11Protocol) -> object:
+    """The Hypercorn protocol class serving the connection (None: scalemcp's HTTP/1.1)."""
+    if isinstance(protocol, HTTP11Protocol):
+        if protocol.fallback is None:
+            return None
+        protocol = protocol.fallback
+    return protocol.protocol
 
 
 def _receiving_body(protocol: seam.ProtocolWrapper | HTTP11Protocol) -> bool | None:

@@ -117,6 +117,12 @@ class HTTP11Protocol:
         """A request body is arriving (the connection's BODY phase)."""
         return self._reading == _BODY
 
+    @property
+    def between_requests(self) -> bool:
+        """No request in progress (or its response complete), nothing of the next one
+        read: bytes read now begin a new request (the loop's admission screens them)."""
+        return self._reading == _HEAD and self._exchange is None and not self._buffer
+
     async def initiate(self) -> None:
         pass
 
@@ -137,6 +143,9 @@ class HTTP11Protocol:
         exchange = self._exchange
         if exchange is not None:
             exchange.disconnect()
+            # The exchange and this protocol refer to each other: a cycle, freed only by
+            # a (rare, gc_threshold raised) full collection, holding the connection.
+            self._exchange = None
         if self._resume is not None:
             self._resume.set()
 

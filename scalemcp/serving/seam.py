@@ -27,6 +27,10 @@ The contract with those classes, as Hypercorn 0.18 has it:
 - An HTTP/1.1 connection's protocol under ``ProtocolWrapper`` is an ``H11Protocol`` whose
   ``connection`` is its h11 ``Connection`` (``their_state`` is ``h11.SEND_BODY`` while a
   request body arrives), or after a WebSocket upgrade a stand-in without that state.
+- An HTTP/2 connection's protocol is an ``H2Protocol``: ``connection`` its h2
+  ``H2Connection``, ``streams`` its streams by id; a stream is reset as Hypercorn handles a
+  client's ``RST_STREAM``: ``_close_stream(id)``, ``_window_updated(id)``, then
+  ``_flush()`` (``.h2_bodies``).
 - ``context.terminated`` is set when the worker stops: idle connections close at once, busy
   ones once their request ends; ``context.mark_request()`` counts ``max_requests``.
 
@@ -42,6 +46,7 @@ from __future__ import annotations
 from hypercorn.config import Config, Sockets
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.task_group import _handle as handle_app
@@ -63,6 +68,7 @@ __all__ = [
     "Config",
     "ConnectionState",
     "Event",
+    "H2Protocol",
     "H11Protocol",
     "Lifespan",
     "LifespanFailureError",

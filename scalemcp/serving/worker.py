@@ -22,6 +22,7 @@ import trio
 from ..config.settings import ConnectionSettings
 from ..observability import metrics
 from . import seam
+from .admission import Admission
 from .connection import Connection, ConnectionTimeouts, Shared
 from .gate import Gate, parse_networks, refuse
 
@@ -42,13 +43,15 @@ async def serve(
     *,
     shutdown_trigger: Callable[..., Awaitable[None]] | None = None,
     settings: ConnectionSettings | None = None,
+    admission: Admission | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve an ASGI ``app`` in this Trio run, as ``hypercorn.trio.serve`` does;
-    ``settings``: the connections' deadlines and limits (default: the defaults)."""
+    ``settings``: the connections' deadlines and limits (default: the defaults);
+    ``admission``: load shedding before the app (default: none)."""
     await worker_serve(seam.wrap_app(app, config.wsgi_max_body_size, "asgi"), config,
                        shutdown_trigger=shutdown_trigger, settings=settings,
-                       task_status=task_status)
+                       admission=admission, task_status=task_status)
 
 
 async def worker_serve(
@@ -58,12 +61,13 @@ async def worker_serve(
     sockets: seam.Sockets | None = None,
     shutdown_trigger: Callable[..., Awaitable[None]] | None = None,
     settings: ConnectionSettings | None = None,
+    admission: Admission | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``sockets`` (or those ``config`` binds) until told to stop.
 
     ``config.keep_alive_timeout`` is the idle deadline; ``settings`` the others and the
-    connection limits.
+    connection limits; ``admission`` sheds load before the app (:mod:`.admission`).
     """
     settings = settings or ConnectionSettings()
     lifespan_state: seam.LifespanState = {}
@@ -87,7 +91,7 @@ async def worker_serve(
             body=settings.body_timeout_s, send=settings.send_timeout_s)
         gate = Gate(settings.max_connections, settings.max_connections_per_client,
                     parse_networks(settings.trusted_proxies))
-        shared = Shared(app, config, context, lifespan_state, timeouts, gate,
+        shared = Shared(app, config, context, lifespan_state, timeouts, gate, admission,
                         http1=settings.http1_protocol)
         await _serve_sockets(shared, sockets, own_sockets, shutdown_trigger, task_status)
 

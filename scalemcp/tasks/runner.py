@@ -28,9 +28,14 @@ import trio
 
 from ..errors import BackendUnavailable
 from ..observability.metrics import (
+    TASK_CLAIM_WAIT_SECONDS,
+    TASK_DEAD_LETTERS,
     TASK_EVENTS,
+    TASK_REDELIVERIES,
     TASK_RUN_SECONDS,
+    TASK_TIME_TO_TERMINAL_SECONDS,
     TASKS_HELD_BACK,
+    TASKS_QUEUED,
     TASKS_RUNNING,
 )
 from ..state.tasks import NO_LIMITS, Claim, RunLimits, TaskEvent, TaskStore
@@ -75,7 +80,7 @@ class TaskRunner:
     def __init__(self, store: TaskStore, execute: Execute, *, worker: str,
                  concurrency: int = 16, claim_wait_s: float = 1.0,
                  run_tasks: bool = True, on_written: Written | None = None,
-                 limits: RunLimits = NO_LIMITS) -> None:
+                 limits: RunLimits = NO_LIMITS, sample_s: float = 5.0) -> None:
         self.store = store
         self.execute = execute
         self.on_written = on_written
@@ -84,6 +89,7 @@ class TaskRunner:
         self._slots = trio.Semaphore(concurrency)
         self._claim_wait_s = claim_wait_s
         self.limits = limits
+        self._sample_s = sample_s
         self._running: dict[str, _Running] = {}
         self._listeners: set[Listener] = set()
         self._stopping = False
@@ -103,6 +109,7 @@ class TaskRunner:
         """Watch events and (unless ``run_tasks`` is off) run tasks, until cancelled."""
         async with self.store.open_events() as events, trio.open_nursery() as nursery:
             nursery.start_soon(self._watch, events)
+            nursery.start_soon(self._sample)
             if self.run_tasks:
                 nursery.start_soon(self._claim_loop, nursery)
             task_status.started()
@@ -136,6 +143,7 @@ class TaskRunner:
                     TASKS_HELD_BACK.inc(self.store.held_back - held)
                 backoff = 0.1
                 if claim is not None:
+                    _count_claim(claim)
                     nursery.start_soon(self._run, claim)
                     started = True
             except BackendUnavailable as exc:
@@ -160,6 +168,7 @@ class TaskRunner:
                 await self._write(running, outcome)
             elif (running.cancelled and not running.lost
                   and await self.store.finish(claim, "cancelled", message="cancelled")):
+                _count_terminal(claim, "cancelled")
                 await self._told(claim, "cancelled")
             settled = True
         except BackendUnavailable as exc:
@@ -226,6 +235,8 @@ class TaskRunner:
             log.info("task %s: outcome not written (fenced: another worker holds it, or "
                      "it ended)", claim.task_id)
             return
+        if outcome.kind != "park":
+            _count_terminal(claim, outcome.kind)
         await self._told(claim, "input_required" if outcome.kind == "park" else outcome.kind)
 
     async def _told(self, claim: Claim, status: str) -> None:
@@ -235,6 +246,20 @@ class TaskRunner:
             await self.on_written(claim, status)
         except BackendUnavailable as exc:  # a push lost: clients still see it by polling
             log.info("task %s: status %s not pushed: %s", claim.task_id, status, exc)
+
+    # -- metrics ---------------------------------------------------------------------
+
+    async def _sample(self) -> None:
+        """Keep the fleet-wide gauges (queue depth, dead letters) fresh for /metrics."""
+        while True:
+            try:
+                stats = await self.store.statistics()
+            except BackendUnavailable:  # counted and logged by the backend; try again
+                pass
+            else:
+                TASKS_QUEUED.set(stats.queued)
+                TASK_DEAD_LETTERS.set(stats.dead_letters)
+            await trio.sleep(self._sample_s)
 
     # -- events ----------------------------------------------------------------------
 
@@ -248,3 +273,20 @@ class TaskRunner:
                     running.scope.cancel()
             for listener in list(self._listeners):
                 listener(event)
+
+
+def _age_s(record_ms: int) -> float:
+    """Seconds since ``record_ms`` (the backend's clock; never negative on a skew)."""
+    return max(0.0, time.time() - record_ms / 1000)
+
+
+def _count_claim(claim: Claim) -> None:
+    if claim.attempt > 1:
+        TASK_REDELIVERIES.inc()
+    elif claim.record.created_ms:
+        TASK_CLAIM_WAIT_SECONDS.observe(_age_s(claim.record.created_ms))
+
+
+def _count_terminal(claim: Claim, status: str) -> None:
+    if claim.record.created_ms:
+        TASK_TIME_TO_TERMINAL_SECONDS.labels(status).observe(_age_s(claim.record.created_ms))

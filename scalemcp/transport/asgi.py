@@ -115,8 +115,9 @@ class ASGIApp:
         self._info_document = server_document(app, config)
         self.readiness = Readiness(config.server.ready_backend_grace_s)
         server = config.server
-        #: Served on the metrics port when there is one, else next to the MCP endpoint.
-        self._ops_paths = frozenset({"/metrics", *server.liveness_paths,
+        #: Served on the metrics port when there is one, else next to the MCP endpoint;
+        #: never shed.
+        self.ops_paths = frozenset({"/metrics", *server.liveness_paths,
                                      *server.readiness_paths})
         #: Begun by the worker supervisor on SIGTERM (``scalemcp.ops.workers``).
         self.drain = self.observer.drain
@@ -124,7 +125,7 @@ class ASGIApp:
         #: Load shedding (transport/shedding.py): off unless configured.
         self.shedder = Shedder(limits.shed_max_inflight, limits.shed_loop_lag_s,
                                limits.shed_retry_after_s)
-        self._shed_body = jsonrpc.encode_error(None, Overloaded("the server is past its "
+        self.shed_body = jsonrpc.encode_error(None, Overloaded("the server is past its "
                                                                 "capacity; retry shortly"))
         read_at_scrape(SESSIONS, lambda: self.state.statistics().sessions)
         read_at_scrape(STREAMS, lambda: self.state.statistics().streams)
@@ -135,7 +136,8 @@ class ASGIApp:
             req.closing = self.drain
             req.send_timeout_s = self.config.sse.send_timeout_s
             with self.observer.exchange(req):
-                if not self.shedder.enabled or req.path in self._ops_paths:
+                if (not self.shedder.enabled or req.path in self.ops_paths
+                        or (self.shedder.screened and scope["http_version"] != "2")):
                     await self._http(req)
                     return
                 refusal = self.shedder.refusal()
@@ -217,7 +219,7 @@ class ASGIApp:
         it), no header is looked at. The connection stays open: a client that comes back
         after Retry-After needs no new handshake."""
         try:
-            await req.respond_json(503, self._shed_body, refusal.http_headers())
+            await req.respond_json(503, self.shed_body, refusal.http_headers())
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             CLIENT_GONE.inc()
 
@@ -245,7 +247,7 @@ class ASGIApp:
         # With metrics_port set, its listener serves these paths and nothing else.
         ops_port = self.config.ops.metrics_port
         on_ops_port = ops_port is not None and _local_port(req.scope) == ops_port
-        if path in self._ops_paths and (ops_port is None or on_ops_port):
+        if path in self.ops_paths and (ops_port is None or on_ops_port):
             await self._ops(req)
             return
         if on_ops_port:

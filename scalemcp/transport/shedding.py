@@ -38,6 +38,9 @@ class Shedder:
         self.max_lag_s = max_lag_s
         self.retry_after_s = retry_after_s
         self.inflight = 0
+        #: Set when the serving loop screens HTTP/1.1 requests (``serving.admission``):
+        #: it counts and sheds those; this only HTTP/2 streams.
+        self.screened = False
         self.lag_s = 0.0
         self._lags: deque[float] = deque(maxlen=_WINDOW)
         self._inflight_error = Overloaded(
@@ -51,6 +54,10 @@ class Shedder:
     @property
     def enabled(self) -> bool:
         return self.max_inflight > 0 or self.max_lag_s > 0
+
+    def overloaded(self) -> bool:
+        """Past capacity now (counts nothing: :meth:`refusal` counts a refusal)."""
+        return 0 < self.max_inflight <= self.inflight or 0 < self.max_lag_s < self.lag_s
 
     def refusal(self) -> Overloaded | None:
         """Why a new request must be refused now, or None to serve it."""

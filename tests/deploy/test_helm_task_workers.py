@@ -38,9 +38,9 @@ def test_a_worker_deployment_and_serving_pods_that_leave_tasks_to_it(chart: Any)
     assert "--no-serve-tasks" in args
     runs = container(worker)
     assert runs["args"] == ["worker", args[1]]
-    # no HTTP: no ports, probes or preStop sleep; its own resources
-    for absent in ("ports", "startupProbe", "livenessProbe", "readinessProbe", "lifecycle"):
-        assert absent not in runs
+    # no MCP port and no preStop sleep (no Service routes to it); its own resources
+    assert [p["name"] for p in runs["ports"]] == ["metrics"]
+    assert "lifecycle" not in runs
     assert runs["resources"] == VALUES["taskWorkers"]["resources"]
     assert container(serving)["resources"] != runs["resources"]
     # the same settings reach both (Redis, the state key): one app, one fleet
@@ -48,7 +48,6 @@ def test_a_worker_deployment_and_serving_pods_that_leave_tasks_to_it(chart: Any)
     assert {"SCALEMCP_REDIS_KEY_PREFIX", "SCALEMCP_STATE_KEYS"} <= names
     assert {"SCALEMCP_REDIS_KEY_PREFIX", "SCALEMCP_STATE_KEYS"} <= {
         e["name"] for e in runs["env"]}
-    assert "SCALEMCP_METRICS_PORT" not in {e["name"] for e in runs["env"]}
     # The Service, the PDB and the serving Deployment never select worker pods.
     pod_labels = worker["spec"]["template"]["metadata"]["labels"]
     assert worker["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
@@ -97,3 +96,53 @@ def test_both_command_lines_are_ones_the_cli_accepts(chart: Any) -> None:
     parsed = vars(serve_parser().parse_args(worker[1:]))
     assert parsed["target"] == serving[1]
     assert parsed["serve_tasks"] is not False
+
+
+def test_workers_serve_metrics_and_probes_on_the_metrics_port(chart: Any) -> None:
+    """``scalemcp worker --metrics-port``: its task figures scraped by a PodMonitor (no
+    Service selects worker pods), liveness and readiness probed there; with metricsPort
+    null it has no port and no probes."""
+    docs = render(chart, merged(VALUES, **{"serviceMonitor.enabled": True,
+                                           "serviceMonitor.skipCapabilityCheck": True}))
+    runs = container(only(docs, "Deployment", WORKER))
+    port = VALUES.get("server", {}).get("metricsPort", 9090)
+    assert {"name": "SCALEMCP_METRICS_PORT", "value": str(port)} in runs["env"]
+    assert runs["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    assert runs["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert runs["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    monitor = only(docs, "PodMonitor", WORKER)
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    pod_labels = only(docs, "Deployment", WORKER)["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    # The ServiceMonitor still scrapes the serving pods only.
+    assert only(docs, "ServiceMonitor")["spec"]["selector"]["matchLabels"] != selector
+
+    bare = render(chart, merged(VALUES, **{"server.metricsPort": None,
+                                           "serviceMonitor.enabled": True,
+                                           "serviceMonitor.skipCapabilityCheck": True}))
+    runs = container(only(bare, "Deployment", WORKER))
+    for absent in ("ports", "startupProbe", "livenessProbe", "readinessProbe", "lifecycle"):
+        assert absent not in runs
+    assert "SCALEMCP_METRICS_PORT" not in {e["name"] for e in runs["env"]}
+    assert not [d for d in bare if d["kind"] == "PodMonitor"]
+
+
+def test_worker_pods_have_a_network_policy_of_their_own(chart: Any) -> None:
+    """Worker pods take no MCP traffic: their policy admits the metrics port only (none
+    without one), and keeps the serving pods' egress (DNS, Redis)."""
+    values = merged(VALUES, **{"networkPolicy.enabled": True,
+                               "networkPolicy.egress.enabled": True})
+    docs = render(chart, values)
+    serving, worker = only(docs, "NetworkPolicy"), only(docs, "NetworkPolicy", WORKER)
+    pod_labels = only(docs, "Deployment", WORKER)["spec"]["template"]["metadata"]["labels"]
+    assert worker["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert not serving["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert [[p["port"] for p in rule["ports"]] for rule in worker["spec"]["ingress"]] == [
+        ["metrics"]]
+    assert [[p["port"] for p in rule["ports"]] for rule in serving["spec"]["ingress"]] == [
+        ["http"], ["metrics"]]
+    assert worker["spec"]["egress"] == serving["spec"]["egress"]
+    closed = render(chart, merged(values, **{"server.metricsPort": None}))
+    assert only(closed, "NetworkPolicy", WORKER)["spec"]["ingress"] == []
+    assert only(closed, "NetworkPolicy", WORKER)["spec"]["policyTypes"][0] == "Ingress"

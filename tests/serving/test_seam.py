@@ -66,6 +66,10 @@ def test_the_protocol_classes_are_called_as_the_loop_calls_them() -> None:
     assert [f.name for f in dataclasses.fields(seam.RawData)] == ["data", "address"]
     assert [f.name for f in dataclasses.fields(seam.Updated)] == ["idle"]
     assert dataclasses.fields(seam.Closed) == ()
+    # How .h2_bodies resets a stream: as the protocol handles a client's reset.
+    for name in ("_close_stream", "_window_updated"):
+        assert parameters(getattr(seam.H2Protocol, name)) == ["self", "stream_id"], name
+    assert parameters(seam.H2Protocol._flush) == ["self"]
 
 
 def test_the_worker_parts_are_called_as_the_loop_calls_them() -> None:

@@ -17,6 +17,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from scalemcp.observability.metrics import REGISTRY
 from scalemcp.state.base import StateBackend
 from scalemcp.state.tasks import Claim, TaskRecord
 from scalemcp.tasks import Outcome, TaskRunner
@@ -162,3 +163,43 @@ async def test_parks_and_resumes_with_answers(open_store: OpenBackend) -> None:
                 done = await until_terminal(state, rec.task_id)
                 nursery.cancel_scope.cancel()
             assert (done.status, done.result) == ("completed", b'{"action":"accept"}')
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_runner_reports_queue_depth_waits_redeliveries_and_times(
+        open_store: OpenBackend) -> None:
+    """What an operator watches (docs/tasks.md "Metrics"): the fleet's queue depth, from
+    the store; time queued before a first claim; takeovers of a dead worker's task; time
+    from creation to the terminal status written."""
+    waits = sample("scalemcp_task_claim_wait_seconds_count")
+    ends = sample("scalemcp_task_time_to_terminal_seconds_count", status="completed")
+    redelivered = sample("scalemcp_task_redeliveries_total")
+    with trio.fail_after(15):
+        async with workers(open_store) as (one, two):
+            orphan = task()
+            await one.tasks.create(orphan)
+            assert await one.tasks.claim("dead", wait_s=1.0) is not None  # never renewed
+            busy = Work(seconds=60)
+            runner = TaskRunner(two.tasks, busy, worker="w2", claim_wait_s=0.1,
+                                concurrency=1, sample_s=0.05)
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    await one.tasks.create(task())
+                await nursery.start(runner.serve)
+                await busy.began.wait()  # one slot, held: the rest stay queued
+                queued = (await two.tasks.statistics()).queued
+                assert queued >= 2
+                await eventually(lambda: sample("scalemcp_tasks_queued") == queued,
+                                 "the queue gauge follows the store")
+                nursery.cancel_scope.cancel()
+            async with running(two, Work(), "w3"):
+                await until_terminal(two, orphan.task_id)
+                await eventually(lambda: sample(
+                    "scalemcp_task_redeliveries_total") == redelivered + 1,
+                    "the dead worker's task counted as a redelivery")
+    assert sample("scalemcp_task_claim_wait_seconds_count") >= waits + 3
+    assert sample("scalemcp_task_time_to_terminal_seconds_count",
+                  status="completed") >= ends + 3
