@@ -99,4 +99,9 @@ REPLACED = {
         "8467a3a16a7e8763079b8727fe73d7d2115d0cb99441984856ff1bfcb4fcfbf2",
     "hypercorn.trio.worker_context:TrioSingleTask":
         "aa59316c028b876ad16369d57fcf70a82969bfb76436df033de96541935c7212",
+    # .http11 does what these two do for HTTP/1.1 (scope, framing, errors, recycling).
+    "hypercorn.protocol.h11:H11Protocol":
+        "b32a61e0a8ca2127c7e1cb133281521f6cc73fdefb94b188fb6944e80b175b43",
+    "hypercorn.protocol.http_stream:HTTPStream":
+        "e0f656feb55ab89c407631368d7a00f3e1b9ab4eb5ade4a639771150bbc6cfa5",
 }
