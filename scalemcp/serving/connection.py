@@ -249,15 +249,24 @@ class Connection:
         sock = self._sock
         admission = self.shared.admission
         ready_reads = 0
+        drained = False
         while True:
-            try:
-                data = sock.recv(MAX_RECV)
-            except BlockingIOError:
+            if drained:
+                # The last read took less than it asked for: the socket is most likely
+                # empty, so wait first (a recv failing with EAGAIN is a system call and an
+                # exception per request for nothing).
+                drained = False
                 ready_reads = 0
+                if sock.fileno() < 0:
+                    break  # closed meanwhile (the answer said close, or the timer did)
                 try:
                     await trio.lowlevel.wait_readable(sock)
                 except trio.ClosedResourceError:
                     break
+            try:
+                data = sock.recv(MAX_RECV)
+            except BlockingIOError:
+                drained = True
                 continue
             except OSError:  # reset by the peer, or closed here
                 break
@@ -277,6 +286,9 @@ class Connection:
             if not data:
                 break
             self._after_read()
+            if len(data) < MAX_RECV:
+                drained = True
+                continue
             ready_reads += 1
             if ready_reads >= READY_READS_PER_YIELD:  # a client that never pauses
                 ready_reads = 0
