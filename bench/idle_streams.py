@@ -80,6 +80,16 @@ def server_rss_kib(pid: int) -> int:
                for p in _tree(pid))
 
 
+def _loadavg() -> str:
+    """The machine's 1, 5 and 15 minute load averages: how much else ran (2 cores)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _raise_file_limit() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -91,7 +101,10 @@ def start_server(ns: argparse.Namespace, redis_url: str | None
     command = [sys.executable, "-m", "scalemcp.cli", "serve", "scalemcp_server:app",
                "--port", str(port), "--workers", "1", "--log-level", "warning",
                "--state-keys", STATE_KEY, "--sse-keepalive-s", str(ns.keepalive),
-               "--max-sessions-per-principal", str(ns.streams + 100)]
+               "--max-sessions-per-principal", str(ns.streams + 100),
+               # Every stream comes from 127.0.0.1: the per-client cap would refuse them.
+               "--max-connections", str(ns.streams + 200),
+               "--max-connections-per-client", str(ns.streams + 200)]
     if redis_url:
         command += ["--redis-url", redis_url]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -128,13 +141,16 @@ class Streams:
     def __init__(self) -> None:
         self.opened = 0
         self.failed: dict[str, int] = {}
+        #: One message per kind of failure, to tell its cause.
+        self.why: dict[str, str] = {}
         self.told: list[float] = []
         self.touched_at = 0.0
         self.everyone_told = trio.Event()
         self.expected = 0
 
-    def fail(self, kind: str) -> None:
+    def fail(self, kind: str, why: str = "") -> None:
         self.failed[kind] = self.failed.get(kind, 0) + 1
+        self.why.setdefault(kind, why)
 
 
 async def open_one(origin: Origin, modern: bool, streams: Streams, nursery: trio.Nursery,
@@ -162,7 +178,7 @@ async def open_one(origin: Origin, modern: bool, streams: Streams, nursery: trio
                 nursery.start_soon(_follow, http, response, streams, opened)
                 await opened.wait()  # the connection stays with _follow
         except Exception as exc:  # counted: the report says how many and why
-            streams.fail(type(exc).__name__)
+            streams.fail(type(exc).__name__, str(exc)[:200])
 
 
 async def _follow(http: Any, response: Response, streams: Streams, opened: trio.Event) -> None:
@@ -178,6 +194,20 @@ async def _follow(http: Any, response: Response, streams: Streams, opened: trio.
         pass  # the stream ended (the server stopped): nothing to count
     finally:
         await response.aclose()
+
+
+async def _connection_counters(origin: Origin) -> dict[str, float]:
+    """The server's connection counters (timed out by phase, refused by reason)."""
+    async with open_http_client(origin) as http:
+        response = await http.send("GET", "/metrics", [], b"")  # (it sends the host)
+        text = (await response.read()).decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(("scalemcp_connections_timed_out_total",
+                            "scalemcp_connections_refused_total")):
+            name, _, value = line.rpartition(" ")
+            found[name.removeprefix("scalemcp_connections_")] = float(value)
+    return found
 
 
 async def request_rate(origin: Origin, clients: int, window_s: float, pid: int
@@ -215,14 +245,16 @@ async def request_rate(origin: Origin, clients: int, window_s: float, pid: int
         started.set()
         await trio.sleep(1.0)  # warm-up
         measuring = True
-        cpu0, t0 = server_cpu_s(pid), trio.current_time()
+        cpu0, t0, own0 = server_cpu_s(pid), trio.current_time(), _own_cpu_s()
         await trio.sleep(window_s)
-        cpu1, t1 = server_cpu_s(pid), trio.current_time()
+        cpu1, t1, own1 = server_cpu_s(pid), trio.current_time(), _own_cpu_s()
         measuring = False
         stop.set()
     return {"requests_per_s": round(done / (t1 - t0), 1),
             "cpu_us_per_request": round((cpu1 - cpu0) / max(done, 1) * 1e6, 1),
-            "errors": errors}
+            "errors": errors,
+            "cores": {"server": round((cpu1 - cpu0) / (t1 - t0), 2),
+                      "client": round((own1 - own0) / (t1 - t0), 2)}}
 
 
 async def run(ns: argparse.Namespace, proc: subprocess.Popen[bytes], port: int
@@ -230,7 +262,8 @@ async def run(ns: argparse.Namespace, proc: subprocess.Popen[bytes], port: int
     origin = Origin("http", "127.0.0.1", port)
     await wait_ready(port, proc)
     await trio.sleep(1.0)
-    out: dict[str, Any] = {"streams": ns.streams, "keepalive_s": ns.keepalive}
+    out: dict[str, Any] = {"streams": ns.streams, "keepalive_s": ns.keepalive,
+                           "loadavg_before": _loadavg()}
     out["requests_alone"] = await request_rate(origin, ns.clients, ns.window, proc.pid)
     rss_before = server_rss_kib(proc.pid)
     streams = Streams()
@@ -238,13 +271,20 @@ async def run(ns: argparse.Namespace, proc: subprocess.Popen[bytes], port: int
     async with trio.open_nursery() as followers:
         limiter = trio.CapacityLimiter(ns.concurrency)
         t0 = trio.current_time()
+        server0, client0 = server_cpu_s(proc.pid), _own_cpu_s()
         with trio.move_on_after(ns.open_limit):
             async with trio.open_nursery() as openers:
                 for i in range(ns.streams):
                     openers.start_soon(open_one, origin, i < modern, streams, followers, limiter)
         out["open_s"] = round(trio.current_time() - t0, 2)
+        # Which side was the bottleneck: a core is 1.0 (each is pinned to one).
+        out["open_cores"] = {
+            "server": round((server_cpu_s(proc.pid) - server0) / out["open_s"], 2),
+            "client": round((_own_cpu_s() - client0) / out["open_s"], 2)}
         out["opened"] = streams.opened
         out["open_failed"] = streams.failed
+        out["open_failed_why"] = streams.why
+        out["server_connections"] = await _connection_counters(origin)
         out["not_opened_in_time"] = ns.streams - streams.opened - sum(streams.failed.values())
         await trio.sleep(2.0)  # settle
         rss_open = server_rss_kib(proc.pid)
@@ -277,6 +317,7 @@ async def run(ns: argparse.Namespace, proc: subprocess.Popen[bytes], port: int
             "all_ms": round(told[-1] * 1000, 1) if told else None,
         }
         followers.cancel_scope.cancel()
+    out["loadavg_after"] = _loadavg()
     return out
 
 

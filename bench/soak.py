@@ -248,6 +248,12 @@ def report(soak: Soak, whole: bool, elapsed: float) -> dict[str, Any]:
             w: v["slope_kib_per_min"] for w, v in rss.items()
             if v["slope_kib_per_min"] is not None and v["from_s"] <= warmup + 5
             and v["to_s"] >= soak.args.duration - 10},
+        # The same over the last third only: an allocator's high-water mark rises while
+        # the peaks of concurrency still grow, then levels off; a leak keeps rising.
+        "long_lived_worker_last_third_slopes_kib_per_min": {
+            w: slope(soak.rss[w], soak.args.duration * 2 / 3) for w, v in rss.items()
+            if v["slope_kib_per_min"] is not None and v["from_s"] <= warmup + 5
+            and v["to_s"] >= soak.args.duration - 10},
     }
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -325,8 +331,13 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['memory']['redis_slope_kib_per_min']} KiB/min; slopes of the workers that lived "
         "through it (KiB/min): " + (", ".join(
             f"{w} {v}" for w, v in r["memory"]["long_lived_worker_slopes_kib_per_min"].items())
-            or "none"),
-        "", "Errors by kind (explained: a worker was killed while the operation ran):", "",
+            or "none") + "; over the last third of the run only: " + (", ".join(
+            f"{w} {v}" for w, v in r["memory"].get(
+                "long_lived_worker_last_third_slopes_kib_per_min", {}).items()) or "none"),
+        "", "Errors by kind (explained: a worker was killed while the operation ran, or for "
+        "session-era flows a Redis fault was on: from 0.5 s before it to "
+        f"{FAULT_MARGIN_S:g} s after it; each failure and what explains it: the JSON's "
+        "`failures`):", "",
         "| flow:kind | explained | unexplained |", "|---|---:|---:|",
         *[f"| {k} | {v['explained']} | {v['unexplained']} |" for k, v in r["errors"].items()],
         "", "Worker RSS (KiB):", "",

@@ -11,7 +11,11 @@ CPU 0 (``sched_setaffinity``, what ``taskset`` does); the client shares the mach
 Each client creates a no-op task (``tools/call`` declaring the extension), polls
 ``tasks/get`` every ``--poll-ms`` until it is ``completed``, then creates the next: tasks
 completed per second (wall clock), create-to-complete latency (p50, p99), and the CPU
-time the server and redis-server spent per task (/proc). The targets alternate for
+time the server and redis-server spent per task (/proc). The client is
+``scalemcp bench --scenario task`` (the load generator's lean HTTP client), run in this
+process pinned beside redis-server (``--client-cpu``), so each server has its CPU to itself;
+``--client httpx`` is the earlier client (one httpx client per simulated client), whose CPU
+cost capped what both servers could show. The targets alternate for
 ``--rounds`` rounds (A B A B ...), each after a warm-up, so drift hits both alike.
 Every phase is bounded (``--phase-timeout``).
 
@@ -24,6 +28,7 @@ never from the project venv.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -38,6 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.tasks import DECLARED, cpu_seconds, pids_of, pin, quantile  # noqa: E402
+from scalemcp.loadgen.cli import run as run_bench  # noqa: E402
+from scalemcp.loadgen.config import BenchConfig  # noqa: E402
+from scalemcp.loadgen.report import Report  # noqa: E402
 from tests.harness.client import Stateless  # noqa: E402
 from tests.harness.redis import RedisServer  # noqa: E402
 from tests.harness.serve import ServeProcess  # noqa: E402
@@ -147,18 +155,41 @@ async def drive(url: str, n: int, clients: int, poll_s: float, timeout_s: float
 Row = tuple[str, int, int, float, float, float, float, float]
 
 
+def loadgen(url: str, n: int, clients: int, args: argparse.Namespace) -> Report:
+    """``scalemcp bench --era modern --scenario task -n N``: each of ``clients`` creates a
+    task, polls ``tasks/get`` every ``--poll-ms`` until it completes, then the next."""
+    config = BenchConfig(url=url, era="modern", scenario="task", clients=clients, requests=n,
+                         duration_s=None, warmup_s=0, tool="noop", args={},
+                         task_poll_ms=args.poll_ms, timeout_s=args.phase_timeout)
+    report = run_bench(config, check=False)
+    if report.errors or report.aborted:
+        raise RuntimeError(f"{report.errors} errors {report.errors_by_kind}: "
+                           f"{report.error_samples} {report.aborted or ''}")
+    return report
+
+
 def measure(name: str, url: str, server_pids: list[int], redis_pid: int, n: int,
             clients: int, rnd: int, args: argparse.Namespace) -> Row:
     poll_s = args.poll_ms / 1000
-    trio.run(drive, url, min(200, n), clients, poll_s, args.phase_timeout)
+    if args.client == "loadgen":
+        loadgen(url, min(200, n), clients, args)  # warm-up
+    else:
+        trio.run(drive, url, min(200, n), clients, poll_s, args.phase_timeout)
     s0, r0 = cpu_seconds(server_pids), cpu_seconds([redis_pid])
     started = time.perf_counter()
-    latencies = trio.run(drive, url, n, clients, poll_s, args.phase_timeout)
-    wall = time.perf_counter() - started
+    if args.client == "loadgen":
+        report = loadgen(url, n, clients, args)
+        wall = time.perf_counter() - started
+        done = report.requests
+        p50, p99 = report.ops["task"].p50_us / 1000, report.ops["task"].p99_us / 1000
+    else:
+        latencies = trio.run(drive, url, n, clients, poll_s, args.phase_timeout)
+        wall = time.perf_counter() - started
+        done = n
+        p50, p99 = quantile(latencies, 0.5) * 1000, quantile(latencies, 0.99) * 1000
     s_cpu = cpu_seconds(server_pids) - s0
     r_cpu = cpu_seconds([redis_pid]) - r0
-    row = (name, clients, rnd, n / wall, quantile(latencies, 0.5) * 1000,
-           quantile(latencies, 0.99) * 1000, s_cpu / n * 1e6, r_cpu / n * 1e6)
+    row = (name, clients, rnd, done / wall, p50, p99, s_cpu / done * 1e6, r_cpu / done * 1e6)
     print(f"  {name} c={clients} round {rnd}: {row[3]:.0f} tasks/s, p50 {row[4]:.1f} ms, "
           f"p99 {row[5]:.1f} ms", flush=True)
     return row
@@ -177,7 +208,15 @@ def main() -> None:
                         help="Docket's redis-py pool size (0: its default, 100)")
     parser.add_argument("--targets", nargs="+", choices=["scalemcp", "fastmcp"],
                         default=["scalemcp", "fastmcp"])
+    parser.add_argument("--client", choices=["loadgen", "httpx"], default="loadgen",
+                        help="loadgen: scalemcp bench's lean client (--scenario task), run "
+                        "here; httpx: one httpx client per simulated client (runs 1-5)")
+    parser.add_argument("--client-cpu", type=int, default=0,
+                        help="the CPU the client (this process) is pinned to, beside "
+                        "redis-server (-1: unpinned)")
     args = parser.parse_args()
+    if args.client_cpu >= 0:
+        pin([os.getpid()], args.client_cpu)
     python = fastmcp_python()
     redis = RedisServer()
     rows: list[Row] = []
@@ -203,7 +242,7 @@ def main() -> None:
                                 rows.append(measure(name, url, pids, redis_pid, args.n,
                                                     clients, rnd, args))
                             except (AssertionError, trio.TooSlowError, httpx.HTTPError,
-                                    ExceptionGroup) as error:
+                                    RuntimeError, ExceptionGroup) as error:
                                 first = getattr(error, "exceptions", [error])[0]
                                 failures.append(f"{name} c={clients} round {rnd}: {first!r}")
                                 print(f"  {failures[-1]}", flush=True)
@@ -212,8 +251,9 @@ def main() -> None:
     finally:
         redis.stop()
     print(f"\nfastmcp side: {versions(python)}")
+    client = "unpinned" if args.client_cpu < 0 else f"on CPU {args.client_cpu}"
     print(f"{args.n} tasks per phase, polling every {args.poll_ms:g} ms; each server on "
-          "CPU 1, redis-server on CPU 0\n")
+          f"CPU 1, redis-server on CPU 0, the client ({args.client}) {client}\n")
     print("| target | clients | round | tasks/s | p50 ms | p99 ms | server CPU us/task | "
           "redis CPU us/task |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -76,6 +76,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.errorlog = logging.getLogger("hypercorn.error")  # no handler of its own: ours formats it
     hc.accesslog = None
     hc.keep_alive_timeout = config.server.keep_alive_timeout_s
+    hc.backlog = config.connections.backlog
     # Oversized header blocks are refused while parsing (h11: 431; h2: the connection
     # ends); the app checks the same limit, and the header count, on what gets through.
     hc.h11_max_incomplete_size = config.limits.max_header_bytes

@@ -139,6 +139,11 @@ class ConnectionSettings(_Section, frozen=True):
         "A write the client accepts nothing of for this long closes the connection: JSON "
         "answers, SSE streams and WebSocket messages alike, HTTP/1.1 and HTTP/2 "
         "(sse_send_timeout_s still bounds each SSE stream on its own).")] = 30.0
+    backlog: Annotated[Positive, _about(
+        "Connections the kernel holds for the workers before they accept them (the listen "
+        "backlog; Linux caps it at net.core.somaxconn). Hypercorn's default of 100 drops "
+        "the connections of a burst past it (the client retries after 1 s, then 3 s).")] = (
+        4096)
     max_connections: Annotated[Positive, _about(
         "Most open connections per worker; more are refused at once (plain HTTP: a 503 "
         "with Retry-After, then closed; TLS: closed).")] = 10_000

@@ -41,11 +41,12 @@ examples:
   scalemcp bench http://127.0.0.1:8000/mcp --era modern --scenario list --rate 2000
   scalemcp bench http://127.0.0.1:8000/mcp --tool add --args '{"a": 1, "b": 2}'
   scalemcp bench http://127.0.0.1:8000/sse --era legacy-sse --json out.json
+  scalemcp bench http://127.0.0.1:8000/mcp --era modern --scenario task --task-wait listen
 
-The scenarios' default tools (echo, progress, ask, touch) exist only on the
-bench target servers (bench/targets/); against another server, name one of its
-tools with --tool. Before the load starts, one client checks that the server
-answers in the chosen era and has the tool.
+The scenarios' default tools (echo, progress, ask, touch; noop for task) exist
+only on the bench target servers (bench/targets/, bench/tasks_app.py); against
+another server, name one of its tools with --tool. Before the load starts, one
+client checks that the server answers in the chosen era and has the tool.
 
 exit status: 0 every operation succeeded; 1 some failed, none ran, or the
 server could not be benchmarked; 2 bad usage or a missing optional package.
@@ -140,12 +141,13 @@ def _what_to_run(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--scenario", choices=SCENARIOS, default="call", metavar="NAME",
         help="what one operation is: call (tools/call), call-progress, initialize (a new "
-        "session), list (tools/list), resume, elicit, listen, mixed (default: call)",
+        "session), list (tools/list), resume, elicit, listen, mixed, task (create a task, "
+        "wait for it to complete) (default: call)",
     )
     g.add_argument(
         "--tool", metavar="NAME",
         help="the tool to call (default: the scenario's bench-target tool: echo, progress, "
-        "ask or touch)",
+        "ask, touch, or noop for task: bench/tasks_app.py)",
     )
     g.add_argument(
         "--args", type=_json_object, metavar="JSON",
@@ -160,6 +162,11 @@ def _what_to_run(g: argparse._ArgumentGroup) -> None:
                    help="delay between those notifications (default: 0; resume: 20)")
     g.add_argument("--drop-after", type=_positive_int, default=2, metavar="N",
                    help="resume: SSE events read before the stream is dropped (default: 2)")
+    g.add_argument("--task-wait", choices=["poll", "listen"], default="poll",
+                   help="task: poll tasks/get, or (--era modern) listen on "
+                   "subscriptions/listen for the task (default: poll)")
+    g.add_argument("--task-poll-ms", type=_seconds, default=20, metavar="MS",
+                   help="task: pause between two tasks/get polls (default: 20)")
 
 
 def _how_much_load(g: argparse._ArgumentGroup) -> None:
@@ -235,6 +242,8 @@ def config_from_args(ns: argparse.Namespace) -> BenchConfig:
         "steps": ns.steps,
         "step_delay_ms": ns.step_delay_ms,
         "drop_after": ns.drop_after,
+        "task_wait": ns.task_wait,
+        "task_poll_ms": ns.task_poll_ms,
     }
     try:
         config = msgspec.convert(raw, BenchConfig)

@@ -174,7 +174,7 @@ class McpClient:
             params = dict(params or {})
             params["_meta"] = messages.modern_meta(self.capabilities, params.get("_meta"))
             headers.append((b"mcp-method", method.encode()))
-            name = params.get("name", params.get("uri"))
+            name = params.get("name", params.get("uri", params.get("taskId")))
             if isinstance(name, str):
                 headers.append((b"mcp-name", header_value(name)))
         if req_id is None:

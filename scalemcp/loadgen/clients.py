@@ -55,5 +55,15 @@ async def open_mcp_client(config: BenchConfig) -> AsyncIterator[McpLike]:
                 era=config.era,
                 headers=headers,
                 version=config.protocol_version,
-                capabilities={"elicitation": {}} if config.scenario == "elicit" else None,
+                capabilities=_capabilities(config),
             )
+
+
+def _capabilities(config: BenchConfig) -> dict[str, Any] | None:
+    """What the client declares: elicitation to be asked, the tasks extension (2026-07-28)
+    to be given tasks."""
+    if config.scenario == "elicit":
+        return {"elicitation": {}}
+    if config.scenario == "task" and config.era == "modern":
+        return {"extensions": {"io.modelcontextprotocol/tasks": {}}}
+    return None

@@ -11,7 +11,8 @@ __all__ = ["SCENARIOS", "BenchConfig", "Era", "Scenario", "Shard"]
 
 Era = Literal["session", "modern", "legacy-sse"]
 Scenario = Literal[
-    "call", "call-progress", "initialize", "list", "resume", "elicit", "listen", "mixed"
+    "call", "call-progress", "initialize", "list", "resume", "elicit", "listen", "mixed",
+    "task",
 ]
 SCENARIOS: tuple[Scenario, ...] = (
     "call",
@@ -22,6 +23,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     "elicit",
     "listen",
     "mixed",
+    "task",
 )
 DEFAULT_TOOLS: dict[str, str] = {
     "call": "echo",
@@ -30,6 +32,7 @@ DEFAULT_TOOLS: dict[str, str] = {
     "elicit": "ask",
     "listen": "touch",
     "mixed": "echo",
+    "task": "noop",
 }
 
 PositiveInt = Annotated[int, Meta(ge=1)]
@@ -65,6 +68,11 @@ class BenchConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     """resume: SSE events read before the connection is dropped."""
     listeners_per_trigger: PositiveInt = 10
     """listen: listening clients per triggering client."""
+    task_wait: Literal["poll", "listen"] = "poll"
+    """task: wait for completion by polling ``tasks/get``, or (modern) on
+    ``subscriptions/listen`` with the task's id."""
+    task_poll_ms: NonNegative = 20
+    """task: the pause between two ``tasks/get`` polls."""
 
     @property
     def tool_name(self) -> str:

@@ -174,7 +174,7 @@ class MixedScenario(Scenario):
 
 def make_scenario(config: BenchConfig) -> Scenario:
     """The scenario object for ``config.scenario``; raises ValueError if the era can't run it."""
-    from . import streaming
+    from . import streaming, tasks
 
     factories: dict[str, type[Scenario]] = {
         "call": CallScenario,
@@ -185,11 +185,15 @@ def make_scenario(config: BenchConfig) -> Scenario:
         "resume": streaming.ResumeScenario,
         "elicit": streaming.ElicitScenario,
         "listen": streaming.ListenScenario,
+        "task": tasks.TaskScenario,
     }
     factory = factories[config.scenario]
     unsupported = getattr(factory, "unsupported_eras", ())
     if config.era in unsupported:
         raise ValueError(f"scenario {config.scenario!r} does not exist in the {config.era} era")
+    if config.scenario == "task" and config.task_wait == "listen" and config.era != "modern":
+        raise ValueError("--task-wait listen is a 2026-07-28 stream (subscriptions/listen): "
+                         "--era modern")
     if config.scenario == "listen" and config.procs > 1:
         raise ValueError("listen times notifications against its own process's trigger: --procs 1")
     return factory(config)

@@ -7,10 +7,10 @@ through ``ProtocolWrapper``, the graceful close), and where it differs, each mea
 - **scalemcp's HTTP/1.1** (:class:`~.http11.HTTP11Protocol`, same events as Hypercorn's
   ``H11Protocol``) serves plain and TLS HTTP/1.1 unless ``http1_protocol`` is
   ``"hypercorn"``; ALPN ``h2`` goes to ``ProtocolWrapper`` at once, upgrades later.
-
-- **One timer per connection.** Hypercorn starts a new task (``nursery.start``, a lock) for
-  the keep-alive clock every time a request ends and cancels it when the next begins. Here
-  one long-lived task sleeps under a cancel scope whose deadline is moved instead.
+- **No timer task.** Hypercorn starts a new task (``nursery.start``, a lock) for the
+  keep-alive clock every time a request ends and cancels it when the next begins. Here a
+  connection's deadline is a :class:`~.clock.Timer` on the worker's one clock: moving it
+  writes a field, and only a deadline that passes starts a task (to close).
 - **Direct writes.** A write first goes straight to the socket, without a lock or a task
   switch; only what the kernel does not take at once (the client reads slowly) goes through
   the locked, blocking ``send_all``, so backpressure works as before. Empty writes (the end
@@ -42,6 +42,7 @@ import trio
 from ..observability import metrics
 from . import seam
 from .admission import CANNOT_DELIMIT, COUNTED, Admission
+from .clock import Clock
 from .gate import REFUSAL, Gate, forwarded_client
 from .h2_bodies import StreamBodies
 from .http11 import HTTP11Protocol
@@ -85,14 +86,19 @@ class ConnectionTimeouts:
 class Shared:
     """What every connection of a worker shares."""
 
-    __slots__ = ("admission", "app", "config", "context", "gate", "http1", "state",
-                 "timeouts")
+    __slots__ = ("admission", "app", "clock", "config", "connections", "context", "gate",
+                 "http1", "state", "timeouts")
 
     def __init__(self, app: seam.AppWrapper, config: seam.Config,
                  context: seam.WorkerContext, state: seam.LifespanState,
                  timeouts: ConnectionTimeouts, gate: Gate,
-                 admission: Admission | None = None, *, http1: str = "scalemcp") -> None:
+                 admission: Admission | None = None, clock: Clock | None = None, *,
+                 http1: str = "scalemcp") -> None:
         self.app = app
+        #: The worker's clock (its task runs in the worker); every connection's timer is on it.
+        self.clock = clock if clock is not None else Clock()
+        #: The connections being served (an ordered set), for the stop to close idle ones.
+        self.connections: dict[Connection, None] = {}
         self.config = config
         self.context = context
         self.state = state
@@ -135,7 +141,8 @@ class Connection:
         self._fresh = True
         self._phase = Phase.IDLE
         self._deadline = math.inf
-        self._timer: trio.CancelScope | None = None
+        self._timer = shared.clock.timer(self._on_deadline)
+        self._task_group: TaskGroup | None = None
         self._stopped = False
         #: HTTP/2: the stream bodies still arriving (created with the first stream).
         self._bodies: StreamBodies | None = None
@@ -172,7 +179,7 @@ class Connection:
                         self.shared.app, self.config, self.context, task_group, state,
                         self._ssl, client, server, self.protocol_send)
                 await self.protocol.initiate()
-                task_group.spawn(self._watch)
+                self._start_timer(task_group)
                 try:
                     await self._read_data()
                 finally:
@@ -418,14 +425,8 @@ class Connection:
 
     def _move(self, deadline: float) -> None:
         self._deadline = deadline
-        timer = self._timer
-        # Only an earlier deadline moves the scope (trio re-files it: two of those per
-        # request were 8% of the floor's CPU); a later one is taken when the scope fires
-        # early and the watcher finds the deadline moved: one wake-up per keep-alive period.
-        if timer is not None:
-            wake_at = self._wake_at()
-            if wake_at < timer.deadline:
-                timer.deadline = wake_at
+        if self._task_group is not None:
+            self._timer.move(self._wake_at())
 
     def _wake_at(self) -> float:
         bodies = self._bodies
@@ -435,41 +436,58 @@ class Connection:
         bodies = self._bodies
         if bodies is None:
             bodies = self._bodies = StreamBodies(self.timeouts.body)
-        if bodies.note(protocol, trio.current_time()) and self._timer is not None:
-            self._timer.deadline = self._wake_at()
+        if bodies.note(protocol, trio.current_time()) and self._task_group is not None:
+            self._timer.move(self._wake_at())
 
-    async def _watch(self) -> None:
-        terminated = self.context.terminated
-        while not self._stopped:
-            with trio.CancelScope(deadline=self._wake_at()) as self._timer:
-                if terminated.is_set():
-                    await trio.sleep_forever()
-                else:
-                    await terminated.wait()
-            self._timer = None
-            if self._stopped:
-                return
-            bodies = self._bodies
-            if bodies is not None and trio.current_time() >= bodies.next_deadline:
-                protocol = _hypercorns(self.protocol)
-                if isinstance(protocol, seam.H2Protocol):
-                    await bodies.expire(protocol, trio.current_time())
-                continue
-            phase = self._phase
-            if phase != Phase.BUSY and trio.current_time() >= self._deadline:
-                if self._deadline > -math.inf:  # (-inf: the worker stops)
-                    _TIMED_OUT[Phase.HEAD if self._fresh else phase].inc()
-            elif not (phase == Phase.IDLE and terminated.is_set()):
-                continue  # the deadline moved, or the worker stops while a request runs
-            with trio.CancelScope(shield=True):
-                await self.protocol.handle(seam.Closed())
-                await self.stream.aclose()
+    def _start_timer(self, task_group: TaskGroup) -> None:
+        """Put the deadline on the worker's clock, now that a task can close the
+        connection; a worker already stopping closes an idle one at once."""
+        self._task_group = task_group
+        if self._phase == Phase.IDLE and self.context.terminated.is_set():
+            self._deadline = -math.inf
+        self._timer.move(self._wake_at())
+        self.shared.connections[self] = None
+
+    def stop_if_idle(self) -> None:
+        """The worker stops: an idle connection closes now, a busy one when it goes idle
+        (:meth:`_set_idle`)."""
+        if self._phase == Phase.IDLE and not self._stopped:
+            self._move(-math.inf)
+
+    def _on_deadline(self) -> None:
+        """The clock's callback: the connection's deadline, or an HTTP/2 stream body's,
+        passed. It must not block: what needs a task gets one."""
+        if self._stopped or self._task_group is None:
             return
+        now = trio.current_time()
+        bodies = self._bodies
+        if bodies is not None and now >= bodies.next_deadline:
+            self._task_group.spawn(self._expire_bodies)
+            return
+        if self._phase == Phase.BUSY or now < self._deadline:
+            self._timer.move(self._wake_at())  # (moved meanwhile)
+            return
+        if self._deadline > -math.inf:  # (-inf: the worker stops)
+            _TIMED_OUT[Phase.HEAD if self._fresh else self._phase].inc()
+        self._timer.cancel()  # closing: once
+        self._task_group.spawn(self._expire)
+
+    async def _expire_bodies(self) -> None:
+        bodies, protocol = self._bodies, _hypercorns(self.protocol)
+        if bodies is not None and isinstance(protocol, seam.H2Protocol):
+            await bodies.expire(protocol, trio.current_time())
+        if not self._stopped:
+            self._timer.move(self._wake_at())
+
+    async def _expire(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self.protocol.handle(seam.Closed())
+            await self.stream.aclose()
 
     def _stop_watch(self) -> None:
         self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
+        self.shared.connections.pop(self, None)
 
     async def _close(self) -> None:
         try:

@@ -34,6 +34,9 @@ __all__ = ["DISCONNECT_HOOK", "Inbox", "TaskGroup"]
 DISCONNECT_HOOK = "scalemcp.on_disconnect"
 _GONE = frozenset({"http.disconnect", "websocket.disconnect"})
 
+#: Named once: Trio formats a name per task otherwise (memory, per open stream).
+_APP_TASK = "scalemcp.serving.app"
+
 
 def _nothing() -> None:
     pass
@@ -122,7 +125,8 @@ class TaskGroup:
         if scope.get("type") == "http":
             scope.setdefault("extensions", {})[DISCONNECT_HOOK] = inbox.on_disconnect
         self._nursery.start_soon(seam.handle_app, app, config, scope, inbox.get, send,
-                                 trio.to_thread.run_sync, trio.from_thread.run)
+                                 trio.to_thread.run_sync, trio.from_thread.run,
+                                 name=_APP_TASK)
         return inbox
 
     def spawn(self, func: Callable[..., Awaitable[object]], *args: Any) -> None:

@@ -23,6 +23,7 @@ from ..config.settings import ConnectionSettings
 from ..observability import metrics
 from . import seam
 from .admission import Admission
+from .clock import Clock
 from .connection import Connection, ConnectionTimeouts, Shared
 from .gate import Gate, parse_networks, refuse
 
@@ -35,6 +36,8 @@ _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 #: accept() failing with these concerns one connection only (it went away first).
 _SKIP_ERRNOS = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ETIMEDOUT}
 _CAPACITY_PAUSE_S = 0.1
+#: Named once: Trio formats a name per task otherwise (memory, per open connection).
+_CONNECTION_TASK = "scalemcp.serving.connection"
 
 
 async def serve(
@@ -92,8 +95,12 @@ async def worker_serve(
         gate = Gate(settings.max_connections, settings.max_connections_per_client,
                     parse_networks(settings.trusted_proxies))
         shared = Shared(app, config, context, lifespan_state, timeouts, gate, admission,
-                        http1=settings.http1_protocol)
-        await _serve_sockets(shared, sockets, own_sockets, shutdown_trigger, task_status)
+                        Clock(), http1=settings.http1_protocol)
+        async with trio.open_nursery() as clock_nursery:
+            # The connections' deadlines, until the last connection is done.
+            clock_nursery.start_soon(shared.clock.run, name="scalemcp.serving.clock")
+            await _serve_sockets(shared, sockets, own_sockets, shutdown_trigger, task_status)
+            clock_nursery.cancel_scope.cancel()
 
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
@@ -136,6 +143,8 @@ async def _serve_sockets(
                 raise other_errors from None
         finally:
             await context.terminated.set()
+            for connection in list(shared.connections):
+                connection.stop_if_idle()  # the busy ones close when they go idle
             if own_sockets:  # closed now, so that new connections are refused at once
                 for sock, _ in listeners:
                     sock.close()
@@ -190,7 +199,8 @@ class _Acceptor:
                 self._refused[refused].inc()
                 refuse(sock, plain=ssl_context is None)
             else:
-                self.nursery.start_soon(self._serve, sock, ssl_context, counted, via_proxy)
+                self.nursery.start_soon(self._serve, sock, ssl_context, counted, via_proxy,
+                                        name=_CONNECTION_TASK)
             # Accepting a burst must not starve the connections already open.
             await trio.lowlevel.checkpoint()
 

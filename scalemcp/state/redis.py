@@ -6,10 +6,12 @@ see :mod:`scalemcp.state.redis_streams`.
 
 Round trips
 -----------
-The client, not Redis, is the budget (about 250 us of client CPU per round trip), so
-each operation on the request path is ONE command, a Lua script where several steps are
-needed: ``load_session`` (HGETALL + renew TTL), ``append`` (XADD + caps + TTLs, returning
-the previous entry id), ``read`` (XRANGE, or the last entry to tell ended/missing).
+The client, not Redis, is the budget (coredis: about 250 us of client CPU per round
+trip; the request path's own lane, :mod:`.redis_lane`: a few tens), so each operation on
+the request path is ONE command, a Lua script where several steps are needed:
+``load_session`` (HGETALL + renew TTL, the record returned as one msgpack map),
+``append`` (XADD + caps + TTLs, returning the previous entry id), ``read`` (XRANGE,
+or the last entry to tell ended/missing).
 A session-era ``tools/call`` answered with JSON costs one round trip (the load).
 
 Mailboxes and changes
@@ -256,7 +258,6 @@ class RedisBackend:
         opened_at = math.inf
         async with trio.open_nursery() as upkeep:
             upkeep.start_soon(self._upkeep)
-            upkeep.start_soon(self._watch_health)
             while True:
                 try:
                     async with open_client(self.target, self._options) as client:
@@ -265,12 +266,16 @@ class RedisBackend:
                         opened_at = trio.current_time()
                         try:
                             async with trio.open_nursery() as nursery:
+                                self._link.nursery = nursery  # (the lane runs here)
                                 nursery.start_soon(
                                     self._follower.run, self._xread, self._cursors,
                                     self._router.on_message, ERRORS, self._xread_many)
                                 await nursery.start(self._liveness.run)
                                 if not started:
                                     started = True
+                                    # Watched from the first attempt on: before it, a new
+                                    # worker would report Redis unreachable (not running).
+                                    upkeep.start_soon(self._watch_health)
                                     if not self._follower.fixed:
                                         with trio.move_on_after(2 * self._connect_timeout_s):
                                             await self._follower.tried.wait()
@@ -278,6 +283,7 @@ class RedisBackend:
                                 await trio.sleep_forever()
                         finally:
                             self._link.client = None
+                            self._link.nursery = None
                 except BaseException as raised:
                     if not isinstance(raised, (*ERRORS, BaseExceptionGroup)):
                         raise
@@ -294,6 +300,7 @@ class RedisBackend:
                         backoff = 0.1  # it had been working: reconnect promptly
                 if not started:
                     started = True
+                    upkeep.start_soon(self._watch_health)
                     task_status.started()
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -332,9 +339,9 @@ class RedisBackend:
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
         with self._redis() as client:
-            flat = await self._script(client, "load", [self.keys.session(session_id)],
-                                      [self.idle_ttl_ms])
-        return decode_record(flat) if flat else None
+            packed = await self._script(client, "load", [self.keys.session(session_id)],
+                                        [self.idle_ttl_ms])
+        return decode_record(packed) if packed else None
 
     async def update_session(self, session_id: str, **changes: Any) -> None:
         if not changes:

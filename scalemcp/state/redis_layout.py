@@ -146,8 +146,6 @@ class Keys:
 _FIELDS = frozenset(f.name for f in msgspec.structs.fields(SessionRecord))
 _encoder = msgspec.msgpack.Encoder()
 _record_decoder = msgspec.msgpack.Decoder(SessionRecord)
-#: Field name as stored (bytes) -> the same name as a msgpack string.
-_PACKED_NAMES = {name.encode(): _encoder.encode(name) for name in _FIELDS}
 
 
 def encode_fields(values: Mapping[str, Any]) -> dict[str, bytes]:
@@ -158,26 +156,12 @@ def encode_fields(values: Mapping[str, Any]) -> dict[str, bytes]:
     return {name: _encoder.encode(value) for name, value in values.items()}
 
 
-def decode_record(flat: Sequence[bytes]) -> SessionRecord | None:
-    """A record from HGETALL's flat reply, without decoding each field on its own.
-
-    The stored values are msgpack already, so the reply is spliced into one msgpack map
-    and decoded straight into the Struct.
-    """
-    parts: list[bytes] = []
-    count = 0
-    for i in range(0, len(flat) - 1, 2):
-        packed = _PACKED_NAMES.get(flat[i])
-        if packed is None:
-            continue  # a field written by a newer version: ignored, as msgspec would
-        parts.append(packed)
-        parts.append(flat[i + 1])
-        count += 1
-    if count == 0:
-        return None
-    header = bytes([0x80 | count]) if count < 16 else b"\xde" + count.to_bytes(2, "big")
+def decode_record(packed: bytes) -> SessionRecord | None:
+    """A record as LOAD_SESSION returns it: one msgpack map, spliced in Lua from the stored
+    values (msgpack each), so a load is one bulk string to read and one decode. A field
+    written by a newer version is ignored, as msgspec ignores unknown fields."""
     try:
-        return _record_decoder.decode(header + b"".join(parts))
+        return _record_decoder.decode(packed)
     except msgspec.MsgspecError as exc:
         log.warning("unreadable session record in Redis (treated as missing): %s", exc)
         return None
@@ -205,11 +189,22 @@ def decode_entries(raw: Sequence[Any]) -> tuple[list[StreamEvent], bool]:
 
 # -- Lua scripts (one round trip each; every key they touch is declared) ------------------
 
-#: KEYS: session. ARGV: idle TTL ms. The record (flat HGETALL), its TTL renewed.
+#: KEYS: session. ARGV: idle TTL ms. The record as one msgpack map (the stored values are
+#: msgpack already: names packed, values spliced, nothing decoded), its TTL renewed; false
+#: (nil) if there is none.
 LOAD_SESSION = """
 local r = redis.call('HGETALL', KEYS[1])
-if #r > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return r
+local n = #r / 2
+if n == 0 then return false end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local parts = {}
+if n < 16 then parts[1] = string.char(0x80 + n)
+else parts[1] = '\\222' .. string.char(math.floor(n / 256), n % 256) end
+for i = 1, #r, 2 do
+  parts[#parts + 1] = cmsgpack.pack(r[i])
+  parts[#parts + 1] = r[i + 1]
+end
+return table.concat(parts)
 """
 
 #: KEYS: session. ARGV: field, value, ... Updates a live session only (never revives one).

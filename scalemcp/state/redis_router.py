@@ -55,6 +55,7 @@ from .base import CANCEL_MAILBOX
 from .hub import ChangeHub
 from .mailbox import Mailbox, hand_over
 from .redis_connect import ERRORS, RedisClient, forget_connections
+from .redis_lane import Lane, LaneAddress, open_lane
 from .redis_layout import Keys
 
 __all__ = ["ERRORS", "Link", "Router"]
@@ -85,9 +86,14 @@ class Link:
         self._shas = {name: hashlib.sha1(source.encode()).hexdigest()
                       for name, source in scripts.items()}
         self._round_trips = {name: REDIS_ROUND_TRIP.labels(name) for name in scripts}
-        #: The connection scripts are sent on, and the client whose pool it belongs to.
-        self._lane: Any = None
+        #: Where lanes run while the client does (set and cleared with ``client``).
+        self.nursery: trio.Nursery | None = None
+        #: The connection scripts are sent on, and the client it was opened for.
+        self._lane: Lane | _Leased | None = None
         self._lane_client: Any = None
+        self._opening = trio.Lock()  # (taken only to open a lane, never per call)
+        self._open_attempts = 0
+        self._open_failure: str | None = None
 
     @contextmanager
     def redis(self) -> Iterator[RedisClient]:
@@ -101,6 +107,8 @@ class Link:
         except ERRORS as exc:
             self.failed(exc)
             forget_connections(client, exc)
+            if isinstance(exc, coredis.exceptions.ResponseError) and "READONLY" in str(exc):
+                self._drop_lane()  # it reached a demoted master: the next call reconnects
             if error_kind(exc) == "oom":
                 raise BackendUnavailable(f"Redis is out of memory (maxmemory): {exc}") from exc
             raise BackendUnavailable(f"Redis is unavailable: {exc or type(exc).__name__}") from exc
@@ -146,37 +154,65 @@ class Link:
             self._round_trips[name].observe(time.perf_counter() - started)
 
     async def _evalsha(self, client: Any, sha: str, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA on the lane: one connection leased from a standalone or Sentinel client's
-        pool for as long as it lives, on which every script call is queued at once
-        (coredis connections multiplex: requests are pipelined, replies matched in order).
-        Being leased, it never carries a blocking read. Measured in process
-        (``bench/asgi_cost.py``): about 80 us of client CPU per call against 200 us through
-        ``client.evalsha``. A cluster (slots on many nodes) goes through the client."""
+        """EVALSHA on the lane (one connection every script call is pipelined on).
+
+        A standalone Redis gets scalemcp's own lane (:mod:`.redis_lane`: about a third of
+        the client CPU per call of a coredis connection, see ``docs/performance.md``); a
+        Sentinel master, which moves, a connection leased from coredis' pool (coredis
+        connections multiplex too). A cluster (slots on many nodes) goes through the client.
+        """
         lane = self._lane if self._lane_client is client else None
         if lane is None or not lane.usable:
             lane = await self._open_lane(client)
             if lane is None:
                 return await client.evalsha(sha, keys=keys, args=args)
-        return await lane.create_request(b"EVALSHA", sha, len(keys), *keys, *args)
+        return await lane.call(b"EVALSHA", sha, len(keys), *keys, *args)
 
     async def _open_lane(self, client: Any) -> Any:
-        """Lease the lane from ``client``'s pool (None: this client has no lane)."""
+        """A lane to ``client``'s server (None: this client has no lane).
+
+        Callers that queued while an attempt failed share its failure instead of each
+        trying in turn (N queued callers would otherwise wait N connect timeouts)."""
+        tried = self._open_attempts
+        async with self._opening:
+            lane = self._lane if self._lane_client is client else None
+            if lane is not None and lane.usable:
+                return lane  # opened meanwhile
+            if self._open_attempts != tried and self._open_failure is not None:
+                raise coredis.exceptions.ConnectionError(self._open_failure)
+            self._open_attempts += 1
+            self._open_failure = None
+            try:
+                return await self._replace_lane(client)
+            except Exception as exc:  # (not a cancellation: the next caller tries itself)
+                self._open_failure = f"no connection to Redis: {exc or type(exc).__name__}"
+                raise
+
+    async def _replace_lane(self, client: Any) -> Any:
+        old, old_client = self._lane, self._lane_client
+        self._lane = self._lane_client = None
+        if isinstance(old, _Leased) and old_client is not None:
+            _return_slot(old_client.connection_pool, old.connection)
         pool: Any = getattr(client, "connection_pool", None)
         if isinstance(client, coredis.RedisCluster) or not hasattr(pool, "get_connection"):
             return None
-        old, old_client = self._lane, self._lane_client
-        self._lane = self._lane_client = None
-        if old is not None and old_client is not None:
-            _return_slot(old_client.connection_pool, old)
-        lane = await pool.get_connection()
-        if not hasattr(lane, "create_request"):  # another coredis: no lane
-            pool.release(lane)
-            return None
-        if self._lane is not None and self._lane_client is client:  # opened meanwhile
-            pool.release(lane)
-            return self._lane
+        address = LaneAddress.from_pool(pool)
+        lane: Lane | _Leased
+        if address is not None and self.nursery is not None:
+            lane = await open_lane(self.nursery, address)
+        else:
+            connection = await pool.get_connection()
+            if not hasattr(connection, "create_request"):  # another coredis: no lane
+                pool.release(connection)
+                return None
+            lane = _Leased(connection)
         self._lane, self._lane_client = lane, client
         return lane
+
+    def _drop_lane(self) -> None:
+        lane = self._lane
+        if isinstance(lane, Lane):
+            lane.close("the lane reached a read-only replica")
 
     @staticmethod
     def failed(exc: BaseException) -> None:
@@ -188,6 +224,20 @@ class Link:
         """``with link.timed("op"):`` around one command, or first in ``async with
         link.timed("op"), client.pipeline() as pipe:``: the round trip it takes."""
         return timed(REDIS_ROUND_TRIP.labels(operation))
+
+
+class _Leased:
+    """A connection leased from a coredis pool, used as a lane (Sentinel)."""
+
+    __slots__ = ("call", "connection")
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.call = connection.create_request
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.connection.usable)
 
 
 def _return_slot(pool: Any, connection: Any) -> None:

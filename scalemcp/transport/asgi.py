@@ -36,6 +36,7 @@ from ..security.gate import AuthGate, Identity
 from ..security.origin import HostPolicy, OriginPolicy
 from ..security.principal import Authenticator
 from ..security.ratelimit import RateLimits, subject
+from ..serving.clock import Clock
 from ..state import make_state
 from ..state.base import StateBackend
 from ..state.tasks import RunLimits
@@ -121,6 +122,8 @@ class ASGIApp:
                                      *server.readiness_paths})
         #: Begun by the worker supervisor on SIGTERM (``scalemcp.ops.workers``).
         self.drain = self.observer.drain
+        #: The send deadlines of every SSE stream of the worker (``send_guard``).
+        self.send_clock = Clock()
         limits = config.limits
         #: Load shedding (transport/shedding.py): off unless configured.
         self.shedder = Shedder(limits.shed_max_inflight, limits.shed_loop_lag_s,
@@ -135,6 +138,7 @@ class ASGIApp:
             req = Request(scope, receive, send)
             req.closing = self.drain
             req.send_timeout_s = self.config.sse.send_timeout_s
+            req.clock = self.send_clock
             with self.observer.exchange(req):
                 if (not self.shedder.enabled or req.path in self.ops_paths
                         or (self.shedder.screened and scope["http_version"] != "2")):
@@ -168,6 +172,7 @@ class ASGIApp:
                 await nursery.start(self.shedder.watch_loop)
                 await nursery.start(self.sessions.serve)
                 nursery.start_soon(self.drain.watch)  # ends open streams when draining
+                nursery.start_soon(self.send_clock.run)  # slow SSE consumers' deadlines
                 await nursery.start(self.session_transport.feeder.serve)  # GET streams
                 await nursery.start(self.app.serve_background, self.state)  # skills watcher
                 if self.has_tasks:

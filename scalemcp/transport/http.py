@@ -9,6 +9,7 @@ from ..errors import InvalidRequest, PayloadTooLarge, WireError
 from ..protocol import jsonrpc
 
 if TYPE_CHECKING:
+    from ..serving.clock import Clock
     from .drain import Drain
     from .send_guard import SendGuard
 
@@ -24,6 +25,7 @@ class Request:
     __slots__ = (
         "_send",
         "body_read",
+        "clock",
         "closing",
         "extra_headers",
         "guard",
@@ -57,6 +59,8 @@ class Request:
         #: the guard enforcing it while one is open (``send_guard.guard_sends``).
         self.send_timeout_s = 0.0
         self.guard: SendGuard | None = None
+        #: The app's clock, for the guard's deadlines (None, or not running: a task each).
+        self.clock: Clock | None = None
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query: bytes = scope.get("query_string", b"")

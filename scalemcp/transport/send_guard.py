@@ -30,6 +30,7 @@ from typing import Any
 import trio
 
 from ..observability.metrics import SLOW_CONSUMERS
+from ..serving.clock import Clock, Timer
 from . import h2_backpressure
 
 __all__ = ["PIECE_BYTES", "SendGuard", "guard_in", "guard_sends"]
@@ -47,20 +48,40 @@ class SendGuard:
     """The send deadline of one response; see the module docstring.
 
     It starts with the first streamed piece (a body with more to come), so a response sent
-    in one piece (JSON) costs nothing.
+    in one piece (JSON) costs nothing. The deadline is a timer on the app's ``clock`` (one
+    task for every stream of the worker; send timeouts are one setting, so a deadline
+    moves in one field write per piece); without a running clock (an app driven without
+    its lifespan) a watcher task per guard does the same.
     """
 
     def __init__(self, send: Callable[[Any], Awaitable[None]], timeout_s: float,
-                 body: trio.CancelScope, nursery: trio.Nursery) -> None:
+                 body: trio.CancelScope, nursery: trio.Nursery,
+                 clock: Clock | None = None) -> None:
         self._send = send
         self._timeout_s = timeout_s
         self._body = body
         self._nursery = nursery
-        self._timer = trio.CancelScope()  # its deadline is armed while a piece is sent
-        #: The watcher runs (from the first streamed piece on).
+        self._clock = clock if clock is not None and clock.running else None
+        #: The deadline on the clock, from the first streamed piece on.
+        self._deadline: Timer | None = None
+        self._timer = trio.CancelScope()  # without a clock: the watcher's deadline
+        #: Guarding has begun (from the first streamed piece on).
         self.watching = False
         #: True once the client was too slow: the connection is closed.
         self.tripped = False
+
+    def start(self) -> None:
+        """Begin guarding: a timer on the clock, or a watcher task."""
+        self.watching = True
+        if self._clock is not None:
+            self._deadline = self._clock.timer(self._expired)
+        else:
+            self._nursery.start_soon(self.watch)
+
+    def stop(self) -> None:
+        """The guarded block is over: the clock forgets this guard."""
+        if self._deadline is not None:
+            self._deadline.cancel()
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send ``message`` (a body is cut into pieces), each piece within the deadline."""
@@ -69,8 +90,7 @@ class SendGuard:
             if not streaming:
                 await self._send(message)
                 return
-            self.watching = True
-            self._nursery.start_soon(self.watch)
+            self.start()
         if message["type"] != "http.response.body":
             await self._send_within(message)
             return
@@ -86,16 +106,32 @@ class SendGuard:
         if self.tripped:
             await trio.lowlevel.checkpoint()  # the body is cancelled: this raises Cancelled
             return
+        deadline = self._deadline
+        if deadline is not None:
+            deadline.move(trio.current_time() + self._timeout_s)
+            try:
+                await self._send(message)
+            finally:
+                deadline.move(math.inf)
+            return
         self._timer.deadline = trio.current_time() + self._timeout_s
         try:
             await self._send(message)
         finally:
             self._timer.deadline = math.inf
 
+    def _expired(self) -> None:
+        # The clock's callback, while a piece is being sent (so the body and its
+        # nursery are still open): the trip needs a task, for its sends.
+        self._nursery.start_soon(self._trip)
+
     async def watch(self) -> None:
         """Run beside the body: trip when a piece is not accepted in time."""
         with self._timer:
             await trio.sleep_forever()
+        await self._trip()
+
+    async def _trip(self) -> None:
         self.tripped = True
         SLOW_CONSUMERS.inc()
         log.info("closing an SSE connection: the client accepted nothing for %g s (it may "
@@ -119,16 +155,16 @@ async def guard_sends(req: Any, *, streaming: bool = False) -> AsyncIterator[Sen
     """
     async with trio.open_nursery() as nursery:
         with trio.CancelScope() as body:
-            guard = SendGuard(req.raw_send, req.send_timeout_s, body, nursery)
+            guard = SendGuard(req.raw_send, req.send_timeout_s, body, nursery, req.clock)
             if req.send_timeout_s > 0:
                 req.guard = guard
                 if streaming:
-                    guard.watching = True
-                    nursery.start_soon(guard.watch)
+                    guard.start()
             try:
                 yield guard
             finally:
                 req.guard = None
+                guard.stop()
         if guard.watching:
             nursery.cancel_scope.cancel()
 
@@ -137,10 +173,12 @@ async def guard_sends(req: Any, *, streaming: bool = False) -> AsyncIterator[Sen
 def guard_in(req: Any, nursery: trio.Nursery) -> Iterator[SendGuard]:
     """:func:`guard_sends` in a nursery the caller opened already (one nursery fewer per
     request): the guard's watcher runs there and a trip cancels the whole nursery."""
-    guard = SendGuard(req.raw_send, req.send_timeout_s, nursery.cancel_scope, nursery)
+    guard = SendGuard(req.raw_send, req.send_timeout_s, nursery.cancel_scope, nursery,
+                      req.clock)
     if req.send_timeout_s > 0:
         req.guard = guard
     try:
         yield guard
     finally:
         req.guard = None
+        guard.stop()

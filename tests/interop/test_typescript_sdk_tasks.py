@@ -3,40 +3,33 @@
 ``ts_tasks_client.mjs`` drives ``client.experimental.tasks`` of ``@modelcontextprotocol/sdk``
 1.x (``callToolStream`` with ``params.task``, ``getTask``, ``getTaskResult``, ``listTasks``,
 ``cancelTask``) and answers an ``elicitation/create`` a task sends, against a real
-``scalemcp serve examples.tasks:app`` process; it prints a JSON summary the tests check.
+``scalemcp serve examples.tasks:app`` process, and against a fleet on Redis
+(tests/interop/task_fleet.py: two serving nodes taking the SDK's requests in turn, the
+tasks run by a task worker, so the elicitation's answer crosses to another node); it
+prints a JSON summary the tests check, the same on both.
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
-import subprocess
 from typing import Any
 
 import pytest
 
 from tests.conftest import node_env
-from tests.harness.serve import ServeProcess
+from tests.interop.task_fleet import client_summary, summary_on
 
 SCRIPT = pathlib.Path(__file__).with_name("ts_tasks_client.mjs")
 RELATED = "io.modelcontextprotocol/related-task"
 
 
-@pytest.fixture(scope="module")
-def summary() -> dict[str, Any]:
-    server = ServeProcess("examples.tasks:app")
-    try:
-        proc = subprocess.run(["node", str(SCRIPT), server.url], env=node_env(),
-                              capture_output=True, text=True, timeout=60)
-    finally:
-        log = server.stop()
-    assert "Traceback" not in log, log
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"no output (rc={proc.returncode}): {proc.stderr[-3000:]}"
-    out: dict[str, Any] = json.loads(lines[-1])
-    assert "error" not in out, (out["error"], proc.stderr[-3000:])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+def run_script(*urls: str) -> dict[str, Any]:
+    return client_summary(["node", str(SCRIPT), *urls], env=node_env())
+
+
+@pytest.fixture(scope="module", params=["one node", "fleet"])
+def summary(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return summary_on(request.param, run_script)
 
 
 def test_declares_tasks_to_the_sdk(summary: dict[str, Any]) -> None:
@@ -90,3 +83,15 @@ def test_list_tasks_newest_first(summary: dict[str, Any]) -> None:
         {"taskId": ids["long"], "status": "cancelled"},
         {"taskId": ids["invoice"], "status": "completed"},
         {"taskId": ids["first"], "status": "completed"}]
+
+
+@pytest.mark.parametrize("summary", ["fleet"], indirect=True)
+def test_the_answer_crosses_to_the_task_worker(summary: dict[str, Any]) -> None:
+    """Through the fleet: the requests went to both nodes, and the elicitation's answer
+    (a response POSTed to a serving node; the task runs in the task worker) was sent on
+    through Redis by the node that received it."""
+    routed = summary["routed"]
+    assert {r["node"] for r in routed} == {0, 1}
+    answered = [r["node"] for r in routed if r["what"] == "response"]
+    assert len(answered) == 1, routed
+    assert summary["routedThroughRedis"][answered[0]] == 1, summary["routedThroughRedis"]

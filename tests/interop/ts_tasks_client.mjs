@@ -1,12 +1,15 @@
 // Interop driver: the official TypeScript SDK client's experimental tasks API
 // (client.experimental.tasks, 2025-11-25 core tasks) against a real scalemcp server running
-// examples/tasks.py. Usage: node ts_tasks_client.mjs <url>. Prints one JSON summary on stdout
-// (tests/interop/test_typescript_sdk_tasks.py asserts on it); a failure prints {"error": ...}.
+// examples/tasks.py. Usage: node ts_tasks_client.mjs <url> [<url> ...]. With several URLs (the
+// nodes of one fleet) the SDK's requests go to them in turn, through its `fetch` option.
+// Prints one JSON summary on stdout (tests/interop/test_typescript_sdk_tasks.py asserts on
+// it); a failure prints {"error": ...}.
 
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-const [url] = process.argv.slice(2);
+const urls = process.argv.slice(2).map(u => new URL(u));
+const url = urls[0];
 const sdkDir = process.env.MCP_TS_SDK_DIR;
 if (!sdkDir || !url) {
     console.error('usage: MCP_TS_SDK_DIR=... node ts_tasks_client.mjs <url>');
@@ -20,6 +23,23 @@ const types = await load('types.js');
 const opts = extra => ({ timeout: 10_000, ...extra });
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
+// Each request to the next node in turn; what went where, by JSON-RPC method (or the
+// HTTP method for GET and DELETE, "response" for an answer to the server's request).
+const routed = [];
+let turn = 0;
+function inTurn(input, init) {
+    const target = new URL(input instanceof Request ? input.url : String(input));
+    const node = turn++ % urls.length;
+    target.host = urls[node].host;
+    let what = init?.method ?? 'GET';
+    if (what === 'POST' && typeof init.body === 'string') {
+        const body = JSON.parse(init.body);
+        what = body.method ?? (body.result !== undefined ? 'response' : 'error');
+    }
+    routed.push({ node, what });
+    return fetch(target, init);
+}
+
 async function main() {
     const client = new Client({ name: 'scalemcp-interop-ts-tasks', version: '1.0.0' },
         { capabilities: { elicitation: { form: {} } } });
@@ -29,7 +49,7 @@ async function main() {
             relatedTask: req.params._meta?.['io.modelcontextprotocol/related-task'] ?? null });
         return { action: 'accept', content: { confirm: true } };
     });
-    const transport = new StreamableHTTPClientTransport(new URL(url));
+    const transport = new StreamableHTTPClientTransport(url, { fetch: inTurn });
     await client.connect(transport, opts());
     const out = { capabilities: client.getServerCapabilities() };
     const tools = (await client.listTools({}, opts())).tools;
@@ -93,6 +113,7 @@ async function main() {
     const listed = await tasks.listTasks(undefined, opts());
     out.listed = listed.tasks.map(t => ({ taskId: t.taskId, status: t.status }));
     out.ids = { first: firstId, invoice: invoice[0]?.taskId ?? null, long: longId };
+    out.routed = routed;
 
     await transport.terminateSession();
     await client.close();

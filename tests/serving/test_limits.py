@@ -4,6 +4,7 @@ behind a trusted proxy, by the address its X-Forwarded-For names."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -131,3 +132,18 @@ def test_a_gate_counts_and_releases() -> None:
 def test_a_bad_trusted_proxy_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"trusted_proxies.*not an address or network"):
         scalemcp.Config.from_options(trusted_proxies=["proxy.example"])
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read it")
+async def test_the_listen_backlog_is_the_configured_one_not_hypercorns_100() -> None:
+    """A burst of connections past the backlog is dropped by the kernel (the client
+    retries after 1 s, then 3 s): the worker listens with ``backlog``."""
+    config = scalemcp.Config.from_options(backlog=777)  # under net.core.somaxconn
+    with trio.fail_after(20):
+        async with open_server(app, config) as url:
+            port = port_of(url)
+            listing = await trio.run_process(["ss", "-ltnH", f"sport = :{port}"],
+                                             capture_stdout=True)
+    [line] = listing.stdout.decode().splitlines()
+    assert line.split()[2] == "777"  # a listening socket's Send-Q: its backlog
+    assert scalemcp.Config().connections.backlog > 100

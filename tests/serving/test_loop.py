@@ -83,6 +83,13 @@ async def served(hc: HypercornConfig, loop: Any = serve,
         nursery.cancel_scope.cancel()
 
 
+async def connect(port: int) -> trio.SocketStream:
+    """A plain connect (``open_tcp_stream`` spawns a task per attempt: the tests count)."""
+    sock = trio.socket.socket()
+    await sock.connect(("127.0.0.1", port))
+    return trio.SocketStream(sock)
+
+
 def get(path: str, *, close: bool = False) -> bytes:
     extra = b"connection: close\r\n" if close else b""
     return b"GET %s HTTP/1.1\r\nhost: t\r\n%s\r\n" % (path.encode(), extra)
@@ -145,6 +152,26 @@ async def test_keep_alive_requests_spawn_one_task_each(loop: Any,
     assert requests <= spawns.count <= requests * at_most_per_request + 2
     if loop is hypercorn_serve:
         assert spawns.count >= 2 * requests  # what the loop saves, still there upstream
+
+
+async def test_an_open_connection_is_one_task_its_deadlines_on_the_worker_clock() -> None:
+    connections = 30
+    with trio.fail_after(TIMEOUT_S):
+        async with served(hc_config(keep_alive_timeout=0.5)) as port:
+            spawns = Spawns()
+            trio.lowlevel.add_instrument(spawns)
+            try:
+                streams = [await connect(port) for _ in range(connections)]
+                for n, stream in enumerate(streams):
+                    await stream.send_all(get(f"/{n}"))
+                    assert await read_responses(stream, 1) == [f"/{n}".encode()]
+            finally:
+                trio.lowlevel.remove_instrument(spawns)
+            # The connection's task and one app task per request: no timer task each...
+            assert spawns.count == 2 * connections
+            # ...yet each idle connection is still closed at its keep-alive deadline.
+            for stream in streams:
+                assert await closed_by_server(stream)
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:

@@ -7,6 +7,8 @@ A worker "dies" here by leaving its ``open()`` block and losing its heartbeat ke
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import trio
 
@@ -82,3 +84,16 @@ async def test_live_writer_ends_its_own_stream(open_redis: OpenBackend) -> None:
             assert seen == [b"", b"result"]
             assert end.ended
             assert await writer.delete_session("s")
+
+
+async def test_a_starting_worker_does_not_report_a_reachable_redis_unreachable(
+    open_redis: OpenBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The health watcher starts with the first attempt to connect, not before it: a new
+    worker used to log Redis "unreachable (not running)" at every start (the soak's logs
+    had one per replaced worker)."""
+    caplog.set_level(logging.WARNING, logger="scalemcp.state.redis")
+    with trio.fail_after(10):
+        async with open_redis():
+            await trio.sleep(0.3)  # the watcher's first check has run
+    assert [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()] == []

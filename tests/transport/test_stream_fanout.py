@@ -104,3 +104,35 @@ async def test_every_open_stream_is_told_once_and_ended_by_the_drain(keepalive_s
                 assert set(told.counts.values()) == {1}
                 served.asgi.drain.begin()  # the server drains: every stream ends, cleanly
             assert told.ended == STREAMS
+
+
+class Spawned(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.names.append(task.name)
+
+
+async def test_an_idle_stream_sending_keepalives_starts_no_task_of_its_own() -> None:
+    """Its send deadline is a timer on the app's clock, not a watcher task per stream."""
+    config = scalemcp.Config.from_options(sse_keepalive_s=0.1)
+    told = Told(10)
+    with trio.fail_after(30):
+        async with (open_asgi(app, config) as served,
+                    served.client(timeout=30) as http):
+            spawned = Spawned()
+            trio.lowlevel.add_instrument(spawned)
+            try:
+                async with trio.open_nursery() as nursery:
+                    for i in range(told.expected):
+                        opener = open_get if i % 2 else open_listen
+                        nursery.start_soon(opener, http, served.url, i, told)
+                    await told.opened.wait()
+                    await trio.sleep(0.5)  # keepalives go out, each under its deadline
+                    nursery.cancel_scope.cancel()
+            finally:
+                trio.lowlevel.remove_instrument(spawned)
+    guards = [name for name in spawned.names if "send_guard" in name.lower()]
+    assert guards == []
+    assert len(spawned.names) >= told.expected  # it saw the streams' own tasks start
