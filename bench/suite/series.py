@@ -45,7 +45,7 @@ def _py(*args: str) -> Server:
 SCALEMCP = Server("scalemcp", ("scalemcp_server.py",))
 SERIES = [
     Series("floor", _py("floor_server.py", "--server", "scalemcp"), "session", "JSON",
-           "bare ASGI app on scalemcp's serving loop (Hypercorn's protocols) answering canned "
+           "bare ASGI app on scalemcp's serving loop (its HTTP/1.1 protocol) answering canned "
            "JSON-RPC (the baseline)"),
     Series("floor-stock", _py("floor_server.py", "--server", "hypercorn"), "session", "JSON",
            "the same app on Hypercorn's stock trio worker: what scalemcp's loop replaces"),

@@ -11,8 +11,8 @@ are answered as one-event SSE streams. It is what any Python MCP server on
 this stack costs at the very least. Prints ``PORT <n>`` once listening.
 
 ``--server scalemcp`` (the default) serves it on scalemcp's own loop (scalemcp.serving:
-Hypercorn's protocol classes under scalemcp's connection layer), what ``scalemcp serve``
-runs; ``--server hypercorn`` on Hypercorn's stock trio worker (the ``floor-stock`` series).
+scalemcp's connection layer and HTTP/1.1 protocol), what ``scalemcp serve`` runs;
+``--server hypercorn`` on Hypercorn's stock trio worker (the ``floor-stock`` series).
 
 ``--server uvicorn`` serves the same app on uvicorn (asyncio, h11 as uvicorn
 picks it when httptools is missing): the floor of the stack the official

@@ -121,6 +121,11 @@ class ConnectionSettings(_Section, frozen=True):
         "of this section; docs/performance.md) or hypercorn (its stock trio worker, as a "
         "fallback: keep_alive_timeout_s applies, the rest of this section does not).")] = (
         "scalemcp")
+    http1_protocol: Annotated[Literal["scalemcp", "hypercorn"], _about(
+        "What speaks HTTP/1.1 on scalemcp's loop: scalemcp's own protocol (bytes-level "
+        "parsing, no h11 events; upgrades to h2c and WebSocket still go to Hypercorn's) or "
+        "hypercorn (its h11-based H11Protocol, as a fallback). HTTP/2 is Hypercorn's either "
+        "way; serving_loop=hypercorn uses Hypercorn's throughout.")] = "scalemcp"
     head_timeout_s: Annotated[PositiveFloat, _about(
         "Longest an HTTP/1.1 request head (request line and headers) may take to arrive, in "
         "total, from its first byte (a new connection's first request: from the accept); "

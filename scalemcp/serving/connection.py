@@ -1,9 +1,12 @@
-"""One client connection on scalemcp's loop: Hypercorn's protocol classes over a socket.
+"""One client connection on scalemcp's loop: a protocol class over a socket.
 
-What it does as Hypercorn's trio ``TCPServer`` does (TLS handshake, ALPN, h11/h2/WebSocket
+What it does as Hypercorn's trio ``TCPServer`` does (TLS handshake, ALPN, h2/WebSocket
 through ``ProtocolWrapper``, the graceful close), and where it differs, each measured
 (docs/performance.md):
 
+- **scalemcp's HTTP/1.1** (:class:`~.http11.HTTP11Protocol`, same events as Hypercorn's
+  ``H11Protocol``) serves plain and TLS HTTP/1.1 unless ``http1_protocol`` is
+  ``"hypercorn"``; ALPN ``h2`` goes to ``ProtocolWrapper`` at once, upgrades later.
 - **No timer task.** Hypercorn starts a new task (``nursery.start``, a lock) for the
   keep-alive clock every time a request ends and cancels it when the next begins. Here a
   connection's deadline is a :class:`~.clock.Timer` on the worker's one clock: moving it
@@ -42,6 +45,7 @@ from .admission import CANNOT_DELIMIT, COUNTED, Admission
 from .clock import Clock
 from .gate import REFUSAL, Gate, forwarded_client
 from .h2_bodies import StreamBodies
+from .http11 import HTTP11Protocol
 from .tasks import TaskGroup
 
 __all__ = ["Connection", "ConnectionTimeouts", "Phase", "Shared"]
@@ -83,12 +87,13 @@ class Shared:
     """What every connection of a worker shares."""
 
     __slots__ = ("admission", "app", "clock", "config", "connections", "context", "gate",
-                 "state", "timeouts")
+                 "http1", "state", "timeouts")
 
     def __init__(self, app: seam.AppWrapper, config: seam.Config,
                  context: seam.WorkerContext, state: seam.LifespanState,
                  timeouts: ConnectionTimeouts, gate: Gate,
-                 admission: Admission | None = None, clock: Clock | None = None) -> None:
+                 admission: Admission | None = None, clock: Clock | None = None, *,
+                 http1: str = "scalemcp") -> None:
         self.app = app
         #: The worker's clock (its task runs in the worker); every connection's timer is on it.
         self.clock = clock if clock is not None else Clock()
@@ -101,6 +106,8 @@ class Shared:
         self.gate = gate
         #: Load shedding before the app (None: off).
         self.admission = admission
+        #: What speaks HTTP/1.1: "scalemcp" (:mod:`.http11`) or "hypercorn" (H11Protocol).
+        self.http1 = http1
 
 
 _TIMED_OUT = {phase: metrics.CONNECTIONS_TIMED_OUT.labels(phase.name.lower())
@@ -120,7 +127,7 @@ class Connection:
         self.context = shared.context
         self.timeouts = shared.timeouts
         self.stream = stream
-        self.protocol: seam.ProtocolWrapper
+        self.protocol: seam.ProtocolWrapper | HTTP11Protocol
         self._ssl = isinstance(stream, trio.SSLStream)
         #: The socket read and written directly (plain TCP: TLS goes through SSLStream).
         self._sock: socket.socket | None = None if self._ssl else sock
@@ -162,10 +169,15 @@ class Connection:
             client = seam.parse_socket_addr(family, self._peer.getpeername())
             server = seam.parse_socket_addr(family, self._peer.getsockname())
             async with TaskGroup() as task_group:
-                self.protocol = seam.ProtocolWrapper(
-                    self.shared.app, self.config, self.context, task_group,
-                    seam.ConnectionState(self.shared.state.copy()), self._ssl, client, server,
-                    self.protocol_send, alpn_protocol)
+                state = seam.ConnectionState(self.shared.state.copy())
+                if alpn_protocol == "h2" or self.shared.http1 != "scalemcp":
+                    self.protocol = seam.ProtocolWrapper(
+                        self.shared.app, self.config, self.context, task_group, state,
+                        self._ssl, client, server, self.protocol_send, alpn_protocol)
+                else:
+                    self.protocol = HTTP11Protocol(
+                        self.shared.app, self.config, self.context, task_group, state,
+                        self._ssl, client, server, self.protocol_send)
                 await self.protocol.initiate()
                 self._start_timer(task_group)
                 try:
@@ -244,15 +256,24 @@ class Connection:
         sock = self._sock
         admission = self.shared.admission
         ready_reads = 0
+        drained = False
         while True:
-            try:
-                data = sock.recv(MAX_RECV)
-            except BlockingIOError:
+            if drained:
+                # The last read took less than it asked for: the socket is most likely
+                # empty, so wait first (a recv failing with EAGAIN is a system call and an
+                # exception per request for nothing).
+                drained = False
                 ready_reads = 0
+                if sock.fileno() < 0:
+                    break  # closed meanwhile (the answer said close, or the timer did)
                 try:
                     await trio.lowlevel.wait_readable(sock)
                 except trio.ClosedResourceError:
                     break
+            try:
+                data = sock.recv(MAX_RECV)
+            except BlockingIOError:
+                drained = True
                 continue
             except OSError:  # reset by the peer, or closed here
                 break
@@ -272,6 +293,9 @@ class Connection:
             if not data:
                 break
             self._after_read()
+            if len(data) < MAX_RECV:
+                drained = True
+                continue
             ready_reads += 1
             if ready_reads >= READY_READS_PER_YIELD:  # a client that never pauses
                 ready_reads = 0
@@ -295,7 +319,9 @@ class Connection:
         """HTTP/1.1, between requests (none yet, or the last one and its answer complete,
         even if its task has not ended yet), nothing of the next one buffered: bytes read
         now begin a new request, and an answer written now follows the last one's."""
-        protocol = self.protocol.protocol
+        if isinstance(self.protocol, HTTP11Protocol) and self.protocol.fallback is None:
+            return self.protocol.between_requests
+        protocol = _hypercorns(self.protocol)
         if not isinstance(protocol, seam.H11Protocol):
             return False
         connection = protocol.connection
@@ -361,8 +387,9 @@ class Connection:
         phase = self._phase
         if phase == Phase.HEAD:
             return  # its deadline runs from its first byte: more bytes do not move it
-        protocol = self.protocol.protocol
-        if not isinstance(protocol, seam.H11Protocol):
+        receiving_body = _receiving_body(self.protocol)
+        if receiving_body is None:
+            protocol = _hypercorns(self.protocol)
             if isinstance(protocol, seam.H2Protocol):  # each stream has a body deadline
                 self._note_streams(protocol)
             return
@@ -371,7 +398,7 @@ class Connection:
                 self._phase = Phase.HEAD  # still due head_timeout after the accept
             else:
                 self._enter(Phase.HEAD, self.timeouts.head)
-        elif protocol.connection.their_state is h11.SEND_BODY:
+        elif receiving_body:
             if phase == Phase.BUSY:
                 self._enter(Phase.BODY, self.timeouts.body)
         elif phase == Phase.BODY:
@@ -446,7 +473,7 @@ class Connection:
         self._task_group.spawn(self._expire)
 
     async def _expire_bodies(self) -> None:
-        bodies, protocol = self._bodies, self.protocol.protocol
+        bodies, protocol = self._bodies, _hypercorns(self.protocol)
         if bodies is not None and isinstance(protocol, seam.H2Protocol):
             await bodies.expire(protocol, trio.current_time())
         if not self._stopped:
@@ -471,3 +498,25 @@ class Connection:
                 await self.stream.send_eof()
         finally:
             await self.stream.aclose()  # even when cancelled: the socket closes now
+
+
+def _hypercorns(protocol: seam.ProtocolWrapper | HTTP11Protocol) -> object:
+    """The Hypercorn protocol class serving the connection (None: scalemcp's HTTP/1.1)."""
+    if isinstance(protocol, HTTP11Protocol):
+        if protocol.fallback is None:
+            return None
+        protocol = protocol.fallback
+    return protocol.protocol
+
+
+def _receiving_body(protocol: seam.ProtocolWrapper | HTTP11Protocol) -> bool | None:
+    """Whether an HTTP/1.1 request body is arriving; None: not HTTP/1.1 (h2, WebSocket
+    still answer False: Hypercorn's stand-in has no request state)."""
+    if isinstance(protocol, HTTP11Protocol):
+        if protocol.fallback is None:
+            return protocol.receiving_body
+        protocol = protocol.fallback
+    inner = protocol.protocol
+    if not isinstance(inner, seam.H11Protocol):
+        return None
+    return inner.connection.their_state is h11.SEND_BODY

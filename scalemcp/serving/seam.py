@@ -1,8 +1,10 @@
 """Everything scalemcp takes from Hypercorn's internals, in one place: the seam.
 
 scalemcp's serving loop (:mod:`.connection`, :mod:`.worker`) replaces Hypercorn's trio
-``TCPServer`` and ``worker_serve`` and keeps the rest: the HTTP/1.1, HTTP/2 and WebSocket
-protocol classes behind ``ProtocolWrapper`` (h11, h2, wsproto), the ASGI stream classes,
+``TCPServer`` and ``worker_serve``, and by default its ``H11Protocol`` for plain HTTP/1.1
+(:mod:`.http11`; ``http1_protocol = "hypercorn"`` keeps Hypercorn's), and keeps the rest:
+the HTTP/2 and WebSocket protocol classes behind ``ProtocolWrapper`` (h2, wsproto; h11 for
+an upgrading request and its connection, and with the fallback), the ASGI stream classes,
 ``Config`` (TLS contexts, ALPN, sockets), the lifespan, ``WorkerContext``, and the way an
 ASGI app task is run (``handle_app``: Hypercorn's error handling around the app).
 
@@ -18,9 +20,13 @@ The contract with those classes, as Hypercorn 0.18 has it:
   puts receive events in the app's inbox; ``task_group.spawn(fn, *args)`` starts a task
   (``.tasks.TaskGroup`` provides both).
 - ``handle_app(app, config, scope, receive, send, sync_spawn, call_soon)`` runs the app.
-- An HTTP/1.1 connection's protocol is an ``H11Protocol`` whose ``connection`` is its h11
-  ``Connection`` (``their_state`` is ``h11.SEND_BODY`` while a request body arrives), or
-  after a WebSocket upgrade a stand-in without that state.
+- ``config.response_headers("h11")``: the ``Date``/``Server``/``Alt-Svc`` headers
+  Hypercorn adds to each HTTP/1.1 response (:mod:`.http11` adds the same);
+  ``config.h11_max_incomplete_size`` bounds a request head, ``h11_pass_raw_headers``
+  keeps header names as sent; ``config.log.access(scope, response, seconds)``.
+- An HTTP/1.1 connection's protocol under ``ProtocolWrapper`` is an ``H11Protocol`` whose
+  ``connection`` is its h11 ``Connection`` (``their_state`` is ``h11.SEND_BODY`` while a
+  request body arrives), or after a WebSocket upgrade a stand-in without that state.
 - An HTTP/2 connection's protocol is an ``H2Protocol``: ``connection`` its h2
   ``H2Connection``, ``streams`` its streams by id; a stream is reset as Hypercorn handles a
   client's ``RST_STREAM``: ``_close_stream(id)``, ``_window_updated(id)``, then
@@ -93,4 +99,9 @@ REPLACED = {
         "8467a3a16a7e8763079b8727fe73d7d2115d0cb99441984856ff1bfcb4fcfbf2",
     "hypercorn.trio.worker_context:TrioSingleTask":
         "aa59316c028b876ad16369d57fcf70a82969bfb76436df033de96541935c7212",
+    # .http11 does what these two do for HTTP/1.1 (scope, framing, errors, recycling).
+    "hypercorn.protocol.h11:H11Protocol":
+        "b32a61e0a8ca2127c7e1cb133281521f6cc73fdefb94b188fb6944e80b175b43",
+    "hypercorn.protocol.http_stream:HTTPStream":
+        "e0f656feb55ab89c407631368d7a00f3e1b9ab4eb5ade4a639771150bbc6cfa5",
 }

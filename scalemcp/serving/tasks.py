@@ -38,6 +38,10 @@ _GONE = frozenset({"http.disconnect", "websocket.disconnect"})
 _APP_TASK = "scalemcp.serving.app"
 
 
+def _nothing() -> None:
+    pass
+
+
 class Inbox:
     """The ASGI receive events of one request: bounded, any number of waiting tasks."""
 
@@ -80,6 +84,18 @@ class Inbox:
 
         return unregister
 
+    def disconnect_nowait(self) -> None:
+        """Queue ``http.disconnect`` past the bound (the end of a request never waits)."""
+        if self._on_gone is not None:
+            self._on_gone()
+        self._events.append({"type": "http.disconnect"})
+        if self._readers:
+            self._readers.unpark()
+
+    def abandon(self) -> None:
+        """The app is done: further body events are dropped, a blocked ``put`` returns."""
+        self.on_disconnect(_nothing)
+
     async def get(self) -> Any:
         while not self._events:
             await self._readers.park()
@@ -99,6 +115,11 @@ class TaskGroup:
     async def spawn_app(self, app: seam.AppWrapper, config: seam.Config, scope: Any,
                         send: Callable[[Any], Awaitable[None]]
                         ) -> Callable[[Any], Awaitable[None]]:
+        return self.spawn_request(app, config, scope, send).put
+
+    def spawn_request(self, app: seam.AppWrapper, config: seam.Config, scope: Any,
+                      send: Callable[[Any], Awaitable[None]]) -> Inbox:
+        """Start the app on ``scope`` (Hypercorn's ``_handle``); returns its inbox."""
         inbox = Inbox(config.max_app_queue_size)
         assert self._nursery is not None
         if scope.get("type") == "http":
@@ -106,7 +127,7 @@ class TaskGroup:
         self._nursery.start_soon(seam.handle_app, app, config, scope, inbox.get, send,
                                  trio.to_thread.run_sync, trio.from_thread.run,
                                  name=_APP_TASK)
-        return inbox.put
+        return inbox
 
     def spawn(self, func: Callable[..., Awaitable[object]], *args: Any) -> None:
         assert self._nursery is not None

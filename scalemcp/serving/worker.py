@@ -95,7 +95,7 @@ async def worker_serve(
         gate = Gate(settings.max_connections, settings.max_connections_per_client,
                     parse_networks(settings.trusted_proxies))
         shared = Shared(app, config, context, lifespan_state, timeouts, gate, admission,
-                        Clock())
+                        Clock(), http1=settings.http1_protocol)
         async with trio.open_nursery() as clock_nursery:
             # The connections' deadlines, until the last connection is done.
             clock_nursery.start_soon(shared.clock.run, name="scalemcp.serving.clock")
