@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import trio
@@ -155,12 +156,15 @@ async def drive(url: str, n: int, clients: int, poll_s: float, timeout_s: float
 Row = tuple[str, int, int, float, float, float, float, float]
 
 
-def loadgen(url: str, n: int, clients: int, args: argparse.Namespace) -> Report:
+def loadgen(url: str, n: int, clients: int, args: argparse.Namespace,
+            wait: Literal["poll", "listen"] = "poll") -> Report:
     """``scalemcp bench --era modern --scenario task -n N``: each of ``clients`` creates a
-    task, polls ``tasks/get`` every ``--poll-ms`` until it completes, then the next."""
+    task, polls ``tasks/get`` every ``--poll-ms`` until it completes (``wait="listen"``:
+    is told on ``subscriptions/listen`` instead, scalemcp only), then the next."""
     config = BenchConfig(url=url, era="modern", scenario="task", clients=clients, requests=n,
                          duration_s=None, warmup_s=0, tool="noop", args={},
-                         task_poll_ms=args.poll_ms, timeout_s=args.phase_timeout)
+                         task_poll_ms=args.poll_ms, task_wait=wait,
+                         timeout_s=args.phase_timeout)
     report = run_bench(config, check=False)
     if report.errors or report.aborted:
         raise RuntimeError(f"{report.errors} errors {report.errors_by_kind}: "
@@ -171,14 +175,15 @@ def loadgen(url: str, n: int, clients: int, args: argparse.Namespace) -> Report:
 def measure(name: str, url: str, server_pids: list[int], redis_pid: int, n: int,
             clients: int, rnd: int, args: argparse.Namespace) -> Row:
     poll_s = args.poll_ms / 1000
+    wait: Literal["poll", "listen"] = "listen" if name.endswith("-listen") else "poll"
     if args.client == "loadgen":
-        loadgen(url, min(200, n), clients, args)  # warm-up
+        loadgen(url, min(200, n), clients, args, wait)  # warm-up
     else:
         trio.run(drive, url, min(200, n), clients, poll_s, args.phase_timeout)
     s0, r0 = cpu_seconds(server_pids), cpu_seconds([redis_pid])
     started = time.perf_counter()
     if args.client == "loadgen":
-        report = loadgen(url, n, clients, args)
+        report = loadgen(url, n, clients, args, wait)
         wall = time.perf_counter() - started
         done = report.requests
         p50, p99 = report.ops["task"].p50_us / 1000, report.ops["task"].p99_us / 1000
@@ -206,8 +211,12 @@ def main() -> None:
                         help="the FastMCP target's output")
     parser.add_argument("--fastmcp-max-connections", type=int, default=0,
                         help="Docket's redis-py pool size (0: its default, 100)")
-    parser.add_argument("--targets", nargs="+", choices=["scalemcp", "fastmcp"],
-                        default=["scalemcp", "fastmcp"])
+    parser.add_argument("--targets", nargs="+",
+                        choices=["scalemcp", "scalemcp-listen", "fastmcp"],
+                        default=["scalemcp", "fastmcp"],
+                        help="scalemcp-listen: the same server, each client told of its "
+                        "task's completion on subscriptions/listen (push; FastMCP has none) "
+                        "instead of polling")
     parser.add_argument("--client", choices=["loadgen", "httpx"], default="loadgen",
                         help="loadgen: scalemcp bench's lean client (--scenario task), run "
                         "here; httpx: one httpx client per simulated client (runs 1-5)")
@@ -231,6 +240,7 @@ def main() -> None:
             with fastmcp_server(redis.url, args.fastmcp_log,
                                 args.fastmcp_max_connections) as (fast_url, fast_pid):
                 targets = {"scalemcp": (scalemcp.url, pids_of(scalemcp.proc.pid)),
+                           "scalemcp-listen": (scalemcp.url, pids_of(scalemcp.proc.pid)),
                            "fastmcp": (fast_url, pids_of(fast_pid))}
                 targets = {k: v for k, v in targets.items() if k in args.targets}
                 for _, pids in targets.values():

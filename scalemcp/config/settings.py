@@ -283,6 +283,10 @@ class TaskSettings(_Section, frozen=True):
     max_running_per_tool: Annotated[NonNegative, _about(
         "Most tasks of one tool running at once, fleet-wide; more wait queued. "
         "0: no limit.")] = 0
+    poll_min_interval_ms: Annotated[NonNegative, _about(
+        "A tasks/get of a live task sooner than this (or the task's pollIntervalMs, if "
+        "less) after this worker's last read of it is held until the task changes or "
+        "that time has passed. 0: polls are never held.")] = 1000
     workers_run_tasks: Annotated[bool, _about(
         "Serving workers run tasks too; off when dedicated task workers "
         "(`scalemcp worker`) run them.", option="serve_tasks")] = True

@@ -58,6 +58,7 @@ from ..state.tasks import (
 )
 from ..tasks import Outcome, TaskRunner
 from .call import Call, InputRequired
+from .task_polls import PollPacer
 
 if TYPE_CHECKING:
     from .dispatch import Engine, ScopeMaker
@@ -108,7 +109,7 @@ class TaskService:
     def __init__(self, engine: Engine, state: StateBackend, *, worker: str,
                  lease_s: float = 3.0, concurrency: int = 16, run_tasks: bool = True,
                  ask_timeout_s: float = 300.0, max_active: int = 0,
-                 limits: RunLimits = NO_LIMITS) -> None:
+                 limits: RunLimits = NO_LIMITS, poll_min_interval_s: float = 1.0) -> None:
         self.engine = engine
         self.state = state
         self.store: TaskStore = state.tasks
@@ -120,6 +121,9 @@ class TaskService:
         self.ask_timeout_s = ask_timeout_s
         #: Most tasks waiting or running, fleet-wide (0: no limit).
         self.max_active = max_active
+        #: Holds tasks/get polls that come faster than asked (task_polls.py).
+        self.polls = PollPacer(poll_min_interval_s)
+        self.runner.listen(self.polls.on_event)
 
     # -- making a task ---------------------------------------------------------------
 
@@ -378,7 +382,16 @@ def _service(engine: Engine, call: Call) -> TaskService:
 
 async def get_task(engine: Engine, call: Call, make_scope: ScopeMaker) -> Any:
     service = _service(engine, call)
-    record = await service.owned(call, call.params_as(TaskIdParams).task_id)
+    task_id = call.params_as(TaskIdParams).task_id
+    polls = service.polls
+    await polls.pace(call.principal, task_id)
+    seen = polls.reading(call.principal, task_id)
+    try:
+        record = await service.owned(call, task_id)
+    except InvalidParams:
+        polls.read(seen, task_id, None)
+        raise
+    polls.read(seen, task_id, record)
     if call.modern:
         return service.detailed(record)
     return service.describe(record, modern=False)

@@ -172,6 +172,11 @@ TASKS_HELD_BACK = Counter(
     "scalemcp_tasks_held_back_total",
     "Claims that left a queued task waiting: its principal or its tool ran the most "
     "tasks allowed (task_max_running_per_principal / _per_tool)", registry=REGISTRY)
+TASK_POLLS_HELD = Counter(
+    "scalemcp_task_polls_held_total",
+    "tasks/get polls held (until the task changed or task_poll_min_interval_ms passed): "
+    "they came sooner than that after this worker's last read of the task",
+    registry=REGISTRY)
 TASKS_QUEUED = Gauge(
     "scalemcp_tasks_queued", "Durable tasks waiting for a worker, fleet-wide (every worker "
     "samples the same figure every 5 s: aggregate with max)",

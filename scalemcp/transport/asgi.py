@@ -87,6 +87,7 @@ class ASGIApp:
             concurrency=config.tasks.concurrency, run_tasks=config.tasks.workers_run_tasks,
             ask_timeout_s=config.sessions.client_request_timeout_s,
             max_active=config.tasks.max_active,
+            poll_min_interval_s=config.tasks.poll_min_interval_ms / 1000,
             limits=RunLimits(per_principal=config.tasks.max_running_per_principal,
                              per_tool=config.tasks.max_running_per_tool))
         #: Only an app with task tools watches task events and claims tasks.
