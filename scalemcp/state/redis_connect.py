@@ -137,6 +137,7 @@ async def open_client(target: RedisTarget, options: ClientOptions) -> AsyncItera
             max_connections=options.max_connections, max_connections_per_node=True,
             pool_timeout=options.pool_timeout_s, retry_policy=retry, **common,
         )
+        keep_places(cluster.connection_pool)
         async with cluster:
             yield cluster
     else:
