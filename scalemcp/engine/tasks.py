@@ -311,7 +311,10 @@ class TaskService:
 
         def on_event(event: TaskEvent) -> None:
             if event.task_id in wanted:
-                with contextlib.suppress(trio.WouldBlock):
+                # WouldBlock: it is told already; Broken/Closed: the follower has gone (an
+                # event may come while its channel closes, before the listener is removed).
+                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError,
+                                         trio.ClosedResourceError):
                     send.send_nowait(event.task_id)
 
         stop = self.runner.listen(on_event)

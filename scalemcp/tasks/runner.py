@@ -272,7 +272,10 @@ class TaskRunner:
                     running.cancelled = True
                     running.scope.cancel()
             for listener in list(self._listeners):
-                listener(event)
+                try:
+                    listener(event)
+                except Exception:  # one listener's bug must not stop the worker's tasks
+                    log.exception("a task event listener failed on %s", event)
 
 
 def _age_s(record_ms: int) -> float:

@@ -201,7 +201,12 @@ class ASGIApp:
 
     async def _http(self, req: Request) -> None:
         try:
-            await self._route(req)  # (the exchange counts the response's status)
+            try:
+                await self._route(req)  # (the exchange counts the response's status)
+            except BaseExceptionGroup as group:
+                # One failure that left a request's nursery on its way out (Trio groups
+                # them all): answered as itself (a 503 for Redis down, not a 500).
+                raise _sole(group) from None
         except WireError as exc:  # every refusal, rendered here and only here
             await self._refuse(req, exc)
         except AuthError as exc:  # raised before the body is read
@@ -372,3 +377,11 @@ class ASGIApp:
                 await self.session_transport.post(req, post, who.principal, who.scopes)
         except AuthError as exc:  # modern era: the target needs scopes the caller lacks
             await req.respond_json(*self.auth.refusal(exc))
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception of ``group`` (however nested), or the group if it holds more."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    return group if isinstance(leaf, BaseExceptionGroup) else leaf

@@ -203,3 +203,23 @@ async def test_the_runner_reports_queue_depth_waits_redeliveries_and_times(
     assert sample("scalemcp_task_claim_wait_seconds_count") >= waits + 3
     assert sample("scalemcp_task_time_to_terminal_seconds_count",
                   status="completed") >= ends + 3
+
+
+async def test_a_failing_listener_does_not_stop_the_runner(open_store: OpenBackend) -> None:
+    """A listener's bug (a follower whose channel closed as an event came, say) is logged;
+    the runner, and with it the worker's state backend, goes on."""
+    heard: list[str] = []
+
+    def broken(event: object) -> None:
+        raise trio.BrokenResourceError
+
+    with trio.fail_after(10):
+        async with open_store() as state, running(state, Work(), "w1") as runner:
+            runner.listen(broken)
+            runner.listen(lambda event: heard.append(event.task_id))
+            first, second = task(), task()
+            await state.tasks.create(first)
+            assert (await until_terminal(state, first.task_id)).status == "completed"
+            await state.tasks.create(second)  # the runner still claims and runs
+            assert (await until_terminal(state, second.task_id)).status == "completed"
+            await eventually(lambda: second.task_id in heard, "later listeners still told")
