@@ -40,6 +40,7 @@ import coredis.retry
 import trio
 from coredis.connection import TCPLocation
 
+from .redis_pool import keep_places
 from .redis_url import RedisTarget, parse_url
 
 __all__ = [
@@ -118,6 +119,7 @@ async def open_client(target: RedisTarget, options: ClientOptions) -> AsyncItera
             # (redis_router.Link, RedisBackend.append). (Sentinel's client retries nothing.)
             retry_policy=coredis.retry.NoRetryPolicy(),
         )
+        keep_places(client.connection_pool)  # (coredis loses them in faults: redis_pool)
         async with client:
             yield client
     elif target.mode == "cluster":
@@ -135,6 +137,7 @@ async def open_client(target: RedisTarget, options: ClientOptions) -> AsyncItera
             max_connections=options.max_connections, max_connections_per_node=True,
             pool_timeout=options.pool_timeout_s, retry_policy=retry, **common,
         )
+        keep_places(cluster.connection_pool)
         async with cluster:
             yield cluster
     else:
@@ -152,6 +155,7 @@ async def open_client(target: RedisTarget, options: ClientOptions) -> AsyncItera
                 max_connections=options.max_connections, timeout=options.pool_timeout_s,
                 **credentials, **common,
             )
+            keep_places(primary.connection_pool)
             async with primary, trio.open_nursery() as nursery:
                 nursery.start_soon(_watch_master, primary, sentinel, target.master,
                                    options.sentinel_check_s)
