@@ -153,6 +153,15 @@ class Link:
         finally:
             self._round_trips[name].observe(time.perf_counter() - started)
 
+    async def hgetall(self, client: Any, key: str) -> dict[bytes, bytes]:
+        """HGETALL down the lane, as :meth:`script` (a task poll's one read)."""
+        lane = self._lane if self._lane_client is client else None
+        if lane is None or not lane.usable:
+            lane = await self._open_lane(client)
+            if lane is None:
+                return dict(await client.hgetall(key))
+        return dict(await lane.call(b"HGETALL", key))
+
     async def _evalsha(self, client: Any, sha: str, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA on the lane (one connection every script call is pipelined on).
 

@@ -173,8 +173,8 @@ class RedisTaskStore:
 
     async def get(self, task_id: str) -> TaskRecord | None:
         with self._link.redis() as client, self._link.timed("t_get"):
-            fields = await client.hgetall(self.key(task_id))
-        return decode_task(task_id, dict(fields)) if fields else None
+            fields = await self._link.hgetall(client, self.key(task_id))
+        return decode_task(task_id, fields) if fields else None
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
