@@ -280,12 +280,15 @@ class Connection:
             if self._via_proxy and not await self._admit_forwarded(data):
                 return
             if admission is not None and self._between_requests():
-                screened = await self._screen(admission, data)
-                if screened is None:
-                    break
-                data = screened
-                if not data:
-                    continue
+                taken = admission.screen(data)
+                if taken == COUNTED:
+                    self._counted += 1
+                elif taken is not None:  # past capacity: refused without h11 or the app
+                    if not await self._refuse(admission, taken):
+                        break
+                    data = data[taken:]
+                    if not data:
+                        continue
             await handle(seam.RawData(data))
             if not data:
                 break
@@ -298,18 +301,6 @@ class Connection:
                 ready_reads = 0
                 await trio.lowlevel.cancel_shielded_checkpoint()
         await handle(seam.Closed())
-
-    async def _screen(self, admission: Admission, data: bytes) -> bytes | None:
-        """``data`` less a request refused past capacity, without h11 or the app (None:
-        the connection closes now)."""
-        taken = admission.screen(data)
-        if taken == COUNTED:
-            self._counted += 1
-        elif taken is not None:
-            if not await self._refuse(admission, taken):
-                return None
-            return data[taken:]
-        return data
 
     async def _refuse(self, admission: Admission, taken: int) -> bool:
         """Answer a refused request; False if the connection closes now."""
@@ -357,12 +348,15 @@ class Connection:
                 return
             data = bytes(data)
             if admission is not None and self._between_requests():
-                screened = await self._screen(admission, data)
-                if screened is None:
-                    break
-                data = screened
-                if not data:
-                    continue
+                taken = admission.screen(data)
+                if taken == COUNTED:
+                    self._counted += 1
+                elif taken is not None:
+                    if not await self._refuse(admission, taken):
+                        break
+                    data = data[taken:]
+                    if not data:
+                        continue
             await handle(seam.RawData(data))
             if not data:
                 break
