@@ -111,3 +111,14 @@ def summary_on(where: str, run: Callable[..., dict[str, Any]]) -> dict[str, Any]
         log = server.stop()
     assert "Traceback" not in log, log
     return out
+
+
+def assert_answer_crossed(summary: dict[str, Any]) -> None:
+    """Through the fleet: the requests went to both nodes, and the elicitation's answer
+    (a response POSTed to a serving node; the task runs in the task worker) was sent on
+    through Redis by the node that received it."""
+    routed = summary["routed"]
+    assert {r["node"] for r in routed} == {0, 1}
+    answered = [r["node"] for r in routed if r["what"] == "response"]
+    assert len(answered) == 1, routed
+    assert summary["routedThroughRedis"][answered[0]] == 1, summary["routedThroughRedis"]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.harness.serve import ROOT
-from tests.interop.task_fleet import client_summary, summary_on
+from tests.interop.task_fleet import assert_answer_crossed, client_summary, summary_on
 
 SCRIPT = pathlib.Path(__file__).with_name("py_sdk1_tasks_client.py")
 SDK = "mcp==1.26.0"
@@ -89,11 +89,4 @@ def test_cancel_and_list(summary: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("summary", ["fleet"], indirect=True)
 def test_the_answer_crosses_to_the_task_worker(summary: dict[str, Any]) -> None:
-    """Through the fleet: the requests went to both nodes, and the elicitation's answer
-    (a response POSTed to a serving node; the task runs in the task worker) was sent on
-    through Redis by the node that received it."""
-    routed = summary["routed"]
-    assert {r["node"] for r in routed} == {0, 1}
-    answered = [r["node"] for r in routed if r["what"] == "response"]
-    assert len(answered) == 1, routed
-    assert summary["routedThroughRedis"][answered[0]] == 1, summary["routedThroughRedis"]
+    assert_answer_crossed(summary)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import node_env
-from tests.interop.task_fleet import client_summary, summary_on
+from tests.interop.task_fleet import assert_answer_crossed, client_summary, summary_on
 
 SCRIPT = pathlib.Path(__file__).with_name("ts_tasks_client.mjs")
 RELATED = "io.modelcontextprotocol/related-task"
@@ -87,11 +87,4 @@ def test_list_tasks_newest_first(summary: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("summary", ["fleet"], indirect=True)
 def test_the_answer_crosses_to_the_task_worker(summary: dict[str, Any]) -> None:
-    """Through the fleet: the requests went to both nodes, and the elicitation's answer
-    (a response POSTed to a serving node; the task runs in the task worker) was sent on
-    through Redis by the node that received it."""
-    routed = summary["routed"]
-    assert {r["node"] for r in routed} == {0, 1}
-    answered = [r["node"] for r in routed if r["what"] == "response"]
-    assert len(answered) == 1, routed
-    assert summary["routedThroughRedis"][answered[0]] == 1, summary["routedThroughRedis"]
+    assert_answer_crossed(summary)
