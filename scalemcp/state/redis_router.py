@@ -140,8 +140,11 @@ class Link:
         try:
             return await self._evalsha(client, self._shas[name], keys, args)
         except coredis.exceptions.NoScriptError:
-            await client.script_load(self._sources[name])
-            return await self._evalsha(client, self._shas[name], keys, args)
+            # The lane's server has not seen the script (a promoted replica, a restart, a
+            # SCRIPT FLUSH). EVAL runs and caches it on that very server: loading it through
+            # the client could reach another one (the pool may resolve the master anew).
+            return await self._evalsha(client, self._shas[name], keys, args,
+                                       source=self._sources[name])
         except coredis.exceptions.ConnectionError:
             if name not in _READ_ONLY:
                 raise
@@ -162,19 +165,25 @@ class Link:
                 return dict(await client.hgetall(key))
         return dict(await lane.call(b"HGETALL", key))
 
-    async def _evalsha(self, client: Any, sha: str, keys: list[str], args: list[Any]) -> Any:
+    async def _evalsha(self, client: Any, sha: str, keys: list[str], args: list[Any], *,
+                       source: str | None = None) -> Any:
         """EVALSHA on the lane (one connection every script call is pipelined on).
 
         A standalone Redis gets scalemcp's own lane (:mod:`.redis_lane`: about a third of
         the client CPU per call of a coredis connection, see ``docs/performance.md``); a
         Sentinel master, which moves, a connection leased from coredis' pool (coredis
         connections multiplex too). A cluster (slots on many nodes) goes through the client.
+        With ``source``, EVAL instead (the server answered NOSCRIPT).
         """
         lane = self._lane if self._lane_client is client else None
         if lane is None or not lane.usable:
             lane = await self._open_lane(client)
             if lane is None:
+                if source is not None:
+                    return await client.eval(source, keys=keys, args=args)
                 return await client.evalsha(sha, keys=keys, args=args)
+        if source is not None:
+            return await lane.call(b"EVAL", source, len(keys), *keys, *args)
         return await lane.call(b"EVALSHA", sha, len(keys), *keys, *args)
 
     async def _open_lane(self, client: Any) -> Any:
@@ -222,6 +231,8 @@ class Link:
         lane = self._lane
         if isinstance(lane, Lane):
             lane.close("the lane reached a read-only replica")
+        elif isinstance(lane, _Leased):
+            lane.connection.invalidate("it reached a read-only replica")
 
     @staticmethod
     def failed(exc: BaseException) -> None:
