@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from itertools import count
 
 import trio
@@ -72,13 +72,14 @@ class Timer:
 class Clock:
     """The worker's clock: :meth:`run` in a task, :meth:`timer` per connection."""
 
-    __slots__ = ("_heap", "_order", "_scope", "_wake_at", "running")
+    __slots__ = ("_heap", "_nursery", "_order", "_scope", "_wake_at", "running")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Timer]] = []
         self._order = count()  # ties in deadline are taken in the order pushed
         self._scope: trio.CancelScope | None = None
         self._wake_at = math.inf
+        self._nursery: trio.Nursery | None = None
         #: :meth:`run` is running: timers fire (a caller may fall back to a task of its own).
         self.running = False
 
@@ -92,6 +93,13 @@ class Clock:
             if self._scope is not None:
                 self._scope.deadline = deadline
 
+    def spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """Run ``fn()`` in a task beside the clock's (while :meth:`run` runs): what a
+        callback must await, for an owner that has no nursery of its own. ``fn`` must not
+        raise: it would stop the clock."""
+        assert self._nursery is not None, "the clock is not running"
+        self._nursery.start_soon(fn)
+
     def statistics(self) -> int:
         """Entries in the heap (live timers and stale entries)."""
         return len(self._heap)
@@ -99,16 +107,18 @@ class Clock:
     async def run(self) -> None:
         """Fire the timers whose deadline has passed, until cancelled."""
         heap = self._heap
-        self.running = True
         try:
-            while True:
-                now = trio.current_time()
-                while heap and heap[0][0] <= now:
-                    queued, _, timer = heapq.heappop(heap)
-                    timer._due(queued, now)
-                self._wake_at = heap[0][0] if heap else math.inf
-                with trio.CancelScope(deadline=self._wake_at) as self._scope:
-                    await trio.sleep_forever()
-                self._scope = None
+            async with trio.open_nursery() as self._nursery:
+                self.running = True
+                while True:
+                    now = trio.current_time()
+                    while heap and heap[0][0] <= now:
+                        queued, _, timer = heapq.heappop(heap)
+                        timer._due(queued, now)
+                    self._wake_at = heap[0][0] if heap else math.inf
+                    with trio.CancelScope(deadline=self._wake_at) as self._scope:
+                        await trio.sleep_forever()
+                    self._scope = None
         finally:
             self.running = False
+            self._nursery = None

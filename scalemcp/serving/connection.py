@@ -119,6 +119,12 @@ _CLIENT_LIMIT = metrics.CONNECTIONS_REFUSED.labels("client_limit")
 class Connection:
     """Serve one accepted connection until it closes (``await Connection(...).run()``)."""
 
+    # Slots: a connection may live for hours holding an idle stream (10,000 per worker).
+    __slots__ = ("_bodies", "_counted", "_deadline", "_fast_writes", "_forwarded_client",
+                 "_fresh", "_peer", "_phase", "_send_lock", "_sock", "_ssl", "_stopped",
+                 "_task_group", "_timer", "_via_proxy", "config", "context", "protocol",
+                 "shared", "stream", "timeouts")
+
     def __init__(self, shared: Shared,
                  stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
                  sock: socket.socket, *, via_proxy: bool = False) -> None:
@@ -135,7 +141,8 @@ class Connection:
         #: From a trusted proxy: count it against the client its first request names.
         self._via_proxy = via_proxy
         self._forwarded_client: str | None = None
-        self._send_lock = trio.Lock()
+        #: Taken by a write that must wait for the client (created then: most never do).
+        self._send_lock: trio.Lock | None = None
         self._fast_writes = 0
         #: No request yet: the first head is due head_timeout after the accept.
         self._fresh = True
@@ -216,7 +223,8 @@ class Connection:
         if not data:
             return
         sock = self._sock
-        if sock is not None and not self._send_lock.locked():
+        lock = self._send_lock
+        if sock is not None and (lock is None or not lock.locked()):
             try:
                 sent = sock.send(data)
             except BlockingIOError:
@@ -232,7 +240,9 @@ class Connection:
                 return
             data = data[sent:]
         self._fast_writes = 0
-        async with self._send_lock:
+        if lock is None:
+            lock = self._send_lock = trio.Lock()
+        async with lock:
             try:
                 # Shielded (a cancelled sender must not leave half a frame) but bounded.
                 with trio.CancelScope(shield=True) as scope:

@@ -86,6 +86,10 @@ def _empty_response(status: int, config: seam.Config) -> bytes:
 class HTTP11Protocol:
     """One HTTP/1.1 connection (plaintext or TLS), as Hypercorn's ``H11Protocol``."""
 
+    __slots__ = ("_buffer", "_chunked", "_closed", "_exchange", "_left", "_max_head",
+                 "_reading", "_requests", "_resume", "app", "client", "config", "context",
+                 "fallback", "send", "server", "ssl", "state", "task_group")
+
     def __init__(self, app: seam.AppWrapper, config: seam.Config,
                  context: seam.WorkerContext, task_group: TaskGroup,
                  state: seam.ConnectionState, ssl: bool, client: tuple[str, int] | None,

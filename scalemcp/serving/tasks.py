@@ -2,7 +2,7 @@
 
 Hypercorn's trio ``TaskGroup.spawn_app`` opens a memory channel for each request (two
 channel objects and their shared state, statistics, a ``send`` that checkpoints twice);
-here each request gets an :class:`Inbox`: a deque with the same bound
+here each request gets an :class:`Inbox`: a list with the same bound
 (``max_app_queue_size``: a reader that gets ahead of the app waits, so a request body is
 never buffered without limit) and parked tasks woken directly. The app task itself runs
 Hypercorn's ``_handle`` (its error handling and logging), unchanged.
@@ -15,7 +15,6 @@ read its body is told without one (a task per request, or per open stream, fewer
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -43,15 +42,19 @@ def _nothing() -> None:
 
 
 class Inbox:
-    """The ASGI receive events of one request: bounded, any number of waiting tasks."""
+    """The ASGI receive events of one request: bounded, any number of waiting tasks.
+
+    Small, as it lives as long as its request (an open SSE stream: for hours): the events
+    are a list (a request has a few; a deque costs 600 bytes empty) and the parking lots
+    exist only while someone waits."""
 
     __slots__ = ("_events", "_limit", "_on_gone", "_readers", "_writers")
 
     def __init__(self, limit: int) -> None:
-        self._events: deque[Any] = deque()
+        self._events: list[Any] = []
         self._limit = max(1, limit)
-        self._readers = trio.lowlevel.ParkingLot()
-        self._writers = trio.lowlevel.ParkingLot()
+        self._readers: trio.lowlevel.ParkingLot | None = None
+        self._writers: trio.lowlevel.ParkingLot | None = None
         self._on_gone: Callable[[], object] | None = None
 
     async def put(self, event: Any) -> None:
@@ -63,6 +66,8 @@ class Inbox:
                 break
             if len(self._events) < self._limit:
                 break
+            if self._writers is None:
+                self._writers = trio.lowlevel.ParkingLot()
             await self._writers.park()
         self._events.append(event)
         if self._readers:
@@ -73,7 +78,7 @@ class Inbox:
         if any(event.get("type") in _GONE for event in self._events):
             callback()
         else:
-            self._events = deque()  # unread body events: as the watched ``put`` drops them
+            self._events.clear()  # unread body events: as the watched ``put`` drops them
             if self._writers:
                 self._writers.unpark_all()
         self._on_gone = callback
@@ -98,8 +103,10 @@ class Inbox:
 
     async def get(self) -> Any:
         while not self._events:
+            if self._readers is None:
+                self._readers = trio.lowlevel.ParkingLot()
             await self._readers.park()
-        event = self._events.popleft()
+        event = self._events.pop(0)  # (a few at most: bounded by ``limit``)
         if self._writers:
             self._writers.unpark()
         return event
@@ -107,6 +114,8 @@ class Inbox:
 
 class TaskGroup:
     """What Hypercorn's protocols call ``task_group``: a nursery for a connection's tasks."""
+
+    __slots__ = ("_manager", "_nursery")
 
     def __init__(self) -> None:
         self._nursery: trio.Nursery | None = None

@@ -85,14 +85,21 @@ class Drain:
     def on_closing(self, fn: Callable[[], object]) -> Iterator[None]:
         """Within the block, call ``fn()`` (it must not block) when open streams must end;
         at once if they must already. Needs :meth:`watch` running (the app's lifespan)."""
-        if self._closed:
-            fn()
         key = object()
-        self._closers[key] = fn
+        self.add_closer(key, fn)
         try:
             yield
         finally:
-            del self._closers[key]
+            self.remove_closer(key)
+
+    def add_closer(self, key: object, fn: Callable[[], object]) -> None:
+        """:meth:`on_closing` without a block: until :meth:`remove_closer` with ``key``."""
+        if self._closed:
+            fn()
+        self._closers[key] = fn
+
+    def remove_closer(self, key: object) -> None:
+        self._closers.pop(key, None)
 
     async def watch(self) -> None:
         """Run for the server's lifetime: calls the :meth:`on_closing` functions when

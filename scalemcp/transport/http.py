@@ -21,6 +21,20 @@ class ClientGone(Exception):
     """The client hung up mid-request: nothing can be answered, nothing is wrong here."""
 
 
+#: Header names seen (as the server gives them) to their decoded lower-case form: clients
+#: send the same few, and a name decoded once is shared by every request that holds it
+#: (an open stream holds its request for hours). Bounded.
+_NAMES: dict[bytes, str] = {}
+_MAX_NAMES = 1024
+
+
+def _name(raw: bytes) -> str:
+    name = raw.decode("latin-1").lower()
+    if len(_NAMES) < _MAX_NAMES and type(raw) is bytes:
+        _NAMES[raw] = name
+    return name
+
+
 class Request:
     __slots__ = (
         "_send",
@@ -65,8 +79,11 @@ class Request:
         self.path: str = scope["path"]
         self.query: bytes = scope.get("query_string", b"")
         headers: dict[str, str] = {}
+        names = _NAMES
         for k, v in scope["headers"]:
-            name = k.decode("latin-1").lower()
+            name = names.get(k)
+            if name is None:
+                name = _name(k)
             value = v.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         self.headers = headers

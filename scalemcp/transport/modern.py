@@ -22,10 +22,10 @@ from ..protocol.sse import KEEPALIVE, format_event
 from ..protocol.types import ListenNotifications, ListenParams
 from ..security.ratelimit import subject
 from ..state.base import StateBackend
-from .drain import closing
 from .http import Request
-from .send_guard import guard_in, guard_sends
-from .sse_response import cancel_on_disconnect, end_body, send_chunk, start_sse
+from .send_guard import guard_sends
+from .sse_response import end_body, send_chunk, start_sse
+from .stream_scope import StreamScope
 
 __all__ = ["ModernTransport"]
 
@@ -82,13 +82,11 @@ class ModernTransport:
             await self._listen(req, call)
             return
         live = _LiveResponse(req)
-        # One nursery: a disconnect, or a client too slow to read (the guard), cancels it
-        # and with it the handler (spec 5.2); nothing more is sent then.
-        async with trio.open_nursery() as nursery:
-            with guard_in(req, nursery), cancel_on_disconnect(req, nursery):
-                body, error = await self.service.answer(call, live.emit)
-                await live.finish(body, answer_status(error, "modern"))
-            nursery.cancel_scope.cancel()
+        # A disconnect, or a client too slow to read (the guard), cancels the handler
+        # (spec 5.2); nothing more is sent then.
+        async with StreamScope(req, drain=False):
+            body, error = await self.service.answer(call, live.emit)
+            await live.finish(body, answer_status(error, "modern"))
 
     async def _listen(self, req: Request, call: Call) -> None:
         wanted = call.params_as(ListenParams).notifications
@@ -109,15 +107,12 @@ class ModernTransport:
         # One task an idle listener on scalemcp's loop (a disconnect and the drain reach
         # it through callbacks; a slow client trips the guard: all cancelled), two on
         # another server (a disconnect watcher).
-        async with trio.open_nursery() as nursery:
-            with guard_in(req, nursery) as guard, closing(req.closing,
-                                                          nursery.cancel_scope.cancel), \
-                    cancel_on_disconnect(req, nursery):
-                if task_ids and tasks is not None:
-                    await self._relay_with_tasks(req, wanted, request_id, tasks, task_ids)
-                else:
-                    await self._relay_changes(req, wanted, request_id)
-        if not guard.tripped:
+        async with StreamScope(req) as scope:
+            if task_ids and tasks is not None:
+                await self._relay_with_tasks(req, wanted, request_id, tasks, task_ids)
+            else:
+                await self._relay_changes(req, wanted, request_id)
+        if not scope.guard.tripped:
             async with guard_sends(req, streaming=True):
                 await end_body(req)
 

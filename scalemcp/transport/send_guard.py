@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -33,7 +33,7 @@ from ..observability.metrics import SLOW_CONSUMERS
 from ..serving.clock import Clock, Timer
 from . import h2_backpressure
 
-__all__ = ["PIECE_BYTES", "SendGuard", "guard_in", "guard_sends"]
+__all__ = ["PIECE_BYTES", "SendGuard", "guard_sends"]
 
 log = logging.getLogger("scalemcp.transport")
 
@@ -51,11 +51,15 @@ class SendGuard:
     in one piece (JSON) costs nothing. The deadline is a timer on the app's ``clock`` (one
     task for every stream of the worker; send timeouts are one setting, so a deadline
     moves in one field write per piece); without a running clock (an app driven without
-    its lifespan) a watcher task per guard does the same.
+    its lifespan) a watcher task per guard does the same. A trip is a task: in ``nursery``,
+    or without one (:class:`~.stream_scope.StreamScope`'s bare scope) beside the clock's.
     """
 
+    __slots__ = ("_body", "_clock", "_deadline", "_nursery", "_send", "_timeout_s", "_timer",
+                 "tripped", "watching")
+
     def __init__(self, send: Callable[[Any], Awaitable[None]], timeout_s: float,
-                 body: trio.CancelScope, nursery: trio.Nursery,
+                 body: trio.CancelScope, nursery: trio.Nursery | None,
                  clock: Clock | None = None) -> None:
         self._send = send
         self._timeout_s = timeout_s
@@ -64,7 +68,8 @@ class SendGuard:
         self._clock = clock if clock is not None and clock.running else None
         #: The deadline on the clock, from the first streamed piece on.
         self._deadline: Timer | None = None
-        self._timer = trio.CancelScope()  # without a clock: the watcher's deadline
+        #: Without a clock: the watcher's deadline (made when it starts).
+        self._timer: trio.CancelScope | None = None
         #: Guarding has begun (from the first streamed piece on).
         self.watching = False
         #: True once the client was too slow: the connection is closed.
@@ -76,6 +81,8 @@ class SendGuard:
         if self._clock is not None:
             self._deadline = self._clock.timer(self._expired)
         else:
+            assert self._nursery is not None, "a guard without a clock needs a nursery"
+            self._timer = trio.CancelScope()
             self._nursery.start_soon(self.watch)
 
     def stop(self) -> None:
@@ -114,19 +121,25 @@ class SendGuard:
             finally:
                 deadline.move(math.inf)
             return
-        self._timer.deadline = trio.current_time() + self._timeout_s
+        timer = self._timer
+        assert timer is not None
+        timer.deadline = trio.current_time() + self._timeout_s
         try:
             await self._send(message)
         finally:
-            self._timer.deadline = math.inf
+            timer.deadline = math.inf
 
     def _expired(self) -> None:
         # The clock's callback, while a piece is being sent (so the body and its
         # nursery are still open): the trip needs a task, for its sends.
-        self._nursery.start_soon(self._trip)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._trip)
+        elif self._clock is not None:
+            self._clock.spawn(self._trip)
 
     async def watch(self) -> None:
         """Run beside the body: trip when a piece is not accepted in time."""
+        assert self._timer is not None
         with self._timer:
             await trio.sleep_forever()
         await self._trip()
@@ -167,18 +180,3 @@ async def guard_sends(req: Any, *, streaming: bool = False) -> AsyncIterator[Sen
                 guard.stop()
         if guard.watching:
             nursery.cancel_scope.cancel()
-
-
-@contextmanager
-def guard_in(req: Any, nursery: trio.Nursery) -> Iterator[SendGuard]:
-    """:func:`guard_sends` in a nursery the caller opened already (one nursery fewer per
-    request): the guard's watcher runs there and a trip cancels the whole nursery."""
-    guard = SendGuard(req.raw_send, req.send_timeout_s, nursery.cancel_scope, nursery,
-                      req.clock)
-    if req.send_timeout_s > 0:
-        req.guard = guard
-    try:
-        yield guard
-    finally:
-        req.guard = None
-        guard.stop()

@@ -9,20 +9,17 @@ stream's final event is sent, the session disappears, the client disconnects, or
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import trio
 
 from ..errors import BackendUnavailable
 from ..observability.metrics import SSE_REPLAYED_EVENTS, SSE_RESUMES
 from ..protocol.sse import GET_STREAM, KEEPALIVE, POST_STREAM, format_event, make_event_id
-from ..serving.tasks import DISCONNECT_HOOK
 from ..state.base import StateBackend, StreamEvent
-from .drain import closing
 from .http import Request
 from .observe import stream_opened
-from .send_guard import guard_in, guard_sends
+from .send_guard import guard_sends
+from .stream_scope import StreamScope
 
 log = logging.getLogger("scalemcp.transport")
 #: How long cutting a connection may take (it does not wait for the client).
@@ -68,20 +65,12 @@ async def follow_stream(
     When ``drop`` is set, what is already in the stream is sent and the connection ends
     without ending the stream (the client resumes with ``Last-Event-ID``).
 
-    An idle stream costs this task and its disconnect watcher, and the send guard's watcher
-    once a keepalive has gone out; the server's drain reaches it through a callback
-    (``drain.closing``), not a task of its own.
+    An idle stream on scalemcp's loop costs this task only: a disconnect, a slow client and
+    the server's drain reach it through callbacks (:class:`~.stream_scope.StreamScope`).
+    The drain cancels the loop; what the stream holds then is sent before the end.
     """
-    stop = drop if drop is not None else trio.Event()
-    draining = trio.Event()
     unavailable: BackendUnavailable | None = None
-    waiting: list[trio.CancelScope] = []
-
-    def drain_now() -> None:  # the server drains: end, resumable
-        draining.set()
-        stop.set()
-        for scope in waiting:
-            scope.cancel()
+    waiting: list[trio.CancelScope] = []  # (with ``drop``: the read to interrupt)
 
     # A resume (Last-Event-ID): the first read, without waiting, is the replay.
     replaying = after is not None
@@ -89,55 +78,73 @@ async def follow_stream(
             else "other")
     if replaying:
         SSE_RESUMES.labels(kind).inc()
-    async with trio.open_nursery() as nursery:
-        with guard_in(req, nursery) as guard, cancel_on_disconnect(req, nursery):
-            # (a slow client, or one gone: the nursery is cancelled)
-            if drop is not None:  # a handler may drop the connection (POST streams)
-                nursery.start_soon(_interrupt_on_drop, drop, waiting)
-            with closing(req.closing, drain_now):
-                while True:
+    # (the server's drain cancels it too: the stream ends, resumable)
+    async with StreamScope(req, nursery=drop is not None) as body:
+        if drop is not None:  # a handler may drop the connection (POST streams)
+            assert body.nursery is not None
+            body.nursery.start_soon(_interrupt_on_drop, drop, waiting)
+        while True:
+            try:
+                if drop is None:
+                    batch = await state.read(session_id, stream, after,
+                                             wait_s=0 if replaying else keepalive_s)
+                else:
                     with trio.CancelScope() as wait_scope:
                         waiting.append(wait_scope)
-                        try:
-                            batch = await state.read(
-                                session_id, stream, after,
-                                wait_s=0 if stop.is_set() or replaying else keepalive_s,
-                            )
-                        except BackendUnavailable as exc:
-                            unavailable = exc
-                            break
+                        batch = await state.read(
+                            session_id, stream, after,
+                            wait_s=0 if drop.is_set() or replaying else keepalive_s)
                     waiting.clear()
                     if wait_scope.cancelled_caught:
                         continue  # drop was set while waiting: read again without waiting
-                    if batch.events:
-                        if replaying:
-                            SSE_REPLAYED_EVENTS.labels(kind).inc(len(batch.events))
-                        await send_chunk(req, _frame(stream, batch.events, retry_ms, with_ids))
-                        after = batch.events[-1].position
-                    elif not (batch.ended or stop.is_set() or replaying):
-                        await send_chunk(req, KEEPALIVE)
-                    replaying = False
-                    if batch.ended or batch.missing or stop.is_set():
-                        break
-            nursery.cancel_scope.cancel()
+            except BackendUnavailable as exc:
+                unavailable = exc
+                break
+            stopping = drop is not None and drop.is_set()
+            if batch.events:
+                if replaying:
+                    SSE_REPLAYED_EVENTS.labels(kind).inc(len(batch.events))
+                await send_chunk(req, _frame(stream, batch.events, retry_ms, with_ids))
+                after = batch.events[-1].position
+            elif not (batch.ended or stopping or replaying):
+                await send_chunk(req, KEEPALIVE)
+            replaying = False
+            if batch.ended or batch.missing or stopping:
+                break
     if unavailable is not None:
         # The stream lives on in the backend: cut the connection (no final chunk, so the
         # client sees a cut, not an end) and let the client resume once it answers again.
         log.info("cutting an SSE stream: %s (the client resumes with Last-Event-ID)",
                  unavailable)
-        with trio.CancelScope(deadline=trio.current_time() + _CUT_S, shield=True):
-            try:
-                await req.raw_send(None)  # Hypercorn: the app is done; an unended body is cut
-            except Exception:  # another server: returning unended cuts it too
-                log.debug("the server refused send(None)", exc_info=True)
+        await _cut(req)
         return
-    if guard.tripped:
+    if body.guard.tripped:
         return  # a slow client: the connection is closed, the stream goes on (resumable)
     async with guard_sends(req, streaming=True):  # the end too, to a client that reads
-        if draining.is_set() and retry_ms is not None and with_ids:
-            # Spec 4.3 (2025-11-25): before dropping a connection, a ``retry:`` hint.
-            await send_chunk(req, b"retry: %d\n\n" % retry_ms)
+        if body.drained:
+            # What the stream holds now is sent first (it was cancelled while waiting).
+            try:
+                batch = await state.read(session_id, stream, after, wait_s=0)
+            except BackendUnavailable as exc:
+                log.info("cutting an SSE stream: %s (the client resumes with "
+                         "Last-Event-ID)", exc)
+                await _cut(req)
+                return
+            if batch.events:
+                await send_chunk(req, _frame(stream, batch.events, retry_ms, with_ids))
+            if retry_ms is not None and with_ids:
+                # Spec 4.3 (2025-11-25): before dropping a connection, a ``retry:`` hint.
+                await send_chunk(req, b"retry: %d\n\n" % retry_ms)
         await end_body(req)
+
+
+async def _cut(req: Request) -> None:
+    """End the exchange without ending the response: the client sees a cut connection."""
+    with trio.CancelScope(deadline=trio.current_time() + _CUT_S, shield=True):
+        try:
+            await req.raw_send(None)  # Hypercorn: the app is done; an unended body is cut
+        except Exception:  # another server: returning unended cuts it too
+            log.debug("the server refused send(None)", exc_info=True)
 
 
 def _frame(
@@ -155,32 +162,6 @@ def _frame(
         else:  # the priming event: an id to resume from, and the retry interval
             chunks.append(format_event(b"", event_id=event_id, retry_ms=retry_ms))
     return b"".join(chunks)
-
-
-@contextmanager
-def cancel_on_disconnect(req: Request, nursery: trio.Nursery) -> Iterator[None]:
-    """Cancel ``nursery`` if the client goes away meanwhile (its body read already).
-
-    On scalemcp's serving loop through its ``DISCONNECT_HOOK`` extension, with no task;
-    on another server by a task in ``nursery`` parked in ``receive`` (ASGI's only way)."""
-    hook = req.scope.get("extensions", {}).get(DISCONNECT_HOOK)
-    if hook is None:
-        nursery.start_soon(_receive_until_gone, req, nursery.cancel_scope)
-        yield
-        return
-    unregister = hook(nursery.cancel_scope.cancel)
-    try:
-        yield
-    finally:
-        unregister()
-
-
-async def _receive_until_gone(req: Request, scope: trio.CancelScope) -> None:
-    while True:
-        message = await req.receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
 
 
 async def _interrupt_on_drop(drop: trio.Event, waiting: list[trio.CancelScope]) -> None:
