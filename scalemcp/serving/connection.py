@@ -46,6 +46,7 @@ from .clock import Clock
 from .gate import REFUSAL, Gate, forwarded_client
 from .h2_bodies import StreamBodies
 from .http11 import HTTP11Protocol
+from .idle_reads import IdleReads
 from .tasks import TaskGroup
 
 __all__ = ["Connection", "ConnectionTimeouts", "Phase", "Shared"]
@@ -87,7 +88,7 @@ class Shared:
     """What every connection of a worker shares."""
 
     __slots__ = ("admission", "app", "clock", "config", "connections", "context", "gate",
-                 "http1", "state", "timeouts")
+                 "http1", "nursery", "reads", "state", "timeouts")
 
     def __init__(self, app: seam.AppWrapper, config: seam.Config,
                  context: seam.WorkerContext, state: seam.LifespanState,
@@ -108,6 +109,12 @@ class Shared:
         self.admission = admission
         #: What speaks HTTP/1.1: "scalemcp" (:mod:`.http11`) or "hypercorn" (H11Protocol).
         self.http1 = http1
+        #: Where the connections' tasks run (the worker's, once it serves; None: a
+        #: nursery per connection).
+        self.nursery: trio.Nursery | None = None
+        #: Where connections whose response streams wait for their client (its task runs
+        #: in the worker).
+        self.reads = IdleReads()
 
 
 _TIMED_OUT = {phase: metrics.CONNECTIONS_TIMED_OUT.labels(phase.name.lower())
@@ -122,8 +129,8 @@ class Connection:
     # Slots: a connection may live for hours holding an idle stream (10,000 per worker).
     __slots__ = ("_bodies", "_counted", "_deadline", "_fast_writes", "_forwarded_client",
                  "_fresh", "_peer", "_phase", "_send_lock", "_sock", "_ssl", "_stopped",
-                 "_task_group", "_timer", "_via_proxy", "config", "context", "protocol",
-                 "shared", "stream", "timeouts")
+                 "_streaming", "_task_group", "_timer", "_trio_wait", "_via_proxy", "_woken",
+                 "config", "context", "protocol", "shared", "stream", "timeouts")
 
     def __init__(self, shared: Shared,
                  stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
@@ -150,6 +157,12 @@ class Connection:
         self._deadline = math.inf
         self._timer = shared.clock.timer(self._on_deadline)
         self._task_group: TaskGroup | None = None
+        #: The response streams (SSE): the reader waits in the worker's idle reads.
+        self._streaming = False
+        #: The reader waits in Trio's ``wait_readable`` (to move it when a stream begins).
+        self._trio_wait = False
+        #: The reader was woken to move its wait (not a close).
+        self._woken = False
         self._stopped = False
         #: HTTP/2: the stream bodies still arriving (created with the first stream).
         self._bodies: StreamBodies | None = None
@@ -175,7 +188,7 @@ class Connection:
             family = self._peer.family
             client = seam.parse_socket_addr(family, self._peer.getpeername())
             server = seam.parse_socket_addr(family, self._peer.getsockname())
-            async with TaskGroup() as task_group:
+            async with TaskGroup(self.shared.nursery, self._fail) as task_group:
                 state = seam.ConnectionState(self.shared.state.copy())
                 if alpn_protocol == "h2" or self.shared.http1 != "scalemcp":
                     self.protocol = seam.ProtocolWrapper(
@@ -185,6 +198,7 @@ class Connection:
                     self.protocol = HTTP11Protocol(
                         self.shared.app, self.config, self.context, task_group, state,
                         self._ssl, client, server, self.protocol_send)
+                    self.protocol.on_stream = self._stream_started
                 await self.protocol.initiate()
                 self._start_timer(task_group)
                 try:
@@ -209,6 +223,28 @@ class Connection:
                 # Broken here, it is freed as the task ends.
                 with contextlib.suppress(AttributeError):  # (none: it failed first)
                     del self.protocol
+
+    def _fail(self) -> None:
+        """A task of this connection failed (logged): close it now, which ends the rest."""
+        stream = self.stream
+        transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        self._release_read()
+        transport.socket.close()
+
+    def _stream_started(self) -> None:
+        """The response streams: the reader's wait moves to the worker's idle reads (one
+        epoll set for every such connection, far smaller than a wait in Trio each)."""
+        if self._sock is None or not self.shared.reads.running:
+            return
+        self._streaming = True
+        if self._trio_wait:
+            self._woken = True
+            trio.lowlevel.notify_closing(self._sock)  # wakes it: it waits again, there
+
+    def _release_read(self) -> None:
+        """The socket is about to close: a reader waiting in the idle reads wakes."""
+        if self._sock is not None:
+            self.shared.reads.closing(self._sock)
 
     async def protocol_send(self, event: seam.Event) -> None:
         if isinstance(event, seam.RawData):
@@ -277,8 +313,20 @@ class Connection:
                 if sock.fileno() < 0:
                     break  # closed meanwhile (the answer said close, or the timer did)
                 try:
-                    await trio.lowlevel.wait_readable(sock)
+                    if self._streaming and self.shared.reads.running:
+                        await self.shared.reads.wait_readable(sock)
+                    else:
+                        self._trio_wait = True
+                        try:
+                            await trio.lowlevel.wait_readable(sock)
+                        finally:
+                            self._trio_wait = False
                 except trio.ClosedResourceError:
+                    if self._woken and sock.fileno() >= 0:
+                        # A stream began (it may have ended already): wait again.
+                        self._woken = False
+                        drained = True
+                        continue
                     break
             try:
                 data = sock.recv(MAX_RECV)
@@ -419,6 +467,8 @@ class Connection:
             self._counted -= 1
             if self.shared.admission is not None:
                 self.shared.admission.done()
+        if idle:
+            self._streaming = False  # (a reader waiting in the idle reads stays there)
         if not idle:
             # A request began (its head is in): the body, if any, is seen after the read.
             self._fresh = False
@@ -492,6 +542,7 @@ class Connection:
     async def _expire(self) -> None:
         with trio.CancelScope(shield=True):
             await self.protocol.handle(seam.Closed())
+            self._release_read()
             await self.stream.aclose()
 
     def _stop_watch(self) -> None:
@@ -507,6 +558,7 @@ class Connection:
                                      OSError):
                 await self.stream.send_eof()
         finally:
+            self._release_read()
             await self.stream.aclose()  # even when cancelled: the socket closes now
 
 

@@ -88,7 +88,7 @@ class HTTP11Protocol:
 
     __slots__ = ("_buffer", "_chunked", "_closed", "_exchange", "_left", "_max_head",
                  "_reading", "_requests", "_resume", "app", "client", "config", "context",
-                 "fallback", "send", "server", "ssl", "state", "task_group")
+                 "fallback", "on_stream", "send", "server", "ssl", "state", "task_group")
 
     def __init__(self, app: seam.AppWrapper, config: seam.Config,
                  context: seam.WorkerContext, task_group: TaskGroup,
@@ -115,6 +115,8 @@ class HTTP11Protocol:
         self._resume: trio.Event | None = None
         self._closed = False
         self._max_head = config.h11_max_incomplete_size
+        #: Called when a response begins to stream (its connection waits differently).
+        self.on_stream: Callable[[], None] | None = None
 
     @property
     def receiving_body(self) -> bool:
@@ -346,6 +348,8 @@ class _Exchange:
             if self._mode >= 2:  # streamed (SSE...): the head goes out now
                 await self._write(self._pending)
                 self._pending = b""
+                if self.protocol.on_stream is not None:
+                    self.protocol.on_stream()
         elif kind == "http.response.body" and self.state == _RESPONSE:
             await self._body(message.get("body", b""), message.get("more_body", False))
         else:

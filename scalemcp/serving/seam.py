@@ -6,7 +6,8 @@ scalemcp's serving loop (:mod:`.connection`, :mod:`.worker`) replaces Hypercorn'
 the HTTP/2 and WebSocket protocol classes behind ``ProtocolWrapper`` (h2, wsproto; h11 for
 an upgrading request and its connection, and with the fallback), the ASGI stream classes,
 ``Config`` (TLS contexts, ALPN, sockets), the lifespan, ``WorkerContext``, and the way an
-ASGI app task is run (``handle_app``: Hypercorn's error handling around the app).
+ASGI app's wrapper (``ASGIWrapper``, which :mod:`.tasks` unwraps to call the app directly,
+with Hypercorn's error handling around it, as its ``_handle`` does).
 
 The contract with those classes, as Hypercorn 0.18 has it:
 
@@ -19,7 +20,8 @@ The contract with those classes, as Hypercorn 0.18 has it:
 - ``task_group.spawn_app(app, config, scope, send)`` returns the coroutine function that
   puts receive events in the app's inbox; ``task_group.spawn(fn, *args)`` starts a task
   (``.tasks.TaskGroup`` provides both).
-- ``handle_app(app, config, scope, receive, send, sync_spawn, call_soon)`` runs the app.
+- ``wrap_app`` wraps an ASGI app in an ``ASGIWrapper`` whose ``app`` is the ASGI app
+  (other wrappers, WSGI, are called as Hypercorn's ``_handle`` calls them).
 - ``config.response_headers("h11")``: the ``Date``/``Server``/``Alt-Svc`` headers
   Hypercorn adds to each HTTP/1.1 response (:mod:`.http11` adds the same);
   ``config.h11_max_incomplete_size`` bounds a request head, ``h11_pass_raw_headers``
@@ -43,13 +45,13 @@ change of this module, never a silent one.
 
 from __future__ import annotations
 
+from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config, Sockets
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.lifespan import Lifespan
-from hypercorn.trio.task_group import _handle as handle_app
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
 from hypercorn.utils import (
@@ -63,6 +65,7 @@ from hypercorn.utils import (
 __all__ = [
     "REPLACED",
     "TESTED_VERSIONS",
+    "ASGIWrapper",
     "AppWrapper",
     "Closed",
     "Config",
@@ -79,7 +82,6 @@ __all__ = [
     "Sockets",
     "Updated",
     "WorkerContext",
-    "handle_app",
     "parse_socket_addr",
     "repr_socket_addr",
     "wrap_app",
@@ -97,6 +99,11 @@ REPLACED = {
         "8dc8347a9fc357ca334f8c3e4bcf0368176510a96d434f21a5eb4c9ec4103726",
     "hypercorn.trio.task_group:TaskGroup":
         "8467a3a16a7e8763079b8727fe73d7d2115d0cb99441984856ff1bfcb4fcfbf2",
+    # .tasks runs the app as these two do, with one coroutine frame fewer per request.
+    "hypercorn.trio.task_group:_handle":
+        "06081a56a9930825919e01e08ad2b2ffaae5508f065bcfced89cd3082db2192f",
+    "hypercorn.app_wrappers:ASGIWrapper":
+        "8670a23eb46059a3790a04b4860a137a3b92f0cdab91988e6c64761872af487c",
     "hypercorn.trio.worker_context:TrioSingleTask":
         "aa59316c028b876ad16369d57fcf70a82969bfb76436df033de96541935c7212",
     # .http11 does what these two do for HTTP/1.1 (scope, framing, errors, recycling).

@@ -15,6 +15,7 @@ read its body is told without one (a task per request, or per open stream, fewer
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -23,6 +24,8 @@ from typing import Any
 import trio
 
 from . import seam
+
+log = logging.getLogger("scalemcp.serving")
 
 __all__ = ["DISCONNECT_HOOK", "Inbox", "TaskGroup"]
 
@@ -112,14 +115,67 @@ class Inbox:
         return event
 
 
+async def _run_app(app: seam.AppWrapper, config: seam.Config, scope: Any,
+                   receive: Callable[[], Awaitable[Any]],
+                   send: Callable[[Any], Awaitable[None]],
+                   group: TaskGroup | None) -> None:
+    """Hypercorn's ``_handle``: the app, its errors logged, then ``send(None)`` (the app is
+    done). An ASGI app is called directly, not through its ``ASGIWrapper``: a coroutine
+    frame fewer for as long as the request lives (an SSE stream: hours). ``group``: the
+    connection's tasks, when they run in the worker's nursery (:class:`TaskGroup`)."""
+    try:
+        try:
+            if type(app) is seam.ASGIWrapper:
+                await app.app(scope, receive, send)
+            else:
+                await app(scope, receive, send, trio.to_thread.run_sync,
+                          trio.from_thread.run)
+        except trio.Cancelled:
+            raise
+        except BaseExceptionGroup as error:
+            _, other_errors = error.split(trio.Cancelled)
+            if other_errors is not None:
+                await config.log.exception("Error in ASGI Framework")
+                await send(None)
+            else:
+                raise
+        except Exception:
+            await config.log.exception("Error in ASGI Framework")
+        finally:
+            await send(None)
+    except Exception:
+        if group is None:
+            raise
+        group._failed()
+    finally:
+        if group is not None:
+            group._ended()
+
+
 class TaskGroup:
-    """What Hypercorn's protocols call ``task_group``: a nursery for a connection's tasks."""
+    """What Hypercorn's protocols call ``task_group``: where a connection's tasks run.
 
-    __slots__ = ("_manager", "_nursery")
+    Given the worker's nursery (the loop's connections), the tasks run there, and the
+    group counts them: a nursery per connection, its cancel scope and their state cost
+    about 1 KiB for as long as the connection lives (hours, with an open stream; 10,000 per
+    worker). It keeps what matters of a nursery's contract: leaving ``async with`` waits
+    until the connection's tasks are done (a connection ends after its requests); a task
+    that fails is logged and ``on_failure`` is called (the connection closes, which ends
+    its other tasks, as the nursery's cancellation did). The worker's stop cancels them
+    with every connection. Without a nursery, it opens one of its own (Hypercorn's way).
+    """
 
-    def __init__(self) -> None:
-        self._nursery: trio.Nursery | None = None
+    __slots__ = ("_done", "_manager", "_nursery", "_on_failure", "_running", "_shared")
+
+    def __init__(self, nursery: trio.Nursery | None = None,
+                 on_failure: Callable[[], object] | None = None) -> None:
+        self._shared = nursery
+        self._nursery: trio.Nursery | None = nursery
         self._manager: AbstractAsyncContextManager[trio.Nursery] | None = None
+        self._on_failure = on_failure
+        #: Tasks of this group running in the shared nursery.
+        self._running = 0
+        self._done: trio.Event | None = None
 
     async def spawn_app(self, app: seam.AppWrapper, config: seam.Config, scope: Any,
                         send: Callable[[Any], Awaitable[None]]
@@ -133,22 +189,61 @@ class TaskGroup:
         assert self._nursery is not None
         if scope.get("type") == "http":
             scope.setdefault("extensions", {})[DISCONNECT_HOOK] = inbox.on_disconnect
-        self._nursery.start_soon(seam.handle_app, app, config, scope, inbox.get, send,
-                                 trio.to_thread.run_sync, trio.from_thread.run,
+        group = None
+        if self._shared is not None:
+            group = self
+            self._running += 1
+        self._nursery.start_soon(_run_app, app, config, scope, inbox.get, send, group,
                                  name=_APP_TASK)
         return inbox
 
     def spawn(self, func: Callable[..., Awaitable[object]], *args: Any) -> None:
         assert self._nursery is not None
-        self._nursery.start_soon(func, *args)
+        if self._shared is None:
+            self._nursery.start_soon(func, *args)
+            return
+        self._running += 1
+        self._nursery.start_soon(self._tracked, func, args)
+
+    async def _tracked(self, func: Callable[..., Awaitable[object]], args: tuple[Any, ...]
+                       ) -> None:
+        try:
+            await func(*args)
+        except Exception:
+            self._failed()
+        finally:
+            self._ended()
+
+    def _failed(self) -> None:
+        log.exception("a connection's task failed: closing the connection")
+        if self._on_failure is not None:
+            self._on_failure()
+
+    def _ended(self) -> None:
+        self._running -= 1
+        if not self._running and self._done is not None:
+            self._done.set()
 
     async def __aenter__(self) -> TaskGroup:
-        self._manager = trio.open_nursery()
-        self._nursery = await self._manager.__aenter__()
+        if self._shared is None:
+            self._manager = trio.open_nursery()
+            self._nursery = await self._manager.__aenter__()
         return self
 
     async def __aexit__(self, exc_type: type, exc_value: BaseException,
                         tb: TracebackType) -> None:
+        if self._shared is not None:
+            # As a nursery: the tasks end first (they are told: the connection closed).
+            # Not when the connection failed: its close, after this, ends them.
+            try:
+                while exc_type is None and self._running:
+                    self._done = trio.Event()
+                    await self._done.wait()
+            finally:
+                # (the callback refers to the connection, which refers to this group: a
+                # cycle that only the cyclic collector would free)
+                self._on_failure = None
+            return
         # As Hypercorn's: what the nursery raises propagates; its return value is not used.
         assert self._manager is not None
         try:

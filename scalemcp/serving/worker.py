@@ -99,6 +99,7 @@ async def worker_serve(
         async with trio.open_nursery() as clock_nursery:
             # The connections' deadlines, until the last connection is done.
             clock_nursery.start_soon(shared.clock.run, name="scalemcp.serving.clock")
+            clock_nursery.start_soon(shared.reads.run, name="scalemcp.serving.idle_reads")
             await _serve_sockets(shared, sockets, own_sockets, shutdown_trigger, task_status)
             clock_nursery.cancel_scope.cancel()
 
@@ -118,6 +119,7 @@ async def _serve_sockets(
             raise ValueError("HTTP/3 (quic_bind) is served by Hypercorn's own loop only")
         ssl_context = config.create_ssl_context()
         acceptor = _Acceptor(shared, server_nursery)
+        shared.nursery = server_nursery  # the connections' requests run there too
         binds: list[str] = []
         listeners: list[tuple[socket.socket, ssl.SSLContext | None]] = [
             *((sock, ssl_context) for sock in sockets.secure_sockets),

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
-from ..protocol.changes import Change
+from .hub import ChangeFeed
 from .tasks import TaskStore
 
 __all__ = [
@@ -182,7 +182,7 @@ class StateBackend(Protocol):
 
     async def publish_change(self, payload: bytes) -> None: ...
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]: ...
+    def open_changes(self) -> AbstractAsyncContextManager[ChangeFeed]: ...
 
     async def ready(self) -> bool: ...
 

@@ -10,10 +10,9 @@ from typing import Any
 import msgspec
 import trio
 
-from ..protocol.changes import Change
 from .base import SessionRecord, StateStatistics, StreamEvent, StreamRead, Throttled, TokenBucket
 from .buckets import MemoryBuckets
-from .hub import ChangeHub
+from .hub import ChangeFeed, ChangeHub
 from .mailbox import Mailbox, hand_over
 from .tasks import TaskStore
 from .tasks_memory import MemoryTaskStore
@@ -239,7 +238,7 @@ class MemoryBackend:
     async def publish_change(self, payload: bytes) -> None:
         self._changes.publish(payload)
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]:
+    def open_changes(self) -> AbstractAsyncContextManager[ChangeFeed]:
         return self._changes.subscribe()
 
     # -- health ----------------------------------------------------------------------

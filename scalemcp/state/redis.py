@@ -64,8 +64,8 @@ from coredis.tokens import PureToken
 from ..config import Config
 from ..errors import BackendUnavailable
 from ..observability.metrics import REDIS_WRITE_RETRIES
-from ..protocol.changes import Change
 from .base import SessionRecord, StateStatistics, StreamRead, Throttled, TokenBucket
+from .hub import ChangeFeed
 from .redis_buckets import TAKE_TOKENS, bucket_key, take_args, throttled
 from .redis_connect import ClientOptions, RedisClient, open_client, parse_url
 from .redis_layout import (
@@ -547,7 +547,7 @@ class RedisBackend:
     async def publish_change(self, payload: bytes) -> None:
         await self._router.publish_change(payload)
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]:
+    def open_changes(self) -> AbstractAsyncContextManager[ChangeFeed]:
         return self._router.open_changes()
 
     async def claim_once(self, key: str, ttl_s: float) -> bool:

@@ -50,9 +50,8 @@ from ..observability.metrics import (
     Timer,
     timed,
 )
-from ..protocol.changes import Change
 from .base import CANCEL_MAILBOX
-from .hub import ChangeHub
+from .hub import ChangeFeed, ChangeHub
 from .mailbox import Mailbox, hand_over
 from .redis_connect import ERRORS, RedisClient, forget_connections
 from .redis_lane import Lane, LaneAddress, open_lane
@@ -395,7 +394,7 @@ class Router:
     def _local_change(self, payload: bytes) -> None:
         self._changes.publish(payload)
 
-    def open_changes(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Change]]:
+    def open_changes(self) -> AbstractAsyncContextManager[ChangeFeed]:
         return self._changes.subscribe()
 
     # -- the inbox and the broadcast stream ------------------------------------------

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import trio
 
@@ -40,26 +38,31 @@ class ChangeFeeder:
     def __init__(self, state: StateBackend) -> None:
         self.state = state
         #: session id -> {stream name: how many followers of it are open here}
-        self._streams: dict[str, collections.Counter[str]] = {}
+        self._streams: dict[str, dict[str, int]] = {}
         self._subscriptions: dict[str, frozenset[str]] = {}
 
-    @contextmanager
-    def feeding(self, session: SessionRecord, stream: str) -> Iterator[None]:
-        """Feed ``stream`` of ``session`` while the block runs."""
+    def add(self, session: SessionRecord, stream: str) -> None:
+        """Feed ``stream`` of ``session`` until :meth:`remove` (a method pair, not a context
+        manager: nothing per open stream but the counts)."""
         sid = session.session_id
-        streams = self._streams.setdefault(sid, collections.Counter())
-        if not streams:
+        streams = self._streams.get(sid)
+        if streams is None:
+            streams = self._streams[sid] = {}
             self._subscriptions[sid] = frozenset(session.subscriptions)
-        streams[stream] += 1
-        try:
-            yield
-        finally:
-            streams[stream] -= 1
-            if streams[stream] <= 0:
-                del streams[stream]
-            if not streams:
-                del self._streams[sid]
-                self._subscriptions.pop(sid, None)
+        streams[stream] = streams.get(stream, 0) + 1
+
+    def remove(self, session_id: str, stream: str) -> None:
+        streams = self._streams.get(session_id)
+        if streams is None:
+            return
+        left = streams.get(stream, 0) - 1
+        if left > 0:
+            streams[stream] = left
+        else:
+            streams.pop(stream, None)
+        if not streams:
+            del self._streams[session_id]
+            self._subscriptions.pop(session_id, None)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -136,6 +139,9 @@ async def serve_get_stream(
         await follow_stream(req, state, session.session_id, stream, after,
                             keepalive_s=keepalive_s, retry_ms=retry_ms)
         return
-    with feeder.feeding(session, stream):
+    feeder.add(session, stream)
+    try:
         await follow_stream(req, state, session.session_id, stream, after,
                             keepalive_s=keepalive_s, retry_ms=retry_ms)
+    finally:
+        feeder.remove(session.session_id, stream)

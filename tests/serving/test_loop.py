@@ -24,6 +24,8 @@ from scalemcp.serving import serve
 from scalemcp.serving.connection import Connection
 
 TIMEOUT_S = 20
+#: Set when the client of a ``/hold`` stream went away (``bare_app``).
+HELD_GONE = trio.Event()
 
 
 async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -53,6 +55,17 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         for _ in range(chunks):
             await send({"type": "http.response.body", "body": b"x" * 65536,
                         "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path.startswith(("/stream/", "/hold")):  # a streamed (chunked) response
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(int(path.removeprefix("/stream/")) if path != "/hold" else 1):
+            await send({"type": "http.response.body", "body": b"x", "more_body": True})
+        if path == "/hold":  # open until the client goes away
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            HELD_GONE.set()
+            return
         await send({"type": "http.response.body", "body": b""})
         return
     body = f"{received} {messages}".encode() if path == "/count" else path.encode()
@@ -278,3 +291,43 @@ async def test_a_closed_connection_is_freed_without_the_cyclic_collector() -> No
     finally:
         gc.enable()
     assert left == []
+
+
+async def read_until(stream: trio.SocketStream, end: bytes) -> bytes:
+    data = b""
+    while not data.endswith(end):
+        chunk = await stream.receive_some(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    return data
+
+
+async def test_a_stream_that_ends_at_once_leaves_its_connection_usable() -> None:
+    """A streamed response moves its reader's wait to the worker's idle reads (it wakes
+    the reader to do so): a stream that has ended by the time the reader runs must not
+    be taken for a closed connection."""
+    with trio.fail_after(TIMEOUT_S):
+        async with served(hc_config()) as port:
+            stream = await connect(port)
+            for n in range(20):
+                await stream.send_all(get(f"/stream/{n % 3}"))
+                await read_until(stream, b"0\r\n\r\n")
+                await stream.send_all(get(f"/{n}"))
+                assert await read_responses(stream, 1) == [f"/{n}".encode()]
+            await stream.aclose()
+
+
+async def test_an_open_stream_hears_its_client_go_away() -> None:
+    """Its connection waits in the worker's idle reads: the client's close still reaches
+    the app at once."""
+    global HELD_GONE
+    HELD_GONE = trio.Event()
+    with trio.fail_after(TIMEOUT_S):
+        async with served(hc_config()) as port:
+            stream = await connect(port)
+            await stream.send_all(get("/hold"))
+            await read_until(stream, b"1\r\nx\r\n")
+            await trio.sleep(0.1)  # the reader has moved its wait
+            await stream.aclose()
+            with trio.fail_after(2):
+                await HELD_GONE.wait()

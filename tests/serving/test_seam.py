@@ -83,8 +83,16 @@ def test_the_worker_parts_are_called_as_the_loop_calls_them() -> None:
     assert parameters(seam.Lifespan) == ["app", "config", "state"]
     for name in ("handle_lifespan", "wait_for_startup", "wait_for_shutdown"):
         assert callable(getattr(seam.Lifespan, name))
-    assert parameters(seam.handle_app) == [
-        "app", "config", "scope", "receive", "send", "sync_spawn", "call_soon"]
+    # .tasks calls an ASGI app through its wrapper's ``app``, any other wrapper as
+    # Hypercorn's _handle does.
+    async def asgi_app(scope: object, receive: object, send: object) -> None:
+        pass
+
+    wrapped = seam.wrap_app(asgi_app, 0, "asgi")
+    assert type(wrapped) is seam.ASGIWrapper
+    assert wrapped.app is asgi_app
+    assert parameters(seam.ASGIWrapper.__call__) == [
+        "self", "scope", "receive", "send", "sync_spawn", "call_soon"]
     for name in ("keep_alive_timeout", "read_timeout", "ssl_handshake_timeout",
                  "graceful_timeout", "max_requests", "max_requests_jitter", "backlog"):
         assert hasattr(seam.Config(), name), name
