@@ -292,6 +292,40 @@ async def test_a_burst_read_in_one_batch_cannot_pass_the_limit_together() -> Non
     assert left == 0
 
 
+async def test_a_request_counts_until_its_answer_begins_so_open_listen_streams_hold_no_slot(
+        ) -> None:
+    """With room for 2 in flight, 3 ``subscriptions/listen`` streams stay open (each
+    counted only until its stream's head went out) and a call is still served; a nap in
+    progress does hold its slot."""
+    config = scalemcp.Config.from_options(shed_max_inflight=2)
+    listen = json.dumps(modern_request("subscriptions/listen",
+                                       {"notifications": {"toolsListChanged": True}}))
+    head = post(listen.encode(), *(f"{k}: {v}".encode()
+                                   for k, v in modern_headers("subscriptions/listen").items()))
+    with trio.fail_after(20):
+        async with shedding_server(config) as (port, counting):
+            streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
+            for stream in streams:
+                await stream.send_all(head)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += await stream.receive_some(65536)
+                assert data.startswith(b"HTTP/1.1 200 "), data
+                assert b"text/event-stream" in data.lower()
+            left = counting.asgi.shedder.inflight
+            busy = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
+            for rid, client in enumerate(busy[:2]):
+                await client.send_all(call(rid, 0.5))
+            await trio.sleep(0.2)
+            await busy[2].send_all(call(9, 0))
+            refused, _ = await answer(busy[2])
+            for client in busy[:2]:
+                served, _ = await answer(client)
+                assert served.startswith(b"HTTP/1.1 200 ")
+    assert left == 0  # the streams are open, none counted
+    assert refused.startswith(b"HTTP/1.1 503 ")  # the two naps held the two slots
+
+
 def work_call(rid: int, us: int) -> bytes:
     body = json.dumps(modern_request("tools/call", {"name": "work", "arguments": {"us": us}},
                                      rid))
