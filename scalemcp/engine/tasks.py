@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -90,9 +91,11 @@ class StoredCall(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 _STORED = msgspec.json.Decoder(StoredCall)
+_CREATED = {True: TASKS_CREATED.labels("modern"), False: TASKS_CREATED.labels("session")}
 _encode = msgspec.json.encode
 
 
+@functools.lru_cache(maxsize=4096)  # (a task's two stamps are formatted at every poll)
 def iso(ms: int) -> str:
     stamp = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -187,7 +190,7 @@ class TaskService:
             RATE_LIMITED.labels("task_queue").inc()
             raise RateLimited(f"the server holds {self.max_active} tasks already",
                               limit="task_queue", retry_after_s=1.0) from None
-        TASKS_CREATED.labels("modern" if call.modern else "session").inc()
+        _CREATED[call.modern].inc()
         if call.modern:
             return {"resultType": "task", **self.describe(stored_record, modern=True)}
         return {"task": self.describe(stored_record, modern=False)}

@@ -10,10 +10,12 @@ Keys (one hash tag, so every script touches one Cluster slot)::
                              zsets: running tasks by lease end (the RunLimits counts)
 
 A claim is ``XAUTOCLAIM`` (entries whose consumer has not renewed them for a lease: its
-worker died or stalled) then ``XREADGROUP`` (new entries), and for each entry the START
-script, which decides on the task hash: run it (a new fencing token, an attempt counted),
-end it (cancelled, or failed as a dead letter), or leave it (its lease is still held). A
-heartbeat renews the lease in the hash and the entry's idle time (``XCLAIM ... JUSTID``).
+worker died or stalled; no more than the claiming worker has free slots for) then
+``XREADGROUP`` (new entries: the CLAIM script, or a blocking read on a lane of its own
+when the queue is empty), and for each entry the START script, which decides on the task
+hash: run it (a new fencing token, an attempt counted), end it (cancelled, or failed as a
+dead letter), or leave it (its lease is still held). A heartbeat renews the lease in the
+hash and the entry's idle time (``XCLAIM ... JUSTID``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import msgspec
 import trio
 
 from ..errors import BackendUnavailable
-from .redis_router import Link
+from .redis_router import NO_LANE, Link
 from .redis_tasks_lua import (
     ANSWER,
     CANCEL,
@@ -69,6 +71,7 @@ TASK_SCRIPTS = {
 }
 _GROUP = "w"
 _EVENT_BUFFER = 1000
+_EVENT_BATCH = 500
 _RECLAIM_BATCH = 16
 #: A claim that held a task back waits this long before it looks again: the entry it put
 #: back is at once the next one to read.
@@ -103,6 +106,11 @@ def decode_task(task_id: str, fields: dict[bytes, bytes]) -> TaskRecord:
         input_requests=requests, answers=answers,
         terminal_writes=int(get(b"tw") or 0), tool=_s(get(b"tl")),
     )
+
+
+#: A stream entry: its id and its fields.
+Entry = tuple[str, dict[bytes, bytes]]
+Entries = list[Entry]  # (the store's ``list`` method hides the builtin in its class)
 
 
 def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
@@ -201,11 +209,11 @@ class RedisTaskStore:
         return Claim(task_id=task_id, token=int(reply[1]), attempt=int(reply[2]),
                      worker=worker, record=record, entry=entry)
 
-    async def _take(self, worker: str, entries: Any) -> Claim | None:
-        for entry in entries or ():
-            task_id = entry.field_values.get(b"t")
-            if task_id is not None:
-                self._taken.append((_s(task_id), _s(entry.identifier)))
+    async def _take(self, worker: str, entries: Entries) -> Claim | None:
+        for entry_id, fields in entries:
+            named = fields.get(b"t")
+            if named is not None:
+                self._taken.append((named.decode(), entry_id))
         while self._taken:
             task_id, entry_id = self._taken.popleft()
             claim = await self._start(worker, task_id, entry_id)
@@ -213,22 +221,18 @@ class RedisTaskStore:
                 return claim
         return None
 
-    async def claim(self, worker: str, *, wait_s: float,
-                    limits: RunLimits = NO_LIMITS) -> Claim | None:
+    async def claim(self, worker: str, *, wait_s: float, limits: RunLimits = NO_LIMITS,
+                    free: int = 1) -> Claim | None:
         await self._ensure_group()
         self._limits = limits
         held = self.held_back
-        claim = await self._take(worker, ())
+        claim = await self._take(worker, [])
         if claim is not None:
             return claim
         now = trio.current_time()
         if now >= self._next_reclaim:  # (a lease is seconds: no need to look every claim)
             self._next_reclaim = now + self.reclaim_idle_ms / 4000
-            with self._link.redis() as client, self._link.timed("t_reclaim"):
-                reclaimed = await client.xautoclaim(self.queue, _GROUP, worker,
-                                                    self.reclaim_idle_ms, "0-0",
-                                                    count=_RECLAIM_BATCH)
-            claim = await self._take(worker, reclaimed[1] if reclaimed else ())
+            claim = await self._take(worker, await self._reclaim(worker, free))
             if claim is not None:
                 return claim
         with self._link.redis() as client:  # the next new entry, started: one round trip
@@ -246,17 +250,42 @@ class RedisTaskStore:
             return None
         block = max(1, int(min(wait_s, self._block_ms / 1000) * 1000))
         try:
-            with self._link.redis() as client:
-                got = await client.xreadgroup(_GROUP, worker, {self.queue: ">"}, count=1,
-                                              block=block)
+            got = await self._wait_new(worker, block)
         except BackendUnavailable as exc:
             if "NOGROUP" in str(exc):  # Redis lost its data (a restart): make it again
                 self._group_ready = False
             raise
-        claim = await self._take(worker, (got or {}).get(self.queue.encode(), ()))
+        claim = await self._take(worker, got)
         if claim is None and self.held_back != held:
             await trio.sleep(min(wait_s, _HELD_BACK_PAUSE_S))
         return claim
+
+    async def _reclaim(self, worker: str, free: int) -> Entries:
+        """Take over entries whose lease ran out (XAUTOCLAIM), no more than ``free``:
+        each taken is this worker's to start, and another worker with free slots could
+        start what this one has no room for."""
+        count = max(1, min(free, _RECLAIM_BATCH))
+        with self._link.redis() as client, self._link.timed("t_reclaim"):
+            reply = await self._link.command(client, b"XAUTOCLAIM", self.queue, _GROUP,
+                                             worker, self.reclaim_idle_ms, b"0-0",
+                                             b"COUNT", count)
+            if reply is NO_LANE:
+                reclaimed = await client.xautoclaim(self.queue, _GROUP, worker,
+                                                    self.reclaim_idle_ms, "0-0", count=count)
+                return _coredis_entries(reclaimed[1] if reclaimed else ())
+        return _raw_entries(reply[1])
+
+    async def _wait_new(self, worker: str, block_ms: int) -> Entries:
+        """The next new entry for ``worker`` (XREADGROUP BLOCK), on a lane of its own."""
+        with self._link.redis() as client:
+            reply = await self._link.blocking(
+                client, "claim", block_ms, b"XREADGROUP", b"GROUP", _GROUP, worker,
+                b"COUNT", 1, b"BLOCK", block_ms, b"STREAMS", self.queue, b">")
+            if reply is NO_LANE:
+                got = await client.xreadgroup(_GROUP, worker, {self.queue: ">"}, count=1,
+                                              block=block_ms)
+                return _coredis_entries((got or {}).get(self.queue.encode(), ()))
+        return _read_entries(reply, self.queue)
 
     async def heartbeat(self, claim: Claim) -> Beat:
         reply = await self._run("t_beat", claim.task_id,
@@ -343,18 +372,53 @@ class RedisTaskStore:
                             last = await client.xrevrange(self.events, "+", "-", count=1)
                         cursor = _s(last[0].identifier) if last else "0-0"
                         started.set()
-                    with self._link.redis() as client:
-                        got = await client.xread({self.events: cursor}, count=500,
-                                                 block=self._block_ms)
+                    got = await self._read_events(cursor)
                 except BackendUnavailable as exc:
                     log.debug("task events: %s", exc)
                     started.set()
                     await trio.sleep(0.5)
                     continue
-                for entry in (got or {}).get(self.events.encode(), ()):
-                    cursor = _s(entry.identifier)
-                    fields = entry.field_values
+                for entry_id, fields in got:
+                    cursor = entry_id
                     event = TaskEvent(_s(fields.get(b"t")), _s(fields.get(b"s")),
                                       fields.get(b"c") == b"1")
                     with contextlib.suppress(trio.WouldBlock):  # a listener that lags
                         send.send_nowait(event)                # loses events, not Redis
+
+    async def _read_events(self, cursor: str) -> Entries:
+        """Events after ``cursor`` (XREAD BLOCK), on a lane of their own."""
+        with self._link.redis() as client:
+            reply = await self._link.blocking(
+                client, "task events", self._block_ms, b"XREAD", b"COUNT", _EVENT_BATCH,
+                b"BLOCK", self._block_ms, b"STREAMS", self.events, cursor)
+            if reply is NO_LANE:
+                got = await client.xread({self.events: cursor}, count=_EVENT_BATCH,
+                                         block=self._block_ms)
+                return _coredis_entries((got or {}).get(self.events.encode(), ()))
+        return _read_entries(reply, self.events)
+
+
+
+def _read_entries(reply: Any, stream: str) -> Entries:
+    """The entries of ``stream`` in a raw XREAD / XREADGROUP reply (RESP3: a map of
+    stream to entries; None when the block ran out)."""
+    if not reply:
+        return []
+    return _raw_entries(reply.get(stream.encode(), ()))
+
+
+def _raw_entries(entries: Any) -> Entries:
+    """Raw entries ``[id, [field, value, ...]]``; a deleted one (None, or no fields) is
+    skipped, as coredis skips it."""
+    out: list[Entry] = []
+    for entry in entries or ():
+        if entry and entry[1] is not None:
+            flat = entry[1]
+            out.append((entry[0].decode(),
+                        {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}))
+    return out
+
+
+def _coredis_entries(entries: Any) -> Entries:
+    """coredis' entries (a cluster, a Sentinel master: no lane) as :data:`Entry`."""
+    return [(_s(e.identifier), dict(e.field_values or {})) for e in entries or ()]

@@ -164,12 +164,14 @@ class TaskStore(Protocol):
     #: How many times a claim held a task back for ``limits`` (the metrics read it).
     held_back: int
 
-    async def claim(self, worker: str, *, wait_s: float,
-                    limits: RunLimits = NO_LIMITS) -> Claim | None:
+    async def claim(self, worker: str, *, wait_s: float, limits: RunLimits = NO_LIMITS,
+                    free: int = 1) -> Claim | None:
         """The next queued task, or one whose worker's lease ran out, for ``worker``;
         waits up to ``wait_s`` for one. A claim that ends the task instead (a dead
         letter, a pending cancellation) returns None for that task and looks further;
-        a task over ``limits`` is held back (see :class:`RunLimits`)."""
+        a task over ``limits`` is held back (see :class:`RunLimits`). ``free``: how many
+        tasks the caller could start now (this one included); tasks taken over from a
+        dead worker are taken no more than that many at a time."""
 
     async def heartbeat(self, claim: Claim) -> Beat:
         """Renew the lease."""

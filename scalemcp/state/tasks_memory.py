@@ -195,8 +195,9 @@ class MemoryTaskStore:
                 return claim
         return None
 
-    async def claim(self, worker: str, *, wait_s: float,
-                    limits: RunLimits = NO_LIMITS) -> Claim | None:
+    async def claim(self, worker: str, *, wait_s: float, limits: RunLimits = NO_LIMITS,
+                    free: int = 1) -> Claim | None:
+        del free  # (one task at a time is taken over here: never more than one slot)
         await trio.lowlevel.checkpoint()
         deadline = trio.current_time() + wait_s
         while True:
