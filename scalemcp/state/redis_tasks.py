@@ -38,6 +38,7 @@ from .redis_tasks_lua import (
     CANCEL,
     CLAIM,
     CREATE,
+    CREATE_CLAIM,
     FINISH,
     GROUP,
     HEARTBEAT,
@@ -67,7 +68,7 @@ log = logging.getLogger("scalemcp.state.redis")
 TASK_SCRIPTS = {
     "t_create": CREATE, "t_start": START, "t_beat": HEARTBEAT, "t_progress": PROGRESS,
     "t_park": PARK, "t_answer": ANSWER, "t_finish": FINISH, "t_release": RELEASE,
-    "t_cancel": CANCEL, "t_group": GROUP, "t_claim": CLAIM,
+    "t_cancel": CANCEL, "t_group": GROUP, "t_claim": CLAIM, "t_create_claim": CREATE_CLAIM,
 }
 _GROUP = "w"
 _EVENT_BUFFER = 1000
@@ -111,6 +112,29 @@ def decode_task(task_id: str, fields: dict[bytes, bytes]) -> TaskRecord:
 #: A stream entry: its id and its fields.
 Entry = tuple[str, dict[bytes, bytes]]
 Entries = list[Entry]  # (the store's ``list`` method hides the builtin in its class)
+
+
+def _fields(record: TaskRecord) -> list[Any]:
+    """The hash fields CREATE writes besides its own."""
+    fields: list[Any] = ["rq", record.request, "ttl", record.ttl_ms,
+                         "pi", record.poll_interval_ms, "ls", record.lease_ms,
+                         "ma", record.max_attempts, "tl", record.tool]
+    if record.principal is not None:
+        fields += ["pr", record.principal]
+    if record.status_message:
+        fields += ["sm", record.status_message]
+    for key, answer in record.answers.items():  # gathered before the task existed
+        fields += [f"a:{key}", answer]
+    return fields
+
+
+def _created(record: TaskRecord, reply: Any, max_active: int) -> TaskRecord:
+    """The record as CREATE stored it, or QueueFull."""
+    if _s(reply[0]) == "full":
+        raise QueueFull(f"{max_active} tasks are waiting or running")
+    created = int(reply[1])
+    return msgspec.structs.replace(record, status="working", created_ms=created,
+                                   updated_ms=created, token=0, attempts=0, owner="")
 
 
 def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
@@ -161,23 +185,26 @@ class RedisTaskStore:
     # -- the task's life -------------------------------------------------------------
 
     async def create(self, record: TaskRecord, *, max_active: int = 0) -> TaskRecord:
-        fields: list[Any] = ["rq", record.request, "ttl", record.ttl_ms,
-                             "pi", record.poll_interval_ms, "ls", record.lease_ms,
-                             "ma", record.max_attempts, "tl", record.tool]
-        if record.principal is not None:
-            fields += ["pr", record.principal]
-        if record.status_message:
-            fields += ["sm", record.status_message]
-        for key, answer in record.answers.items():  # gathered before the task existed
-            fields += [f"a:{key}", answer]
         reply = await self._run("t_create", record.task_id,
-                                [record.task_id, record.ttl_ms, max_active, *fields],
+                                [record.task_id, record.ttl_ms, max_active,
+                                 *_fields(record)],
                                 [self.index(record.principal)])
-        if _s(reply[0]) == "full":
-            raise QueueFull(f"{max_active} tasks are waiting or running")
-        created = int(reply[1])
-        return msgspec.structs.replace(record, status="working", created_ms=created,
-                                       updated_ms=created, token=0, attempts=0, owner="")
+        return _created(record, reply, max_active)
+
+    async def create_and_claim(self, record: TaskRecord, worker: str, *,
+                               max_active: int = 0, limits: RunLimits = NO_LIMITS
+                               ) -> tuple[TaskRecord, Claim | None]:
+        await self._ensure_group()
+        reply = await self._run("t_create_claim", record.task_id,
+                                [record.task_id, record.ttl_ms, max_active, worker, _GROUP,
+                                 f"{self._tag}:t:", dead_worker_error(),
+                                 limits.per_principal, limits.per_tool, *_fields(record)],
+                                [self.index(record.principal), self.dead])
+        created = _created(record, reply, max_active)
+        claimed = reply[2]
+        if int(claimed[0]) == -2:
+            self.held_back += 1
+        return created, self._claimed(worker, claimed) if int(claimed[0]) == 1 else None
 
     async def get(self, task_id: str) -> TaskRecord | None:
         with self._link.redis() as client, self._link.timed("t_get"):
@@ -235,12 +262,17 @@ class RedisTaskStore:
             claim = await self._take(worker, await self._reclaim(worker, free))
             if claim is not None:
                 return claim
-        with self._link.redis() as client:  # the next new entry, started: one round trip
-            reply = await self._link.script(client, "t_claim",
-                                            [self.queue, self.events, self.dead],
-                                            [worker, _GROUP, f"{self._tag}:t:",
-                                             dead_worker_error(), limits.per_principal,
-                                             limits.per_tool])
+        try:
+            with self._link.redis() as client:  # the next new entry, started: one round trip
+                reply = await self._link.script(client, "t_claim",
+                                                [self.queue, self.events, self.dead],
+                                                [worker, _GROUP, f"{self._tag}:t:",
+                                                 dead_worker_error(), limits.per_principal,
+                                                 limits.per_tool])
+        except BackendUnavailable as exc:
+            if "NOGROUP" in str(exc):  # Redis lost its data (a restart): make it again
+                self._group_ready = False
+            raise
         if int(reply[0]) == 1:
             return self._claimed(worker, reply)
         if int(reply[0]) == -2:

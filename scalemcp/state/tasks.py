@@ -158,6 +158,13 @@ class TaskStore(Protocol):
         the record as stored (its creation time set). With ``max_active``, raises
         :class:`QueueFull` (and stores nothing) if that many tasks wait or run already."""
 
+    async def create_and_claim(self, record: TaskRecord, worker: str, *,
+                               max_active: int = 0, limits: RunLimits = NO_LIMITS
+                               ) -> tuple[TaskRecord, Claim | None]:
+        """:meth:`create`, then (in the same round trip) :meth:`claim` for ``worker``
+        without waiting: the next task, this one unless older ones wait. For a worker
+        with a free slot: a short task starts without a trip through the queue."""
+
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task, or None if unknown or expired."""
 

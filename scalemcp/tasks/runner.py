@@ -110,6 +110,7 @@ class TaskRunner:
         self._listeners: set[Listener] = set()
         self._stopping = False
         self._idle = trio.Event()
+        self._nursery: trio.Nursery | None = None
 
     @property
     def running(self) -> int:
@@ -129,8 +130,12 @@ class TaskRunner:
             if self.run_tasks:
                 nursery.start_soon(self._claim_loop, nursery)
                 nursery.start_soon(self._beat_loop, nursery)
-            task_status.started()
-            await trio.sleep_forever()
+            self._nursery = nursery
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
 
     async def wait_idle(self) -> None:
         """Until no task runs here."""
@@ -143,6 +148,27 @@ class TaskRunner:
         self._stopping = True
 
     # -- claiming --------------------------------------------------------------------
+
+    def reserve(self) -> bool:
+        """Take a free slot for a task this worker may start as it creates it (then
+        :meth:`start` it, or :meth:`unreserve`); False if it runs no tasks now."""
+        if not self.run_tasks or self._stopping or self._nursery is None:
+            return False
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        return True
+
+    def unreserve(self) -> None:
+        self._slots.release()
+
+    def start(self, claim: Claim) -> None:
+        """Run ``claim`` (claimed as its task was created) in the slot :meth:`reserve`
+        took."""
+        assert self._nursery is not None
+        _count_claim(claim)
+        self._nursery.start_soon(self._run, claim)
 
     async def _claim_loop(self, nursery: trio.Nursery) -> None:
         backoff = 0.1
