@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
@@ -21,14 +20,24 @@ __all__ = ["MemoryBackend"]
 
 
 class _Stream:
-    __slots__ = ("changed", "ended", "events", "last_used", "next_pos")
+    __slots__ = ("changed", "ended", "events", "last_used", "maxlen", "next_pos")
 
     def __init__(self, maxlen: int, now: float) -> None:
-        self.events: collections.deque[StreamEvent] = collections.deque(maxlen=maxlen)
+        #: The last ``maxlen`` events. A list, not a deque: most streams hold a few events
+        #: for a long time (an idle GET stream: its priming event), and a deque's first
+        #: block alone is 600 bytes.
+        self.events: list[StreamEvent] = []
+        self.maxlen = maxlen
         self.next_pos = 1
         self.ended = False
         self.changed = trio.Event()
         self.last_used = now
+
+    def add(self, event: StreamEvent) -> None:
+        events = self.events
+        events.append(event)
+        if len(events) > self.maxlen:
+            del events[0]  # (a full stream: a copy of maxlen pointers per append)
 
     def wake(self) -> None:
         self.changed.set()
@@ -155,7 +164,7 @@ class MemoryBackend:
             return str(st.next_pos - 1)  # nothing follows a stream's final event
         position = str(st.next_pos)
         st.next_pos += 1
-        st.events.append(StreamEvent(position, data))
+        st.add(StreamEvent(position, data))
         st.ended = st.ended or final
         st.last_used = now
         st.wake()
