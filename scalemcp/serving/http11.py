@@ -357,8 +357,11 @@ class _Exchange:
                                 f"{_STATE_NAMES[self.state]}")
 
     def _start(self, message: dict[str, Any]) -> None:
-        self._response = message
+        # Kept for the access log only: a streamed response lives for hours, and its start
+        # message (a dict and its headers) would be held all that time for nothing.
         protocol, request = self.protocol, self.request
+        if protocol.config.log.access_logger is not None:
+            self._response = message
         status = int(message["status"])
         lines = [_status_line(status)]
         length: bytes | None = None
