@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest, PayloadTooLarge, WireError
@@ -33,6 +34,39 @@ def _name(raw: bytes) -> str:
     if len(_NAMES) < _MAX_NAMES and type(raw) is bytes:
         _NAMES[raw] = name
     return name
+
+
+class HeaderView(Mapping[str, str]):
+    """A request's headers by lower-case name, read from the ASGI scope's list when asked
+    (repeated names joined with ", ", as :class:`Request` does) rather than held decoded in
+    a dict: what an open stream keeps instead (it looks at its headers rarely, if ever, and
+    lives for hours; the dict and its strings are about 0.6 KiB)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def get(self, name: str, default: Any = None) -> Any:
+        key = name.encode("latin-1")
+        found: str | None = None
+        for k, v in self._raw:
+            if len(k) == len(key) and k.lower() == key:
+                value = v.decode("latin-1")
+                found = value if found is None else f"{found}, {value}"
+        return default if found is None else found
+
+    def __getitem__(self, name: str) -> str:
+        found = self.get(name)
+        if found is None:
+            raise KeyError(name)
+        return str(found)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({k.decode("latin-1").lower(): None for k, _ in self._raw})
+
+    def __len__(self) -> int:
+        return len({k.lower() for k, _ in self._raw})
 
 
 class Request:
@@ -86,7 +120,7 @@ class Request:
                 name = _name(k)
             value = v.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        self.headers = headers
+        self.headers: Mapping[str, str] = headers
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":

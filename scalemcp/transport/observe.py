@@ -47,8 +47,10 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 class HttpExchange(Protocol):
     method: str
     path: str
-    headers: dict[str, str]
     status: int
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 class _Exchange:

@@ -25,7 +25,7 @@ from types import TracebackType
 import trio
 
 from ..serving.tasks import DISCONNECT_HOOK
-from .http import Request
+from .http import HeaderView, Request
 from .send_guard import SendGuard
 
 __all__ = ["StreamScope"]
@@ -57,6 +57,8 @@ class StreamScope:
 
     async def __aenter__(self) -> StreamScope:
         req = self._req
+        # Open for long: its headers are read from the scope from now on, not held twice.
+        req.headers = HeaderView(req.scope["headers"])
         hook = req.scope.get("extensions", {}).get(DISCONNECT_HOOK)
         clock = req.clock
         bare = hook is not None and not self._nursery_wanted and (
