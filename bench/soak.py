@@ -454,6 +454,13 @@ def _commit() -> str:
         return "?"
 
 
+def _assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -481,6 +488,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the nodes' stream_ttl_s (default: theirs, 600): Redis holds every "
                         "stream this long after its last event, so its memory levels off "
                         "only after it; the Redis slopes are taken after it")
+    p.add_argument("--node-env", type=_assignment, action="append", default=[],
+                   metavar="NAME=VALUE", help="an environment variable for the nodes (an "
+                   "A/B run of a setting, e.g. SCALEMCP_GC_THRESHOLD=0); repeatable")
     p.add_argument("--census-every", type=float, default=60.0,
                    help="Redis keys by kind (count, MEMORY USAGE) every this many s; 0: "
                         "never (60)")
@@ -496,8 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     out_json = args.json or ROOT / "bench" / "results" / f"soak-{stamp}.json"
     out_md = args.markdown or out_json.with_suffix(".md")
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        env = {} if args.stream_ttl_s is None else {
-            "SCALEMCP_STREAM_TTL_S": f"{args.stream_ttl_s:g}"}
+        env = dict(args.node_env)
+        if args.stream_ttl_s is not None:
+            env["SCALEMCP_STREAM_TTL_S"] = f"{args.stream_ttl_s:g}"
         fleet = Fleet(Path(tmp), args.nodes, args.workers, faults=args.faults, env=env)
         try:
             fleet.start()

@@ -111,6 +111,7 @@ class TaskRunner:
         self._stopping = False
         self._idle = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._held_counted = store.held_back
 
     @property
     def running(self) -> int:
@@ -161,12 +162,14 @@ class TaskRunner:
         return True
 
     def unreserve(self) -> None:
+        self._count_held()
         self._slots.release()
 
     def start(self, claim: Claim) -> None:
         """Run ``claim`` (claimed as its task was created) in the slot :meth:`reserve`
         took."""
         assert self._nursery is not None
+        self._count_held()
         _count_claim(claim)
         self._nursery.start_soon(self._run, claim)
 
@@ -179,12 +182,10 @@ class TaskRunner:
                 if self._stopping:
                     await trio.sleep(self._claim_wait_s)
                     continue
-                held = self.store.held_back
                 claim = await self.store.claim(self.worker, wait_s=self._claim_wait_s,
                                                limits=self.limits,
                                                free=self._slots.value + 1)
-                if self.store.held_back > held:
-                    TASKS_HELD_BACK.inc(self.store.held_back - held)
+                self._count_held()
                 backoff = 0.1
                 if claim is not None:
                     _count_claim(claim)
@@ -314,6 +315,14 @@ class TaskRunner:
             log.info("task %s: status %s not pushed: %s", claim.task_id, status, exc)
 
     # -- metrics ---------------------------------------------------------------------
+
+    def _count_held(self) -> None:
+        """Count the claims that held a task back since the last count (the claim loop's
+        and those made as tasks were created)."""
+        held = self.store.held_back
+        if held > self._held_counted:
+            TASKS_HELD_BACK.inc(held - self._held_counted)
+        self._held_counted = held
 
     async def _sample(self) -> None:
         """Keep the fleet-wide gauges (queue depth, dead letters) fresh for /metrics."""
