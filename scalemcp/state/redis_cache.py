@@ -25,10 +25,14 @@ Two things keep a cached record true:
   at least ``idle_ttl_s`` and at most ``idle_ttl_s + slack`` after its last use.
 
 Staleness bound: a deletion (or an update) made on another worker is seen here as soon as
-this worker's lane reads Redis's invalidation push, which Redis sends as it runs the
-deleting command: one scheduling pass of this worker after the bytes arrive (well under a
-millisecond on loopback). A request that reaches this worker in that window may still
-find the record. Updates this worker makes itself are forgotten here at once.
+Redis's invalidation push has reached this host: Redis sends it as it runs the deleting
+command, and before trusting a cached record a load reads whatever the lane's socket holds
+(:meth:`.redis_lane.Lane.take_ready`, one non-blocking ``recv``). So a request that reaches
+this worker after the deletion was acknowledged is refused, unless it overtook the push on
+the way (Redis writes its replies and pushes of one event-loop turn microseconds apart;
+across hosts, the network's reordering). Updates this worker makes itself are forgotten
+here at once. On TLS (no plain socket to read) the push is read by the lane's reader task:
+one scheduling pass of this worker later.
 """
 
 from __future__ import annotations

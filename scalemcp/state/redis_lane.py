@@ -106,6 +106,7 @@ class Lane:
         self._reply_timeout_s = reply_timeout_s
         self._out: list[bytes] = []
         self._waiters: deque[_Waiter] = deque()
+        self._reader = ReplyReader()
         self._wake: trio.Event | None = None
         #: Why the lane is closed (None while it is usable).
         self.closed: str | None = None
@@ -193,43 +194,70 @@ class Lane:
             self._close(f"lost the connection to Redis: {exc or type(exc).__name__}")
 
     async def _read(self) -> None:
-        reader = ReplyReader()
-        waiters = self._waiters
         receive = self._stream.receive_some if self._sock is None else self._receive
         try:
             with self._watch:
-                self._watch.deadline = math.inf if not waiters else self._watch.deadline
+                self._watch.deadline = math.inf if not self._waiters else self._watch.deadline
                 while True:
-                    data = await receive(_RECEIVE_BYTES)
-                    if not data:
-                        raise trio.BrokenResourceError("Redis closed the connection")
-                    reader.feed(data)
-                    while (reply := reader.next_reply()) is not INCOMPLETE:
-                        if type(reply) is Push:
-                            self.pushes += 1
-                            if self.on_push is not None:
-                                self.on_push(reply)
-                            continue
-                        if not waiters:
-                            raise trio.BrokenResourceError("a reply no command asked for")
-                        waiter = waiters.popleft()
-                        if waiter.task is not None:
-                            waiter.stamp = self.pushes
-                            trio.lowlevel.reschedule(waiter.task, outcome.Value(reply))
-                    self._watch.deadline = (
-                        trio.current_time() + self._reply_timeout_s if waiters else math.inf)
+                    self._take(await receive(_RECEIVE_BYTES))
             if self._watch.cancelled_caught and self.closed is None:
                 self._close(f"no answer from Redis within {self._reply_timeout_s:g} s",
                             timeout=True)
         except Exception as exc:  # (a reset, EOF, or not RESP: the lane cannot go on)
             self._close(f"lost the connection to Redis: {exc or type(exc).__name__}")
 
+    def _take(self, data: bytes | bytearray) -> None:
+        """Parse what came and hand it out: replies to their waiters, pushes to
+        :attr:`on_push`. Raises what ends the lane (EOF, not RESP, an unasked reply)."""
+        if not data:
+            raise trio.BrokenResourceError("Redis closed the connection")
+        reader, waiters = self._reader, self._waiters
+        reader.feed(data)
+        while (reply := reader.next_reply()) is not INCOMPLETE:
+            if type(reply) is Push:
+                self.pushes += 1
+                if self.on_push is not None:
+                    self.on_push(reply)
+                continue
+            if not waiters:
+                raise trio.BrokenResourceError("a reply no command asked for")
+            waiter = waiters.popleft()
+            if waiter.task is not None:
+                waiter.stamp = self.pushes
+                trio.lowlevel.reschedule(waiter.task, outcome.Value(reply))
+        self._watch.deadline = (
+            trio.current_time() + self._reply_timeout_s if waiters else math.inf)
+
+    def take_ready(self) -> None:
+        """Read now, without waiting, what Redis has already sent (a plain socket only):
+        a caller about to trust a cached record sees every invalidation that reached this
+        host before it. Safe beside the reader task, which holds no unparsed bytes
+        whenever it waits. A failure closes the lane."""
+        sock = self._sock
+        if sock is None or self.closed is not None:
+            return
+        try:
+            while True:
+                try:
+                    data = sock.recv(_RECEIVE_BYTES)
+                except BlockingIOError:
+                    return
+                self._take(data)
+                if len(data) < _RECEIVE_BYTES:
+                    return
+        except Exception as exc:
+            self._close(f"lost the connection to Redis: {exc or type(exc).__name__}")
+
     async def _receive(self, size: int) -> bytes:
         """What the socket holds (waiting for it if nothing); yields to other tasks
-        now and then when bytes keep coming, so a busy lane starves nobody."""
+        now and then when bytes keep coming, so a busy lane starves nobody (before a
+        read, so the reader never waits holding bytes :meth:`take_ready` could overtake)."""
         sock = self._sock
         assert sock is not None
         while True:
+            if self._ready_reads >= _READY_READS_PER_YIELD:
+                self._ready_reads = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
             try:
                 data = sock.recv(size)
             except BlockingIOError:
@@ -237,9 +265,6 @@ class Lane:
                 await trio.lowlevel.wait_readable(sock)
                 continue
             self._ready_reads += 1
-            if self._ready_reads >= _READY_READS_PER_YIELD:
-                self._ready_reads = 0
-                await trio.lowlevel.cancel_shielded_checkpoint()
             return data
 
     def close(self, reason: str) -> None:

@@ -163,8 +163,10 @@ class Link:
         """The record of session key ``key`` as last read on the current lane, if Redis
         has not said since that it changed and it needs no renewal yet (no round trip)."""
         lane = self._lane
-        if (type(lane) is not Lane or lane.closed is not None
-                or self._lane_client is not self.client):
+        if type(lane) is not Lane or self._lane_client is not self.client:
+            return None
+        lane.take_ready()  # (invalidations already here first: a deletion is seen at once)
+        if lane.closed is not None:
             return None
         return self.cache.get(key, lane, trio.current_time())
 
