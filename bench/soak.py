@@ -40,6 +40,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.redis_census import census  # noqa: E402
 from bench.soak_flows import Load, Tally, run_flow  # noqa: E402
 from tests.harness.conditions import wait_until  # noqa: E402
 from tests.harness.faults import Fault, ThreadedFaultProxy  # noqa: E402
@@ -54,6 +55,8 @@ FAULT_MARGIN_S = 4.0
 #: The first part of a long run (this share of it, at least 60 s) is warm-up: not in the
 #: slopes.
 WARMUP_SHARE = 0.2
+#: The nodes' stream_ttl_s unless --stream-ttl-s says otherwise (scalemcp's default).
+DEFAULT_STREAM_TTL_S = 600.0
 
 
 # -- the fleet --------------------------------------------------------------------------------
@@ -70,7 +73,8 @@ class Fleet(HarnessFleet):
     """The harness's fleet (redis-server, nodes, haproxy), ``nodes`` x ``workers``; with
     ``faults``, the nodes reach Redis through a fault proxy (tests/harness/faults.py)."""
 
-    def __init__(self, workdir: Path, nodes: int, workers: int, faults: bool = False) -> None:
+    def __init__(self, workdir: Path, nodes: int, workers: int, faults: bool = False,
+                 env: dict[str, str] | None = None) -> None:
         self.workers_per_node = workers
         self.redis = RedisServer(log=workdir / "redis.log")
         self.proxy: ThreadedFaultProxy | None = None
@@ -80,7 +84,7 @@ class Fleet(HarnessFleet):
             self.proxy.start()
             url = self.proxy.url
         super().__init__(workdir, url, nodes=nodes, workers=workers,
-                         env=FAULT_ENV if faults else None)
+                         env={**(FAULT_ENV if faults else {}), **(env or {})} or None)
 
     def stop(self) -> None:
         super().stop()
@@ -90,10 +94,19 @@ class Fleet(HarnessFleet):
 
     def redis_memory(self) -> int | None:
         """Redis' ``used_memory`` in bytes (straight to Redis, not through the proxy)."""
-        for line in self.redis.cli("INFO", "memory").splitlines():
-            if line.startswith("used_memory:"):
-                return int(line.split(":", 1)[1])
-        return None
+        return self.redis_info().get("used_memory")
+
+    def redis_info(self) -> dict[str, int]:
+        """Redis' memory figures and client count (``INFO``): the parts of used_memory
+        (the data set, client buffers, scripts) and connected_clients."""
+        wanted = ("used_memory", "used_memory_dataset", "used_memory_overhead",
+                  "mem_clients_normal", "used_memory_scripts", "connected_clients")
+        out: dict[str, int] = {}
+        for line in self.redis.cli("INFO").splitlines():
+            name, _, value = line.strip().partition(":")
+            if name in wanted and value.isdigit():
+                out[name] = int(value)
+        return out
 
     def whole(self) -> bool:
         """Every node up with all its workers, and haproxy routing to each."""
@@ -127,6 +140,10 @@ class Soak:
         self.faults: list[dict[str, Any]] = []
         self.rss: dict[str, list[tuple[float, int]]] = {}
         self.redis_mem: list[tuple[float, int]] = []
+        #: (t s, Redis' INFO figures): what used_memory is made of, and client count.
+        self.redis_info: list[tuple[float, dict[str, int]]] = []
+        #: (t s, {kind: {"keys": n, "bytes": b}}): what Redis holds, by kind of key.
+        self.census: list[tuple[float, dict[str, dict[str, int]]]] = []
         self.t0 = 0.0
 
     async def run(self) -> None:
@@ -139,6 +156,8 @@ class Soak:
             for index, flow in enumerate(flows, start=1):
                 nursery.start_soon(run_flow, flow, index, load, self.tally)
             nursery.start_soon(self.sample_rss, load.stop)
+            if self.args.census_every > 0:
+                nursery.start_soon(self.take_census, load.stop)
             if self.args.kill_every > 0:
                 nursery.start_soon(self.kill_workers, load.stop)
             if self.fleet.proxy is not None:
@@ -195,10 +214,20 @@ class Soak:
                 kib = rss_kib(pid)
                 if kib is not None:
                     self.rss.setdefault(f"{node}/{pid}", []).append((now, kib))
-            used = await trio.to_thread.run_sync(self.fleet.redis_memory)
-            if used is not None:
-                self.redis_mem.append((now, used))
+            info = await trio.to_thread.run_sync(self.fleet.redis_info)
+            if "used_memory" in info:
+                self.redis_mem.append((now, info["used_memory"]))
+                self.redis_info.append((now, info))
             with trio.move_on_after(self.args.rss_every):
+                await stop.wait()
+
+    async def take_census(self, stop: trio.Event) -> None:
+        """Every ``census_every`` s, Redis' keys by kind (straight to Redis)."""
+        while not stop.is_set():
+            now = round(time.monotonic() - self.t0, 1)
+            taken = await trio.to_thread.run_sync(census, self.fleet.redis.port)
+            self.census.append((now, taken))
+            with trio.move_on_after(self.args.census_every):
                 await stop.wait()
 
     def explained(self, started: float, ended: float, flow: str = "") -> bool:
@@ -235,13 +264,20 @@ def report(soak: Soak, whole: bool, elapsed: float) -> dict[str, Any]:
                "slope_kib_per_min": slope(s, warmup)}
            for w, s in sorted(soak.rss.items())}
     redis_mem = soak.redis_mem
-    redis_slope = slope(redis_mem, warmup)
+    # Redis keeps each stream stream_ttl_s after its last event: until then its memory
+    # grows with the streams of the run so far by design, so its slope starts after it.
+    retention = soak.args.stream_ttl_s or DEFAULT_STREAM_TTL_S
+    redis_warmup = max(warmup, retention + 60.0) if warmup else 0.0
+    redis_slope = slope(redis_mem, redis_warmup)
     memory = {
         "warmup_s": warmup,
+        "redis_warmup_s": redis_warmup,
         "redis_first_bytes": redis_mem[0][1] if redis_mem else None,
         "redis_last_bytes": redis_mem[-1][1] if redis_mem else None,
         "redis_max_bytes": max((b for _, b in redis_mem), default=None),
         "redis_slope_kib_per_min": None if redis_slope is None else round(redis_slope / 1024, 2),
+        "redis_last_third_slope_kib_per_min": _per_kib(
+            slope(redis_mem, max(redis_warmup, soak.args.duration * 2 / 3))),
         # Workers that lived through the whole measured part: the ones whose slope says
         # something (the others were killed or started during the run).
         "long_lived_worker_slopes_kib_per_min": {
@@ -255,6 +291,16 @@ def report(soak: Soak, whole: bool, elapsed: float) -> dict[str, Any]:
             if v["slope_kib_per_min"] is not None and v["from_s"] <= warmup + 5
             and v["to_s"] >= soak.args.duration - 10},
     }
+    memory["redis_by_kind"] = census_summary(soak.census, redis_warmup)
+    # The parts of used_memory: the data set (the keys above) or the rest (client
+    # buffers, scripts...), and how many clients are connected, each with its slope.
+    memory["redis_parts"] = {
+        name: {"last": soak.redis_info[-1][1].get(name), "max": max(
+            (i.get(name, 0) for _, i in soak.redis_info), default=None),
+            "slope_per_min": slope([(t, i.get(name, 0)) for t, i in soak.redis_info],
+                                   redis_warmup)}
+        for name in ("used_memory_dataset", "used_memory_overhead", "mem_clients_normal",
+                     "used_memory_scripts", "connected_clients")} if soak.redis_info else {}
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
@@ -274,6 +320,8 @@ def report(soak: Soak, whole: bool, elapsed: float) -> dict[str, Any]:
         "faults": soak.faults,
         "memory": memory,
         "redis_memory_series": redis_mem,
+        "redis_census_series": soak.census,
+        "redis_info_series": soak.redis_info,
         "fleet_whole_at_end": whole,
         "problems": t.examples,
         # Every failure, in s into the load, with what explains it (None: nothing).
@@ -289,11 +337,30 @@ def report(soak: Soak, whole: bool, elapsed: float) -> dict[str, Any]:
     }
 
 
-def slope(series: list[tuple[float, int]], after_s: float) -> float | None:
+def census_summary(series: list[tuple[float, dict[str, dict[str, int]]]],
+                   warmup: float) -> dict[str, dict[str, Any]]:
+    """Per kind of Redis key: keys and bytes at the last census, the most bytes, and the
+    slopes of both after the warm-up (None with too few censuses)."""
+    kinds = sorted({k for _, c in series for k in c})
+    out: dict[str, dict[str, Any]] = {}
+    for k in kinds:
+        keys = [(t, c.get(k, {}).get("keys", 0)) for t, c in series]
+        size = [(t, c.get(k, {}).get("bytes", 0)) for t, c in series]
+        byte_slope = slope(size, warmup, min_points=4)
+        out[k] = {"last_keys": keys[-1][1], "last_bytes": size[-1][1],
+                  "max_bytes": max(b for _, b in size),
+                  "keys_slope_per_min": slope(keys, warmup, min_points=4),
+                  "slope_kib_per_min": None if byte_slope is None
+                  else round(byte_slope / 1024, 2)}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["max_bytes"]))
+
+
+def slope(series: list[tuple[float, int]], after_s: float,
+          min_points: int = 10) -> float | None:
     """Least-squares slope of ``series`` (t s, value) after ``after_s``, per minute; None
-    with fewer than 10 points or under 60 s of them."""
+    with fewer than ``min_points`` points or under 60 s of them."""
     points = [(t, v) for t, v in series if t >= after_s]
-    if len(points) < 10 or points[-1][0] - points[0][0] < 60:
+    if len(points) < min_points or points[-1][0] - points[0][0] < 60:
         return None
     n = len(points)
     mean_t = sum(t for t, _ in points) / n
@@ -305,6 +372,7 @@ def slope(series: list[tuple[float, int]], after_s: float) -> float | None:
 
 def markdown(r: dict[str, Any]) -> str:
     c = r["config"]
+    m = r["memory"]
     lines = [
         f"# Soak {r['date']} ({'passed' if r['passed'] else 'FAILED'})", "",
         f"{c['nodes']} nodes x {c['workers']} workers behind haproxy, Redis; "
@@ -324,16 +392,30 @@ def markdown(r: dict[str, Any]) -> str:
             f"{k['at_s']} {k['node']} {k['replacement_started_after_s']}" for k in r["kills"]),
         "", "Redis faults (s into the load, fault, for s): " + (", ".join(
             f"{f['at_s']} {f['fault']} {f['for_s']}" for f in r["faults"]) or "none"),
-        "", "Memory after the warm-up (the first "
-        f"{r['memory']['warmup_s']:g} s): Redis used_memory "
-        f"{_mib(r['memory']['redis_first_bytes'])} first, {_mib(r['memory']['redis_last_bytes'])}"
-        f" last, {_mib(r['memory']['redis_max_bytes'])} max, slope "
-        f"{r['memory']['redis_slope_kib_per_min']} KiB/min; slopes of the workers that lived "
-        "through it (KiB/min): " + (", ".join(
-            f"{w} {v}" for w, v in r["memory"]["long_lived_worker_slopes_kib_per_min"].items())
-            or "none") + "; over the last third of the run only: " + (", ".join(
-            f"{w} {v}" for w, v in r["memory"].get(
-                "long_lived_worker_last_third_slopes_kib_per_min", {}).items()) or "none"),
+        "", "Memory per component after its warm-up (workers: the first "
+        f"{m['warmup_s']:g} s; Redis: {m.get('redis_warmup_s', m['warmup_s']):g} s, as it "
+        "holds every stream for stream_ttl_s after its last event; only workers that lived "
+        "through the whole run; target: flat):", "",
+        "| component | first | last | max | slope after warm-up (KiB/min) | "
+        "last third (KiB/min) |", "|---|---:|---:|---:|---:|---:|",
+        f"| Redis used_memory | {_mib(m['redis_first_bytes'])} | {_mib(m['redis_last_bytes'])} "
+        f"| {_mib(m['redis_max_bytes'])} | {m['redis_slope_kib_per_min']} | "
+        f"{m.get('redis_last_third_slope_kib_per_min')} |",
+        *[f"| worker {w} | {_kib(r['rss'][w]['first_kib'])} | {_kib(r['rss'][w]['last_kib'])} | "
+          f"{_kib(r['rss'][w]['max_kib'])} | {v} | "
+          f"{m.get('long_lived_worker_last_third_slopes_kib_per_min', {}).get(w)} |"
+          for w, v in m["long_lived_worker_slopes_kib_per_min"].items()],
+        "", "Redis' used_memory in parts (INFO; slopes after its warm-up, per min): " + (
+            ", ".join(f"{k} last {v['last']:,} max {v['max']:,} slope {v['slope_per_min']}"
+                      for k, v in m.get("redis_parts", {}).items()
+                      if v["last"] is not None) or "none"),
+        "", "Redis by kind of key (`MEMORY USAGE` summed; slopes after the warm-up):", "",
+        "| kind | keys (last) | MiB (last) | MiB (max) | keys/min | KiB/min |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[f"| `{k}` | {v['last_keys']:,} | {v['last_bytes'] / 2**20:.2f} | "
+          f"{v['max_bytes'] / 2**20:.2f} | {v['keys_slope_per_min']} | "
+          f"{v['slope_kib_per_min']} |"
+          for k, v in r["memory"].get("redis_by_kind", {}).items()],
         "", "Errors by kind (explained: a worker was killed while the operation ran, or for "
         "session-era flows a Redis fault was on: from 0.5 s before it to "
         f"{FAULT_MARGIN_S:g} s after it; each failure and what explains it: the JSON's "
@@ -356,12 +438,27 @@ def _mib(value: int | None) -> str:
     return "?" if value is None else f"{value / 2**20:.1f} MiB"
 
 
+def _per_kib(value: float | None) -> float | None:
+    return None if value is None else round(value / 1024, 2)
+
+
+def _kib(value: int) -> str:
+    return f"{value / 1024:.1f} MiB"
+
+
 def _commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
                               capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "?"
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -387,6 +484,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="progress events per call (20)")
     p.add_argument("--delay-ms", type=int, default=40, help="between progress events (40)")
     p.add_argument("--rss-every", type=float, default=2.0, help="RSS sampling interval (2 s)")
+    p.add_argument("--stream-ttl-s", type=float, default=None,
+                   help="the nodes' stream_ttl_s (default: theirs, 600): Redis holds every "
+                        "stream this long after its last event, so its memory levels off "
+                        "only after it; the Redis slopes are taken after it")
+    p.add_argument("--node-env", type=_assignment, action="append", default=[],
+                   metavar="NAME=VALUE", help="an environment variable for the nodes (an "
+                   "A/B run of a setting, e.g. SCALEMCP_GC_THRESHOLD=0); repeatable")
+    p.add_argument("--census-every", type=float, default=60.0,
+                   help="Redis keys by kind (count, MEMORY USAGE) every this many s; 0: "
+                        "never (60)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--markdown", type=Path, default=None)
@@ -399,7 +506,10 @@ def main(argv: list[str] | None = None) -> int:
     out_json = args.json or ROOT / "bench" / "results" / f"soak-{stamp}.json"
     out_md = args.markdown or out_json.with_suffix(".md")
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        fleet = Fleet(Path(tmp), args.nodes, args.workers, faults=args.faults)
+        env = dict(args.node_env)
+        if args.stream_ttl_s is not None:
+            env["SCALEMCP_STREAM_TTL_S"] = f"{args.stream_ttl_s:g}"
+        fleet = Fleet(Path(tmp), args.nodes, args.workers, faults=args.faults, env=env)
         try:
             fleet.start()
             soak = Soak(fleet, args)

@@ -383,12 +383,14 @@ class RedisBackend:
 
     async def delete_session(self, session_id: str) -> bool:
         key, names_key = self.keys.session(session_id), self.keys.stream_set(session_id)
+        legacy_key = self.keys.legacy_stream_set(session_id)
         with self._redis() as client:
-            info = await self._script(client, "delete", [key, names_key], [])
+            info = await self._script(client, "delete", [key, names_key, legacy_key], [])
             if info is None:
                 self._link.cache.forget(key)
                 return False
             packed, names = info
+            names = set(names)
             principal = msgspec.msgpack.decode(packed) if packed else None
             streams = [self.keys.stream(session_id, n.decode()) for n in names]
             streams += [self.keys.epitaph(session_id, n.decode()) for n in names]
@@ -396,7 +398,7 @@ class RedisBackend:
             async with self._link.timed("delete_session"), client.pipeline(
                 transaction=False
             ) as pipe:
-                pipe.delete([key, names_key, *streams])
+                pipe.delete([key, names_key, legacy_key, *streams])
                 pipe.zrem(self.keys.sessions, [session_id])
                 pipe.zrem(self.keys.principal(principal if isinstance(principal, str) else None),
                           [session_id])

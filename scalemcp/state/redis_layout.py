@@ -8,7 +8,12 @@ live in one Redis Cluster slot and one Lua script may touch them together::
     <prefix>{<sid>}:x:<stream>   stream: one SSE stream; entries {d: data, n: append
                                  token[, f: 1]}, the final entry marked with ``f``;
                                  MAXLEN ~ cap, TTL
-    <prefix>{<sid>}:xs           set: the names of the session's streams (for deletion)
+    <prefix>{<sid>}:xz           zset: the names of the session's streams (for deletion),
+                                 scored by when each expires (ms); names expired for
+                                 over a stream TTL are dropped as streams are added, so
+                                 a session that lives for days does not keep them all
+    <prefix>{<sid>}:xs           set: the same, unscored and never trimmed, as written
+                                 by earlier versions; read on deletion, no longer written
     <prefix>{<sid>}:m:<key>      string: the worker that holds mailbox ``key``, with TTL
     <prefix>{<sid>}:xe:<stream>  hash: {w: the worker writing the stream, d: its epitaph},
                                  from its first append to its final one; TTL as the stream
@@ -117,6 +122,10 @@ class Keys:
         return f"{self.prefix}{{{sid}}}:x:{name}"
 
     def stream_set(self, sid: str) -> str:
+        return f"{self.prefix}{{{sid}}}:xz"
+
+    def legacy_stream_set(self, sid: str) -> str:
+        """The unscored stream set earlier versions wrote (read on deletion only)."""
         return f"{self.prefix}{{{sid}}}:xs"
 
     def mailbox(self, sid: str, key: str) -> str:
@@ -247,6 +256,10 @@ return 1
 #: (nothing is appended after its final event); {id} of the entry a retry finds already
 #: appended (a first attempt whose reply was lost: its token is the last entry's, or on
 #: a retry among the last entries); nil if the session is gone.
+#: The stream set scores each name with its stream's expiry (the new entry id's time, which
+#: is Redis' clock, plus the TTL) and drops the names expired for over a TTL more (a read
+#: renews a stream's TTL without rescoring it); so it holds about the streams of the last
+#: two TTLs, however long the session lives, rather than every stream it ever had.
 APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
@@ -283,7 +296,10 @@ else
   id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1], 'n', ARGV[8])
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('SADD', KEYS[3], ARGV[5])
+local now = tonumber(string.match(id, '^(%d+)'))
+local ttl = tonumber(ARGV[4])
+redis.call('ZADD', KEYS[3], now + ttl, ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - ttl))
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return {prev, id}
 """
@@ -323,12 +339,17 @@ redis.call('DEL', KEYS[3])
 return {2, redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])}
 """
 
-#: KEYS: session, stream set. {principal (msgpack), {stream names}}; nil if no session.
+#: KEYS: session, stream set, legacy stream set. {principal (msgpack), {stream names}}
+#: (a name may come twice); nil if no session.
 DELETE_INFO = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local p = redis.call('HGET', KEYS[1], 'principal')
 if not p then p = '' end
-return {p, redis.call('SMEMBERS', KEYS[2])}
+local names = redis.call('ZRANGE', KEYS[2], 0, -1)
+if redis.call('TYPE', KEYS[3])['ok'] == 'set' then
+  for _, name in ipairs(redis.call('SMEMBERS', KEYS[3])) do table.insert(names, name) end
+end
+return {p, names}
 """
 
 #: KEYS: mailbox. ARGV: worker. Deletes the ownership record if it is still ours.
