@@ -230,13 +230,21 @@ class LimitSettings(_Section, frozen=True):
         "With Redis, max_inflight_per_session counts a session's requests on every worker "
         "of the fleet (two more Redis round trips per session-era request) rather than on "
         "each worker.")] = False
+    shed_target_lag_s: Annotated[NonNegativeFloat, _about(
+        "Load shedding, adaptive: each worker's limit of HTTP requests in flight (GET "
+        "streams not counted) falls while its event loop runs tasks later than this "
+        "(seconds) and grows back while under half of it; past the limit, new requests get "
+        "503 + Retry-After at once, before their body is read. It bounds how long an "
+        "admitted request waits behind CPU-bound work; 0 = off (docs/operations.md).")] = 0.025
+    shed_min_inflight: Annotated[Positive, _about(
+        "The adaptive limit never falls below this many requests in flight.")] = 8
     shed_max_inflight: Annotated[NonNegative, _about(
-        "Load shedding: past this many HTTP requests in flight on one worker (GET streams "
-        "not counted), new ones get 503 + Retry-After at once, before their body is read. "
-        "Size it from a worker's measured capacity (bench/overload.py); 0 = off.")] = 0
+        "Load shedding: never more than this many HTTP requests in flight on one worker "
+        "(GET streams not counted); the ceiling of the adaptive limit, or with "
+        "shed_target_lag_s = 0 a fixed limit. 0 = no fixed ceiling.")] = 0
     shed_loop_lag_s: Annotated[NonNegativeFloat, _about(
         "Load shedding: while a worker's event loop runs tasks this late (seconds, the worst "
-        "of the last 0.2 s), new requests get 503 + Retry-After; 0 = off.")] = 0.0
+        "of the last 0.2 s), every new request gets 503 + Retry-After; 0 = off.")] = 0.0
     shed_retry_after_s: Annotated[Positive, _about(
         "The Retry-After (seconds) of a shed request.")] = 1
     rate_limit_per_principal_rps: Annotated[NonNegativeFloat, _about(

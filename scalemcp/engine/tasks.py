@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -90,9 +91,11 @@ class StoredCall(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 _STORED = msgspec.json.Decoder(StoredCall)
+_CREATED = {True: TASKS_CREATED.labels("modern"), False: TASKS_CREATED.labels("session")}
 _encode = msgspec.json.encode
 
 
+@functools.lru_cache(maxsize=4096)  # (a task's two stamps are formatted at every poll)
 def iso(ms: int) -> str:
     stamp = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -182,15 +185,36 @@ class TaskService:
             lease_ms=self.lease_ms, max_attempts=policy.max_attempts, tool=spec.name,
             answers={k: _encode(v) for k, v in (call.input_responses or {}).items()})
         try:
-            stored_record = await self.store.create(record, max_active=self.max_active)
+            stored_record = await self._store(record)
         except QueueFull:
             RATE_LIMITED.labels("task_queue").inc()
             raise RateLimited(f"the server holds {self.max_active} tasks already",
                               limit="task_queue", retry_after_s=1.0) from None
-        TASKS_CREATED.labels("modern" if call.modern else "session").inc()
+        _CREATED[call.modern].inc()
         if call.modern:
             return {"resultType": "task", **self.describe(stored_record, modern=True)}
         return {"task": self.describe(stored_record, modern=False)}
+
+    async def _store(self, record: TaskRecord) -> TaskRecord:
+        """Create the task; with a free slot here, claim the next one in the same round
+        trip and start it (a short task is then often done before the client's first
+        poll, and skips a trip through the queue)."""
+        runner = self.runner
+        if not runner.reserve():
+            return await self.store.create(record, max_active=self.max_active)
+        claim = None
+        try:
+            # Shielded (one round trip): a claim made but never seen would leave its
+            # task leased by nobody until the lease ran out.
+            with trio.CancelScope(shield=True):
+                stored, claim = await self.store.create_and_claim(
+                    record, runner.worker, max_active=self.max_active, limits=runner.limits)
+        finally:
+            if claim is None:
+                runner.unreserve()
+        if claim is not None:
+            runner.start(claim)
+        return stored
 
     def describe(self, record: TaskRecord, *, modern: bool) -> dict[str, Any]:
         """The Task object of the wire (no result, error or input requests)."""

@@ -52,6 +52,8 @@ __all__ = [
     "SESSIONS",
     "SESSIONS_CREATED",
     "SHED",
+    "SHED_H2",
+    "SHED_LIMIT",
     "SLOW_CONSUMERS",
     "SSE_REPLAYED_EVENTS",
     "SSE_RESUMES",
@@ -132,6 +134,15 @@ SHED = Counter(
     "scalemcp_shed_total",
     "Requests refused with 503 because the worker was past its capacity, by reason",
     ("reason",), registry=REGISTRY)
+SHED_H2 = Counter(
+    "scalemcp_shed_h2_streams_total",
+    "HTTP/2 streams shed in the serving loop before the app, by how: 503 (a canned answer) "
+    "or refused_stream (RST_STREAM REFUSED_STREAM)",
+    ("how",), registry=REGISTRY)
+SHED_LIMIT = Gauge(
+    "scalemcp_shed_limit",
+    "The worker's limit of requests in flight now (load shedding; adaptive by default)",
+    registry=REGISTRY, multiprocess_mode="livesum")
 EVENT_LOOP_LAG = Gauge(
     "scalemcp_event_loop_lag_seconds",
     "How late the worker's event loop ran a task due to wake (worst of the last 0.2 s)",

@@ -146,9 +146,13 @@ class Connection:
         self._stopped = False
         #: HTTP/2: the stream bodies still arriving (created with the first stream).
         self._bodies: StreamBodies | None = None
-        #: Requests of this connection counted in flight by the admission (two at most:
-        #: the next one may begin while the last one's task ends).
+        #: Requests of this connection counted in flight by the admission, until their
+        #: answer begins (one at most: the next is screened once the last is answered).
         self._counted = 0
+        #: Load shedding is on and this connection's HTTP/2 streams are not yet screened:
+        #: looked at on each write, as an HTTP/2 protocol writes its SETTINGS before it
+        #: handles any frame (ALPN h2, h2c prior knowledge or upgrade alike).
+        self._screen_h2 = shared.admission is not None
 
     async def run(self) -> None:
         # The first request's head is due head_timeout after the accept, handshake included;
@@ -205,12 +209,30 @@ class Connection:
 
     async def protocol_send(self, event: seam.Event) -> None:
         if isinstance(event, seam.RawData):
+            if self._counted and event.data and not event.data.startswith(b"HTTP/1.1 1"):
+                # The answer begins (not a 100 Continue): the request counted in flight is
+                # answered, or turns into a stream, which costs nothing while idle.
+                self._counted -= 1
+                if self.shared.admission is not None:
+                    self.shared.admission.done()
+            if self._screen_h2:
+                self._screen_streams()
             await self._write(event.data)
         elif isinstance(event, seam.Closed):
             await self._close()
             await self.protocol.handle(seam.Closed())
         elif isinstance(event, seam.Updated):
             self._set_idle(event.idle)
+
+    def _screen_streams(self) -> None:
+        """Have the admission screen the new streams of an HTTP/2 protocol (once)."""
+        protocol = self.protocol
+        if isinstance(protocol, HTTP11Protocol) and protocol.fallback is None:
+            return  # plain HTTP/1.1, screened on read (it may still upgrade to h2c)
+        inner = _hypercorns(protocol)
+        if isinstance(inner, seam.H2Protocol) and self.shared.admission is not None:
+            self.shared.admission.screen_streams(inner)
+            self._screen_h2 = False
 
     async def _write(self, data: bytes) -> None:
         if not data:
@@ -280,15 +302,12 @@ class Connection:
             if self._via_proxy and not await self._admit_forwarded(data):
                 return
             if admission is not None and self._between_requests():
-                taken = admission.screen(data)
-                if taken == COUNTED:
-                    self._counted += 1
-                elif taken is not None:  # past capacity: refused without h11 or the app
-                    if not await self._refuse(admission, taken):
-                        break
-                    data = data[taken:]
-                    if not data:
-                        continue
+                screened = await self._screen(admission, data)
+                if screened is False:
+                    break
+                if screened is True:
+                    continue
+                data = screened
             await handle(seam.RawData(data))
             if not data:
                 break
@@ -301,6 +320,23 @@ class Connection:
                 ready_reads = 0
                 await trio.lowlevel.cancel_shielded_checkpoint()
         await handle(seam.Closed())
+
+    async def _screen(self, admission: Admission, data: bytes) -> bytes | bool:
+        """``data``, read between requests (HTTP/1.1), through the admission: the bytes to
+        hand to the protocol (``data`` itself unless a request was refused; ``b""`` only
+        when ``data`` is the end of file, which must reach the protocol as such); True if
+        nothing is left of it (a request refused whole: read on); False if the connection
+        closes now (a request refused whose end is not known)."""
+        taken = admission.screen(data)
+        if taken is None:
+            return data
+        if taken == COUNTED:
+            self._counted += 1
+            return data
+        # Past capacity: refused without h11 or the app (taken > 0: data was not b"").
+        if not await self._refuse(admission, taken):
+            return False
+        return data[taken:] or True
 
     async def _refuse(self, admission: Admission, taken: int) -> bool:
         """Answer a refused request; False if the connection closes now."""
@@ -348,15 +384,12 @@ class Connection:
                 return
             data = bytes(data)
             if admission is not None and self._between_requests():
-                taken = admission.screen(data)
-                if taken == COUNTED:
-                    self._counted += 1
-                elif taken is not None:
-                    if not await self._refuse(admission, taken):
-                        break
-                    data = data[taken:]
-                    if not data:
-                        continue
+                screened = await self._screen(admission, data)
+                if screened is False:
+                    break
+                if screened is True:
+                    continue
+                data = screened
             await handle(seam.RawData(data))
             if not data:
                 break
@@ -405,10 +438,6 @@ class Connection:
             self._enter(Phase.BUSY, math.inf)
 
     def _set_idle(self, idle: bool) -> None:
-        if idle and self._counted:  # the oldest request counted in flight has ended
-            self._counted -= 1
-            if self.shared.admission is not None:
-                self.shared.admission.done()
         if not idle:
             # A request began (its head is in): the body, if any, is seen after the read.
             self._fresh = False

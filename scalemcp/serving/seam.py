@@ -30,7 +30,9 @@ The contract with those classes, as Hypercorn 0.18 has it:
 - An HTTP/2 connection's protocol is an ``H2Protocol``: ``connection`` its h2
   ``H2Connection``, ``streams`` its streams by id; a stream is reset as Hypercorn handles a
   client's ``RST_STREAM``: ``_close_stream(id)``, ``_window_updated(id)``, then
-  ``_flush()`` (``.h2_bodies``).
+  ``_flush()`` (``.h2_bodies``). ``_handle_events(events)`` takes the h2 events of one
+  read (as ``transport.h2_backpressure`` patches it) and flushes: load shedding wraps it,
+  per connection, to take a refused stream's events out first (``.admission``).
 - ``context.terminated`` is set when the worker stops: idle connections close at once, busy
   ones once their request ends; ``context.mark_request()`` counts ``max_requests``.
 
@@ -105,3 +107,4 @@ REPLACED = {
     "hypercorn.protocol.http_stream:HTTPStream":
         "e0f656feb55ab89c407631368d7a00f3e1b9ab4eb5ade4a639771150bbc6cfa5",
 }
+

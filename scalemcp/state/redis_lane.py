@@ -22,6 +22,7 @@ Measured in process (``bench/asgi_cost.py``), see ``docs/performance.md``.
 
 from __future__ import annotations
 
+import copy
 import math
 import socket
 import ssl
@@ -75,6 +76,13 @@ class LaneAddress:
         if hasattr(location, "path"):
             return cls(path=location.path, **common)
         return cls(host=location.host, port=location.port, **common)
+
+    def waiting(self, block_s: float) -> LaneAddress:
+        """This address for a lane that sends blocking reads of up to ``block_s``: a
+        reply is due that much later."""
+        other = copy.copy(self)
+        other.reply_timeout_s = self.reply_timeout_s + block_s
+        return other
 
 
 class _Waiter:

@@ -32,7 +32,7 @@ from contextlib import (
     contextmanager,
     nullcontext,
 )
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import coredis
@@ -57,8 +57,9 @@ from .mailbox import Mailbox, hand_over
 from .redis_connect import ERRORS, RedisClient, forget_connections
 from .redis_lane import Lane, LaneAddress, open_lane
 from .redis_layout import Keys
+from .resp import Arg
 
-__all__ = ["ERRORS", "Link", "Router"]
+__all__ = ["ERRORS", "NO_LANE", "Link", "Router"]
 
 log = logging.getLogger("scalemcp.state.redis")
 
@@ -69,6 +70,9 @@ _RECEIVED = {kind: ROUTED_RECEIVED.labels(kind) for kind in ("response", "cancel
 _NO_FIELDS: dict[str, bytes] = {}
 _UNTRACED = nullcontext(_NO_FIELDS)  # stateless: shared by every untraced route
 
+
+#: What :meth:`Link.command` and :meth:`Link.blocking` return for a client without lanes.
+NO_LANE: Final = object()
 
 #: Scripts that change nothing a second run would change again (loading a session renews
 #: its TTL, which a second run only renews again).
@@ -94,6 +98,9 @@ class Link:
         self._opening = trio.Lock()  # (taken only to open a lane, never per call)
         self._open_attempts = 0
         self._open_failure: str | None = None
+        #: Lanes of their own for blocking reads (a blocked command holds its connection,
+        #: so it cannot share the pipelined lane), by purpose, and their clients.
+        self._blocking: dict[str, tuple[Any, Lane]] = {}
 
     @contextmanager
     def redis(self) -> Iterator[RedisClient]:
@@ -152,7 +159,11 @@ class Link:
             # demoted master drops its clients): a read-only script is safe to send once
             # more, on another connection, instead of failing the request.
             REDIS_ERRORS.labels("connection").inc()
-            return await self._evalsha(client, self._shas[name], keys, args)
+            try:
+                return await self._evalsha(client, self._shas[name], keys, args)
+            except coredis.exceptions.NoScriptError:  # the other connection: a new master
+                return await self._evalsha(client, self._shas[name], keys, args,
+                                           source=self._sources[name])
         finally:
             self._round_trips[name].observe(time.perf_counter() - started)
 
@@ -164,6 +175,43 @@ class Link:
             if lane is None:
                 return dict(await client.hgetall(key))
         return dict(await lane.call(b"HGETALL", key))
+
+    async def command(self, client: Any, *args: Arg) -> Any:
+        """One command down the shared lane, as :meth:`hgetall`; :data:`NO_LANE` if this
+        client has none (a cluster): the caller then sends it through ``client``."""
+        lane = self._lane if self._lane_client is client else None
+        if lane is None or not lane.usable:
+            lane = await self._open_lane(client)
+            if lane is None:
+                return NO_LANE
+        return await lane.call(*args)
+
+    async def blocking(self, client: Any, purpose: str, block_ms: int, *args: Arg) -> Any:
+        """A blocking read (XREAD or XREADGROUP with ``BLOCK block_ms``) on a lane of its
+        own for ``purpose``; :data:`NO_LANE` if the client's server cannot have one (a
+        cluster, a Sentinel master): the caller then sends it through ``client``.
+
+        The reply is raw RESP3 (:mod:`.resp`). A call cancelled while it waits closes its
+        lane, so that Redis hands nothing more (a queue entry) to a reader that is gone.
+        """
+        held = self._blocking.get(purpose)
+        lane = held[1] if held is not None and held[0] is client else None
+        if lane is None or not lane.usable:
+            pool: Any = getattr(client, "connection_pool", None)
+            address = LaneAddress.from_pool(pool)
+            if address is None or self.nursery is None or isinstance(client,
+                                                                    coredis.RedisCluster):
+                return NO_LANE
+            if held is not None:
+                held[1].close("replaced")
+            lane = await open_lane(self.nursery,
+                                   address.waiting(block_ms / 1000))
+            self._blocking[purpose] = (client, lane)
+        try:
+            return await lane.call(*args)
+        except trio.Cancelled:
+            lane.close("a blocking read was cancelled")
+            raise
 
     async def _evalsha(self, client: Any, sha: str, keys: list[str], args: list[Any], *,
                        source: str | None = None) -> Any:

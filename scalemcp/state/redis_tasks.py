@@ -10,10 +10,12 @@ Keys (one hash tag, so every script touches one Cluster slot)::
                              zsets: running tasks by lease end (the RunLimits counts)
 
 A claim is ``XAUTOCLAIM`` (entries whose consumer has not renewed them for a lease: its
-worker died or stalled) then ``XREADGROUP`` (new entries), and for each entry the START
-script, which decides on the task hash: run it (a new fencing token, an attempt counted),
-end it (cancelled, or failed as a dead letter), or leave it (its lease is still held). A
-heartbeat renews the lease in the hash and the entry's idle time (``XCLAIM ... JUSTID``).
+worker died or stalled; no more than the claiming worker has free slots for) then
+``XREADGROUP`` (new entries: the CLAIM script, or a blocking read on a lane of its own
+when the queue is empty), and for each entry the START script, which decides on the task
+hash: run it (a new fencing token, an attempt counted), end it (cancelled, or failed as a
+dead letter), or leave it (its lease is still held). A heartbeat renews the lease in the
+hash and the entry's idle time (``XCLAIM ... JUSTID``).
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ import msgspec
 import trio
 
 from ..errors import BackendUnavailable
-from .redis_router import Link
+from .redis_router import NO_LANE, Link
 from .redis_tasks_lua import (
     ANSWER,
     CANCEL,
     CLAIM,
     CREATE,
+    CREATE_CLAIM,
     FINISH,
     GROUP,
     HEARTBEAT,
@@ -65,10 +68,11 @@ log = logging.getLogger("scalemcp.state.redis")
 TASK_SCRIPTS = {
     "t_create": CREATE, "t_start": START, "t_beat": HEARTBEAT, "t_progress": PROGRESS,
     "t_park": PARK, "t_answer": ANSWER, "t_finish": FINISH, "t_release": RELEASE,
-    "t_cancel": CANCEL, "t_group": GROUP, "t_claim": CLAIM,
+    "t_cancel": CANCEL, "t_group": GROUP, "t_claim": CLAIM, "t_create_claim": CREATE_CLAIM,
 }
 _GROUP = "w"
 _EVENT_BUFFER = 1000
+_EVENT_BATCH = 500
 _RECLAIM_BATCH = 16
 #: A claim that held a task back waits this long before it looks again: the entry it put
 #: back is at once the next one to read.
@@ -103,6 +107,34 @@ def decode_task(task_id: str, fields: dict[bytes, bytes]) -> TaskRecord:
         input_requests=requests, answers=answers,
         terminal_writes=int(get(b"tw") or 0), tool=_s(get(b"tl")),
     )
+
+
+#: A stream entry: its id and its fields.
+Entry = tuple[str, dict[bytes, bytes]]
+Entries = list[Entry]  # (the store's ``list`` method hides the builtin in its class)
+
+
+def _fields(record: TaskRecord) -> list[Any]:
+    """The hash fields CREATE writes besides its own."""
+    fields: list[Any] = ["rq", record.request, "ttl", record.ttl_ms,
+                         "pi", record.poll_interval_ms, "ls", record.lease_ms,
+                         "ma", record.max_attempts, "tl", record.tool]
+    if record.principal is not None:
+        fields += ["pr", record.principal]
+    if record.status_message:
+        fields += ["sm", record.status_message]
+    for key, answer in record.answers.items():  # gathered before the task existed
+        fields += [f"a:{key}", answer]
+    return fields
+
+
+def _created(record: TaskRecord, reply: Any, max_active: int) -> TaskRecord:
+    """The record as CREATE stored it, or QueueFull."""
+    if _s(reply[0]) == "full":
+        raise QueueFull(f"{max_active} tasks are waiting or running")
+    created = int(reply[1])
+    return msgspec.structs.replace(record, status="working", created_ms=created,
+                                   updated_ms=created, token=0, attempts=0, owner="")
 
 
 def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
@@ -153,23 +185,26 @@ class RedisTaskStore:
     # -- the task's life -------------------------------------------------------------
 
     async def create(self, record: TaskRecord, *, max_active: int = 0) -> TaskRecord:
-        fields: list[Any] = ["rq", record.request, "ttl", record.ttl_ms,
-                             "pi", record.poll_interval_ms, "ls", record.lease_ms,
-                             "ma", record.max_attempts, "tl", record.tool]
-        if record.principal is not None:
-            fields += ["pr", record.principal]
-        if record.status_message:
-            fields += ["sm", record.status_message]
-        for key, answer in record.answers.items():  # gathered before the task existed
-            fields += [f"a:{key}", answer]
         reply = await self._run("t_create", record.task_id,
-                                [record.task_id, record.ttl_ms, max_active, *fields],
+                                [record.task_id, record.ttl_ms, max_active,
+                                 *_fields(record)],
                                 [self.index(record.principal)])
-        if _s(reply[0]) == "full":
-            raise QueueFull(f"{max_active} tasks are waiting or running")
-        created = int(reply[1])
-        return msgspec.structs.replace(record, status="working", created_ms=created,
-                                       updated_ms=created, token=0, attempts=0, owner="")
+        return _created(record, reply, max_active)
+
+    async def create_and_claim(self, record: TaskRecord, worker: str, *,
+                               max_active: int = 0, limits: RunLimits = NO_LIMITS
+                               ) -> tuple[TaskRecord, Claim | None]:
+        await self._ensure_group()
+        reply = await self._run("t_create_claim", record.task_id,
+                                [record.task_id, record.ttl_ms, max_active, worker, _GROUP,
+                                 f"{self._tag}:t:", dead_worker_error(),
+                                 limits.per_principal, limits.per_tool, *_fields(record)],
+                                [self.index(record.principal), self.dead])
+        created = _created(record, reply, max_active)
+        claimed = reply[2]
+        if int(claimed[0]) == -2:
+            self.held_back += 1
+        return created, self._claimed(worker, claimed) if int(claimed[0]) == 1 else None
 
     async def get(self, task_id: str) -> TaskRecord | None:
         with self._link.redis() as client, self._link.timed("t_get"):
@@ -201,11 +236,11 @@ class RedisTaskStore:
         return Claim(task_id=task_id, token=int(reply[1]), attempt=int(reply[2]),
                      worker=worker, record=record, entry=entry)
 
-    async def _take(self, worker: str, entries: Any) -> Claim | None:
-        for entry in entries or ():
-            task_id = entry.field_values.get(b"t")
-            if task_id is not None:
-                self._taken.append((_s(task_id), _s(entry.identifier)))
+    async def _take(self, worker: str, entries: Entries) -> Claim | None:
+        for entry_id, fields in entries:
+            named = fields.get(b"t")
+            if named is not None:
+                self._taken.append((named.decode(), entry_id))
         while self._taken:
             task_id, entry_id = self._taken.popleft()
             claim = await self._start(worker, task_id, entry_id)
@@ -213,30 +248,31 @@ class RedisTaskStore:
                 return claim
         return None
 
-    async def claim(self, worker: str, *, wait_s: float,
-                    limits: RunLimits = NO_LIMITS) -> Claim | None:
+    async def claim(self, worker: str, *, wait_s: float, limits: RunLimits = NO_LIMITS,
+                    free: int = 1) -> Claim | None:
         await self._ensure_group()
         self._limits = limits
         held = self.held_back
-        claim = await self._take(worker, ())
+        claim = await self._take(worker, [])
         if claim is not None:
             return claim
         now = trio.current_time()
         if now >= self._next_reclaim:  # (a lease is seconds: no need to look every claim)
             self._next_reclaim = now + self.reclaim_idle_ms / 4000
-            with self._link.redis() as client, self._link.timed("t_reclaim"):
-                reclaimed = await client.xautoclaim(self.queue, _GROUP, worker,
-                                                    self.reclaim_idle_ms, "0-0",
-                                                    count=_RECLAIM_BATCH)
-            claim = await self._take(worker, reclaimed[1] if reclaimed else ())
+            claim = await self._take(worker, await self._reclaim(worker, free))
             if claim is not None:
                 return claim
-        with self._link.redis() as client:  # the next new entry, started: one round trip
-            reply = await self._link.script(client, "t_claim",
-                                            [self.queue, self.events, self.dead],
-                                            [worker, _GROUP, f"{self._tag}:t:",
-                                             dead_worker_error(), limits.per_principal,
-                                             limits.per_tool])
+        try:
+            with self._link.redis() as client:  # the next new entry, started: one round trip
+                reply = await self._link.script(client, "t_claim",
+                                                [self.queue, self.events, self.dead],
+                                                [worker, _GROUP, f"{self._tag}:t:",
+                                                 dead_worker_error(), limits.per_principal,
+                                                 limits.per_tool])
+        except BackendUnavailable as exc:
+            if "NOGROUP" in str(exc):  # Redis lost its data (a restart): make it again
+                self._group_ready = False
+            raise
         if int(reply[0]) == 1:
             return self._claimed(worker, reply)
         if int(reply[0]) == -2:
@@ -246,17 +282,42 @@ class RedisTaskStore:
             return None
         block = max(1, int(min(wait_s, self._block_ms / 1000) * 1000))
         try:
-            with self._link.redis() as client:
-                got = await client.xreadgroup(_GROUP, worker, {self.queue: ">"}, count=1,
-                                              block=block)
+            got = await self._wait_new(worker, block)
         except BackendUnavailable as exc:
             if "NOGROUP" in str(exc):  # Redis lost its data (a restart): make it again
                 self._group_ready = False
             raise
-        claim = await self._take(worker, (got or {}).get(self.queue.encode(), ()))
+        claim = await self._take(worker, got)
         if claim is None and self.held_back != held:
             await trio.sleep(min(wait_s, _HELD_BACK_PAUSE_S))
         return claim
+
+    async def _reclaim(self, worker: str, free: int) -> Entries:
+        """Take over entries whose lease ran out (XAUTOCLAIM), no more than ``free``:
+        each taken is this worker's to start, and another worker with free slots could
+        start what this one has no room for."""
+        count = max(1, min(free, _RECLAIM_BATCH))
+        with self._link.redis() as client, self._link.timed("t_reclaim"):
+            reply = await self._link.command(client, b"XAUTOCLAIM", self.queue, _GROUP,
+                                             worker, self.reclaim_idle_ms, b"0-0",
+                                             b"COUNT", count)
+            if reply is NO_LANE:
+                reclaimed = await client.xautoclaim(self.queue, _GROUP, worker,
+                                                    self.reclaim_idle_ms, "0-0", count=count)
+                return _coredis_entries(reclaimed[1] if reclaimed else ())
+        return _raw_entries(reply[1])
+
+    async def _wait_new(self, worker: str, block_ms: int) -> Entries:
+        """The next new entry for ``worker`` (XREADGROUP BLOCK), on a lane of its own."""
+        with self._link.redis() as client:
+            reply = await self._link.blocking(
+                client, "claim", block_ms, b"XREADGROUP", b"GROUP", _GROUP, worker,
+                b"COUNT", 1, b"BLOCK", block_ms, b"STREAMS", self.queue, b">")
+            if reply is NO_LANE:
+                got = await client.xreadgroup(_GROUP, worker, {self.queue: ">"}, count=1,
+                                              block=block_ms)
+                return _coredis_entries((got or {}).get(self.queue.encode(), ()))
+        return _read_entries(reply, self.queue)
 
     async def heartbeat(self, claim: Claim) -> Beat:
         reply = await self._run("t_beat", claim.task_id,
@@ -343,18 +404,53 @@ class RedisTaskStore:
                             last = await client.xrevrange(self.events, "+", "-", count=1)
                         cursor = _s(last[0].identifier) if last else "0-0"
                         started.set()
-                    with self._link.redis() as client:
-                        got = await client.xread({self.events: cursor}, count=500,
-                                                 block=self._block_ms)
+                    got = await self._read_events(cursor)
                 except BackendUnavailable as exc:
                     log.debug("task events: %s", exc)
                     started.set()
                     await trio.sleep(0.5)
                     continue
-                for entry in (got or {}).get(self.events.encode(), ()):
-                    cursor = _s(entry.identifier)
-                    fields = entry.field_values
+                for entry_id, fields in got:
+                    cursor = entry_id
                     event = TaskEvent(_s(fields.get(b"t")), _s(fields.get(b"s")),
                                       fields.get(b"c") == b"1")
                     with contextlib.suppress(trio.WouldBlock):  # a listener that lags
                         send.send_nowait(event)                # loses events, not Redis
+
+    async def _read_events(self, cursor: str) -> Entries:
+        """Events after ``cursor`` (XREAD BLOCK), on a lane of their own."""
+        with self._link.redis() as client:
+            reply = await self._link.blocking(
+                client, "task events", self._block_ms, b"XREAD", b"COUNT", _EVENT_BATCH,
+                b"BLOCK", self._block_ms, b"STREAMS", self.events, cursor)
+            if reply is NO_LANE:
+                got = await client.xread({self.events: cursor}, count=_EVENT_BATCH,
+                                         block=self._block_ms)
+                return _coredis_entries((got or {}).get(self.events.encode(), ()))
+        return _read_entries(reply, self.events)
+
+
+
+def _read_entries(reply: Any, stream: str) -> Entries:
+    """The entries of ``stream`` in a raw XREAD / XREADGROUP reply (RESP3: a map of
+    stream to entries; None when the block ran out)."""
+    if not reply:
+        return []
+    return _raw_entries(reply.get(stream.encode(), ()))
+
+
+def _raw_entries(entries: Any) -> Entries:
+    """Raw entries ``[id, [field, value, ...]]``; a deleted one (None, or no fields) is
+    skipped, as coredis skips it."""
+    out: list[Entry] = []
+    for entry in entries or ():
+        if entry and entry[1] is not None:
+            flat = entry[1]
+            out.append((entry[0].decode(),
+                        {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}))
+    return out
+
+
+def _coredis_entries(entries: Any) -> Entries:
+    """coredis' entries (a cluster, a Sentinel master: no lane) as :data:`Entry`."""
+    return [(_s(e.identifier), dict(e.field_values or {})) for e in entries or ()]

@@ -17,8 +17,8 @@ count the members whose lease still runs (a dead worker's leave by themselves).
 
 from __future__ import annotations
 
-__all__ = ["ANSWER", "CANCEL", "CLAIM", "CREATE", "FINISH", "GROUP", "HEARTBEAT", "PARK",
-           "PROGRESS", "RELEASE", "START"]
+__all__ = ["ANSWER", "CANCEL", "CLAIM", "CREATE", "CREATE_CLAIM", "FINISH", "GROUP",
+           "HEARTBEAT", "PARK", "PROGRESS", "RELEASE", "START"]
 
 #: Shared helpers, after the keys: H (the task's hash), Q (the queue), EV (the events).
 _HELPERS = """
@@ -88,24 +88,29 @@ end
 _PRELUDE = "local H, Q, EV = KEYS[1], KEYS[2], KEYS[3]\n" + _HELPERS
 _CLAIM_PRELUDE = "local H, Q, EV = '', KEYS[1], KEYS[2]\n" + _HELPERS
 
+_CREATE_FN = """
+local function create(id, ttl, most, first_field, index)
+  -- The queue holds an entry per task waiting or running (a parked one has none).
+  if most > 0 and redis.call('XLEN', Q) >= most then return {'full'} end
+  local fields = {}
+  for i = first_field, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', H, 'st', 'working', 'cr', now, 'up', now, 'tk', 0, 'at', 0,
+             'ow', '', 'cx', 0, 'tw', 0, 'qn', 0, unpack(fields))
+  local entry = redis.call('XADD', Q, '*', 't', id)
+  redis.call('HSET', H, 'en', entry)
+  redis.call('PEXPIRE', H, ttl)
+  redis.call('ZADD', index, now, id)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now - 86400000 * 30)
+  if redis.call('PTTL', index) < ttl then redis.call('PEXPIRE', index, ttl) end
+  return {entry, now}
+end
+"""
+
 #: ARGV: id, ttl ms, most tasks waiting or running (0: no limit), then field/value pairs.
 #: KEYS[4]: the principal's index (a zset by creation time; members past their TTL are
 #: dropped as it is read). Returns {entry, creation time (ms)}, or {'full'}.
-CREATE = _PRELUDE + """
-local id, ttl, most = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
--- The queue holds an entry per task waiting or running (a parked one has none).
-if most > 0 and redis.call('XLEN', Q) >= most then return {'full'} end
-local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', H, 'st', 'working', 'cr', now, 'up', now, 'tk', 0, 'at', 0,
-           'ow', '', 'cx', 0, 'tw', 0, 'qn', 0, unpack(fields))
-local entry = redis.call('XADD', Q, '*', 't', id)
-redis.call('HSET', H, 'en', entry)
-redis.call('PEXPIRE', H, ttl)
-redis.call('ZADD', KEYS[4], now, id)
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 86400000 * 30)
-if redis.call('PTTL', KEYS[4]) < ttl then redis.call('PEXPIRE', KEYS[4], ttl) end
-return {entry, now}
+CREATE = _PRELUDE + _CREATE_FN + """
+return create(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), 4, KEYS[4])
 """
 
 #: Decides on a delivered entry: run the task (a new token, an attempt counted), end it
@@ -153,29 +158,55 @@ START = _PRELUDE + _START_FN + """
 return start(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], KEYS[4], ARGV[6], ARGV[7])
 """
 
-#: KEYS: the queue, the events, the dead letters. ARGV: worker, group, the prefix of task
-#: keys, dead-letter error, principal limit, tool limit. Takes the next new entry
-#: (XREADGROUP, not blocking) and starts it: a claim in one round trip. The task's key is
-#: made from the prefix: it shares the queue's hash tag, so it lives in the same Cluster
+#: Takes the next new entry (XREADGROUP, not blocking) and starts it. The task's key is
+#: made from ``prefix``: it shares the queue's hash tag, so it lives in the same Cluster
 #: slot. Returns as START, or {0} when nothing is queued ({-2} when the entry read was
-#: held back).
-CLAIM = _CLAIM_PRELUDE + _START_FN + """
-local got = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[1], 'COUNT', 1, 'STREAMS', Q, '>')
-if not got then return {0} end
-local last = 0
-for _, e in ipairs(got[1][2]) do
-  local fields, id = e[2], nil
-  for i = 1, #fields, 2 do if fields[i] == 't' then id = fields[i + 1] end end
-  if id then
-    H = ARGV[3] .. id
-    local r = start(id, e[1], ARGV[1], ARGV[2], ARGV[4], KEYS[3], ARGV[5], ARGV[6])
-    if r[1] == 1 then return r end
-    last = r[1]
+#: held back). ``protected``: a failed read (NOGROUP: Redis lost the group) is {0}, not
+#: an error (the script has written already).
+_NEXT_FN = """
+local function next_entry(worker, group, prefix, dead_error, dead, plimit, tlimit, protected)
+  local got
+  if protected then
+    got = redis.pcall('XREADGROUP', 'GROUP', group, worker, 'COUNT', 1, 'STREAMS', Q, '>')
+    if type(got) == 'table' and got.err then return {0} end
   else
-    drop(ARGV[2], e[1])
+    got = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', 1, 'STREAMS', Q, '>')
   end
+  if not got then return {0} end
+  local last = 0
+  for _, e in ipairs(got[1][2]) do
+    local fields, id = e[2], nil
+    for i = 1, #fields, 2 do if fields[i] == 't' then id = fields[i + 1] end end
+    if id then
+      H = prefix .. id
+      local r = start(id, e[1], worker, group, dead_error, dead, plimit, tlimit)
+      if r[1] == 1 then return r end
+      last = r[1]
+    else
+      drop(group, e[1])
+    end
+  end
+  return {last}
 end
-return {last}
+"""
+
+#: KEYS: the queue, the events, the dead letters. ARGV: worker, group, the prefix of task
+#: keys, dead-letter error, principal limit, tool limit. A claim in one round trip:
+#: returns as START, or {0} when nothing is queued ({-2}: held back).
+CLAIM = _CLAIM_PRELUDE + _START_FN + _NEXT_FN + """
+return next_entry(ARGV[1], ARGV[2], ARGV[3], ARGV[4], KEYS[3], ARGV[5], ARGV[6], false)
+"""
+
+#: CREATE, then CLAIM for the creating worker (it has a free slot): the next new entry,
+#: this task's unless older ones wait. KEYS: the task, the queue, the events, the
+#: principal's index, the dead letters. ARGV: id, ttl ms, most, worker, group, the prefix
+#: of task keys, dead-letter error, principal limit, tool limit, then field/value pairs.
+#: Returns {'full'}, or {entry, creation time, CLAIM's reply}.
+CREATE_CLAIM = _PRELUDE + _START_FN + _CREATE_FN + _NEXT_FN + """
+local made = create(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), 10, KEYS[4])
+if made[1] == 'full' then return made end
+return {made[1], made[2],
+        next_entry(ARGV[4], ARGV[5], ARGV[6], ARGV[7], KEYS[5], ARGV[8], ARGV[9], true)}
 """
 
 #: ARGV: token, worker, group, entry, id. Returns 'ok', 'cancel' or 'lost'.

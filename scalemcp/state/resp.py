@@ -113,6 +113,38 @@ def _blob(buf: bytes, pos: int, end: int) -> tuple[bytes | None, int]:
     return buf[end + 2:stop], stop + 2
 
 
+def _items(buf: bytes, at: int, count: int) -> tuple[list[Any], int]:
+    """``count`` replies from ``at``: bulk strings and integers (what HGETALL, XREAD and
+    the task scripts answer, element after element) read inline, without a call each."""
+    items: list[Any] = []
+    append = items.append
+    find = buf.find
+    size_of = len(buf)
+    for _ in range(count):
+        end = find(b"\r\n", at)
+        if end < 0:
+            raise _MORE
+        kind = buf[at]
+        if kind == 36:  # $
+            size = int(buf[at + 1:end])
+            if size < 0:
+                append(None)
+                at = end + 2
+                continue
+            stop = end + 2 + size
+            if stop + 2 > size_of:
+                raise _MORE
+            append(buf[end + 2:stop])
+            at = stop + 2
+        elif kind == 58:  # :
+            append(int(buf[at + 1:end]))
+            at = end + 2
+        else:
+            item, at = _parse(buf, at)
+            append(item)
+    return items, at
+
+
 def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
     end = _line(buf, pos)
     kind = buf[pos]
@@ -122,11 +154,7 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
         count = int(buf[pos + 1:end])
         if count < 0:
             return None, end + 2
-        items = []
-        at = end + 2
-        for _ in range(count):
-            item, at = _parse(buf, at)
-            items.append(item)
+        items, at = _items(buf, end + 2, count)
         return (set(items) if kind == 126 else items), at
     if kind == 58 or kind == 40:  # : integer, ( big number
         return int(buf[pos + 1:end]), end + 2
@@ -142,14 +170,11 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
         return float(buf[pos + 1:end]), end + 2
     if kind == 37 or kind == 124:  # % map, | attribute
         count = int(buf[pos + 1:end])
-        mapping = {}
-        at = end + 2
-        for _ in range(count):
-            key, at = _parse(buf, at)
-            mapping[key], at = _parse(buf, at)
+        flat, at = _items(buf, end + 2, 2 * count)
         if kind == 124:  # an attribute annotates the reply that follows it
             return _parse(buf, at)
-        return mapping, at
+        it = iter(flat)
+        return dict(zip(it, it, strict=True)), at
     if kind == 61:  # = verbatim string: "txt:" then the text
         text, at = _blob(buf, pos, end)
         return (text[4:] if text is not None else None), at

@@ -158,18 +158,27 @@ class TaskStore(Protocol):
         the record as stored (its creation time set). With ``max_active``, raises
         :class:`QueueFull` (and stores nothing) if that many tasks wait or run already."""
 
+    async def create_and_claim(self, record: TaskRecord, worker: str, *,
+                               max_active: int = 0, limits: RunLimits = NO_LIMITS
+                               ) -> tuple[TaskRecord, Claim | None]:
+        """:meth:`create`, then (in the same round trip) :meth:`claim` for ``worker``
+        without waiting: the next task, this one unless older ones wait. For a worker
+        with a free slot: a short task starts without a trip through the queue."""
+
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task, or None if unknown or expired."""
 
     #: How many times a claim held a task back for ``limits`` (the metrics read it).
     held_back: int
 
-    async def claim(self, worker: str, *, wait_s: float,
-                    limits: RunLimits = NO_LIMITS) -> Claim | None:
+    async def claim(self, worker: str, *, wait_s: float, limits: RunLimits = NO_LIMITS,
+                    free: int = 1) -> Claim | None:
         """The next queued task, or one whose worker's lease ran out, for ``worker``;
         waits up to ``wait_s`` for one. A claim that ends the task instead (a dead
         letter, a pending cancellation) returns None for that task and looks further;
-        a task over ``limits`` is held back (see :class:`RunLimits`)."""
+        a task over ``limits`` is held back (see :class:`RunLimits`). ``free``: how many
+        tasks the caller could start now (this one included); tasks taken over from a
+        dead worker are taken no more than that many at a time."""
 
     async def heartbeat(self, claim: Claim) -> Beat:
         """Renew the lease."""

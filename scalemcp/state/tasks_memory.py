@@ -116,6 +116,12 @@ class MemoryTaskStore:
         await trio.lowlevel.checkpoint()
         return msgspec.structs.replace(stored)
 
+    async def create_and_claim(self, record: TaskRecord, worker: str, *,
+                               max_active: int = 0, limits: RunLimits = NO_LIMITS
+                               ) -> tuple[TaskRecord, Claim | None]:
+        stored = await self.create(record, max_active=max_active)
+        return stored, self._next(worker, limits)
+
     def _holds(self, claim: Claim) -> TaskRecord | None:
         record = self._live(claim.task_id)
         if record is None or record.token != claim.token:
@@ -195,8 +201,9 @@ class MemoryTaskStore:
                 return claim
         return None
 
-    async def claim(self, worker: str, *, wait_s: float,
-                    limits: RunLimits = NO_LIMITS) -> Claim | None:
+    async def claim(self, worker: str, *, wait_s: float, limits: RunLimits = NO_LIMITS,
+                    free: int = 1) -> Claim | None:
+        del free  # (one task at a time is taken over here: never more than one slot)
         await trio.lowlevel.checkpoint()
         deadline = trio.current_time() + wait_s
         while True:

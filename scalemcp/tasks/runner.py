@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 One claim loop per worker takes a free slot (``concurrency`` of them), then a task
 (``store.claim``), and starts it. Each running task has a cancel scope and a heartbeat
-that renews its lease every third of it. The scope is cancelled when:
+that renews its lease every third of it (one loop starts every task's heartbeat as it
+falls due). The scope is cancelled when:
 
 - the task's cancellation is announced (a :class:`TaskEvent` with ``cancel``, from any
   worker: a few milliseconds), or a heartbeat says ``cancel`` (the fallback); the task is
@@ -19,12 +20,14 @@ so another worker runs them at once, without waiting for the lease to run out.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import msgspec
 import trio
+from prometheus_client import Counter, Histogram
 
 from ..errors import BackendUnavailable
 from ..observability.metrics import (
@@ -46,6 +49,12 @@ log = logging.getLogger("scalemcp.tasks")
 
 #: How long a shutting-down worker tries to hand its tasks back.
 _RELEASE_S = 2.0
+#: The shortest interval between a task's heartbeats; the heartbeat loop looks at least
+#: this often, so that it never sleeps past a task started meanwhile.
+_MIN_BEAT_S = 0.05
+#: Metric children by status (``labels()`` is not free; statuses are few).
+_EVENTS: dict[str, Counter] = {}
+_TERMINAL: dict[str, Histogram] = {}
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,13 +74,20 @@ Listener = Callable[[TaskEvent], None]
 
 
 class _Running:
-    __slots__ = ("cancelled", "claim", "lost", "scope")
+    __slots__ = ("beat", "beat_every", "beat_scope", "cancelled", "claim", "done", "lost",
+                 "scope")
 
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
         self.scope = trio.CancelScope()
         self.cancelled = False
         self.lost = False
+        #: The work has stopped: no more heartbeats.
+        self.done = False
+        self.beat_every = max(_MIN_BEAT_S, claim.record.lease_ms / 3000)
+        #: When the next heartbeat is due (math.inf while one is in flight).
+        self.beat = trio.current_time() + self.beat_every
+        self.beat_scope = trio.CancelScope()
 
 
 class TaskRunner:
@@ -94,6 +110,8 @@ class TaskRunner:
         self._listeners: set[Listener] = set()
         self._stopping = False
         self._idle = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._held_counted = store.held_back
 
     @property
     def running(self) -> int:
@@ -112,8 +130,13 @@ class TaskRunner:
             nursery.start_soon(self._sample)
             if self.run_tasks:
                 nursery.start_soon(self._claim_loop, nursery)
-            task_status.started()
-            await trio.sleep_forever()
+                nursery.start_soon(self._beat_loop, nursery)
+            self._nursery = nursery
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
 
     async def wait_idle(self) -> None:
         """Until no task runs here."""
@@ -127,6 +150,29 @@ class TaskRunner:
 
     # -- claiming --------------------------------------------------------------------
 
+    def reserve(self) -> bool:
+        """Take a free slot for a task this worker may start as it creates it (then
+        :meth:`start` it, or :meth:`unreserve`); False if it runs no tasks now."""
+        if not self.run_tasks or self._stopping or self._nursery is None:
+            return False
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        return True
+
+    def unreserve(self) -> None:
+        self._count_held()
+        self._slots.release()
+
+    def start(self, claim: Claim) -> None:
+        """Run ``claim`` (claimed as its task was created) in the slot :meth:`reserve`
+        took."""
+        assert self._nursery is not None
+        self._count_held()
+        _count_claim(claim)
+        self._nursery.start_soon(self._run, claim)
+
     async def _claim_loop(self, nursery: trio.Nursery) -> None:
         backoff = 0.1
         while True:
@@ -136,11 +182,10 @@ class TaskRunner:
                 if self._stopping:
                     await trio.sleep(self._claim_wait_s)
                     continue
-                held = self.store.held_back
                 claim = await self.store.claim(self.worker, wait_s=self._claim_wait_s,
-                                               limits=self.limits)
-                if self.store.held_back > held:
-                    TASKS_HELD_BACK.inc(self.store.held_back - held)
+                                               limits=self.limits,
+                                               free=self._slots.value + 1)
+                self._count_held()
                 backoff = 0.1
                 if claim is not None:
                     _count_claim(claim)
@@ -197,32 +242,54 @@ class TaskRunner:
     async def _execute(self, running: _Running) -> Outcome | None:
         """The outcome, or None if the work was stopped (cancelled or lost)."""
         outcome: Outcome | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._heartbeat, running)
+        try:
             with running.scope:
                 outcome = await self.execute(running.claim)
-            nursery.cancel_scope.cancel()
+        finally:
+            running.done = True
+            running.beat_scope.cancel()  # (a heartbeat in flight is not waited for)
         if running.scope.cancelled_caught:
             return None
         return outcome
 
-    async def _heartbeat(self, running: _Running) -> None:
-        claim = running.claim
-        every = max(0.05, claim.record.lease_ms / 3000)
+    # -- heartbeats ------------------------------------------------------------------
+
+    async def _beat_loop(self, nursery: trio.Nursery) -> None:
+        """Start each running task's heartbeat when it is due: one loop for all of them,
+        rather than a task beside every run (most runs end before their first beat)."""
         while True:
-            await trio.sleep(every)
-            try:
+            now = trio.current_time()
+            due = now + _MIN_BEAT_S
+            for running in list(self._running.values()):
+                if running.done or running.lost:
+                    continue
+                if running.beat <= now:
+                    running.beat = math.inf
+                    running.beat_scope = trio.CancelScope()
+                    nursery.start_soon(self._heartbeat, running)
+                else:
+                    due = min(due, running.beat)
+            await trio.sleep_until(due)
+
+    async def _heartbeat(self, running: _Running) -> None:
+        """Renew one task's lease; stop its work if it was cancelled or lost."""
+        claim = running.claim
+        beat = None
+        try:
+            with running.beat_scope:
                 beat = await self.store.heartbeat(claim)
-            except BackendUnavailable as exc:
-                log.warning("task %s: heartbeat failed: %s", claim.task_id, exc)
-                continue
-            if beat == "cancel":
-                running.cancelled = True
-                running.scope.cancel()
-            elif beat == "lost":
-                running.lost = True
-                running.scope.cancel()
-                return
+        except BackendUnavailable as exc:
+            log.warning("task %s: heartbeat failed: %s", claim.task_id, exc)
+        finally:
+            running.beat = trio.current_time() + running.beat_every
+        if running.done:
+            return
+        if beat == "cancel":
+            running.cancelled = True
+            running.scope.cancel()
+        elif beat == "lost":
+            running.lost = True
+            running.scope.cancel()
 
     async def _write(self, running: _Running, outcome: Outcome) -> None:
         claim = running.claim
@@ -249,6 +316,14 @@ class TaskRunner:
 
     # -- metrics ---------------------------------------------------------------------
 
+    def _count_held(self) -> None:
+        """Count the claims that held a task back since the last count (the claim loop's
+        and those made as tasks were created)."""
+        held = self.store.held_back
+        if held > self._held_counted:
+            TASKS_HELD_BACK.inc(held - self._held_counted)
+        self._held_counted = held
+
     async def _sample(self) -> None:
         """Keep the fleet-wide gauges (queue depth, dead letters) fresh for /metrics."""
         while True:
@@ -265,7 +340,10 @@ class TaskRunner:
 
     async def _watch(self, events: trio.MemoryReceiveChannel[TaskEvent]) -> None:
         async for event in events:
-            TASK_EVENTS.labels(event.status).inc()
+            counter = _EVENTS.get(event.status)
+            if counter is None:  # (statuses are few: each child is kept)
+                counter = _EVENTS[event.status] = TASK_EVENTS.labels(event.status)
+            counter.inc()
             if event.cancel:
                 running = self._running.get(event.task_id)
                 if running is not None:
@@ -292,4 +370,7 @@ def _count_claim(claim: Claim) -> None:
 
 def _count_terminal(claim: Claim, status: str) -> None:
     if claim.record.created_ms:
-        TASK_TIME_TO_TERMINAL_SECONDS.labels(status).observe(_age_s(claim.record.created_ms))
+        histogram = _TERMINAL.get(status)
+        if histogram is None:
+            histogram = _TERMINAL[status] = TASK_TIME_TO_TERMINAL_SECONDS.labels(status)
+        histogram.observe(_age_s(claim.record.created_ms))

@@ -126,9 +126,10 @@ class ASGIApp:
         #: The send deadlines of every SSE stream of the worker (``send_guard``).
         self.send_clock = Clock()
         limits = config.limits
-        #: Load shedding (transport/shedding.py): off unless configured.
+        #: Load shedding (transport/shedding.py): an adaptive limit unless configured off.
         self.shedder = Shedder(limits.shed_max_inflight, limits.shed_loop_lag_s,
-                               limits.shed_retry_after_s)
+                               limits.shed_retry_after_s, target_lag_s=limits.shed_target_lag_s,
+                               min_inflight=limits.shed_min_inflight)
         self.shed_body = jsonrpc.encode_error(None, Overloaded("the server is past its "
                                                                 "capacity; retry shortly"))
         read_at_scrape(SESSIONS, lambda: self.state.statistics().sessions)
@@ -149,12 +150,29 @@ class ASGIApp:
                 if refusal is not None:  # past capacity: no work at all for this request
                     await self._shed(req, refusal)
                     return
-                counted = req.method != "GET"  # streams stay open at no cost: not work
-                self.shedder.inflight += counted
+                if req.method == "GET":  # streams stay open at no cost: not work
+                    await self._http(req)
+                    return
+                # In flight until its answer begins: then it is answered, or a stream
+                # (a listen, a call streaming progress), which costs nothing while idle.
+                shedder = self.shedder
+                shedder.count_in()
+                counted = True
+
+                async def answering(message: dict[str, Any]) -> None:
+                    nonlocal counted
+                    if counted and message is not None and (
+                            message["type"] == "http.response.start"):
+                        counted = False
+                        shedder.inflight -= 1
+                    await send(message)
+
+                req._send = answering
                 try:
                     await self._http(req)
                 finally:
-                    self.shedder.inflight -= counted
+                    if counted:
+                        shedder.inflight -= 1
         elif scope["type"] == "websocket":
             if scope["path"] == self.config.server.path and not self.config.server.stateless_only:
                 with self.observer.websocket(scope):

@@ -70,6 +70,8 @@ def test_the_protocol_classes_are_called_as_the_loop_calls_them() -> None:
     for name in ("_close_stream", "_window_updated"):
         assert parameters(getattr(seam.H2Protocol, name)) == ["self", "stream_id"], name
     assert parameters(seam.H2Protocol._flush) == ["self"]
+    # How .admission screens new streams: it wraps this, per connection.
+    assert parameters(seam.H2Protocol._handle_events) == ["self", "events"]
 
 
 def test_the_worker_parts_are_called_as_the_loop_calls_them() -> None:

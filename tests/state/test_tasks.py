@@ -85,6 +85,81 @@ async def test_a_stalled_worker_is_fenced_off(open_store: OpenBackend, clock: Mo
             assert (done.result, done.terminal_writes) == (b'{"by":"w2"}', 1)
 
 
+async def test_a_takeover_takes_no_more_tasks_than_the_worker_has_room_for(
+        open_store: OpenBackend, clock: MockClock | None) -> None:
+    with trio.fail_after(10):
+        async with workers(open_store) as (one, two):
+            records = [task() for _ in range(3)]
+            for rec in records:
+                await one.tasks.create(rec)
+            for _ in records:
+                await claim(one, "w1")  # then w1 dies: nobody renews the three
+            await trio.sleep(LEASE_S * 1.5)
+            # w2 has one free slot: it takes over one task, and leaves the other two to
+            # workers with room (w3 gets one at once, not after another lease).
+            second = await two.tasks.claim("w2", wait_s=2.0, free=1)
+            assert second is not None
+            assert second.attempt == 2
+            third = await one.tasks.claim("w3", wait_s=0.05, free=1)
+            assert third is not None
+            assert third.attempt == 2
+            assert third.task_id != second.task_id
+
+
+async def test_a_claim_cancelled_while_it_waits_takes_nothing(open_store: OpenBackend
+                                                               ) -> None:
+    with trio.fail_after(10):
+        async with workers(open_store) as (one, two):
+            with trio.move_on_after(0.1):  # w1 waits for a task, and goes away
+                await one.tasks.claim("w1", wait_s=5.0)
+            rec = task()
+            await two.tasks.create(rec)
+            # The task is not handed to the reader that went away (it would wait a
+            # lease for a takeover): the next claim gets it at once.
+            got = await two.tasks.claim("w2", wait_s=0.2)
+            assert got is not None
+            assert (got.task_id, got.attempt) == (rec.task_id, 1)
+
+
+async def test_create_and_claim_starts_the_next_task_in_one_step(open_store: OpenBackend
+                                                                ) -> None:
+    with trio.fail_after(10):
+        async with workers(open_store) as (one, two):
+            alone = task()
+            stored, claimed = await one.tasks.create_and_claim(alone, "w1")
+            assert stored.status == "working"
+            assert stored.created_ms > 0
+            assert claimed is not None
+            assert (claimed.task_id, claimed.token, claimed.attempt) == (alone.task_id, 1, 1)
+            assert claimed.record.request == alone.request
+            record = await two.tasks.get(alone.task_id)
+            assert record is not None
+            assert record.owner == "w1"
+            assert await two.tasks.claim("w2", wait_s=0.05) is None  # not queued twice
+            assert await one.tasks.finish(claimed, "completed", result=b"{}")
+
+            # An older task waits: it is the one claimed; the new one stays queued.
+            older, newer = task(), task()
+            await two.tasks.create(older)
+            _, first = await one.tasks.create_and_claim(newer, "w1")
+            assert first is not None
+            assert first.task_id == older.task_id
+            second = await two.tasks.claim("w2", wait_s=1.0)
+            assert second is not None
+            assert second.task_id == newer.task_id
+
+
+async def test_create_and_claim_on_a_full_queue_creates_and_claims_nothing(
+        open_store: OpenBackend) -> None:
+    with trio.fail_after(10):
+        async with open_store() as state:
+            await state.tasks.create(task(), max_active=1)
+            refused = task()
+            with pytest.raises(QueueFull):
+                await state.tasks.create_and_claim(refused, "w1", max_active=1)
+            assert await state.tasks.get(refused.task_id) is None
+
+
 async def test_heartbeats_keep_the_lease(open_store: OpenBackend, clock: MockClock | None
                                          ) -> None:
     with trio.fail_after(10):

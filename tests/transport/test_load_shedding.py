@@ -11,6 +11,7 @@ import trio
 
 import scalemcp
 from scalemcp.observability.metrics import EVENT_LOOP_LAG, SHED
+from scalemcp.transport.shedding import Shedder
 from tests.harness.asgi import open_client
 from tests.harness.client import modern_call
 
@@ -88,13 +89,75 @@ async def test_a_lagging_event_loop_sheds_then_recovers() -> None:
     assert served.status_code == 200
 
 
-async def test_shedding_is_off_by_default() -> None:
+async def test_the_default_adaptive_limit_lets_a_light_load_through_even_while_lagging(
+        ) -> None:
+    """On by default, the adaptive limit refuses nothing of a light load: 20 requests
+    waiting on I/O at once (no lag), then one that holds the loop 0.3 s (lag), then one
+    more: the limit fell, but not below shed_min_inflight (8)."""
     with trio.fail_after(20):
         async with open_client(app) as (url, http):
+            answers: list[httpx.Response] = []
+
+            async def nap_call(rid: int) -> None:
+                answers.append(await modern_call(http, url, rid, "nap", {"seconds": 0.2}))
+
             async with trio.open_nursery() as nursery:
                 for rid in range(20):
-                    nursery.start_soon(modern_call, http, url, rid, "nap", {"seconds": 0.2})
+                    nursery.start_soon(nap_call, rid)
             answer = await modern_call(http, url, 99, "hog", {"seconds": 0.3})
             after = await modern_call(http, url, 100, "nap", {"seconds": 0})
+    assert [a.status_code for a in answers] == [200] * 20
     assert answer.status_code == 200
     assert after.status_code == 200
+
+
+def test_the_adaptive_limit_falls_with_lag_and_grows_back_only_when_it_refuses() -> None:
+    shedder = Shedder(0, 0.0, 1, target_lag_s=0.02, min_inflight=4)
+    assert shedder.limit == 1024  # no lag measured yet: nothing refused for it
+    shedder.inflight = 100
+    shedder.adapt(0.04)  # twice the target: what was in flight, halved
+    assert shedder.limit == 50
+    shedder.adapt(0.2)  # far over: halved at most per tick
+    assert shedder.limit == 25
+    shedder.inflight = 4
+    shedder.adapt(1.0)  # 100 were in flight at the last tick: from those
+    assert shedder.limit == 12
+    shedder.adapt(1.0)
+    assert shedder.limit == 4  # never below the floor
+    shedder.inflight = 3
+    shedder.adapt(0.0)  # a tick with 3 in flight
+    shedder.limit = 25
+    shedder.adapt(1.0)  # fewer in flight than the floor: they did not make the lag
+    assert shedder.limit == 25
+    shedder.count_in()
+    shedder.count_in()  # 5 at the peak, 3 left at the tick: the peak counts
+    shedder.inflight -= 2
+    shedder.adapt(0.05)
+    assert shedder.limit == 4  # (from the 3 left, it would have stayed 25)
+    shedder.limit = 4
+    shedder.adapt(0.001)  # no lag, but the limit refused nothing: it stays
+    assert shedder.limit == 4
+    shedder.inflight = 4
+    assert shedder.refusal() is not None  # at the limit: refused (and counted)
+    shedder.adapt(0.015)  # under the target, not under half of it: it stays
+    assert shedder.limit == 4
+    assert shedder.refusal() is not None
+    shedder.adapt(0.001)
+    assert shedder.limit == 5
+    for _ in range(40):
+        shedder.inflight = shedder.limit  # full: the next one is refused
+        assert shedder.refusal() is not None
+        shedder.adapt(0.0)
+    assert shedder.limit > 200  # grows by an eighth a tick
+
+
+def test_the_adaptive_limit_stays_under_a_fixed_ceiling() -> None:
+    shedder = Shedder(2, 0.0, 1, target_lag_s=0.02, min_inflight=8)
+    assert shedder.limit == 2
+    shedder.inflight = 2
+    shedder.adapt(1.0)
+    assert shedder.limit == 2  # the floor does not lift it over the ceiling
+    for _ in range(5):
+        shedder.refusal()
+        shedder.adapt(0.0)
+    assert shedder.limit == 2
