@@ -12,7 +12,8 @@ load shedding.
 2. An open-loop run at ``factor`` x C (``--clients`` connections, every operation timed
    from its intended start, so queueing shows), ``--timeout`` s per operation (a 503 is an
    answer, counted as shed, never as a timeout): without shedding (once), and with the
-   server's defaults (or ``--shed-flags``), ``--repeat`` times. Capacity is measured again
+   adaptive limit (``--shed-target-lag-s 0.025``, or ``--shed-flags``), ``--repeat`` times.
+   Capacity is measured again
    after each shedding run, and each run is judged against the mean of the capacities
    measured just before and just after it: on a machine shared with other work, capacity
    drifts, and a ratio against a figure from minutes earlier measures the drift.
@@ -179,6 +180,8 @@ def refusal_cost(capacity: dict[str, Any], shed: dict[str, Any]) -> dict[str, An
             "refusal_cost_ratio": round(per_refusal / served_us, 2)}
 
 
+#: Server flags of the shedding runs unless told: the adaptive limit (opt-in on the server).
+ADAPTIVE = "--shed-target-lag-s 0.025"
 #: Server flags: shedding off (the capacity run, the baseline).
 NO_SHEDDING = ("--shed-target-lag-s", "0")
 
@@ -257,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the request: the work tool computing this long (0: echo)")
     p.add_argument("--p99-bound-ms", type=float, default=100.0,
                    help="the accepted requests' p99 a shedding run must keep (100)")
-    p.add_argument("--shed-flags", default="",
-                   help="server flags of the shedding runs (default: none, the defaults)")
+    p.add_argument("--shed-flags", default=ADAPTIVE,
+                   help=f"server flags of the shedding runs (default: {ADAPTIVE!r})")
     p.add_argument("--repeat", type=int, default=1, help="shedding runs (1)")
     p.add_argument("--no-baseline", action="store_true", help="skip the run without shedding")
     p.add_argument("--json", type=Path, default=None)

@@ -235,7 +235,9 @@ class LimitSettings(_Section, frozen=True):
         "streams not counted) falls while its event loop runs tasks later than this "
         "(seconds) and grows back while under half of it; past the limit, new requests get "
         "503 + Retry-After at once, before their body is read. It bounds how long an "
-        "admitted request waits behind CPU-bound work; 0 = off (docs/operations.md).")] = 0.025
+        "admitted request waits behind CPU-bound work. 0 = off, the default: it sheds whatever "
+        "takes the worker's core, other processes included; 0.025 is the setting measured "
+        "(docs/operations.md).")] = 0.0
     shed_min_inflight: Annotated[Positive, _about(
         "The adaptive limit never falls below this many requests in flight.")] = 8
     shed_max_inflight: Annotated[NonNegative, _about(

@@ -63,9 +63,6 @@ _HEADERS = re.compile(rb"\r\n(content-length|transfer-encoding|upgrade|connectio
 _MAX_HEAD = 16_384
 #: HTTP/2 methods that are not work: streams (GET) and WebSocket (CONNECT).
 _NOT_WORK = (b"GET", b"CONNECT")
-#: The frames of a stream that Hypercorn would look up (it knows no refused stream).
-_STREAM_EVENTS = (h2.events.DataReceived, h2.events.StreamEnded, h2.events.StreamReset,
-                  h2.events.PriorityUpdated)
 _H2_SHED = metrics.SHED_H2.labels("503")
 _H2_REFUSED = metrics.SHED_H2.labels("refused_stream")
 

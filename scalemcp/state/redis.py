@@ -9,10 +9,13 @@ Round trips
 The client, not Redis, is the budget (coredis: about 250 us of client CPU per round
 trip; the request path's own lane, :mod:`.redis_lane`: a few tens), so each operation on
 the request path is ONE command, a Lua script where several steps are needed:
-``load_session`` (HGETALL + renew TTL, the record returned as one msgpack map),
+``load_session`` (HGETALL + renew TTL, the record returned as one msgpack map; a record
+this worker read before and Redis has not invalidated since costs none, see
+:mod:`.redis_cache`),
 ``append`` (XADD + caps + TTLs, returning the previous entry id), ``read`` (XRANGE,
 or the last entry to tell ended/missing).
-A session-era ``tools/call`` answered with JSON costs one round trip (the load).
+A session-era ``tools/call`` answered with JSON costs one round trip (the load), or none
+when the session's record is cached.
 
 Mailboxes and changes
 ---------------------
@@ -163,6 +166,7 @@ class RedisBackend:
         worker_ttl_s: float = 15.0,
         write_retry_s: float = 10.0,
         task_lease_s: float = 3.0,
+        renew_slack_s: float | None = None,
     ) -> None:
         self.target = parse_url(url)
         if block_s is None:
@@ -172,6 +176,11 @@ class RedisBackend:
         self.url = url
         self.keys = Keys(key_prefix)
         self.idle_ttl_ms = max(1, int(idle_ttl_s * 1000))
+        #: A load renews the TTL to idle + slack once it is below idle: between renewals a
+        #: cached record is served with no round trip (see redis_cache). 0: every load renews.
+        if renew_slack_s is None:
+            renew_slack_s = min(60.0, idle_ttl_s / 10)
+        self.renew_slack_ms = max(0, int(renew_slack_s * 1000))
         self.stream_maxlen = stream_maxlen
         self.stream_ttl_ms = max(1, int(stream_ttl_s * 1000))
         self.max_sessions = max_sessions
@@ -328,7 +337,7 @@ class RedisBackend:
             ) as pipe:
                 pipe.delete([key])
                 pipe.hset(key, encode_fields(msgspec.structs.asdict(record)))
-                pipe.pexpire(key, self.idle_ttl_ms)
+                pipe.pexpire(key, self.idle_ttl_ms + self.renew_slack_ms)  # (as a load renews)
                 pipe.zadd(self.keys.sessions, {sid: deadline})
                 pipe.zadd(principal_key, {sid: deadline})
                 pipe.pexpire(principal_key, 2 * self.idle_ttl_ms)
@@ -338,10 +347,22 @@ class RedisBackend:
                 await self._evict(client)
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
+        key = self.keys.session(session_id)
+        cached = self._link.cached(key)
+        if cached is not None:
+            return cached
         with self._redis() as client:
-            packed = await self._script(client, "load", [self.keys.session(session_id)],
-                                        [self.idle_ttl_ms])
-        return decode_record(packed) if packed else None
+            sent_at, forgets = trio.current_time(), self._link.cache.forgets
+            reply, lane, stamp = await self._link.script_tracked(
+                client, "load", [key], [self.idle_ttl_ms, self.renew_slack_ms])
+        if not reply:
+            return None
+        record = decode_record(reply[0])
+        if record is not None and lane is not None:
+            # (TTLs count from when Redis ran the script, after sent_at: an early bound.)
+            renew_at = sent_at + (reply[1] - self.idle_ttl_ms) / 1000
+            self._link.cache.put(key, record, lane, stamp, forgets, renew_at)
+        return record
 
     async def update_session(self, session_id: str, **changes: Any) -> None:
         if not changes:
@@ -349,13 +370,16 @@ class RedisBackend:
         args: list[Any] = []
         for name, value in encode_fields(changes).items():
             args += (name, value)
+        key = self.keys.session(session_id)
         with self._redis() as client:
-            await self._script(client, "update", [self.keys.session(session_id)], args)
+            await self._script(client, "update", [key], args)
+        self._link.cache.forget(key)  # (Redis's push may come after the next load)
 
     async def subscribe(self, session_id: str, uri: str, subscribed: bool) -> None:
+        key = self.keys.session(session_id)
         with self._redis() as client:
-            await self._script(client, "subscribe", [self.keys.session(session_id)],
-                               [uri, "1" if subscribed else ""])
+            await self._script(client, "subscribe", [key], [uri, "1" if subscribed else ""])
+        self._link.cache.forget(key)
 
     async def delete_session(self, session_id: str) -> bool:
         key, names_key = self.keys.session(session_id), self.keys.stream_set(session_id)
@@ -363,6 +387,7 @@ class RedisBackend:
         with self._redis() as client:
             info = await self._script(client, "delete", [key, names_key, legacy_key], [])
             if info is None:
+                self._link.cache.forget(key)
                 return False
             packed, names = info
             names = set(names)
@@ -378,6 +403,7 @@ class RedisBackend:
                 pipe.zrem(self.keys.principal(principal if isinstance(principal, str) else None),
                           [session_id])
                 self._router.push_deleted(pipe, session_id)
+        self._link.cache.forget(key)
         self._follower.session_gone(session_id)
         self._sessions_seen = max(0, self._sessions_seen - 1)
         return True

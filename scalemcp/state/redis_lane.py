@@ -18,6 +18,13 @@ The handshake is coredis' own (``HELLO 3`` with AUTH, ``SELECT``, ``CLIENT SETNA
 with the parameters of the coredis client's pool, so the lane reaches the same server
 as the same user, TLS included; replies are RESP3 as coredis reads them (:mod:`.resp`).
 Measured in process (``bench/asgi_cost.py``), see ``docs/performance.md``.
+
+Client-side caching: a lane opened with ``tracking`` also sends ``CLIENT TRACKING ON OPTIN
+NOLOOP``, so the keys read by a :meth:`Lane.call_tracked` command are tracked, and Redis
+pushes an invalidation (RESP3 ``>``, on this connection, after any reply it owes first) when
+another connection changes or deletes one, or it expires (changes made on the lane itself
+are not pushed: its owner knows them); :attr:`Lane.on_push` hears it. Pushes are counted,
+so a caller can tell whether one came between its reply and now (:meth:`Lane.call_tracked`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import math
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import coredis.exceptions
@@ -34,13 +42,14 @@ import outcome
 import trio
 from coredis.parser import Parser
 
-from .resp import INCOMPLETE, Arg, ErrorReply, ProtocolError, ReplyReader, pack_command
+from .resp import INCOMPLETE, Arg, ErrorReply, ProtocolError, Push, ReplyReader, pack_command
 
 __all__ = ["Lane", "LaneAddress", "open_lane"]
 
 _RECEIVE_BYTES = 256 * 1024
 _READY_READS_PER_YIELD = 8
 _ERRORS = Parser()  # maps an error reply to coredis' exception for it, as coredis does
+_CACHING = pack_command([b"CLIENT", b"CACHING", b"YES"])
 
 
 class LaneAddress:
@@ -86,10 +95,11 @@ class LaneAddress:
 
 
 class _Waiter:
-    __slots__ = ("task",)
+    __slots__ = ("stamp", "task")
 
     def __init__(self, task: trio.lowlevel.Task | None) -> None:
         self.task = task
+        self.stamp = 0  # the lane's push count when the reply was read
 
 
 class Lane:
@@ -104,12 +114,19 @@ class Lane:
         self._reply_timeout_s = reply_timeout_s
         self._out: list[bytes] = []
         self._waiters: deque[_Waiter] = deque()
+        self._reader = ReplyReader()
         self._wake: trio.Event | None = None
         #: Why the lane is closed (None while it is usable).
         self.closed: str | None = None
         self._ready_reads = 0
         self._watch = trio.CancelScope()  # its deadline: a reply is due (inf: none is)
         self._nursery: trio.Nursery | None = None
+        #: Whether Redis tracks the keys :meth:`call_tracked` reads (see the module).
+        self.tracking = False
+        #: Called with every push Redis sends (from the reader task: it must not block).
+        self.on_push: Callable[[Push], None] | None = None
+        #: How many pushes came so far.
+        self.pushes = 0
 
     @property
     def usable(self) -> bool:
@@ -118,9 +135,23 @@ class Lane:
     async def call(self, *args: Arg) -> Any:
         """Send a command and return its reply; an error reply raises coredis' exception
         for it, a lost connection ``coredis.exceptions.ConnectionError``."""
+        reply, _ = await self._call(pack_command(args), False)
+        return reply
+
+    async def call_tracked(self, *args: Arg) -> tuple[Any, int]:
+        """As :meth:`call`, with the keys the command reads tracked (if :attr:`tracking`):
+        the reply, and :attr:`pushes` as it was when the reply was read. A reply cached
+        while ``pushes`` still has that value has seen every invalidation sent after it."""
+        if not self.tracking:
+            return await self._call(pack_command(args), False)
+        return await self._call(pack_command(args), True)
+
+    async def _call(self, data: bytes, tracked: bool) -> tuple[Any, int]:
         if self.closed is not None:
             raise coredis.exceptions.ConnectionError(self.closed)
-        self._out.append(pack_command(args))
+        if tracked:  # (CLIENT CACHING YES applies to the next command: sent together)
+            self._out.append(_CACHING)
+        self._out.append(data)
         wake = self._wake
         if wake is not None:
             self._wake = None
@@ -128,6 +159,8 @@ class Lane:
         waiter = _Waiter(trio.lowlevel.current_task())
         if not self._waiters:
             self._watch.deadline = trio.current_time() + self._reply_timeout_s
+        if tracked:
+            self._waiters.append(_Waiter(None))  # (its +OK is read and dropped)
         self._waiters.append(waiter)
 
         def abort(_: Any) -> trio.lowlevel.Abort:
@@ -137,7 +170,7 @@ class Lane:
         reply = await trio.lowlevel.wait_task_rescheduled(abort)
         if isinstance(reply, ErrorReply):
             raise _ERRORS.parse_error(reply.message)
-        return reply
+        return reply, waiter.stamp
 
     # -- the connection's two tasks ----------------------------------------------------
 
@@ -169,37 +202,70 @@ class Lane:
             self._close(f"lost the connection to Redis: {exc or type(exc).__name__}")
 
     async def _read(self) -> None:
-        reader = ReplyReader()
-        waiters = self._waiters
         receive = self._stream.receive_some if self._sock is None else self._receive
         try:
             with self._watch:
-                self._watch.deadline = math.inf if not waiters else self._watch.deadline
+                self._watch.deadline = math.inf if not self._waiters else self._watch.deadline
                 while True:
-                    data = await receive(_RECEIVE_BYTES)
-                    if not data:
-                        raise trio.BrokenResourceError("Redis closed the connection")
-                    reader.feed(data)
-                    while (reply := reader.next_reply()) is not INCOMPLETE:
-                        if not waiters:
-                            raise trio.BrokenResourceError("a reply no command asked for")
-                        task = waiters.popleft().task
-                        if task is not None:
-                            trio.lowlevel.reschedule(task, outcome.Value(reply))
-                    self._watch.deadline = (
-                        trio.current_time() + self._reply_timeout_s if waiters else math.inf)
+                    self._take(await receive(_RECEIVE_BYTES))
             if self._watch.cancelled_caught and self.closed is None:
                 self._close(f"no answer from Redis within {self._reply_timeout_s:g} s",
                             timeout=True)
         except Exception as exc:  # (a reset, EOF, or not RESP: the lane cannot go on)
             self._close(f"lost the connection to Redis: {exc or type(exc).__name__}")
 
+    def _take(self, data: bytes | bytearray) -> None:
+        """Parse what came and hand it out: replies to their waiters, pushes to
+        :attr:`on_push`. Raises what ends the lane (EOF, not RESP, an unasked reply)."""
+        if not data:
+            raise trio.BrokenResourceError("Redis closed the connection")
+        reader, waiters = self._reader, self._waiters
+        reader.feed(data)
+        while (reply := reader.next_reply()) is not INCOMPLETE:
+            if type(reply) is Push:
+                self.pushes += 1
+                if self.on_push is not None:
+                    self.on_push(reply)
+                continue
+            if not waiters:
+                raise trio.BrokenResourceError("a reply no command asked for")
+            waiter = waiters.popleft()
+            if waiter.task is not None:
+                waiter.stamp = self.pushes
+                trio.lowlevel.reschedule(waiter.task, outcome.Value(reply))
+        self._watch.deadline = (
+            trio.current_time() + self._reply_timeout_s if waiters else math.inf)
+
+    def take_ready(self) -> None:
+        """Read now, without waiting, what Redis has already sent (a plain socket only):
+        a caller about to trust a cached record sees every invalidation that reached this
+        host before it. Safe beside the reader task, which holds no unparsed bytes
+        whenever it waits. A failure closes the lane."""
+        sock = self._sock
+        if sock is None or self.closed is not None:
+            return
+        try:
+            while True:
+                try:
+                    data = sock.recv(_RECEIVE_BYTES)
+                except BlockingIOError:
+                    return
+                self._take(data)
+                if len(data) < _RECEIVE_BYTES:
+                    return
+        except Exception as exc:
+            self._close(f"lost the connection to Redis: {exc or type(exc).__name__}")
+
     async def _receive(self, size: int) -> bytes:
         """What the socket holds (waiting for it if nothing); yields to other tasks
-        now and then when bytes keep coming, so a busy lane starves nobody."""
+        now and then when bytes keep coming, so a busy lane starves nobody (before a
+        read, so the reader never waits holding bytes :meth:`take_ready` could overtake)."""
         sock = self._sock
         assert sock is not None
         while True:
+            if self._ready_reads >= _READY_READS_PER_YIELD:
+                self._ready_reads = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
             try:
                 data = sock.recv(size)
             except BlockingIOError:
@@ -207,9 +273,6 @@ class Lane:
                 await trio.lowlevel.wait_readable(sock)
                 continue
             self._ready_reads += 1
-            if self._ready_reads >= _READY_READS_PER_YIELD:
-                self._ready_reads = 0
-                await trio.lowlevel.cancel_shielded_checkpoint()
             return data
 
     def close(self, reason: str) -> None:
@@ -232,15 +295,17 @@ class Lane:
             self._nursery.cancel_scope.cancel()
 
 
-async def open_lane(nursery: trio.Nursery, address: LaneAddress) -> Lane:
+async def open_lane(nursery: trio.Nursery, address: LaneAddress, *,
+                    tracking: bool = False) -> Lane:
     """Connect and shake hands (bounded by ``connect_timeout_s``), then run the lane in
     ``nursery`` until it closes. Raises what a failing Redis raises (OSError, TimeoutError,
-    coredis' errors for a refused handshake)."""
+    coredis' errors for a refused handshake). With ``tracking``, asks for client-side
+    caching (see the module); a Redis that refuses it (before 6.0) gives a lane without."""
     try:
         with trio.fail_after(address.connect_timeout_s):
             stream, sock = await _connect(address)
             try:
-                await _handshake(stream, address)
+                tracked = await _handshake(stream, address, tracking)
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
@@ -255,6 +320,7 @@ async def open_lane(nursery: trio.Nursery, address: LaneAddress) -> Lane:
         raise coredis.exceptions.ConnectionError(
             f"what answers at the Redis address does not speak RESP ({exc})") from exc
     lane = Lane(stream, sock, address.reply_timeout_s)
+    lane.tracking = tracked
     started: Lane = await nursery.start(lane._serve)
     return started
 
@@ -291,8 +357,9 @@ async def _connect(address: LaneAddress) -> tuple[trio.abc.Stream, socket.socket
     raise error
 
 
-async def _handshake(stream: trio.abc.Stream, address: LaneAddress) -> None:
-    """HELLO 3 (with AUTH), SELECT, CLIENT SETNAME: sent at once, replies checked in order."""
+async def _handshake(stream: trio.abc.Stream, address: LaneAddress, tracking: bool) -> bool:
+    """HELLO 3 (with AUTH), SELECT, CLIENT SETNAME (and CLIENT TRACKING): sent at once,
+    replies checked in order. Returns whether tracking is on."""
     hello: list[Arg] = [b"HELLO", 3]
     if address.username or address.password:
         hello += [b"AUTH", address.username or "default", address.password or b""]
@@ -301,9 +368,11 @@ async def _handshake(stream: trio.abc.Stream, address: LaneAddress) -> None:
         commands.append([b"SELECT", address.db])
     if address.client_name:
         commands.append([b"CLIENT", b"SETNAME", address.client_name])
+    if tracking:
+        commands.append([b"CLIENT", b"TRACKING", b"ON", b"OPTIN", b"NOLOOP"])
     await stream.send_all(b"".join(pack_command(c) for c in commands))
     reader = ReplyReader()
-    for _ in commands:
+    for i, _ in enumerate(commands):
         while (reply := reader.next_reply()) is INCOMPLETE:
             data = await stream.receive_some(_RECEIVE_BYTES)
             if not data:
@@ -311,7 +380,10 @@ async def _handshake(stream: trio.abc.Stream, address: LaneAddress) -> None:
                                                          "during the handshake")
             reader.feed(data)
         if isinstance(reply, ErrorReply):
+            if tracking and i == len(commands) - 1:
+                return False  # (an old Redis: no client-side caching, nothing else lost)
             raise _ERRORS.parse_error(reply.message)
+    return tracking
 
 
 async def _send_all(sock: socket.socket, data: bytes) -> None:

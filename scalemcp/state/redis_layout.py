@@ -198,14 +198,23 @@ def decode_entries(raw: Sequence[Any]) -> tuple[list[StreamEvent], bool]:
 
 # -- Lua scripts (one round trip each; every key they touch is declared) ------------------
 
-#: KEYS: session. ARGV: idle TTL ms. The record as one msgpack map (the stored values are
-#: msgpack already: names packed, values spliced, nothing decoded), its TTL renewed; false
-#: (nil) if there is none.
+#: KEYS: session. ARGV: idle TTL ms, slack ms. ``{record, TTL ms}``: the record as one
+#: msgpack map (the stored values are msgpack already: names packed, values spliced,
+#: nothing decoded) and the key's TTL after the load; false (nil) if there is none. The TTL
+#: is renewed to idle + slack only once it is below idle: a renewal is a write, which
+#: invalidates the key for every worker caching it (see redis_cache). PTTL first, HGETALL
+#: last, so the key is tracked after the renewal, not invalidated by it.
 LOAD_SESSION = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then return false end
+local idle = tonumber(ARGV[1])
+if ttl <= idle then
+  ttl = idle + tonumber(ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
 local r = redis.call('HGETALL', KEYS[1])
 local n = #r / 2
 if n == 0 then return false end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
 local parts = {}
 if n < 16 then parts[1] = string.char(0x80 + n)
 else parts[1] = '\\222' .. string.char(math.floor(n / 256), n % 256) end
@@ -213,7 +222,7 @@ for i = 1, #r, 2 do
   parts[#parts + 1] = cmsgpack.pack(r[i])
   parts[#parts + 1] = r[i + 1]
 end
-return table.concat(parts)
+return {table.concat(parts), ttl}
 """
 
 #: KEYS: session. ARGV: field, value, ... Updates a live session only (never revives one).

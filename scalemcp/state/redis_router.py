@@ -50,9 +50,10 @@ from ..observability.metrics import (
     Timer,
     timed,
 )
-from .base import CANCEL_MAILBOX
+from .base import CANCEL_MAILBOX, SessionRecord
 from .hub import ChangeFeed, ChangeHub
 from .mailbox import Mailbox, hand_over
+from .redis_cache import SessionCache
 from .redis_connect import ERRORS, RedisClient, forget_connections
 from .redis_lane import Lane, LaneAddress, open_lane
 from .redis_layout import Keys
@@ -97,6 +98,8 @@ class Link:
         self._opening = trio.Lock()  # (taken only to open a lane, never per call)
         self._open_attempts = 0
         self._open_failure: str | None = None
+        #: Session records read with tracking on the lane (:mod:`.redis_cache`).
+        self.cache = SessionCache()
         #: Lanes of their own for blocking reads (a blocked command holds its connection,
         #: so it cannot share the pipelined lane), by purpose, and their clients.
         self._blocking: dict[str, tuple[Any, Lane]] = {}
@@ -165,6 +168,43 @@ class Link:
                                            source=self._sources[name])
         finally:
             self._round_trips[name].observe(time.perf_counter() - started)
+
+    def cached(self, key: str) -> SessionRecord | None:
+        """The record of session key ``key`` as last read on the current lane, if Redis
+        has not said since that it changed and it needs no renewal yet (no round trip)."""
+        lane = self._lane
+        if type(lane) is not Lane or self._lane_client is not self.client:
+            return None
+        lane.take_ready()  # (invalidations already here first: a deletion is seen at once)
+        if lane.closed is not None:
+            return None
+        return self.cache.get(key, lane, trio.current_time())
+
+    async def script_tracked(self, client: Any, name: str, keys: list[str],
+                             args: list[Any]) -> tuple[Any, Lane | None, int]:
+        """As :meth:`script`, with the keys it reads tracked on the lane: the reply, and
+        the lane and its push count at the reply (for :meth:`SessionCache.put`), or None
+        and 0 where there is no tracking lane (Sentinel, Cluster, an old Redis)."""
+        lane = self._lane if self._lane_client is client else None
+        if lane is None or not lane.usable:
+            lane = await self._open_lane(client)
+        if type(lane) is not Lane or not lane.tracking:
+            return await self.script(client, name, keys, args), None, 0
+        started = time.perf_counter()
+        try:
+            reply, stamp = await lane.call_tracked(b"EVALSHA", self._shas[name], len(keys),
+                                                   *keys, *args)
+        except coredis.exceptions.NoScriptError:
+            reply, stamp = await lane.call_tracked(b"EVAL", self._sources[name], len(keys),
+                                                   *keys, *args)
+        except coredis.exceptions.ConnectionError:
+            if name not in _READ_ONLY:
+                raise
+            REDIS_ERRORS.labels("connection").inc()  # (sent once more, as script does)
+            return await self.script(client, name, keys, args), None, 0
+        finally:
+            self._round_trips[name].observe(time.perf_counter() - started)
+        return reply, lane, stamp
 
     async def hgetall(self, client: Any, key: str) -> dict[bytes, bytes]:
         """HGETALL down the lane, as :meth:`script` (a task poll's one read)."""
@@ -264,7 +304,10 @@ class Link:
         address = LaneAddress.from_pool(pool)
         lane: Lane | _Leased
         if address is not None and self.nursery is not None:
-            lane = await open_lane(self.nursery, address)
+            lane = await open_lane(self.nursery, address, tracking=True)
+            # The old lane's entries are dead with it (pushes may have been lost).
+            self.cache.clear()
+            lane.on_push = self.cache.on_push
         else:
             connection = await pool.get_connection()
             if not hasattr(connection, "create_request"):  # another coredis: no lane

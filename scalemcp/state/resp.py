@@ -1,7 +1,8 @@
 """RESP3, sans-IO: commands packed into bytes, replies parsed out of bytes.
 
 Only what the request path's lane (:mod:`.redis_lane`) needs, with few allocations per
-reply: bulk strings become ``bytes``, arrays and pushes ``list``, sets ``set``, maps
+reply: bulk strings become ``bytes``, arrays ``list``, pushes :class:`Push` (a ``list``
+the server sends on its own, e.g. a client-tracking invalidation), sets ``set``, maps
 ``dict``, nulls ``None``, booleans ``bool``, doubles ``float``; an error reply becomes a
 :class:`ErrorReply` value (not raised: it belongs to one caller, and the connection is
 fine). Attributes (``|``) are skipped. Replies are shaped as coredis' parser shapes them,
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
-__all__ = ["INCOMPLETE", "ErrorReply", "ProtocolError", "ReplyReader", "pack_command"]
+__all__ = ["INCOMPLETE", "ErrorReply", "ProtocolError", "Push", "ReplyReader", "pack_command"]
 
 Arg = bytes | bytearray | memoryview | str | int | float
 
@@ -28,6 +29,12 @@ class ErrorReply:
 
     def __repr__(self) -> str:
         return f"ErrorReply({self.message!r})"
+
+
+class Push(list[Any]):
+    """A RESP3 push (``>``): sent by the server on its own, never the reply to a command."""
+
+    __slots__ = ()
 
 
 class ProtocolError(Exception):
@@ -155,7 +162,9 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
         if count < 0:
             return None, end + 2
         items, at = _items(buf, end + 2, count)
-        return (set(items) if kind == 126 else items), at
+        if kind == 42:
+            return items, at
+        return (set(items) if kind == 126 else Push(items)), at
     if kind == 58 or kind == 40:  # : integer, ( big number
         return int(buf[pos + 1:end]), end + 2
     if kind == 43:  # + simple string

@@ -7,7 +7,7 @@ flight than its limit. In flight: from a request's first bytes until its answer 
 streaming progress) stops counting when it starts: streams are open for minutes and cost
 nothing while idle. The limit:
 
-* **adaptive** (``shed_target_lag_s``, on by default): every ``_TICK_S`` a task that
+* **adaptive** (``shed_target_lag_s``, opt-in; 0.025 is measured): every ``_TICK_S`` a task that
   sleeps measures how late the event loop wakes it (its *lag*: the time the tasks ahead of
   it in the run queue took). Over the target, the limit falls to the most requests in
   flight since the last tick, scaled by ``target / lag`` (at most halved per tick, never

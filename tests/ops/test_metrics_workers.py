@@ -144,7 +144,9 @@ async def test_metrics_count_every_worker_and_never_go_back(tmp_path: Path) -> N
             assert values["scalemcp_workers"] == 2
             assert values['scalemcp_sessions_created_total{protocol_version="2025-11-25"}'] == 1
             assert values['scalemcp_sse_replayed_events_total{stream="post"}'] >= 2
-            assert values['scalemcp_redis_round_trip_seconds_count{operation="load"}'] >= calls
+            # Each worker loads the session from Redis at least once (then it may serve
+            # it from its cache, see state/redis_cache.py): both workers' counts are in.
+            assert values['scalemcp_redis_round_trip_seconds_count{operation="load"}'] >= 2
             assert values['scalemcp_redis_round_trip_seconds_count{operation="append"}'] >= 3
             assert set(values) >= {'scalemcp_worker_snapshot_age_seconds{worker="0"}',
                                    'scalemcp_worker_snapshot_age_seconds{worker="1"}'}

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from scalemcp.state.resp import INCOMPLETE, ErrorReply, ProtocolError, ReplyReader, pack_command
+from scalemcp.state.resp import (
+    INCOMPLETE,
+    ErrorReply,
+    ProtocolError,
+    Push,
+    ReplyReader,
+    pack_command,
+)
 
 REPLIES: list[tuple[bytes, Any]] = [
     (b"$5\r\nhello\r\n", b"hello"),
@@ -60,6 +67,18 @@ def test_pipelined_replies_come_out_in_order_from_one_buffer() -> None:
     reader.feed(wire[7:])
     assert first + _read_all(reader) == [e for _, e in REPLIES]
     assert reader.next_reply() is INCOMPLETE
+
+
+def test_a_push_is_told_apart_from_an_array_reply() -> None:
+    """A client-tracking invalidation (``>``) between two replies: the lane must not take
+    it for the reply of a waiting command."""
+    reader = ReplyReader()
+    reader.feed(b"*1\r\n:1\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n*1\r\n:2\r\n")
+    first, push, last = _read_all(reader)
+    assert type(first) is list
+    assert type(last) is list
+    assert type(push) is Push
+    assert push == [b"invalidate", [b"k"]]
 
 
 def test_error_replies_are_values_not_exceptions() -> None:
